@@ -1,0 +1,279 @@
+"""Module v1alpha1: what a cluster admin asks for, and what ooto reports back.
+
+Field docstrings become the CRD's descriptions, so `kubectl explain` reads them: write them for the
+cluster admin. Fields typed `K8sContainer`, `K8sVolume` or `K8sToleration` stay plain dicts here;
+the CRD generator substitutes the real core/v1 schemas for them (see `ooto.api.crd`), so the API
+server rejects a malformed container before ooto ever sees it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "ooto.sigs.k8s.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Module"
+PLURAL = "modules"
+
+# Markers read by the CRD generator: the value names a core/v1 definition in the upstream OpenAPI.
+K8S_REF = "x-ooto-k8s-ref"
+K8sContainer = Annotated[dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Container"})]
+K8sVolume = Annotated[dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Volume"})]
+K8sToleration = Annotated[
+    dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Toleration"})
+]
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields rejected (the schema prunes them)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class BuildArg(ApiModel):
+    name: str = Field(min_length=1)
+    """Name of the build argument (a Dockerfile `ARG`)."""
+    value: str = ""
+    """Value; `${KERNEL_FULL_VERSION}` and the other variables are substituted per kernel."""
+
+
+class RegistryAccess(ApiModel):
+    insecure: bool = False
+    """Talk to this registry over plain HTTP or without verifying its TLS certificate."""
+
+
+class GitSource(ApiModel):
+    url: str = Field(min_length=1)
+    """URL of a Git repository holding the build context (https://, git://, or ssh)."""
+    ref: str = ""
+    """Branch, tag or commit to build; variables are substituted. Empty means the default branch."""
+    context_dir: str = ""
+    """Directory inside the repository used as the build context. Empty means the repository root."""
+    dockerfile_path: str = "Dockerfile"
+    """Path of the Dockerfile, relative to contextDir."""
+
+
+class Build(ApiModel):
+    """How to build the image when the registry does not have it (exactly one of dockerfile, git)."""
+
+    build_args: list[BuildArg] = Field(default_factory=list)
+    """Extra build arguments. Every build also receives KERNEL_FULL_VERSION, KERNEL_VERSION,
+    KERNEL_XYZ, KERNEL_X, KERNEL_Y, KERNEL_Z, MOD_NAME, MOD_NAMESPACE and the regexp's named groups."""
+    pull: RegistryAccess = Field(default_factory=RegistryAccess)
+    """How to reach the registry holding the base images."""
+    push: RegistryAccess = Field(default_factory=RegistryAccess)
+    """How to reach the registry the built image is pushed to."""
+    dockerfile: str | None = None
+    """Inline Dockerfile. It is never substituted: declare `ARG KERNEL_FULL_VERSION` and use it."""
+    git: GitSource | None = None
+    """Build from a Git repository that holds a Dockerfile, instead of an inline Dockerfile."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Build:
+        if (self.dockerfile is None) == (self.git is None):
+            raise ValueError("exactly one of dockerfile or git must be set")
+        return self
+
+
+class KernelMapping(ApiModel):
+    """Which image holds the module for the kernels this entry matches (first match wins)."""
+
+    literal: str | None = Field(default=None, min_length=1)
+    """Exact kernel version string, as in a Node's status.nodeInfo.kernelVersion."""
+    regexp: str | None = Field(default=None, min_length=1)
+    """RE2 regular expression searched in the kernel version (unanchored, as in Go; use ^ and $).
+    Named groups such as (?P<flavor>...) become variables."""
+    container_image: str = Field(min_length=1)
+    """Image holding the module for a matched kernel, e.g. `quay.io/vendor/mod:${KERNEL_FULL_VERSION}`.
+    Substituted values are made tag-safe (characters outside [A-Za-z0-9_.-] become _)."""
+    build: Build | None = None
+    """Build the image in the cluster when the registry does not have it."""
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> KernelMapping:
+        if (self.literal is None) == (self.regexp is None):
+            raise ValueError("exactly one of literal or regexp must be set")
+        return self
+
+
+class ImageRepoSecret(ApiModel):
+    name: str = Field(min_length=1)
+    """Name of a kubernetes.io/dockerconfigjson Secret in the Module's namespace, used to check,
+    pull and push images."""
+
+
+class UpdateStrategyType(StrEnum):
+    ROLLING_UPDATE = "RollingUpdate"
+    ON_DELETE = "OnDelete"
+
+
+class RollingUpdate(ApiModel):
+    max_unavailable: int | str = 1
+    """How many nodes may reload the module at once (a number or a percentage such as "10%")."""
+
+
+class UpdateStrategy(ApiModel):
+    """How pods are replaced when the Module changes."""
+
+    type: UpdateStrategyType = UpdateStrategyType.ROLLING_UPDATE
+    """RollingUpdate (paced by maxUnavailable) or OnDelete (admins drain and delete pods themselves)."""
+    rolling_update: RollingUpdate | None = None
+    """Pacing of a RollingUpdate; default maxUnavailable 1."""
+
+
+class ModuleSpec(ApiModel):
+    selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels a node must carry to get the module. Non-string values (such as an unquoted
+    `true`) are read as their label text ("true")."""
+    kernel_mappings: list[KernelMapping] = Field(min_length=1)
+    """Kernel-to-image mappings, tried in order; the first that matches a node's kernel wins."""
+    module_loader: K8sContainer
+    """Container that loads the module (name and image are set by ooto). It gets CAP_SYS_MODULE,
+    never privileged, and /lib/modules and /usr/lib/modules read-only. Keep a preStop hook to unload."""
+    device_plugin: K8sContainer | None = None
+    """Optional device-plugin container (name and image kept as given); it runs privileged with
+    /var/lib/kubelet/device-plugins."""
+    additional_volumes: list[K8sVolume] = Field(default_factory=list)
+    """Volumes added to every pod ooto creates for this Module."""
+    image_repo_secret: ImageRepoSecret | None = None
+    """Registry credentials used to check, pull and push images."""
+    tolerations: list[K8sToleration] = Field(default_factory=list)
+    """Tolerations for every pod ooto creates (module loader, device plugin, builds)."""
+    priority_class_name: str = "system-node-critical"
+    """Priority class of the pods ooto creates."""
+    service_account_name: str | None = None
+    """Service account of the pods ooto creates."""
+    update_strategy: UpdateStrategy = Field(default_factory=UpdateStrategy)
+    """How module-loader pods are replaced when the Module changes."""
+
+    @field_validator("selector", mode="before")
+    @classmethod
+    def _selector_values_as_label_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {key: _label_text(item) for key, item in value.items()}
+
+
+def _label_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+class ConditionType(StrEnum):
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    type: str
+    """Progressing or Ready."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: str = ""
+    """CamelCase reason, e.g. InvalidSpec, NoMatchingMapping, BuildFailed, Rolling, AllKernelsReady."""
+    message: str = ""
+    """Human-readable detail."""
+    observed_generation: int | None = None
+    """The Module generation this condition was computed from."""
+    last_transition_time: str | None = None
+    """When status last changed (RFC 3339)."""
+
+
+class BuildPhase(StrEnum):
+    NOT_NEEDED = "NotNeeded"
+    CHECKING = "Checking"
+    BUILDING = "Building"
+    BUILT = "Built"
+    FAILED = "Failed"
+
+
+class KernelPhase(StrEnum):
+    RESOLVING = "Resolving"
+    BUILDING = "Building"
+    DEPLOYING = "Deploying"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    INVALID = "Invalid"
+
+
+class KernelStatus(ApiModel):
+    kernel: str
+    """Kernel version string of the nodes this entry covers."""
+    image: str = ""
+    """Resolved module image for this kernel."""
+    phase: KernelPhase = KernelPhase.RESOLVING
+    """Resolving, Building, Deploying, Ready, Degraded or Invalid."""
+    build: BuildPhase = BuildPhase.NOT_NEEDED
+    """NotNeeded, Checking, Building, Built or Failed."""
+    nodes_desired: int = 0
+    """Nodes of this kernel that should run the module loader."""
+    nodes_ready: int = 0
+    """Nodes of this kernel whose module-loader pod is ready."""
+    message: str = ""
+    """Why this kernel is not Ready, when it is not."""
+
+
+class ModuleStatus(ApiModel):
+    conditions: list[Condition] = Field(default_factory=list)
+    """Progressing and Ready."""
+    kernels: list[KernelStatus] = Field(default_factory=list)
+    """One entry per kernel found on the selected nodes, sorted by kernel."""
+    observed_generation: int | None = None
+    """The Module generation the operator last acted on."""
+    kernel_count: int = 0
+    """Number of distinct kernels on the selected nodes."""
+    nodes_desired: int = 0
+    """Selected nodes, all kernels together."""
+    nodes_ready: int = 0
+    """Selected nodes whose module-loader pod is ready."""
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata ooto reads; everything else passes through untouched."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    deletion_timestamp: str | None = None
+
+
+class Module(BaseModel):
+    """A kernel module to load on every selected node, whatever kernel each node runs."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    api_version: Literal["ooto.sigs.k8s.io/v1alpha1"] = API_VERSION
+    kind: Literal["Module"] = KIND
+    metadata: ObjectMeta
+    spec: ModuleSpec
+    status: ModuleStatus | None = None
+
+    @property
+    def key(self) -> str:
+        """namespace/name, the identity actors use."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"

@@ -1,0 +1,87 @@
+"""The `ooto` command line: one subcommand per user task, each delegating to its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from ooto.api.crd import write_crds
+
+    write_crds(args.output)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from ooto.render_cli import render_command
+
+    return render_command(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ooto.app import run_command
+
+    return run_command(args)
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    from ooto.testing.commands import cluster_up_command
+
+    return cluster_up_command(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ooto.testing.commands import demo_command
+
+    return demo_command(args)
+
+
+def _install_binaries(args: argparse.Namespace) -> int:
+    from ooto.testing.binaries import install_command
+
+    return install_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ooto", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crds = sub.add_parser("crds", help="write the CustomResourceDefinition YAML")
+    crds.add_argument("--output", default="crds", help="directory to write into (default: crds)")
+    crds.set_defaults(func=_crds)
+
+    render = sub.add_parser("render", help="print what the operator would create for one kernel")
+    render.add_argument("-f", "--filename", required=True, help="Module YAML file")
+    render.add_argument("--kernel", required=True, help="kernel version string of a node")
+    render.set_defaults(func=_render)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster config)")
+    run.set_defaults(func=_run)
+
+    cluster = sub.add_parser("cluster", help="local control plane for development")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = cluster_sub.add_parser("up", help="start a local control plane and wait for Ctrl-C")
+    up.add_argument("--registry", action="store_true", help="also start an OCI registry")
+    up.set_defaults(func=_cluster_up)
+    install = cluster_sub.add_parser("install", help="install and build the control-plane binaries")
+    install.set_defaults(func=_install_binaries)
+
+    demo = sub.add_parser("demo", help="run the operator on a local control plane with a sample")
+    demo.add_argument("--keep", action="store_true", help="keep running after the demo converges")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
