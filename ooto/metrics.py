@@ -1,0 +1,227 @@
+"""Prometheus metrics of the operator, in a registry of its own.
+
+Label cardinality is bounded by design:
+
+- No kernel string is ever a label. Kernel strings are unbounded over a cluster's life (every
+  node upgrade brings a new one) and each label value is a time series Prometheus keeps for
+  weeks. Per-kernel detail lives in the Module's `status.kernels[]`, in Events and in logs;
+  metrics aggregate kernels by state.
+- `namespace`/`module` labels are bounded by the number of Module objects (which users create
+  deliberately, tens not thousands), and their series are removed when a Module goes away
+  (`forget_module`).
+- `state`, `verb`, `resource`, `code`, `backend`, `actor_kind` and `outcome` come from small
+  fixed sets in the code (HTTP status codes are a bounded set too).
+
+`Metrics` is also the Kubernetes client's `RequestObserver`, and can read its own totals back
+(`writes_total`, `requests_by_code`) so tests and benchmarks count API writes and 403s from
+the same numbers Prometheus sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Verbs that only read; every other verb the client reports counts as a write.
+READ_VERBS = frozenset({"get", "list", "watch"})
+
+_API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
+_MESSAGE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
+
+
+class Metrics:
+    """All `ooto_*` metrics. One instance per process, made in the composition root."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._define_state_metrics()
+        self._define_build_metrics()
+        self._define_api_metrics()
+        self._define_runtime_metrics()
+        self._states_seen: dict[str, set[str]] = {"modules": set(), "kernel_actors": set()}
+
+    def _define_state_metrics(self) -> None:
+        r = self.registry
+        self.modules = Gauge("ooto_modules", "Modules by state.", ["state"], registry=r)
+        self.kernel_actors = Gauge(
+            "ooto_kernel_actors",
+            "Kernel actors (one per Module and kernel) by state.",
+            ["state"],
+            registry=r,
+        )
+        self.daemonset_pods_desired = Gauge(
+            "ooto_module_daemonset_pods_desired",
+            "Module-loader pods wanted over all of a Module's DaemonSets.",
+            ["namespace", "module"],
+            registry=r,
+        )
+        self.daemonset_pods_ready = Gauge(
+            "ooto_module_daemonset_pods_ready",
+            "Module-loader pods ready over all of a Module's DaemonSets.",
+            ["namespace", "module"],
+            registry=r,
+        )
+
+    def _define_build_metrics(self) -> None:
+        r = self.registry
+        self.builds_started = Counter(
+            "ooto_builds_started_total", "Builds started.", ["backend"], registry=r
+        )
+        self.builds_succeeded = Counter(
+            "ooto_builds_succeeded_total", "Builds that succeeded.", ["backend"], registry=r
+        )
+        self.builds_failed = Counter(
+            "ooto_builds_failed_total", "Builds that failed.", ["backend"], registry=r
+        )
+        self.build_duration = Histogram(
+            "ooto_build_duration_seconds",
+            "Build duration from start to completion.",
+            ["backend", "outcome"],
+            buckets=_BUILD_BUCKETS,
+            registry=r,
+        )
+
+    def _define_api_metrics(self) -> None:
+        r = self.registry
+        self.kube_requests = Counter(
+            "ooto_kube_requests_total",
+            "Kubernetes API requests by verb, resource and HTTP status code (0 = no response).",
+            ["verb", "resource", "code"],
+            registry=r,
+        )
+        self.kube_request_duration = Histogram(
+            "ooto_kube_request_duration_seconds",
+            "Kubernetes API request latency.",
+            ["verb", "resource"],
+            buckets=_API_BUCKETS,
+            registry=r,
+        )
+        self.watch_restarts = Counter(
+            "ooto_watch_restarts_total", "Watch streams restarted.", ["resource"], registry=r
+        )
+        self.relists = Counter(
+            "ooto_watch_relists_total", "Full relists (start, 410 Gone).", ["resource"], registry=r
+        )
+
+    def _define_runtime_metrics(self) -> None:
+        r = self.registry
+        self.actor_message_latency = Histogram(
+            "ooto_actor_message_latency_seconds",
+            "Time from telling an actor a message to the actor handling it.",
+            ["actor_kind"],
+            buckets=_MESSAGE_BUCKETS,
+            registry=r,
+        )
+        self.leader = Gauge("ooto_leader", "1 while this process holds the Lease.", registry=r)
+        self.events_dropped = Counter(
+            "ooto_events_dropped_total", "Kubernetes Events not sent (queue full).", registry=r
+        )
+        self.loop_lag = Gauge(
+            "ooto_event_loop_lag_seconds", "Last measured asyncio event-loop lag.", registry=r
+        )
+
+    # --- state -----------------------------------------------------------------------------
+
+    def set_modules_by_state(self, counts: Mapping[str, int]) -> None:
+        """Set the Module count of each state; states seen before and now absent go to 0."""
+        self._set_by_state(self.modules, "modules", counts)
+
+    def set_kernel_actors_by_state(self, counts: Mapping[str, int]) -> None:
+        """Set the kernel-actor count of each state; states seen before and now absent go to 0."""
+        self._set_by_state(self.kernel_actors, "kernel_actors", counts)
+
+    def _set_by_state(self, gauge: Gauge, key: str, counts: Mapping[str, int]) -> None:
+        seen = self._states_seen[key]
+        seen.update(counts)
+        for state in seen:
+            gauge.labels(state=state).set(counts.get(state, 0))
+
+    def set_daemonset_pods(self, namespace: str, module: str, desired: int, ready: int) -> None:
+        self.daemonset_pods_desired.labels(namespace=namespace, module=module).set(desired)
+        self.daemonset_pods_ready.labels(namespace=namespace, module=module).set(ready)
+
+    def forget_module(self, namespace: str, module: str) -> None:
+        """Drop a deleted Module's series so they do not linger as stale values."""
+        for gauge in (self.daemonset_pods_desired, self.daemonset_pods_ready):
+            with contextlib.suppress(KeyError):  # never seen, or already forgotten
+                gauge.remove(namespace, module)
+
+    # --- builds ----------------------------------------------------------------------------
+
+    def build_started(self, backend: str) -> None:
+        self.builds_started.labels(backend=backend).inc()
+
+    def build_finished(self, backend: str, *, succeeded: bool, seconds: float | None) -> None:
+        """Count a finished build; `seconds` is None when the start time is unknown (adopted)."""
+        counter = self.builds_succeeded if succeeded else self.builds_failed
+        counter.labels(backend=backend).inc()
+        if seconds is not None:
+            outcome = "succeeded" if succeeded else "failed"
+            self.build_duration.labels(backend=backend, outcome=outcome).observe(seconds)
+
+    # --- Kubernetes API (RequestObserver) --------------------------------------------------
+
+    def observe(self, verb: str, resource: str, code: int, seconds: float) -> None:
+        """RequestObserver: one finished API request (code 0 when no HTTP response came)."""
+        self.kube_requests.labels(verb=verb, resource=resource, code=str(code)).inc()
+        self.kube_request_duration.labels(verb=verb, resource=resource).observe(seconds)
+
+    def watch_restarted(self, resource: str) -> None:
+        self.watch_restarts.labels(resource=resource).inc()
+
+    def relisted(self, resource: str) -> None:
+        self.relists.labels(resource=resource).inc()
+
+    # --- runtime ---------------------------------------------------------------------------
+
+    def observe_message_latency(self, actor_kind: str, seconds: float) -> None:
+        self.actor_message_latency.labels(actor_kind=actor_kind).observe(seconds)
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def event_dropped(self) -> None:
+        self.events_dropped.inc()
+
+    def set_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.set(seconds)
+
+    # --- reading back ----------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format (what /metrics serves)."""
+        return generate_latest(self.registry)
+
+    def _request_samples(self) -> Iterable[tuple[dict[str, str], float]]:
+        for family in self.kube_requests.collect():
+            for sample in family.samples:
+                if sample.name == "ooto_kube_requests_total":
+                    yield sample.labels, sample.value
+
+    def requests_total(
+        self, *, verb: str | None = None, resource: str | None = None, code: int | None = None
+    ) -> int:
+        """Number of API requests matching every filter given."""
+        wanted = {"verb": verb, "resource": resource, "code": None if code is None else str(code)}
+        return int(
+            sum(
+                value
+                for labels, value in self._request_samples()
+                if all(v is None or labels[k] == v for k, v in wanted.items())
+            )
+        )
+
+    def requests_by_code(self, code: int) -> int:
+        """Number of API requests answered with `code` (e.g. 403 for missing RBAC)."""
+        return self.requests_total(code=code)
+
+    def writes_total(self) -> dict[str, int]:
+        """API write requests by verb (every verb except get/list/watch), any outcome."""
+        totals: dict[str, int] = {}
+        for labels, value in self._request_samples():
+            if labels["verb"] not in READ_VERBS:
+                totals[labels["verb"]] = totals.get(labels["verb"], 0) + int(value)
+        return totals

@@ -1,0 +1,164 @@
+"""Operator settings: one pydantic-settings model read from `OOTO_*` env vars and CLI flags.
+
+Precedence, highest first: CLI flags (only those given), `OOTO_*` environment variables,
+defaults. The Helm chart sets the environment; a developer running `ooto run` locally
+uses flags. `Settings` is built once, in the composition root, and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
+DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+BuildBackendName = Literal["auto", "kaniko", "buildconfig"]
+LogFormat = Literal["auto", "json", "text"]
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each bad env var / flag and why."""
+
+
+def _namespace_from_service_account() -> str:
+    """In a pod the service-account mount says which namespace we run in."""
+    try:
+        namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text(encoding="utf-8").strip()
+    except OSError:
+        return DEFAULT_OPERATOR_NAMESPACE
+    return namespace or DEFAULT_OPERATOR_NAMESPACE
+
+
+class Settings(BaseSettings):
+    """Everything the operator can be told. Env var = `OOTO_` + upper-cased field name."""
+
+    model_config = SettingsConfigDict(env_prefix="OOTO_", extra="forbid", frozen=True)
+
+    watch_namespace: str | None = Field(
+        default=None, description="Watch Modules in this namespace only; unset = all namespaces."
+    )
+    operator_namespace: str = Field(
+        default_factory=_namespace_from_service_account,
+        description="Namespace of the operator (its Lease lives there).",
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="Health/metrics server address.")
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 = pick a free port.")
+    leader_election: bool = Field(default=True, description="Act only while holding the Lease.")
+    lease_name: str = Field(default="ooto-leader", description="Name of the leader-election Lease.")
+    lease_duration_seconds: float = Field(default=15, gt=0)
+    renew_deadline_seconds: float = Field(default=10, gt=0)
+    retry_period_seconds: float = Field(default=2, gt=0)
+    build_backend: BuildBackendName = Field(
+        default="auto", description="auto = BuildConfig when the OpenShift build API exists."
+    )
+    kaniko_image: str = Field(default=DEFAULT_KANIKO_IMAGE, description="Pinned Kaniko executor.")
+    build_deadline_seconds: int = Field(default=1800, gt=0, description="activeDeadlineSeconds.")
+    api_concurrency: int = Field(default=32, ge=1, le=1024, description="In-flight API requests.")
+    status_debounce_seconds: float = Field(default=0.2, ge=0, le=60)
+    log_format: LogFormat = Field(default="auto", description="auto = JSON unless on a terminal.")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    allow_privileged_module_loader: bool = Field(
+        default=False, description="Accept Modules whose moduleLoader asks for privileged."
+    )
+    backoff_initial_seconds: float = Field(default=5, gt=0)
+    backoff_max_seconds: float = Field(default=300, gt=0)
+
+    @field_validator("watch_namespace", mode="before")
+    @classmethod
+    def _empty_means_all(cls, value: Any) -> Any:
+        # The chart renders `OOTO_WATCH_NAMESPACE: ""` for "all namespaces".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("watch_namespace", "operator_namespace", "lease_name")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not _DNS_LABEL.match(value)):
+            raise ValueError(f"{value!r} is not a valid name (lowercase DNS label, max 63 chars)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        level = str(value).strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("kaniko_image")
+    @classmethod
+    def _pinned_image(cls, value: str) -> str:
+        last = value.rsplit("/", 1)[-1]
+        if not value or " " in value or ("@" not in last and ":" not in last):
+            raise ValueError(f"{value!r} must be an image reference with a tag or digest")
+        return value
+
+    @model_validator(mode="after")
+    def _timings_consistent(self) -> Self:
+        # Same rules as client-go's leader election: renew well before the lease runs out.
+        if self.renew_deadline_seconds >= self.lease_duration_seconds:
+            raise ValueError("renew_deadline_seconds must be less than lease_duration_seconds")
+        if self.retry_period_seconds >= self.renew_deadline_seconds:
+            raise ValueError("retry_period_seconds must be less than renew_deadline_seconds")
+        if self.backoff_initial_seconds > self.backoff_max_seconds:
+            raise ValueError("backoff_initial_seconds must not exceed backoff_max_seconds")
+        return self
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """Env + defaults, then `overrides` (CLI flags; None values mean "not given").
+
+        Raises SettingsError with one line per problem, naming env var and flag.
+        """
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(cls.model_fields))
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(unknown)}")
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc)) from exc
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace | Mapping[str, Any]) -> Settings:
+        """Settings from parsed CLI flags (see `add_arguments`); other attributes are ignored."""
+        values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+        return cls.load({k: v for k, v in values.items() if k in cls.model_fields})
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        where = f"OOTO_{field.upper()} / --{field.replace('_', '-')}" if field else "settings"
+        lines.append(f"  {where}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One optional flag per setting (`--metrics-port`, `--no-leader-election`, ...).
+
+    Every flag defaults to None so that `Settings.from_args` only overrides what was given.
+    """
+    group = parser.add_argument_group("settings (also from OOTO_* environment variables)")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description or ''} [env OOTO_{name.upper()}]".strip()
+        if field.annotation is bool:
+            group.add_argument(
+                flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            group.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)

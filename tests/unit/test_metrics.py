@@ -1,0 +1,114 @@
+"""Metrics: names and labels Prometheus sees, state gauges, and reading API totals back."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ooto.metrics import Metrics
+
+
+def families(metrics: Metrics) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    out: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        out[family.name] = [(s.name, s.labels, s.value) for s in family.samples]
+    return out
+
+
+def test_every_metric_has_the_ooto_prefix_and_its_own_registry() -> None:
+    a, b = Metrics(), Metrics()  # two instances never collide: no global registry
+    a.set_leader(True)
+    names = set(families(a))
+    assert names
+    assert all(name.startswith("ooto_") for name in names)
+    assert families(b)["ooto_leader"][0][2] == 0
+
+
+def test_issue_6_metrics_are_exposed() -> None:
+    m = Metrics()
+    m.observe("get", "nodes", 200, 0.01)
+    m.build_started("kaniko")
+    m.build_finished("kaniko", succeeded=True, seconds=42)
+    m.watch_restarted("nodes")
+    m.relisted("nodes")
+    m.observe_message_latency("KernelActor", 0.002)
+    m.set_daemonset_pods("ns", "mod", 3, 2)
+    m.set_modules_by_state({"Ready": 1})
+    m.set_kernel_actors_by_state({"Deploying": 2})
+    m.event_dropped()
+    # counters also have `_created` series (prometheus-client); they are not ours to list
+    assert {name for name in families(m) if not name.endswith("_created")} == {
+        "ooto_modules",
+        "ooto_kernel_actors",
+        "ooto_module_daemonset_pods_desired",
+        "ooto_module_daemonset_pods_ready",
+        "ooto_builds_started",
+        "ooto_builds_succeeded",
+        "ooto_builds_failed",
+        "ooto_build_duration_seconds",
+        "ooto_kube_requests",
+        "ooto_kube_request_duration_seconds",
+        "ooto_watch_restarts",
+        "ooto_watch_relists",
+        "ooto_actor_message_latency_seconds",
+        "ooto_leader",
+        "ooto_events_dropped",
+        "ooto_event_loop_lag_seconds",
+    }
+    text = m.exposition().decode()
+    assert 'ooto_kube_requests_total{code="200",resource="nodes",verb="get"} 1.0' in text
+
+
+def test_a_state_that_empties_goes_to_zero_rather_than_keeping_its_last_value() -> None:
+    m = Metrics()
+    m.set_modules_by_state({"Progressing": 2})
+    m.set_modules_by_state({"Ready": 2})
+    samples = {s[1]["state"]: s[2] for s in families(m)["ooto_modules"]}
+    assert samples == {"Progressing": 0, "Ready": 2}
+
+
+def test_a_deleted_module_leaves_no_daemonset_series() -> None:
+    m = Metrics()
+    m.set_daemonset_pods("ns", "a", 3, 3)
+    m.set_daemonset_pods("ns", "b", 1, 0)
+    m.forget_module("ns", "a")
+    m.forget_module("ns", "never-seen")
+    modules = {s[1]["module"] for s in families(m)["ooto_module_daemonset_pods_ready"]}
+    assert modules == {"b"}
+
+
+def test_api_totals_read_back_count_writes_by_verb_and_responses_by_code() -> None:
+    m = Metrics()
+    m.observe("list", "nodes", 200, 0.01)
+    m.observe("watch", "nodes", 200, 30)
+    m.observe("get", "modules", 403, 0.01)
+    m.observe("create", "daemonsets", 201, 0.02)
+    m.observe("create", "daemonsets", 409, 0.02)
+    m.observe("patch", "nodes", 200, 0.02)
+    m.observe("patch_status", "modules", 403, 0.02)
+    assert m.writes_total() == {"create": 2, "patch": 1, "patch_status": 1}
+    assert m.requests_by_code(403) == 2
+    assert m.requests_by_code(500) == 0
+    assert m.requests_total(verb="create", code=409) == 1
+    assert m.requests_total(resource="nodes") == 3
+
+
+def test_build_outcomes_are_counted_and_timed_per_backend() -> None:
+    m = Metrics()
+    m.build_started("kaniko")
+    m.build_finished("kaniko", succeeded=False, seconds=12.5)
+    m.build_finished("buildconfig", succeeded=True, seconds=None)  # adopted: start unknown
+    f = families(m)
+    assert ("ooto_builds_failed_total", {"backend": "kaniko"}, 1.0) in f["ooto_builds_failed"]
+    counts = [s for s in f["ooto_build_duration_seconds"] if s[0].endswith("_count")]
+    assert counts == [
+        ("ooto_build_duration_seconds_count", {"backend": "kaniko", "outcome": "failed"}, 1.0)
+    ]
+
+
+def test_no_metric_carries_a_kernel_label() -> None:
+    m = Metrics()
+    for family in text_string_to_metric_families(m.exposition().decode()):
+        for sample in family.samples:
+            assert "kernel" not in sample.labels
+    for collector in m.registry._collector_to_names:  # the declared label names
+        assert "kernel" not in getattr(collector, "_labelnames", ())
