@@ -1,0 +1,236 @@
+"""The informer: a local cache of one resource type, kept current by list + watch.
+
+Three layers, as in kopf's watching.py: `run` never returns (it reconnects with backoff),
+`_watch_stream` follows one watch stream, and `_relist` rebuilds the cache. Unlike kopf, a relist
+(after 410 Gone) is diffed against the cache, so objects deleted while we were not watching get a
+DELETED event and unchanged objects get none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ooto.kube.backoff import Backoff
+from ooto.kube.client import JsonObj, KubeApi, RawEvent
+from ooto.kube.errors import Gone, KubeError
+from ooto.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+"""(namespace, name); namespace is "" for cluster-scoped objects."""
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """A change to one object. `obj` is shared with the cache: treat it as read-only."""
+
+    type: EventType
+    obj: JsonObj
+
+    @property
+    def key(self) -> Key:
+        return object_key(self.obj)
+
+
+class InformerObserver(Protocol):
+    """Told when a watch reconnects after a failure (error or 410 Gone) and on every relist.
+
+    `ooto.metrics.Metrics` implements it.
+    """
+
+    def watch_restarted(self, resource: str) -> None: ...
+
+    def relisted(self, resource: str) -> None: ...
+
+
+class _NullInformerObserver:
+    def watch_restarted(self, resource: str) -> None:
+        return None
+
+    def relisted(self, resource: str) -> None:
+        return None
+
+
+def object_key(obj: JsonObj) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _meta(obj: JsonObj, field: str) -> str:
+    return str((obj.get("metadata") or {}).get(field) or "")
+
+
+def diff_relist(
+    cache: Mapping[Key, JsonObj], fresh: Iterable[JsonObj]
+) -> tuple[list[WatchEvent], dict[Key, JsonObj]]:
+    """The events that turn `cache` into `fresh`, and the new cache.
+
+    An object with a new uid under an old name was deleted and recreated: DELETED then ADDED.
+    An object whose resourceVersion did not change yields nothing.
+    """
+    events: list[WatchEvent] = []
+    new_cache: dict[Key, JsonObj] = {}
+    for obj in fresh:
+        key = object_key(obj)
+        new_cache[key] = obj
+        old = cache.get(key)
+        if old is None:
+            events.append(WatchEvent("ADDED", obj))
+        elif _meta(old, "uid") != _meta(obj, "uid"):
+            events.append(WatchEvent("DELETED", old))
+            events.append(WatchEvent("ADDED", obj))
+        elif _meta(old, "resourceVersion") != _meta(obj, "resourceVersion"):
+            events.append(WatchEvent("MODIFIED", obj))
+    events.extend(WatchEvent("DELETED", old) for key, old in cache.items() if key not in new_cache)
+    return events, new_cache
+
+
+class Informer:
+    """List, then watch from the list's resourceVersion; relist on 410; back off on errors."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        on_event: Callable[[WatchEvent], None],
+        observer: InformerObserver | None = None,
+        watch_timeout: int = 300,
+    ) -> None:
+        self._api = api
+        self.resource = resource
+        self._namespace = namespace
+        self._label_selector = label_selector
+        self._field_selector = field_selector
+        self._on_event = on_event
+        self._observer: InformerObserver = observer or _NullInformerObserver()
+        self._watch_timeout = watch_timeout
+        self._cache: dict[Key, JsonObj] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.synced = asyncio.Event()
+        self.resource_version = ""
+        self.restarts = 0  # watch reconnects after a failure
+        self.relists = 0  # lists after the first one
+
+    # -- cache ------------------------------------------------------------------------------
+
+    def get(self, namespace: str | None, name: str) -> JsonObj | None:
+        return self._cache.get((namespace or "", name))
+
+    def list(self) -> list[JsonObj]:
+        return list(self._cache.values())
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in a named task; `stop()` ends it."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name=f"informer:{self._describe()}")
+        return self._task
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Forever: keep the cache current and deliver every change to `on_event`."""
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        while True:
+            try:
+                if not self.resource_version:
+                    await self._relist()
+                started = asyncio.get_running_loop().time()
+                await self._watch_stream(backoff)
+                if asyncio.get_running_loop().time() - started > 1.0:
+                    continue  # the server ended the stream on its timeout: watch again
+                # A stream that ends at once, again and again, must not spin.
+                delay = backoff.next()
+            except Gone:
+                self.resource_version = ""  # relist; at once unless it keeps happening
+                delay = backoff.next() if backoff.attempts else 0.0
+                backoff.attempts = max(backoff.attempts, 1)
+            except KubeError as exc:
+                delay = backoff.next()
+                log.warning("informer %s: %s; retrying in %.1fs", self._describe(), exc, delay)
+            self.restarts += 1
+            self._observer.watch_restarted(self.resource.plural)
+            await asyncio.sleep(delay)
+
+    # -- the two stages ---------------------------------------------------------------------
+
+    async def _relist(self) -> None:
+        listing = await self._api.list(
+            self.resource,
+            self._namespace,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
+        )
+        for obj in listing.items:  # list items come without them; watch events carry them
+            obj.setdefault("apiVersion", self.resource.api_version)
+            obj.setdefault("kind", self.resource.kind)
+        events, self._cache = diff_relist(self._cache, listing.items)
+        self.resource_version = listing.resource_version
+        if self.synced.is_set():
+            self.relists += 1
+            self._observer.relisted(self.resource.plural)
+        count = len(self._cache)
+        log.debug("informer %s: listed %d, %d changes", self._describe(), count, len(events))
+        for event in events:
+            self._deliver(event)
+        self.synced.set()
+
+    async def _watch_stream(self, backoff: Backoff) -> None:
+        timeout = int(self._watch_timeout * (1 + random.random() / 2))
+        stream = self._api.watch(
+            self.resource,
+            self._namespace,
+            resource_version=self.resource_version,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
+            timeout_seconds=timeout,
+        )
+        async with contextlib.aclosing(stream):
+            async for raw in stream:
+                backoff.reset()
+                self._apply(raw)
+
+    def _apply(self, raw: RawEvent) -> None:
+        obj = raw["object"]
+        kind = raw["type"]
+        self.resource_version = _meta(obj, "resourceVersion") or self.resource_version
+        if kind == "BOOKMARK":
+            return
+        key = object_key(obj)
+        if kind == "DELETED":
+            self._cache.pop(key, None)
+            self._deliver(WatchEvent("DELETED", obj))
+        elif kind in ("ADDED", "MODIFIED"):
+            self._cache[key] = obj
+            self._deliver(WatchEvent("ADDED" if kind == "ADDED" else "MODIFIED", obj))
+
+    def _deliver(self, event: WatchEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            # A broken consumer must not stop the cache from following the cluster.
+            log.exception("informer %s: on_event failed for %s", self._describe(), event.key)
+
+    def _describe(self) -> str:
+        where = self._namespace or "*"
+        selector = f"[{self._label_selector}]" if self._label_selector else ""
+        return f"{self.resource.plural}/{where}{selector}"
