@@ -1,0 +1,196 @@
+"""Manifests for one (Module, kernel): the module-loader and device-plugin DaemonSets.
+
+Pure: no I/O. The same input gives byte-identical output (keys sorted at every level), and the
+output depends only on the Module (the user's intent) and the kernel, so the spec-hash changes
+only when one of them does. That is the KMM lesson: an operator upgrade must not re-render
+templates and reload modules fleet-wide.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+from ooto.api.module import API_VERSION, KIND, Module, UpdateStrategyType
+from ooto.kernels import KernelPlan, Role, daemonset_name, kernel_label_value, label_safe
+
+LABEL_MODULE = "ooto.sigs.k8s.io/module"
+LABEL_KERNEL = "ooto.sigs.k8s.io/kernel"
+LABEL_ROLE = "ooto.sigs.k8s.io/role"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "ooto"
+NODE_KERNEL_LABEL = "ooto.sigs.k8s.io/kernel-version.full"
+NODE_KERNEL_ANNOTATION = NODE_KERNEL_LABEL
+SPEC_HASH_ANNOTATION = "ooto.sigs.k8s.io/spec-hash"
+
+MODULE_LOADER: Role = "module-loader"
+DEVICE_PLUGIN: Role = "device-plugin"
+SYS_MODULE = "SYS_MODULE"
+# (volume name, host path, mount read-only); "ooto-" keeps them apart from additionalVolumes.
+_MODULE_DIRS = (
+    ("ooto-lib-modules", "/lib/modules", True),
+    ("ooto-usr-lib-modules", "/usr/lib/modules", True),
+)
+_DEVICE_PLUGIN_DIRS = (("ooto-device-plugins", "/var/lib/kubelet/device-plugins", False),)
+
+HostDir = tuple[str, str, bool]
+
+
+def node_kernel_labels(kernel: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) ooto sets on a Node running `kernel`.
+
+    The label is the label-safe kernel (verbatim when possible). The annotation always carries the
+    raw string, not only when the label had to be hashed: one rule for every Node, so a kernel
+    change never leaves a stale annotation behind, and the raw kernel is always readable.
+    """
+    return {NODE_KERNEL_LABEL: kernel_label_value(kernel)}, {NODE_KERNEL_ANNOTATION: kernel}
+
+
+def selector_labels(module: Module, plan: KernelPlan, role: Role) -> dict[str, str]:
+    """The DaemonSet's immutable `spec.selector`: only our labels, never anything a user sets."""
+    return {
+        LABEL_MODULE: label_safe(module.metadata.name),
+        LABEL_KERNEL: plan.kernel_label,
+        LABEL_ROLE: role,
+    }
+
+
+def spec_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of `manifest` without its own spec-hash annotation."""
+    metadata = dict(manifest.get("metadata", {}))
+    annotations = {
+        key: value
+        for key, value in metadata.get("annotations", {}).items()
+        if key != SPEC_HASH_ANNOTATION
+    }
+    metadata["annotations"] = annotations
+    canonical = json.dumps(
+        {**manifest, "metadata": metadata},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def render_daemonsets(module: Module, plan: KernelPlan) -> list[dict[str, Any]]:
+    """The module-loader DaemonSet and, when the Module has a device plugin, its DaemonSet."""
+    objects = [_daemonset(module, plan, MODULE_LOADER, _module_loader(module, plan))]
+    if module.spec.device_plugin is not None:
+        objects.append(_daemonset(module, plan, DEVICE_PLUGIN, _device_plugin(module)))
+    return objects
+
+
+def _module_loader(module: Module, plan: KernelPlan) -> tuple[dict[str, Any], tuple[HostDir, ...]]:
+    container = copy.deepcopy(module.spec.module_loader)
+    container["name"] = MODULE_LOADER
+    container["image"] = plan.image
+    security = dict(container.get("securityContext") or {})
+    # Only CAP_SYS_MODULE is needed to load a module. A user-set `privileged: true` is kept as the
+    # user's explicit choice; whether an operator setting may forbid it is a policy for later.
+    if "capabilities" not in security:
+        security["capabilities"] = {"add": [SYS_MODULE]}
+    container["securityContext"] = security
+    return container, _MODULE_DIRS
+
+
+def _device_plugin(module: Module) -> tuple[dict[str, Any], tuple[HostDir, ...]]:
+    container = copy.deepcopy(module.spec.device_plugin or {})
+    container["securityContext"] = {**(container.get("securityContext") or {}), "privileged": True}
+    return container, _DEVICE_PLUGIN_DIRS
+
+
+def _with_mounts(container: dict[str, Any], dirs: tuple[HostDir, ...]) -> dict[str, Any]:
+    """Add our hostPath mounts, skipping a path the user already mounts (their choice wins)."""
+    mounts = list(container.get("volumeMounts") or [])
+    taken = {mount.get("mountPath") for mount in mounts}
+    for name, path, read_only in dirs:
+        if path not in taken:
+            mounts.append({"name": name, "mountPath": path, "readOnly": read_only})
+    return {**container, "volumeMounts": mounts}
+
+
+def _pod_spec(
+    module: Module, plan: KernelPlan, container: dict[str, Any], dirs: tuple[HostDir, ...]
+) -> dict[str, Any]:
+    spec = module.spec
+    volumes = [{"name": name, "hostPath": {"path": path}} for name, path, _ in dirs]
+    pod: dict[str, Any] = {
+        "containers": [_with_mounts(container, dirs)],
+        "nodeSelector": {**spec.selector, NODE_KERNEL_LABEL: plan.kernel_label},
+        "priorityClassName": spec.priority_class_name,
+        "volumes": volumes + copy.deepcopy(spec.additional_volumes),
+    }
+    if spec.tolerations:
+        pod["tolerations"] = copy.deepcopy(spec.tolerations)
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    if spec.image_repo_secret is not None:
+        pod["imagePullSecrets"] = [{"name": spec.image_repo_secret.name}]
+    return pod
+
+
+def _update_strategy(module: Module) -> dict[str, Any]:
+    strategy = module.spec.update_strategy
+    if strategy.type is UpdateStrategyType.ON_DELETE:
+        return {"type": UpdateStrategyType.ON_DELETE.value}
+    rolling = strategy.rolling_update
+    max_unavailable = rolling.max_unavailable if rolling is not None else 1
+    return {
+        "type": UpdateStrategyType.ROLLING_UPDATE.value,
+        "rollingUpdate": {"maxUnavailable": max_unavailable},
+    }
+
+
+def owner_reference(module: Module) -> dict[str, Any]:
+    """Lets the garbage collector delete what we created when the Module goes."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": module.metadata.name,
+        "uid": module.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _daemonset(
+    module: Module,
+    plan: KernelPlan,
+    role: Role,
+    pod: tuple[dict[str, Any], tuple[HostDir, ...]],
+) -> dict[str, Any]:
+    selector = selector_labels(module, plan, role)
+    labels = {**selector, LABEL_MANAGED_BY: MANAGED_BY}
+    manifest: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": daemonset_name(module.metadata.name, role, plan.kernel),
+            "namespace": module.metadata.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(module)],
+        },
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "updateStrategy": _update_strategy(module),
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": _pod_spec(module, plan, *pod),
+            },
+        },
+    }
+    manifest["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(manifest)}
+    result: dict[str, Any] = _sorted(manifest)
+    return result
+
+
+def _sorted(value: Any) -> Any:
+    """Keys sorted at every level (lists keep their order): byte-identical JSON and YAML."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value

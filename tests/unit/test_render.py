@@ -1,0 +1,279 @@
+"""Rendering the DaemonSets of one (Module, kernel), as design.md's "Pods" section says."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ooto.api.module import Module
+from ooto.kernels import KernelPlan, daemonset_name, kernel_label_value, plan_kernel
+from ooto.render import (
+    LABEL_KERNEL,
+    LABEL_MODULE,
+    LABEL_ROLE,
+    NODE_KERNEL_ANNOTATION,
+    NODE_KERNEL_LABEL,
+    SPEC_HASH_ANNOTATION,
+    node_kernel_labels,
+    render_daemonsets,
+    spec_hash,
+)
+
+SAMPLE = """
+apiVersion: ooto.sigs.k8s.io/v1alpha1
+kind: Module
+metadata: {name: module-sample, namespace: kmm, uid: 1234-abcd}
+spec:
+  additionalVolumes: [{name: some-volume, configMap: {name: some-configmap}}]
+  devicePlugin:
+    name: overwritten-anyway
+    image: some-image
+    volumeMounts: [{name: some-volume, mountPath: /etc/dp}]
+  moduleLoader:
+    name: overwritten-anyway
+    image: overwritten-anyway
+    securityContext: {capabilities: {add: [SYS_MODULE]}}
+    lifecycle: {preStop: {exec: {command: [modprobe, -r, sample]}}}
+  kernelMappings:
+    - literal: 5.16.11-200.fc35.x86_64
+      containerImage: quay.io/vendor/module-sample:fedora-5.16.11-200.fc35.x86_64
+    - regexp: '^.*\\-gke$'
+      containerImage: quay.io/vendor/module-sample:gke
+    - regexp: '.'
+      containerImage: quay.io/vendor/module-sample:${KERNEL_FULL_VERSION}
+  selector:
+    feature.node.kubernetes.io/cpu-cpuid.VMX: true
+  tolerations: [{key: dedicated, operator: Exists, effect: NoSchedule}]
+  serviceAccountName: loader
+  imageRepoSecret: {name: pull-secret}
+"""
+
+
+def sample(**spec_changes: Any) -> Module:
+    raw = yaml.safe_load(SAMPLE)
+    raw["spec"].update(spec_changes)
+    return Module.model_validate(raw)
+
+
+def plan_for(module: Module, kernel: str) -> KernelPlan:
+    plan = plan_kernel(module, kernel)
+    assert plan is not None
+    return plan
+
+
+def render(module: Module, kernel: str = "5.4.0-1054-gke") -> list[dict[str, Any]]:
+    return render_daemonsets(module, plan_for(module, kernel))
+
+
+def pod_spec(daemonset: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = daemonset["spec"]["template"]["spec"]
+    return spec
+
+
+class TestObjects:
+    def test_module_loader_and_device_plugin_daemonsets(self) -> None:
+        loader, plugin = render(sample())
+        assert (loader["apiVersion"], loader["kind"]) == ("apps/v1", "DaemonSet")
+        assert loader["metadata"]["name"] == daemonset_name(
+            "module-sample", "module-loader", "5.4.0-1054-gke"
+        )
+        assert plugin["metadata"]["name"] == daemonset_name(
+            "module-sample", "device-plugin", "5.4.0-1054-gke"
+        )
+        assert loader["metadata"]["namespace"] == plugin["metadata"]["namespace"] == "kmm"
+
+    def test_no_device_plugin_means_one_daemonset(self) -> None:
+        assert len(render(sample(devicePlugin=None))) == 1
+
+    def test_labels_and_immutable_selector_use_only_our_labels(self) -> None:
+        for daemonset, role in zip(
+            render(sample()), ["module-loader", "device-plugin"], strict=True
+        ):
+            ours = {LABEL_MODULE: "module-sample", LABEL_KERNEL: "5.4.0-1054-gke", LABEL_ROLE: role}
+            assert daemonset["spec"]["selector"] == {"matchLabels": ours}
+            labels = {**ours, "app.kubernetes.io/managed-by": "ooto"}
+            assert daemonset["metadata"]["labels"] == labels
+            assert daemonset["spec"]["template"]["metadata"]["labels"] == labels
+
+    def test_owner_reference_to_the_module(self) -> None:
+        for daemonset in render(sample()):
+            assert daemonset["metadata"]["ownerReferences"] == [
+                {
+                    "apiVersion": "ooto.sigs.k8s.io/v1alpha1",
+                    "kind": "Module",
+                    "name": "module-sample",
+                    "uid": "1234-abcd",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+
+    def test_node_selector_is_module_selector_plus_kernel_label(self) -> None:
+        kernel = "6.1.0-rpi7-rpi-v8+"
+        for daemonset in render(sample(), kernel):
+            assert pod_spec(daemonset)["nodeSelector"] == {
+                "feature.node.kubernetes.io/cpu-cpuid.VMX": "true",
+                NODE_KERNEL_LABEL: kernel_label_value(kernel),
+            }
+            assert daemonset["spec"]["selector"]["matchLabels"][LABEL_KERNEL] == kernel_label_value(
+                kernel
+            )
+
+
+class TestModuleLoader:
+    def test_container_name_and_image_are_ours_the_rest_is_the_users(self) -> None:
+        (container,) = pod_spec(render(sample())[0])["containers"]
+        assert container["name"] == "module-loader"
+        assert container["image"] == "quay.io/vendor/module-sample:gke"
+        assert container["lifecycle"] == {
+            "preStop": {"exec": {"command": ["modprobe", "-r", "sample"]}}
+        }
+
+    def test_sys_module_is_added_and_privileged_never_set(self) -> None:
+        loader = copy.deepcopy(sample().spec.module_loader)
+        del loader["securityContext"]
+        (container,) = pod_spec(render(sample(moduleLoader=loader))[0])["containers"]
+        assert container["securityContext"] == {"capabilities": {"add": ["SYS_MODULE"]}}
+
+    def test_user_capabilities_are_left_alone(self) -> None:
+        loader = {
+            "image": "x",
+            "securityContext": {"capabilities": {"drop": ["ALL"]}, "runAsUser": 0},
+        }
+        (container,) = pod_spec(render(sample(moduleLoader=loader))[0])["containers"]
+        assert container["securityContext"] == {"capabilities": {"drop": ["ALL"]}, "runAsUser": 0}
+
+    def test_a_user_privileged_flag_is_kept(self) -> None:
+        loader = {"image": "x", "securityContext": {"privileged": True}}
+        (container,) = pod_spec(render(sample(moduleLoader=loader))[0])["containers"]
+        assert container["securityContext"]["privileged"] is True
+
+    def test_module_directories_are_mounted_read_only(self) -> None:
+        spec = pod_spec(render(sample())[0])
+        mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["/lib/modules"]["readOnly"] is True
+        assert mounts["/usr/lib/modules"]["readOnly"] is True
+        host_paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+        assert host_paths == {"/lib/modules", "/usr/lib/modules"}
+
+    def test_a_path_the_user_mounts_is_not_mounted_twice(self) -> None:
+        mount = {"name": "some-volume", "mountPath": "/lib/modules"}
+        loader = {"image": "x", "volumeMounts": [mount]}
+        (container,) = pod_spec(render(sample(moduleLoader=loader))[0])["containers"]
+        assert [m["mountPath"] for m in container["volumeMounts"]] == [
+            "/lib/modules",
+            "/usr/lib/modules",
+        ]
+
+
+class TestDevicePlugin:
+    def test_container_is_kept_privileged_with_device_plugins_dir(self) -> None:
+        spec = pod_spec(render(sample())[1])
+        (container,) = spec["containers"]
+        assert (container["name"], container["image"]) == ("overwritten-anyway", "some-image")
+        assert container["securityContext"] == {"privileged": True}
+        assert {
+            "name": "ooto-device-plugins",
+            "mountPath": "/var/lib/kubelet/device-plugins",
+            "readOnly": False,
+        } in container["volumeMounts"]
+        assert {"name": "some-volume", "mountPath": "/etc/dp"} in container["volumeMounts"]
+
+
+class TestBothPods:
+    def test_additional_volumes_tolerations_and_pod_settings(self) -> None:
+        for daemonset in render(sample()):
+            spec = pod_spec(daemonset)
+            assert {"name": "some-volume", "configMap": {"name": "some-configmap"}} in spec[
+                "volumes"
+            ]
+            assert spec["tolerations"] == [
+                {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+            ]
+            assert spec["priorityClassName"] == "system-node-critical"
+            assert spec["serviceAccountName"] == "loader"
+            assert spec["imagePullSecrets"] == [{"name": "pull-secret"}]
+
+    def test_optional_pod_settings_are_omitted_when_unset(self) -> None:
+        module = sample(tolerations=[], serviceAccountName=None, imageRepoSecret=None)
+        spec = pod_spec(render(module)[0])
+        assert not {"tolerations", "serviceAccountName", "imagePullSecrets"} & set(spec)
+
+    @pytest.mark.parametrize(
+        ("strategy", "expected"),
+        [
+            (None, {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}),
+            (
+                {"rollingUpdate": {"maxUnavailable": "10%"}},
+                {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+            ),
+            ({"type": "OnDelete"}, {"type": "OnDelete"}),
+        ],
+    )
+    def test_update_strategy(
+        self, strategy: dict[str, Any] | None, expected: dict[str, Any]
+    ) -> None:
+        module = sample() if strategy is None else sample(updateStrategy=strategy)
+        for daemonset in render(module):
+            assert daemonset["spec"]["updateStrategy"] == expected
+
+
+class TestSpecHash:
+    def test_annotation_is_the_hash_of_the_object_without_it(self) -> None:
+        for daemonset in render(sample()):
+            assert daemonset["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == spec_hash(
+                daemonset
+            )
+
+    def test_hash_changes_only_when_intent_changes(self) -> None:
+        before = render(sample())[0]
+        same = render(sample())[0]
+        changed = render(sample(priorityClassName="other"))[0]
+        key = SPEC_HASH_ANNOTATION
+        assert before["metadata"]["annotations"][key] == same["metadata"]["annotations"][key]
+        assert before["metadata"]["annotations"][key] != changed["metadata"]["annotations"][key]
+
+    def test_render_does_not_mutate_the_module(self) -> None:
+        module = sample()
+        frozen = module.model_dump(by_alias=True)
+        render(module)
+        assert module.model_dump(by_alias=True) == frozen
+
+
+@given(
+    st.from_regex(r"[0-9]\.[0-9]{1,2}\.[0-9][-a-z0-9_.+]{0,60}", fullmatch=True),
+    st.permutations(["a", "b", "c"]),
+)
+def test_render_is_deterministic_whatever_the_key_order(kernel: str, order: list[str]) -> None:
+    module = sample()
+    loader = {key: {"a": "x", "b": "y", "c": "z"}[key] for key in order}
+    shuffled = sample(moduleLoader={"image": "i", "env": [{"name": "A", "value": "1"}], **loader})
+    reference = sample(
+        moduleLoader={
+            "image": "i",
+            "env": [{"name": "A", "value": "1"}],
+            "a": "x",
+            "b": "y",
+            "c": "z",
+        }
+    )
+    plan = plan_for(module, kernel)
+    first = json.dumps(render_daemonsets(shuffled, plan))
+    second = json.dumps(render_daemonsets(reference, plan))
+    assert first == second
+    assert yaml.safe_dump(render_daemonsets(shuffled, plan)) == yaml.safe_dump(
+        render_daemonsets(reference, plan)
+    )
+
+
+def test_node_kernel_labels_carry_label_safe_value_and_raw_annotation() -> None:
+    labels, annotations = node_kernel_labels("6.1.0-rpi7-rpi-v8+")
+    assert labels == {NODE_KERNEL_LABEL: kernel_label_value("6.1.0-rpi7-rpi-v8+")}
+    assert annotations == {NODE_KERNEL_ANNOTATION: "6.1.0-rpi7-rpi-v8+"}
+    assert node_kernel_labels("5.4.0-1054-gke")[0] == {NODE_KERNEL_LABEL: "5.4.0-1054-gke"}
