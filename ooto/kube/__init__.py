@@ -24,7 +24,9 @@ from ooto.kube.errors import (
     ServerError,
     TransientError,
 )
+from ooto.kube.events import EventObserver, EventRecorder
 from ooto.kube.informer import Informer, InformerObserver, WatchEvent
+from ooto.kube.leader import LeaderElector
 from ooto.kube.resources import (
     BUILDCONFIGS,
     BUILDS,
@@ -61,6 +63,8 @@ __all__ = [
     "AlreadyExists",
     "ApiError",
     "Conflict",
+    "EventObserver",
+    "EventRecorder",
     "Forbidden",
     "Gone",
     "Informer",
@@ -69,6 +73,7 @@ __all__ = [
     "JsonObj",
     "KubeApi",
     "KubeError",
+    "LeaderElector",
     "NotFound",
     "ObjectList",
     "RawEvent",
