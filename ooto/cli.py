@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster config)")
+    from ooto.settings import add_arguments
+
+    add_arguments(run)
     run.set_defaults(func=_run)
 
     cluster = sub.add_parser("cluster", help="local control plane for development")

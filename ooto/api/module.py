@@ -271,7 +271,8 @@ class Module(BaseModel):
     kind: Literal["Module"] = KIND
     metadata: ObjectMeta
     spec: ModuleSpec
-    status: ModuleStatus | None = None
+    status: dict[str, Any] | None = None
+    """Kept raw: a status someone else wrote badly must never make the Module unreadable."""
 
     @property
     def key(self) -> str:

@@ -1,0 +1,86 @@
+"""What every ooto actor shares: typed dispatch, a crash guard, timers and backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import pykka
+
+from actors.bridge import Bridge
+from actors.messages import Tick
+
+log = logging.getLogger(__name__)
+
+
+class Backoff:
+    """Exponential backoff with jitter: initial, 2x, 4x ... up to `maximum`; `reset` on success."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self._maximum, self._initial * (2**self.failures))
+        self.failures += 1
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class OotoActor(pykka.ThreadingActor):
+    """Routes each told message to `on_<MessageClass>` and keeps the actor alive on handler bugs.
+
+    pykka stops an actor whose told message raised; one bad object must never take a Module down, so
+    a failing handler is logged with its context and `on_crash` decides how to recover.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, bridge: Bridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self._timers: dict[str, int] = {}
+        self._timer_seq = 0
+
+    def on_receive(self, message: Any) -> Any:
+        handler = getattr(self, f"on_{type(message).__name__}", None)
+        if handler is None:
+            log.warning("%s ignored unexpected %r", self.describe(), message)
+            return None
+        try:
+            return handler(message)
+        except Exception as error:
+            log.exception("%s failed handling %s", self.describe(), type(message).__name__)
+            self.on_crash(error)
+            return None
+
+    def on_crash(self, error: Exception) -> None:
+        """Recover after a handler bug; the default drops the message and carries on."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    # Timers: only the latest `set_timer(name)` fires; earlier ones arrive stale and are dropped.
+    def set_timer(self, name: str, delay: float) -> None:
+        self._timer_seq += 1
+        self._timers[name] = self._timer_seq
+        self.bridge.call_later(delay, self.actor_ref, Tick(name, self._timer_seq))
+
+    def cancel_timer(self, name: str) -> None:
+        self._timers.pop(name, None)
+
+    def timer_pending(self, name: str) -> bool:
+        return name in self._timers
+
+    def on_Tick(self, tick: Tick) -> None:
+        if self._timers.get(tick.name) != tick.generation:
+            return
+        del self._timers[tick.name]
+        self.on_timer(tick.name)
+
+    def on_timer(self, name: str) -> None:
+        """A timer set with `set_timer` fired."""

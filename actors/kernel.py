@@ -1,0 +1,339 @@
+"""KernelActor: one (Module, kernel). Owns that kernel's image check, build and DaemonSets.
+
+    Resolving --(image present / no build)--> Deploying --(pods ready)--> Ready
+        |                                        ^
+        +--(image missing)--> Building --(ok)----+      (failed: Degraded, retry after backoff)
+    Retire: delete our DaemonSets, then KernelRetired to the supervisor, then stop.
+
+Cluster state is the truth: before writing, the actor reads the informer cache, and it writes only
+when the stored spec-hash differs from the rendered one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from actors.base import Backoff, OotoActor
+from actors.bridge import Bridge
+from actors.messages import (
+    BuildObserved,
+    DaemonSetObserved,
+    IoDone,
+    KernelReport,
+    KernelRetired,
+    PlanKernel,
+    Retire,
+)
+from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
+from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
+from ooto.kernels import KernelPlan
+from ooto.render import SPEC_HASH_ANNOTATION, render_daemonsets
+
+log = logging.getLogger(__name__)
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def stored_hash(obj: Obj | None) -> str | None:
+    if obj is None:
+        return None
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+
+
+def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
+    """(ready pods, fully rolled out) of a DaemonSet as its controller last reported it."""
+    if obj is None:
+        return 0, False
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation", 0)
+    desired = status.get("desiredNumberScheduled", 0)
+    ready = status.get("numberReady", 0)
+    current = status.get("observedGeneration", 0) >= generation
+    rolled = current and status.get("updatedNumberScheduled", 0) >= desired and ready >= desired
+    return ready, rolled
+
+
+class KernelActor(OotoActor):
+    def __init__(
+        self,
+        bridge: Bridge,
+        io: OperatorIO,
+        settings: ActorSettings,
+        metrics: ActorMetrics,
+        supervisor: Any,
+        module: Module,
+        plan: KernelPlan,
+        nodes: frozenset[str],
+    ) -> None:
+        super().__init__(bridge)
+        self._io, self._settings, self._metrics, self._supervisor = io, settings, metrics, supervisor
+        self._module, self._plan, self._nodes = module, plan, nodes
+        self._phase: KernelPhase | None = None
+        self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
+        self._message = ""
+        self._reason = ""
+        self._image_present: str | None = None  # the image the registry last said exists
+        self._inflight: set[Any] = set()
+        self._retiring = False
+        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._build_started: float | None = None
+        self._build_name = ""
+        self._last_report: KernelReport | None = None
+
+    def describe(self) -> str:
+        return f"KernelActor({self._module.key}, {self._plan.kernel})"
+
+    def on_start(self) -> None:
+        self._converge()
+
+    def on_stop(self) -> None:
+        self._metrics.kernel_phase_changed(self._phase, None)
+
+    def on_crash(self, error: Exception) -> None:
+        self._set_phase(KernelPhase.DEGRADED, "InternalError", f"internal error: {error}")
+        self.set_timer("retry", self._backoff.next_delay())
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def on_PlanKernel(self, message: PlanKernel) -> None:
+        plan = message.plan
+        changed = plan != self._plan or message.module.metadata.uid != self._module.metadata.uid
+        self._module, self._nodes = message.module, message.nodes
+        if changed:
+            if plan.image != self._plan.image:
+                self._image_present = None
+                self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
+            self._plan = plan
+            self._backoff.reset()
+            self.cancel_timer("retry")
+        self._converge()
+
+    def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
+        # The cache already holds the new object; converging re-reads it (and repairs drift).
+        self._converge()
+
+    def on_BuildObserved(self, event: BuildObserved) -> None:
+        if self._build is BuildPhase.BUILDING and event.type != "DELETED":
+            self._observe_build(event.build)
+
+    def on_Retire(self, _: Retire) -> None:
+        self._retiring = True
+        self.cancel_timer("retry")
+        self._delete_daemonsets()
+
+    def on_timer(self, name: str) -> None:
+        if name == "retire":
+            self._delete_daemonsets()
+        elif name == "retry" and not self._retiring:
+            if self._build is BuildPhase.FAILED:
+                self._build = BuildPhase.CHECKING  # check again; the backend replaces a failed build
+            self._converge()
+
+    def on_IoDone(self, done: IoDone) -> None:
+        self._inflight.discard(done.tag)
+        kind = done.tag[0]  # type: ignore[index]
+        handler = getattr(self, f"_done_{kind}")
+        handler(done)
+
+    # --- convergence -------------------------------------------------------------------------
+
+    def _converge(self) -> None:
+        if self._retiring:
+            return
+        if self._plan.build is not None and self._image_present != self._plan.image:
+            if not self._deployed_now():
+                self._resolve_image()
+                return
+            self._image_present = self._plan.image
+        self._deploy()
+
+    def _deployed_now(self) -> bool:
+        """Our DaemonSets already run exactly this plan: the image was checked when they were made."""
+        desired = render_daemonsets(self._module, self._plan)
+        return all(
+            stored_hash(self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"]))
+            == d["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+            for d in desired
+        )
+
+    def _resolve_image(self) -> None:
+        if self._build is BuildPhase.BUILDING or self._build is BuildPhase.FAILED:
+            return
+        tag = ("check", self._plan.image)
+        if tag in self._inflight:
+            return
+        self._build = BuildPhase.CHECKING
+        self._set_phase(KernelPhase.RESOLVING, "", f"checking {self._plan.image}")
+        self._run(tag, self._io.check_image(self._module, self._plan))
+
+    def _done_check(self, done: IoDone) -> None:
+        if done.tag[1] != self._plan.image:  # type: ignore[index]
+            return
+        outcome = done.result.outcome if done.ok else "error"
+        message = done.result.message if done.ok else str(done.error)
+        if outcome == "present":
+            self._backoff.reset()
+            self._image_present = self._plan.image
+            if self._build is BuildPhase.CHECKING:
+                self._build = BuildPhase.NOT_NEEDED
+            self._deploy()
+        elif outcome == "missing" and self._build is not BuildPhase.BUILT:
+            self._start_build()
+        elif outcome == "missing":
+            self._fail("ImageMissing", f"build finished but {self._plan.image} is not in the registry")
+        else:
+            self._fail("ImageCheckFailed", f"cannot check {self._plan.image}: {message}")
+
+    def _start_build(self) -> None:
+        self._build = BuildPhase.BUILDING
+        self._set_phase(KernelPhase.BUILDING, "Building", f"building {self._plan.image}")
+        log.info("%s builds %s", self.describe(), self._plan.image, extra=self._log_extra("image missing"))
+        self._metrics.build_started()
+        self._build_started = time.monotonic()
+        self._run(("build", self._plan.image), self._io.start_build(self._module, self._plan))
+
+    def _done_build(self, done: IoDone) -> None:
+        if done.tag[1] != self._plan.image or self._build is not BuildPhase.BUILDING:  # type: ignore[index]
+            return
+        if not done.ok:
+            self._build_done(False, f"could not start the build: {done.error}")
+            return
+        self._build_name = done.result
+        existing = self._io.builds.get(self._plan.namespace, self._build_name)
+        if existing is not None:  # adopted, and it may have finished before we asked
+            self._observe_build(existing)
+
+    def _observe_build(self, obj: Obj) -> None:
+        observed = self._io.build_observation(obj)
+        if observed.image != self._plan.image or observed.phase not in ("Succeeded", "Failed"):
+            return
+        self._build_name = observed.name
+        self._build_done(observed.phase == "Succeeded", observed.message)
+
+    def _build_done(self, succeeded: bool, message: str) -> None:
+        if self._build_started is not None:
+            self._metrics.build_finished(succeeded, time.monotonic() - self._build_started)
+            self._build_started = None
+        if succeeded:
+            self._build = BuildPhase.BUILT
+            self._run(("check", self._plan.image), self._io.check_image(self._module, self._plan))
+            return
+        self._build = BuildPhase.FAILED
+        self._fail("BuildFailed", f"build of {self._plan.image} failed: {message}")
+        if self._build_name:
+            detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
+            self._run(("buildlog", self._build_name), detail)
+
+    def _done_buildlog(self, done: IoDone) -> None:
+        tail = done.result if done.ok else f"(no log: {done.error})"
+        self._io.record_event(
+            self._module_ref(),
+            "Warning",
+            "BuildFailed",
+            f"kernel {self._plan.kernel}: build of {self._plan.image} failed; log tail:\n{tail}",
+        )
+
+    def _deploy(self) -> None:
+        desired = render_daemonsets(self._module, self._plan)
+        waiting = False
+        for manifest in desired:
+            meta = manifest["metadata"]
+            current = self._io.daemonsets.get(meta["namespace"], meta["name"])
+            if current is not None and not owned_by(current, self._module.metadata.uid):
+                self._fail("DaemonSetConflict", f"DaemonSet {meta['name']} exists and is not ours")
+                return
+            want = meta["annotations"][SPEC_HASH_ANNOTATION]
+            if stored_hash(current) != want:
+                waiting = True
+                tag = ("apply", meta["name"], want)
+                if tag not in self._inflight:
+                    log.info("%s applies %s", self.describe(), meta["name"], extra=self._log_extra("spec changed"))
+                    self._run(tag, self._io.apply_daemonset(manifest, current))
+        self._report_rollout(desired, waiting)
+
+    def _done_apply(self, done: IoDone) -> None:
+        if done.ok:
+            self._backoff.reset()
+            return
+        self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")  # type: ignore[index]
+
+    def _report_rollout(self, desired: list[dict[str, Any]], waiting: bool) -> None:
+        objs = [self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"]) for d in desired]
+        readiness = [daemonset_ready(obj) for obj in objs]
+        nodes_ready = min(ready for ready, _ in readiness)
+        want = len(self._nodes)
+        if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
+            self._set_phase(KernelPhase.READY, "", "", nodes_ready)
+        else:
+            message = f"{nodes_ready}/{want} nodes ready"
+            self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
+
+    def _delete_daemonsets(self) -> None:
+        pending = False
+        for manifest in render_daemonsets(self._module, self._plan):
+            meta = manifest["metadata"]
+            current = self._io.daemonsets.get(meta["namespace"], meta["name"])
+            if current is None or not owned_by(current, self._module.metadata.uid):
+                continue
+            pending = True
+            uid = current["metadata"]["uid"]
+            tag = ("delete", meta["name"])
+            if tag not in self._inflight:
+                log.info("%s deletes %s", self.describe(), meta["name"], extra=self._log_extra("kernel left"))
+                self._run(tag, self._io.delete_object("daemonset", meta["namespace"], meta["name"], uid))
+        if not pending:
+            self._supervisor.tell(KernelRetired(self._plan.kernel))
+            self.actor_ref.stop(block=False)
+
+    def _done_delete(self, done: IoDone) -> None:
+        if not done.ok:
+            log.warning("%s could not delete %s: %s", self.describe(), done.tag[1], done.error)  # type: ignore[index]
+            self.set_timer("retire", self._backoff.next_delay())
+            return
+        if not any(tag[0] == "delete" for tag in self._inflight):
+            self._supervisor.tell(KernelRetired(self._plan.kernel))
+            self.actor_ref.stop(block=False)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _run(self, tag: tuple[Any, ...], coro: Any) -> None:
+        self._inflight.add(tag)
+        self.bridge.run(self.actor_ref, tag, coro)
+
+    def _fail(self, reason: str, message: str) -> None:
+        log.warning("%s: %s", self.describe(), message, extra=self._log_extra(reason))
+        self._set_phase(KernelPhase.DEGRADED, reason, message)
+        self.set_timer("retry", self._backoff.next_delay())
+
+    def _set_phase(self, phase: KernelPhase, reason: str, message: str, ready: int = 0) -> None:
+        if phase is not self._phase:
+            self._metrics.kernel_phase_changed(self._phase, phase)
+            self._phase = phase
+        self._reason, self._message = reason, message
+        status = KernelStatus(
+            kernel=self._plan.kernel,
+            image=self._plan.image,
+            phase=phase,
+            build=self._build,
+            nodes_desired=len(self._nodes),
+            nodes_ready=min(ready, len(self._nodes)),
+            message=message,
+        )
+        report = KernelReport(self._plan.kernel, status, reason)
+        if report != self._last_report:
+            self._last_report = report
+            self._supervisor.tell(report)
+
+    def _module_ref(self) -> Mapping[str, Any]:
+        meta = self._module.metadata
+        return {"kind": "Module", "apiVersion": self._module.api_version, "name": meta.name,
+                "namespace": meta.namespace, "uid": meta.uid}
+
+    def _log_extra(self, reason: str) -> dict[str, str]:
+        return {"module": self._module.key, "kernel": self._plan.kernel, "reason": reason}

@@ -1,0 +1,164 @@
+"""Messages between actors, and from the asyncio loop to actors.
+
+Every message is a frozen dataclass: actors share nothing mutable, and a message can be read by its
+receiver while its sender goes on. Raw Kubernetes objects travel as plain dicts that nobody mutates
+after they were told (the informer hands out its own copy of each object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ooto.api import KernelStatus, Module
+from ooto.kernels import KernelPlan
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+Selector = Mapping[str, str]
+KernelNodes = Mapping[str, frozenset[str]]
+"""kernel string -> names of the selected nodes that run it."""
+
+
+# --- from the loop (informers) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeObserved:
+    """A Node was added, changed or deleted (told to the NodeTracker by the Node informer)."""
+
+    type: EventType
+    node: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleObserved:
+    """A Module was added, changed or deleted (told to the OperatorRoot by the Module informer)."""
+
+    type: EventType
+    module: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSetObserved:
+    """One of our DaemonSets changed; routed root -> supervisor -> kernel actor by its labels."""
+
+    type: EventType
+    daemonset: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildObserved:
+    """A build object (Job or Build) changed; routed like DaemonSetObserved, by image label."""
+
+    type: EventType
+    build: Mapping[str, Any]
+
+
+# --- between actors --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A supervisor asks the NodeTracker for the kernels of the nodes matching `selector`."""
+
+    key: str
+    selector: Selector
+    subscriber: Any  # pykka.ActorRef; Any keeps pykka's untyped API out of this module
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodesChanged:
+    """The kernels of a supervisor's selected nodes, in full (not a delta: easy to reason about)."""
+
+    kernels: KernelNodes
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleChanged:
+    """A newer view of the supervisor's Module (spec, generation or status)."""
+
+    module: Module
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleUnreadable:
+    """The API server stored a Module ooto cannot parse (its schema is looser than our models)."""
+
+    raw: Mapping[str, Any]
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanKernel:
+    """The supervisor's current intent for one kernel actor."""
+
+    module: Module
+    plan: KernelPlan
+    nodes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """The kernel left the Module's nodes: delete this kernel's objects, then stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelReport:
+    """A kernel actor's status, folded by its supervisor into the Module status."""
+
+    kernel: str
+    status: KernelStatus
+    reason: str = ""
+    """Condition reason when the kernel is not Ready (BuildFailed, ImageCheckFailed, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRetired:
+    kernel: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildFinished:
+    """A build for this kernel's image completed (observed on its Job or Build)."""
+
+    image: str
+    succeeded: bool
+    message: str = ""
+
+
+# --- from the bridge -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IoDone:
+    """A coroutine an actor asked the bridge to run has finished (result or error)."""
+
+    tag: Hashable
+    result: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A timer an actor set; `generation` lets the actor drop ticks it no longer wants."""
+
+    name: str
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Sent by an actor to itself: work queued behind the messages already in its mailbox."""
+
+    name: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)

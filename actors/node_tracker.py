@@ -1,0 +1,164 @@
+"""NodeTracker: labels every Node with its kernel and tells supervisors which kernels they cover.
+
+It keeps, for each subscribed supervisor, an index kernel -> selected node names, updated per
+Node event in O(subscribers); the full map a supervisor receives is built only once per batch of
+events (a `Flush` the tracker tells itself lands behind the events already queued).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.base import Backoff, OotoActor
+from actors.bridge import Bridge
+from actors.messages import (
+    Flush,
+    IoDone,
+    NodeObserved,
+    NodesChanged,
+    Subscribe,
+    Unsubscribe,
+)
+from actors.ports import OperatorIO
+from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL, node_kernel_labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    labels: Mapping[str, str]
+    kernel: str | None
+    annotation: str | None
+
+
+@dataclass
+class Subscription:
+    selector: Mapping[str, str]
+    subscriber: Any
+    kernels: dict[str, set[str]] = field(default_factory=dict)
+
+
+def node_view(node: Mapping[str, Any]) -> NodeView:
+    meta = node.get("metadata") or {}
+    kernel = ((node.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion") or ""
+    annotations = meta.get("annotations") or {}
+    return NodeView(
+        labels=meta.get("labels") or {},
+        kernel=kernel.strip() or None,
+        annotation=annotations.get(NODE_KERNEL_ANNOTATION),
+    )
+
+
+def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def kernel_patch(view: NodeView) -> tuple[dict[str, str | None], dict[str, str | None]] | None:
+    """The label/annotation change a node needs (None values delete), or None when it is right."""
+    if view.kernel is None:
+        # No kernel reported: a stale label would pin the wrong module here, so drop ours.
+        if NODE_KERNEL_LABEL in view.labels or view.annotation is not None:
+            return {NODE_KERNEL_LABEL: None}, {NODE_KERNEL_ANNOTATION: None}
+        return None
+    labels, annotations = node_kernel_labels(view.kernel)
+    want_label = labels[NODE_KERNEL_LABEL]
+    want_annotation = annotations.get(NODE_KERNEL_ANNOTATION)
+    if view.labels.get(NODE_KERNEL_LABEL) == want_label and view.annotation == want_annotation:
+        return None
+    return {NODE_KERNEL_LABEL: want_label}, {NODE_KERNEL_ANNOTATION: want_annotation}
+
+
+class NodeTracker(OotoActor):
+    def __init__(self, bridge: Bridge, io: OperatorIO, backoff: Backoff) -> None:
+        super().__init__(bridge)
+        self._io = io
+        self._nodes: dict[str, NodeView] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._dirty: set[str] = set()
+        self._flush_queued = False
+        self._patching: dict[str, tuple[Any, Any]] = {}
+        self._backoff = backoff
+
+    def on_NodeObserved(self, event: NodeObserved) -> None:
+        name = (event.node.get("metadata") or {}).get("name", "")
+        old = self._nodes.get(name)
+        new = None if event.type == "DELETED" else node_view(event.node)
+        if new is None:
+            self._nodes.pop(name, None)
+        else:
+            self._nodes[name] = new
+            self._label(name, new)
+        for key, sub in self._subscriptions.items():
+            if _reindex(sub, name, old, new):
+                self._dirty.add(key)
+        self._queue_flush()
+
+    def on_Subscribe(self, message: Subscribe) -> None:
+        sub = Subscription(message.selector, message.subscriber)
+        for name, view in self._nodes.items():
+            _reindex(sub, name, None, view)
+        self._subscriptions[message.key] = sub
+        self._dirty.add(message.key)
+        self._queue_flush()
+
+    def on_Unsubscribe(self, message: Unsubscribe) -> None:
+        self._subscriptions.pop(message.key, None)
+        self._dirty.discard(message.key)
+
+    def on_Flush(self, _: Flush) -> None:
+        self._flush_queued = False
+        for key in sorted(self._dirty):
+            sub = self._subscriptions.get(key)
+            if sub is not None:
+                kernels = {kernel: frozenset(nodes) for kernel, nodes in sub.kernels.items()}
+                sub.subscriber.tell(NodesChanged(kernels))
+        self._dirty.clear()
+
+    def _queue_flush(self) -> None:
+        if not self._flush_queued and self._dirty:
+            self._flush_queued = True
+            self.actor_ref.tell(Flush())
+
+    def _label(self, name: str, view: NodeView) -> None:
+        patch = kernel_patch(view)
+        if patch is None or self._patching.get(name) == patch:
+            return
+        self._patching[name] = patch
+        log.info("labelling node %s with kernel %r", name, view.kernel, extra={"node": name})
+        self.bridge.run(self.actor_ref, ("label", name), self._io.patch_node_kernel(name, *patch))
+
+    def on_IoDone(self, done: IoDone) -> None:
+        _, name = done.tag  # type: ignore[misc]
+        self._patching.pop(name, None)
+        if done.ok:
+            self._backoff.reset()
+            return
+        log.warning("could not label node %s: %s", name, done.error, extra={"node": name})
+        self.set_timer(f"relabel:{name}", self._backoff.next_delay())
+
+    def on_timer(self, name: str) -> None:
+        node = name.partition(":")[2]
+        view = self._nodes.get(node)
+        if view is not None:
+            self._label(node, view)
+
+
+def _reindex(sub: Subscription, name: str, old: NodeView | None, new: NodeView | None) -> bool:
+    """Move `name` within `sub`'s kernel index; True when the index changed."""
+    before = old.kernel if old is not None and old.kernel and selects(sub.selector, old.labels) else None
+    after = new.kernel if new is not None and new.kernel and selects(sub.selector, new.labels) else None
+    if before == after:
+        return False
+    if before is not None:
+        nodes = sub.kernels.get(before)
+        if nodes is not None:
+            nodes.discard(name)
+            if not nodes:
+                del sub.kernels[before]
+    if after is not None:
+        sub.kernels.setdefault(after, set()).add(name)
+    return True

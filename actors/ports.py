@@ -1,0 +1,87 @@
+"""What actors need from the outside world, as Protocols.
+
+The composition root (ooto/app.py) passes one object implementing `OperatorIO`; tests may pass
+another. Methods returning coroutines are run through the Bridge; the others never block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from ooto.api import Module
+from ooto.kernels import KernelPlan
+
+Obj = Mapping[str, Any]
+EventKind = Literal["Normal", "Warning"]
+
+
+class ObjectStore(Protocol):
+    """Read-only view of an informer's cache (controller-runtime's cached reads)."""
+
+    def get(self, namespace: str, name: str) -> Obj | None: ...
+
+    def list(self) -> Iterable[Obj]: ...
+
+
+class ImageCheck(Protocol):
+    outcome: Literal["present", "missing", "unauthorized", "error"]
+    message: str
+
+
+class BuildStatus(Protocol):
+    name: str
+    image: str
+    phase: Literal["Running", "Succeeded", "Failed"]
+    message: str
+
+
+class OperatorIO(Protocol):
+    daemonsets: ObjectStore
+    builds: ObjectStore
+
+    def apply_daemonset(self, desired: dict[str, Any], current: Obj | None) -> Coroutine[Any, Any, Obj]:
+        """Create (adopting on 409) or update a DaemonSet to `desired`; returns what is stored."""
+
+    def delete_object(self, kind: str, namespace: str, name: str, uid: str) -> Coroutine[Any, Any, None]:
+        """Delete one of our objects (DaemonSet or build), only if its uid still matches."""
+
+    def patch_module_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> Coroutine[Any, Any, Obj]: ...
+
+    def patch_node_kernel(
+        self, name: str, labels: Mapping[str, str | None], annotations: Mapping[str, str | None]
+    ) -> Coroutine[Any, Any, None]: ...
+
+    def check_image(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, ImageCheck]: ...
+
+    def start_build(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
+        """Start (or adopt) the build of plan.image; returns the build object's name."""
+
+    def build_observation(self, build: Obj) -> BuildStatus: ...
+
+    def build_failure_detail(
+        self, namespace: str, build_name: str
+    ) -> Coroutine[Any, Any, str]:
+        """Last lines of a failed build's log (for its Event), or a reason why there are none."""
+
+    def record_event(self, involved: Obj, kind: EventKind, reason: str, message: str) -> None:
+        """Queue an Event; never blocks, never fails the caller."""
+
+
+class ActorMetrics(Protocol):
+    def kernel_phase_changed(self, old: str | None, new: str | None) -> None: ...
+
+    def build_finished(self, succeeded: bool, seconds: float) -> None: ...
+
+    def build_started(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActorSettings:
+    status_debounce_seconds: float = 0.2
+    backoff_initial_seconds: float = 5.0
+    backoff_max_seconds: float = 300.0
+    allow_privileged_module_loader: bool = False

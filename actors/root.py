@@ -1,0 +1,134 @@
+"""OperatorRoot: one ModuleSupervisor per Module, and the router for our objects' events."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from actors.base import OotoActor
+from actors.bridge import Bridge
+from actors.messages import (
+    BuildObserved,
+    DaemonSetObserved,
+    ModuleChanged,
+    ModuleObserved,
+    ModuleUnreadable,
+)
+from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
+from actors.supervisor import ModuleSupervisor
+from ooto.api import Module
+from ooto.kernels import label_safe
+from ooto.render import LABEL_MODULE
+
+log = logging.getLogger(__name__)
+
+
+def validation_message(error: ValidationError) -> str:
+    """`spec.kernelMappings[0].containerImage: Field required`-style lines, one per problem."""
+    lines = []
+    for item in error.errors():
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        lines.append(f"{path}: {item['msg']}")
+    return "; ".join(lines)
+
+
+class OperatorRoot(OotoActor):
+    def __init__(
+        self, bridge: Bridge, io: OperatorIO, settings: ActorSettings, metrics: ActorMetrics, tracker: Any
+    ) -> None:
+        super().__init__(bridge)
+        self._io, self._settings, self._metrics, self._tracker = io, settings, metrics, tracker
+        self._supervisors: dict[str, Any] = {}
+        self._by_label: dict[tuple[str, str], str] = {}
+
+    def on_stop(self) -> None:
+        for ref in self._supervisors.values():
+            ref.stop(block=False)
+
+    def on_ModuleObserved(self, event: ModuleObserved) -> None:
+        meta = event.module.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        if event.type == "DELETED" or meta.get("deletionTimestamp"):
+            self._forget(key, meta)
+            return
+        try:
+            module = Module.model_validate(event.module)
+        except ValidationError as error:
+            self._unreadable(key, event.module, validation_message(error))
+            return
+        supervisor = self._supervisors.get(key)
+        if supervisor is None:
+            log.info("module %s appeared", key, extra={"module": key, "reason": "added"})
+            self._supervisors[key] = ModuleSupervisor.start(
+                self.bridge, self._io, self._settings, self._metrics, self._tracker, module
+            )
+            self._by_label[(module.metadata.namespace, label_safe(module.metadata.name))] = key
+        else:
+            supervisor.tell(ModuleChanged(module))
+
+    def _unreadable(self, key: str, raw: Obj, error: str) -> None:
+        supervisor = self._supervisors.get(key)
+        if supervisor is not None:
+            supervisor.tell(ModuleUnreadable(raw, error))
+            return
+        log.warning("module %s is unreadable: %s", key, error, extra={"module": key, "reason": "InvalidSpec"})
+        meta = raw.get("metadata") or {}
+        involved = {"kind": "Module", "apiVersion": raw.get("apiVersion"), "name": meta.get("name"),
+                    "namespace": meta.get("namespace"), "uid": meta.get("uid")}
+        if _already_reported(raw, error):
+            return
+        self._io.record_event(involved, "Warning", "InvalidSpec", error)
+        self.bridge.run(self.actor_ref, ("status", key), self._io.patch_module_status(
+            meta.get("namespace", ""), meta.get("name", ""), _unreadable_status(raw, error)))
+
+    def on_IoDone(self, done: Any) -> None:
+        if not done.ok:
+            log.warning("status write for %s failed: %s", done.tag[1], done.error)
+
+    def _forget(self, key: str, meta: Obj) -> None:
+        supervisor = self._supervisors.pop(key, None)
+        self._by_label.pop((meta.get("namespace", ""), label_safe(meta.get("name", ""))), None)
+        if supervisor is not None:
+            log.info("module %s deleted: stopping its actors", key, extra={"module": key, "reason": "deleted"})
+            supervisor.stop(block=False)
+
+    def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
+        self._route(event.daemonset, event)
+
+    def on_BuildObserved(self, event: BuildObserved) -> None:
+        self._route(event.build, event)
+
+    def _route(self, obj: Obj, event: object) -> None:
+        meta = obj.get("metadata") or {}
+        label = (meta.get("labels") or {}).get(LABEL_MODULE, "")
+        key = self._by_label.get((meta.get("namespace", ""), label))
+        supervisor = self._supervisors.get(key or "")
+        if supervisor is not None:
+            supervisor.tell(event)
+
+
+def _already_reported(raw: Obj, error: str) -> bool:
+    """Our own status write comes back as an event: never answer it with another write."""
+    status = raw.get("status") or {}
+    generation = (raw.get("metadata") or {}).get("generation", 0)
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(
+                condition.get("reason") == "InvalidSpec"
+                and condition.get("message") == error[:1024]
+                and condition.get("observedGeneration") == generation
+            )
+    return False
+
+
+def _unreadable_status(raw: Obj, error: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    generation = (raw.get("metadata") or {}).get("generation", 0)
+    condition = {"status": "False", "reason": "InvalidSpec", "message": error[:1024],
+                 "observedGeneration": generation, "lastTransitionTime": now}
+    return {"conditions": [{"type": "Progressing", **condition}, {"type": "Ready", **condition}],
+            "observedGeneration": generation}

@@ -1,0 +1,299 @@
+"""ModuleSupervisor: one per Module. Decides which kernel actors exist and writes the Module status.
+
+Desired kernels = kernels of the nodes matching the Module's selector (from the NodeTracker).
+Each kernel gets a KernelActor when a mapping matches it; kernels that leave are retired (their
+DaemonSets deleted). Kernel reports are folded into one status write, debounced, and skipped when
+the status would not change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from actors.base import Backoff, OotoActor
+from actors.bridge import Bridge
+from actors.kernel import KernelActor, owned_by
+from actors.messages import (
+    BuildObserved,
+    DaemonSetObserved,
+    IoDone,
+    KernelNodes,
+    KernelReport,
+    KernelRetired,
+    ModuleChanged,
+    ModuleUnreadable,
+    NodesChanged,
+    PlanKernel,
+    Retire,
+    Subscribe,
+    Unsubscribe,
+)
+from actors.ports import ActorMetrics, ActorSettings, OperatorIO
+from ooto.api import Module
+from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
+from ooto.render import LABEL_KERNEL
+from ooto.status import KernelProblem, ModuleFacts, fold_status
+
+log = logging.getLogger(__name__)
+
+
+def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
+    """Spec problems that are the operator's policy rather than the schema's."""
+    security = module.spec.module_loader.get("securityContext") or {}
+    if security.get("privileged") and not settings.allow_privileged_module_loader:
+        return [
+            "spec.moduleLoader.securityContext.privileged: the module loader needs only "
+            "CAP_SYS_MODULE; this operator is configured to refuse privileged module loaders "
+            "(chart value allowPrivilegedModuleLoader)"
+        ]
+    return []
+
+
+class ModuleSupervisor(OotoActor):
+    def __init__(
+        self,
+        bridge: Bridge,
+        io: OperatorIO,
+        settings: ActorSettings,
+        metrics: ActorMetrics,
+        tracker: Any,
+        module: Module,
+    ) -> None:
+        super().__init__(bridge)
+        self._io, self._settings, self._metrics, self._tracker = io, settings, metrics, tracker
+        self._module = module
+        self._spec_errors: list[str] = []
+        self._kernels: KernelNodes | None = None
+        self._actors: dict[str, Any] = {}
+        self._by_label: dict[str, str] = {}
+        self._retiring: dict[str, Any] = {}
+        self._reports: dict[str, KernelReport] = {}
+        self._problems: dict[str, KernelProblem] = {}
+        self._stored_status: Mapping[str, Any] | None = module.status
+        self._stored_version = _version(module)
+        self._writing = False
+        self._orphans_checked = False
+        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+
+    def describe(self) -> str:
+        return f"ModuleSupervisor({self._module.key})"
+
+    def on_start(self) -> None:
+        self._validate()
+        self._subscribe()
+
+    def on_stop(self) -> None:
+        self._tracker.tell(Unsubscribe(self._module.key))
+        for ref in [*self._actors.values(), *self._retiring.values()]:
+            ref.stop(block=False)
+
+    # --- the Module ---------------------------------------------------------------------------
+
+    def on_ModuleChanged(self, message: ModuleChanged) -> None:
+        old, new = self._module, message.module
+        if _version(new) >= self._stored_version:
+            self._stored_status, self._stored_version = new.status, _version(new)
+        self._module = new
+        if new.metadata.generation == old.metadata.generation and new.metadata.uid == old.metadata.uid:
+            self._schedule_status()  # status-only change: someone else may have overwritten ours
+            return
+        self._validate()
+        if new.spec.selector != old.spec.selector:
+            self._subscribe()
+        self._reconcile()
+
+    def on_ModuleUnreadable(self, message: ModuleUnreadable) -> None:
+        self._spec_errors = [message.error]
+        self._event("Warning", "InvalidSpec", message.error)
+        self._schedule_status()
+
+    def _validate(self) -> None:
+        errors = [str(e) for e in validate_module(self._module)]
+        errors += module_policy_errors(self._module, self._settings)
+        if errors and errors != self._spec_errors:
+            log.warning("%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra("InvalidSpec"))
+            self._event("Warning", "InvalidSpec", "; ".join(errors))
+        self._spec_errors = errors
+
+    def _subscribe(self) -> None:
+        self._tracker.tell(Subscribe(self._module.key, dict(self._module.spec.selector), self.actor_ref))
+
+    # --- kernels ------------------------------------------------------------------------------
+
+    def on_NodesChanged(self, message: NodesChanged) -> None:
+        self._kernels = message.kernels
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        if self._kernels is None or self._spec_errors:
+            # An invalid spec changes nothing in the cluster: what runs keeps running.
+            self._schedule_status()
+            return
+        for kernel in [k for k in self._actors if k not in self._kernels]:
+            self._retire(kernel)
+        for kernel in [k for k in self._problems if k not in self._kernels]:
+            del self._problems[kernel]
+        for kernel, nodes in self._kernels.items():
+            self._plan(kernel, nodes)
+        if not self._orphans_checked:
+            self._orphans_checked = True
+            self._delete_orphans()
+        self._schedule_status()
+
+    def _plan(self, kernel: str, nodes: frozenset[str]) -> None:
+        try:
+            plan = plan_kernel(self._module, kernel)
+        except SpecError as error:
+            self._problem(kernel, "InvalidSpec", str(error))
+            return
+        if plan is None:
+            self._problem(kernel, "NoMatchingMapping", "no kernelMappings entry matches this kernel")
+            if kernel in self._actors:
+                self._retire(kernel)
+            return
+        self._problems.pop(kernel, None)
+        actor = self._actors.get(kernel)
+        if actor is None:
+            self._spawn(plan, nodes)
+        else:
+            actor.tell(PlanKernel(self._module, plan, nodes))
+
+    def _problem(self, kernel: str, reason: str, message: str) -> None:
+        problem = KernelProblem(kernel, reason, message)
+        if self._problems.get(kernel) != problem:
+            self._problems[kernel] = problem
+            log.warning("%s: kernel %s: %s", self.describe(), kernel, message, extra=self._extra(reason, kernel))
+            self._event("Warning", reason, f"kernel {kernel}: {message}")
+
+    def _spawn(self, plan: KernelPlan, nodes: frozenset[str]) -> None:
+        log.info("%s: kernel %s -> %s", self.describe(), plan.kernel, plan.image, extra=self._extra("kernel appeared", plan.kernel))
+        self._actors[plan.kernel] = KernelActor.start(
+            self.bridge, self._io, self._settings, self._metrics, self.actor_ref, self._module, plan, nodes
+        )
+        self._by_label[plan.kernel_label] = plan.kernel
+
+    def _retire(self, kernel: str) -> None:
+        ref = self._actors.pop(kernel)
+        self._reports.pop(kernel, None)
+        self._retiring[kernel] = ref
+        log.info("%s: kernel %s left", self.describe(), kernel, extra=self._extra("kernel left", kernel))
+        ref.tell(Retire())
+
+    def on_KernelRetired(self, message: KernelRetired) -> None:
+        self._retiring.pop(message.kernel, None)
+        self._by_label = {label: k for label, k in self._by_label.items() if k != message.kernel or k in self._actors}
+
+    def on_KernelReport(self, report: KernelReport) -> None:
+        if report.kernel in self._actors:
+            self._reports[report.kernel] = report
+            self._schedule_status()
+
+    def _delete_orphans(self) -> None:
+        """DaemonSets of ours for kernels no selected node runs any more (e.g. while we were down)."""
+        wanted = {plan_label for plan_label in self._by_label}
+        uid = self._module.metadata.uid
+        for ds in list(self._io.daemonsets.list()):
+            meta = ds.get("metadata") or {}
+            if meta.get("namespace") != self._module.metadata.namespace or not owned_by(ds, uid):
+                continue
+            if (meta.get("labels") or {}).get(LABEL_KERNEL) in wanted:
+                continue
+            log.info("%s deletes orphan %s", self.describe(), meta["name"], extra=self._extra("kernel left"))
+            self.bridge.run(self.actor_ref, ("orphan", meta["name"]),
+                            self._io.delete_object("daemonset", meta["namespace"], meta["name"], meta["uid"]))
+
+    # --- routing from informers ---------------------------------------------------------------
+
+    def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
+        label = ((event.daemonset.get("metadata") or {}).get("labels") or {}).get(LABEL_KERNEL)
+        kernel = self._by_label.get(label or "")
+        actor = self._actors.get(kernel or "") or self._retiring.get(kernel or "")
+        if actor is not None:
+            actor.tell(event)
+
+    def on_BuildObserved(self, event: BuildObserved) -> None:
+        for actor in self._actors.values():
+            actor.tell(event)
+
+    # --- status -------------------------------------------------------------------------------
+
+    def _schedule_status(self) -> None:
+        if not self.timer_pending("status"):
+            self.set_timer("status", self._settings.status_debounce_seconds)
+
+    def on_timer(self, name: str) -> None:
+        if name == "status":
+            self._write_status()
+
+    def _write_status(self) -> None:
+        if self._writing:
+            self._schedule_status()
+            return
+        if self._kernels is None and not self._spec_errors:
+            return  # nothing known yet: never overwrite a good status with an empty one
+        if any(k not in self._reports for k in self._actors):
+            return  # a kernel actor has not reported yet; its report reschedules us
+        status = fold_status(self._facts(), self._stored_status, _now())
+        if status == self._stored_status:
+            return
+        self._writing = True
+        meta = self._module.metadata
+        self.bridge.run(self.actor_ref, ("status",), self._io.patch_module_status(meta.namespace, meta.name, status))
+
+    def _facts(self) -> ModuleFacts:
+        return ModuleFacts(
+            generation=self._module.metadata.generation,
+            spec_errors=self._spec_errors,
+            kernels=[r.status for r in self._reports.values()],
+            kernel_reasons={r.kernel: r.reason for r in self._reports.values()},
+            problems=sorted(self._problems.values(), key=lambda p: p.kernel),
+        )
+
+    def on_IoDone(self, done: IoDone) -> None:
+        if done.tag[0] == "orphan":  # type: ignore[index]
+            if not done.ok:
+                log.warning("%s: could not delete orphan %s: %s", self.describe(), done.tag[1], done.error)  # type: ignore[index]
+            return
+        self._writing = False
+        if not done.ok:
+            log.warning("%s: status write failed: %s", self.describe(), done.error, extra=self._extra("StatusWriteFailed"))
+            self.set_timer("status", self._backoff.next_delay())
+            return
+        self._backoff.reset()
+        stored: Mapping[str, Any] = done.result
+        self._stored_status = stored.get("status")
+        self._stored_version = _version_of(stored)
+
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        meta = self._module.metadata
+        involved = {"kind": "Module", "apiVersion": self._module.api_version, "name": meta.name,
+                    "namespace": meta.namespace, "uid": meta.uid}
+        self._io.record_event(involved, kind, reason, message)  # type: ignore[arg-type]
+
+    def _extra(self, reason: str, kernel: str = "") -> dict[str, str]:
+        return {"module": self._module.key, "kernel": kernel, "reason": reason}
+
+
+def _version(module: Module) -> int:
+    return _parse_version(module.metadata.resource_version)
+
+
+def _version_of(obj: Mapping[str, Any]) -> int:
+    return _parse_version((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _parse_version(value: str) -> int:
+    # resourceVersions are opaque, but etcd-backed servers hand out increasing integers; comparing
+    # them keeps an informer event older than our own write from triggering a rewrite.
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+

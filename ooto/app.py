@@ -1,0 +1,265 @@
+"""Composition root: settings, the asyncio loop, informers, the actor system, server, leadership.
+
+Start order matters for "cluster state is the only truth": the caches of our DaemonSets and build
+objects are synced before any actor decides anything, Nodes before Modules, so a supervisor's
+first view of its kernels is complete and it never deletes or recreates what already exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections import Counter
+from typing import Any
+
+import pykka
+
+from actors.base import Backoff
+from actors.bridge import Bridge
+from actors.messages import BuildObserved, DaemonSetObserved, ModuleObserved, NodeObserved
+from actors.node_tracker import NodeTracker
+from actors.ports import ActorSettings
+from actors.root import OperatorRoot
+from ooto.builds.model import BUILD_SELECTOR, BuildBackend
+from ooto.builds.select import select_backend
+from ooto.kube.client import KubeApi, make_api_client
+from ooto.kube.events import EventRecorder
+from ooto.kube.informer import Informer
+from ooto.kube.leader import LeaderElector
+from ooto.kube.resources import DAEMONSETS, MODULES, NODES
+from ooto.logs import configure_logging
+from ooto.metrics import Metrics
+from ooto.operator_io import KubeOperatorIO
+from ooto.registry import RegistryClient
+from ooto.render import LABEL_MANAGED_BY, MANAGED_BY
+from ooto.server import make_app, start_server, stop_server
+from ooto.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+ACTOR_STACK_BYTES = 512 * 1024
+"""Actor threads run short handlers; 512 KiB instead of 8 MiB keeps 5000 actors cheap."""
+
+
+class PhaseCounter:
+    """`ActorMetrics` for kernel actors: counts actors by phase (called from actor threads)."""
+
+    def __init__(self, metrics: Metrics, backend: str) -> None:
+        self._metrics = metrics
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def kernel_phase_changed(self, old: str | None, new: str | None) -> None:
+        with self._lock:
+            if old is not None:
+                self._counts[old] -= 1
+            if new is not None:
+                self._counts[new] += 1
+            counts = {phase: n for phase, n in self._counts.items() if n > 0}
+        self._metrics.set_kernel_actors_by_state(counts)
+
+    def build_started(self) -> None:
+        self._metrics.build_started(self._backend)
+
+    def build_finished(self, succeeded: bool, seconds: float) -> None:
+        self._metrics.build_finished(self._backend, succeeded=succeeded, seconds=seconds)
+
+
+class Operator:
+    """The actor system with its informers, for one leadership term (start, then stop once)."""
+
+    def __init__(self, settings: Settings, api: KubeApi, metrics: Metrics, backend: BuildBackend) -> None:
+        self.settings = settings
+        self.api = api
+        self.metrics = metrics
+        self._backend = backend
+        self._informers: list[Informer] = []
+        self._bridge: Bridge | None = None
+        self._root: pykka.ActorRef[Any] | None = None
+        self._tracker: pykka.ActorRef[Any] | None = None
+        self._recorder = EventRecorder(api, observer=metrics)
+        self._registry = RegistryClient()
+        self.synced = asyncio.Event()
+
+    def _informer(self, resource: Any, on_event: Any, **selectors: Any) -> Informer:
+        informer = Informer(
+            self.api, resource, namespace=self.settings.watch_namespace,
+            on_event=on_event, observer=self.metrics, **selectors,
+        )
+        self._informers.append(informer)
+        return informer
+
+    async def start(self) -> None:
+        threading.stack_size(ACTOR_STACK_BYTES)
+        bridge = self._bridge = Bridge(asyncio.get_running_loop())
+        ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        root_tell = self._tell_root
+        daemonsets = self._informer(
+            DAEMONSETS, lambda e: root_tell(DaemonSetObserved(e.type, e.obj)), label_selector=ours
+        )
+        builds = self._informer(
+            self._backend.resource, lambda e: root_tell(BuildObserved(e.type, e.obj)),
+            label_selector=BUILD_SELECTOR,
+        )
+        io = KubeOperatorIO(self.api, daemonsets, builds, self._recorder, self._registry, self._backend)
+        settings = ActorSettings(
+            status_debounce_seconds=self.settings.status_debounce_seconds,
+            backoff_initial_seconds=self.settings.backoff_initial_seconds,
+            backoff_max_seconds=self.settings.backoff_max_seconds,
+            allow_privileged_module_loader=self.settings.allow_privileged_module_loader,
+        )
+        backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
+        self._tracker = NodeTracker.start(bridge, io, backoff)
+        counter = PhaseCounter(self.metrics, type(self._backend).__name__)
+        self._root = OperatorRoot.start(bridge, io, settings, counter, self._tracker)
+        self._recorder.start()
+        await self._sync(daemonsets, builds)
+        tracker = self._tracker
+        nodes = Informer(self.api, NODES, on_event=lambda e: _tell(tracker, NodeObserved(e.type, e.obj)),
+                         observer=self.metrics)
+        self._informers.append(nodes)
+        await self._sync(nodes)
+        modules = self._informer(MODULES, lambda e: root_tell(ModuleObserved(e.type, e.obj)))
+        await self._sync(modules)
+        self.synced.set()
+        log.info("operator started: caches synced", extra={"reason": "started"})
+
+    def _tell_root(self, message: object) -> None:
+        if self._root is not None:
+            _tell(self._root, message)
+
+    async def _sync(self, *informers: Informer) -> None:
+        for informer in informers:
+            informer.start()
+        await asyncio.gather(*(informer.synced.wait() for informer in informers))
+
+    async def stop(self) -> None:
+        """Stop writing at once, then stop actors and watches."""
+        if self._bridge is not None:
+            self._bridge.close()
+        for informer in reversed(self._informers):
+            await informer.stop()
+        for ref in (self._root, self._tracker):
+            if ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    await asyncio.to_thread(ref.stop, block=True, timeout=10)
+        await asyncio.to_thread(pykka.ActorRegistry.stop_all, block=True, timeout=10)
+        await self._recorder.stop()
+        await self._registry.close()
+
+
+def _tell(ref: pykka.ActorRef[Any], message: object) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)
+
+
+class Health:
+    """`HealthSource` for the server: ready once this replica's caches synced or it is standby."""
+
+    def __init__(self) -> None:
+        self.operator: Operator | None = None
+        self.standby = False
+
+    def is_alive(self) -> bool:
+        return True
+
+    def is_synced(self) -> bool:
+        if self.operator is None:
+            return self.standby
+        return self.operator.synced.is_set()
+
+
+async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -> int:
+    """Run until `stop` is set or leadership is lost (exit code 1: the Deployment restarts us)."""
+    metrics = Metrics()
+    api = KubeApi(await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics)
+    health = Health()
+    runner = await start_server(make_app(health, metrics), settings.metrics_host, settings.metrics_port)
+    try:
+        backend = await select_backend(api, settings)
+        return await _lead_and_run(settings, api, metrics, backend, health, stop)
+    finally:
+        await stop_server(runner)
+        await api.close()
+
+
+async def _lead_and_run(
+    settings: Settings, api: KubeApi, metrics: Metrics, backend: BuildBackend, health: Health, stop: asyncio.Event
+) -> int:
+    operator = Operator(settings, api, metrics, backend)
+    if not settings.leader_election:
+        health.operator = operator
+        await operator.start()
+        await stop.wait()
+        await operator.stop()
+        return 0
+    lost = asyncio.Event()
+    leading = asyncio.Event()
+    elector = LeaderElector(
+        api, settings.operator_namespace, settings.lease_name, _identity(),
+        lease_duration=settings.lease_duration_seconds, renew_deadline=settings.renew_deadline_seconds,
+        retry_period=settings.retry_period_seconds,
+        on_started_leading=leading.set, on_stopped_leading=lost.set,
+    )
+    health.standby = True
+    elector.start()
+    try:
+        if await _first(stop.wait(), leading.wait()) == 0:
+            return 0
+        metrics.set_leader(True)
+        health.operator = operator
+        await operator.start()
+        outcome = await _first(stop.wait(), lost.wait())
+        await operator.stop()
+        if outcome == 1:
+            log.error("lost the leader lease: stopped writing; exiting", extra={"reason": "LeaseLost"})
+            return 1
+        return 0
+    finally:
+        metrics.set_leader(False)
+        await elector.stop()
+
+
+async def _first(*awaitables: Any) -> int:
+    """Index of the first awaitable to finish; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return next(i for i, task in enumerate(tasks) if task in done)
+
+
+def _identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_args(args)
+    except SettingsError as error:
+        print(error)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    return asyncio.run(_main(settings, args.kubeconfig))
+
+
+async def _main(settings: Settings, kubeconfig: str | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await run(settings, kubeconfig, stop)
+
+
+async def run_demo_operator(kubeconfig: str, stop: asyncio.Event) -> None:
+    """The operator as `ooto demo` runs it: no leader election, a free metrics port."""
+    settings = Settings.load({"leader_election": False, "metrics_port": 0, "status_debounce_seconds": 0.5})
+    await run(settings, kubeconfig, stop)
+

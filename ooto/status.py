@@ -1,0 +1,138 @@
+"""Fold per-kernel reports into one Module status (pure: same input, same status).
+
+Conditions follow the Kubernetes conventions: `lastTransitionTime` moves only when a condition's
+status flips, so a status recomputed with nothing new is byte-identical to the stored one and the
+operator writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ooto.api import ConditionStatus, ConditionType, KernelPhase, KernelStatus
+
+MAX_MESSAGE = 1024
+MAX_NAMED = 5
+
+
+@dataclass(frozen=True)
+class KernelProblem:
+    """A kernel that has no actor: no mapping matches it, or its mapping is invalid for it."""
+
+    kernel: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """Everything the Module status is computed from."""
+
+    generation: int
+    spec_errors: Sequence[str] = ()
+    kernels: Sequence[KernelStatus] = ()
+    kernel_reasons: Mapping[str, str] | None = None
+    problems: Sequence[KernelProblem] = ()
+
+
+def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """The Module status for `facts`, keeping transition times from `previous`."""
+    kernels = sorted(facts.kernels, key=lambda k: k.kernel)
+    ready, progressing = _conditions(facts, kernels)
+    old = {c.get("type"): c for c in (previous or {}).get("conditions", []) if isinstance(c, dict)}
+    conditions = [
+        _condition(ConditionType.PROGRESSING, *progressing, facts.generation, old, now),
+        _condition(ConditionType.READY, *ready, facts.generation, old, now),
+    ]
+    return {
+        "conditions": conditions,
+        "kernels": [k.model_dump(by_alias=True, mode="json") for k in kernels],
+        "observedGeneration": facts.generation,
+        "kernelCount": len(kernels) + len(facts.problems),
+        "nodesDesired": sum(k.nodes_desired for k in kernels),
+        "nodesReady": sum(k.nodes_ready for k in kernels),
+    }
+
+
+Verdict = tuple[ConditionStatus, str, str]
+
+
+def _conditions(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> tuple[Verdict, Verdict]:
+    """(Ready, Progressing) as (status, reason, message)."""
+    false, true = ConditionStatus.FALSE, ConditionStatus.TRUE
+    if facts.spec_errors:
+        message = _join(facts.spec_errors)
+        return (false, "InvalidSpec", message), (false, "InvalidSpec", message)
+    busy = [k for k in kernels if k.phase not in (KernelPhase.READY, KernelPhase.DEGRADED)]
+    progressing: Verdict = (
+        (true, _busy_reason(busy), _join(f"{k.kernel}: {k.message or k.phase}" for k in busy))
+        if busy
+        else (false, "Converged", "every kernel is deployed or has stopped progressing")
+    )
+    ready = _ready(facts, kernels)
+    return ready, progressing
+
+
+def _ready(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> Verdict:
+    false = ConditionStatus.FALSE
+    if facts.problems:
+        by_reason = sorted({p.reason for p in facts.problems})
+        return false, by_reason[0], _join(f"{p.kernel}: {p.message}" for p in facts.problems)
+    reasons = facts.kernel_reasons or {}
+    failing = [k for k in kernels if k.phase in (KernelPhase.DEGRADED, KernelPhase.INVALID)]
+    if failing:
+        reason = sorted({reasons.get(k.kernel) or "Degraded" for k in failing})[0]
+        return false, reason, _join(f"{k.kernel}: {k.message}" for k in failing)
+    waiting = [k for k in kernels if k.phase != KernelPhase.READY]
+    if waiting:
+        return false, _busy_reason(waiting), _join(
+            f"{k.kernel}: {k.message or k.phase}" for k in waiting
+        )
+    if not kernels:
+        return ConditionStatus.TRUE, "NoNodesSelected", "no node matches the selector"
+    nodes = sum(k.nodes_ready for k in kernels)
+    return (
+        ConditionStatus.TRUE,
+        "AllKernelsReady",
+        f"module loaded on {nodes} nodes across {len(kernels)} kernels",
+    )
+
+
+def _busy_reason(kernels: Sequence[KernelStatus]) -> str:
+    phases = {k.phase for k in kernels}
+    if KernelPhase.BUILDING in phases:
+        return "Building"
+    if KernelPhase.RESOLVING in phases:
+        return "Resolving"
+    return "Rolling"
+
+
+def _condition(
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    old: Mapping[Any, Mapping[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    previous = old.get(type_.value, {})
+    same = previous.get("status") == status.value and previous.get("lastTransitionTime")
+    return {
+        "type": type_.value,
+        "status": status.value,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": previous["lastTransitionTime"] if same else now,
+    }
+
+
+def _join(parts: Iterable[str]) -> str:
+    items = list(parts)
+    text = "; ".join(items[:MAX_NAMED])
+    if len(items) > MAX_NAMED:
+        text += f"; and {len(items) - MAX_NAMED} more"
+    return text[:MAX_MESSAGE]
