@@ -1,0 +1,327 @@
+"""The two `BuildBackend`s on the API server, and `select_backend`.
+
+```python
+reads = ApiClientReads(api_client)                     # pod logs and discovery
+backend = await select_backend(api, "auto", reads)     # "auto" | "kaniko" | "buildconfig"
+ref = await backend.start(module, plan)                # BuildRef; adopts a running build
+backend.resource, BUILD_SELECTOR                       # what the build informer watches
+backend.observe(obj)                                   # BuildObservation, pure
+await backend.log_tail(namespace, ref.name)            # last lines of the build pod's log
+await backend.delete(namespace, ref.name)
+```
+
+One build per (namespace, image): `start` first looks for a running build object carrying the
+image's hash label (whichever Module or kernel started it, whichever operator process) and adopts
+it. Concurrent `start`s for one image in this process are serialized by a lock, so they cannot
+race to create two. A finished build object of the same name is deleted and replaced: `start` is
+only called when the image is still missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal
+
+from ooto.api.module import Module
+from ooto.builds.buildconfig import (
+    BUILD_CONFIG_LABEL,
+    BUILD_NAME_LABEL,
+    build_number,
+    observe_build,
+    render_build,
+    render_build_request,
+    render_buildconfig,
+)
+from ooto.builds.cluster import ClusterReadError, ClusterReads
+from ooto.builds.kaniko import (
+    DEFAULT_KANIKO,
+    KanikoOptions,
+    observe_job,
+    render_dockerfile_configmap,
+    render_kaniko_job,
+)
+from ooto.builds.model import (
+    IMAGE_ANNOTATION,
+    LABEL_IMAGE_HASH,
+    BuildBackend,
+    BuildObservation,
+    BuildRef,
+    BuildStartError,
+    build_name,
+    plan_build,
+)
+from ooto.kernels import KernelPlan, kernel_hash
+from ooto.kube.client import JsonObj, KubeApi
+from ooto.kube.errors import AlreadyExists, ApiError, NotFound
+from ooto.kube.resources import BUILDCONFIGS, BUILDS, CONFIGMAPS, JOBS, PODS, Resource
+from ooto.render import SPEC_HASH_ANNOTATION
+
+log = logging.getLogger(__name__)
+
+BackendSetting = Literal["auto", "kaniko", "buildconfig"]
+_CREATE_ATTEMPTS = 10
+_DELETE_WAIT_SECONDS = 0.3
+
+
+class _ImageLocks:
+    """One asyncio.Lock per (namespace, image), dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, namespace: str, image: str) -> AsyncIterator[None]:
+        key = (namespace, image)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class _Backend:
+    """What both backends share: adoption by image label, logs, deletion."""
+
+    resource: Resource
+    _pod_label: str
+
+    def __init__(
+        self,
+        api: KubeApi,
+        reads: ClusterReads,
+        observe: Callable[[Mapping[str, Any]], BuildObservation],
+    ) -> None:
+        self._api = api
+        self._reads = reads
+        self._observe = observe
+        self._locks = _ImageLocks()
+
+    def observe(self, obj: Mapping[str, Any]) -> BuildObservation:
+        return self._observe(obj)
+
+    async def _running_build(self, namespace: str, image: str) -> JsonObj | None:
+        """A running build object of `image` in `namespace`, from any Module."""
+        selector = f"{LABEL_IMAGE_HASH}={kernel_hash(image)}"
+        found = await self._api.list(self.resource, namespace, label_selector=selector)
+        for obj in sorted(found.items, key=lambda o: str(o["metadata"].get("name"))):
+            meta = obj["metadata"]
+            if meta.get("deletionTimestamp"):
+                continue
+            same_image = (meta.get("annotations") or {}).get(IMAGE_ANNOTATION, image) == image
+            if same_image and not self._observe(obj).finished:
+                return obj
+        return None
+
+    def _ref(self, obj: Mapping[str, Any], image: str, adopted: bool) -> BuildRef:
+        meta = obj["metadata"]
+        return BuildRef(self.resource, meta["namespace"], meta["name"], image, adopted)
+
+    async def log_tail(self, namespace: str, name: str, lines: int = 20) -> str:
+        """The last `lines` of the build pod's log, or a sentence saying why there is none."""
+        try:
+            pods = await self._api.list(PODS, namespace, label_selector=f"{self._pod_label}={name}")
+        except ApiError as error:
+            return f"(build pods of {name} unreadable: {error.status} {error.reason})"
+        if not pods.items:
+            return f"(no pod left for build {name})"
+        pod = max(pods.items, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+        pod_name = pod["metadata"]["name"]
+        try:
+            text = await self._reads.pod_log(namespace, pod_name, tail_lines=lines)
+        except ClusterReadError as error:
+            return f"(build log unavailable: {error})"
+        tail = text.rstrip("\n").splitlines()[-lines:]
+        return "\n".join(tail) if tail else f"(pod {pod_name} logged nothing)"
+
+    async def _delete_quietly(self, res: Resource, namespace: str, name: str) -> None:
+        with suppress(NotFound):
+            await self._api.delete(res, name, namespace, propagation_policy="Background")
+
+
+class KanikoJobBackend(_Backend):
+    """Builds with a Kaniko executor Job (upstream Kubernetes)."""
+
+    resource = JOBS
+    _pod_label = "job-name"
+
+    def __init__(
+        self, api: KubeApi, reads: ClusterReads, options: KanikoOptions = DEFAULT_KANIKO
+    ) -> None:
+        super().__init__(api, reads, observe_job)
+        self._options = options
+
+    async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
+        image, namespace = plan_build(plan).image, module.metadata.namespace
+        async with self._locks.hold(namespace, image):
+            running = await self._running_build(namespace, image)
+            if running is not None:
+                log.info("build of %s: adopting running Job %s", image, running["metadata"]["name"])
+                return self._ref(running, image, adopted=True)
+            configmap = render_dockerfile_configmap(module, plan)
+            if configmap is not None:
+                await self._ensure_configmap(configmap)
+            job = render_kaniko_job(module, plan, self._options)
+            stored, created = await self._create_replacing_finished(job)
+            verb = "started" if created else "adopted"
+            log.info("build of %s: %s Job %s", image, verb, build_name(plan))
+            return self._ref(stored, image, adopted=not created)
+
+    async def _ensure_configmap(self, configmap: JsonObj) -> None:
+        meta = configmap["metadata"]
+        try:
+            await self._api.create(CONFIGMAPS, configmap)
+            return
+        except AlreadyExists:
+            current = await self._api.get(CONFIGMAPS, meta["name"], meta["namespace"])
+        if current.get("data") != configmap["data"]:  # the Module's Dockerfile changed
+            resource_version = current["metadata"]["resourceVersion"]
+            body = {**configmap, "metadata": {**meta, "resourceVersion": resource_version}}
+            await self._api.replace(CONFIGMAPS, body)
+
+    async def _create_replacing_finished(self, job: JsonObj) -> tuple[JsonObj, bool]:
+        """Create the Job; a finished one of that name goes first. Adopt one that is running."""
+        meta = job["metadata"]
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                return await self._api.create(JOBS, job), True
+            except AlreadyExists:
+                pass
+            try:
+                current = await self._api.get(JOBS, meta["name"], meta["namespace"])
+            except NotFound:
+                continue
+            if not current["metadata"].get("deletionTimestamp"):
+                if not observe_job(current).finished:
+                    return current, False
+                await self._delete_quietly(JOBS, meta["namespace"], meta["name"])
+            await asyncio.sleep(_DELETE_WAIT_SECONDS)
+        raise BuildStartError(f"Job {meta['name']} is still being deleted; will retry")
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """The Job (its pods follow), and the Dockerfile ConfigMap of the same name if any."""
+        await self._delete_quietly(JOBS, namespace, name)
+        await self._delete_quietly(CONFIGMAPS, namespace, name)
+
+
+class BuildConfigBackend(_Backend):
+    """Builds with an OpenShift BuildConfig (Docker strategy) and its Builds."""
+
+    resource = BUILDS
+    _pod_label = BUILD_NAME_LABEL
+
+    def __init__(
+        self, api: KubeApi, reads: ClusterReads, *, instantiate: bool | None = None
+    ) -> None:
+        """`instantiate`: is `buildconfigs/instantiate` served (None: ask discovery when needed)."""
+        super().__init__(api, reads, observe_build)
+        self._instantiate = instantiate
+
+    async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
+        image, namespace = plan_build(plan).image, module.metadata.namespace
+        async with self._locks.hold(namespace, image):
+            running = await self._running_build(namespace, image)
+            if running is not None:
+                log.info(
+                    "build of %s: adopting running Build %s", image, running["metadata"]["name"]
+                )
+                return self._ref(running, image, adopted=True)
+            config = await self._ensure_buildconfig(render_buildconfig(module, plan))
+            build = await self._start_build(config, plan.kernel)
+            log.info("build of %s: started Build %s", image, build["metadata"]["name"])
+            return self._ref(build, image, adopted=False)
+
+    async def _ensure_buildconfig(self, desired: JsonObj) -> JsonObj:
+        """Create the BuildConfig, or replace one whose spec-hash differs (the Module changed).
+
+        Replacing is delete + create: the chart grants no update on BuildConfigs, and the old
+        one's Builds are all finished (a running one would have been adopted).
+        """
+        meta = desired["metadata"]
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                return await self._api.create(BUILDCONFIGS, desired)
+            except AlreadyExists:
+                pass
+            try:
+                current = await self._api.get(BUILDCONFIGS, meta["name"], meta["namespace"])
+            except NotFound:
+                continue
+            current_meta = current["metadata"]
+            if not current_meta.get("deletionTimestamp"):
+                wanted = meta["annotations"][SPEC_HASH_ANNOTATION]
+                if (current_meta.get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == wanted:
+                    return current
+                await self._delete_quietly(BUILDCONFIGS, meta["namespace"], meta["name"])
+            await asyncio.sleep(_DELETE_WAIT_SECONDS)
+        raise BuildStartError(f"BuildConfig {meta['name']} is still being deleted; will retry")
+
+    async def _start_build(self, config: JsonObj, kernel: str) -> JsonObj:
+        meta = config["metadata"]
+        if self._instantiate is None:
+            served = await self._reads.served_resources(BUILDCONFIGS.group, BUILDCONFIGS.version)
+            self._instantiate = f"{BUILDCONFIGS.plural}/instantiate" in (served or ())
+        if self._instantiate:
+            # KubeApi has no "create on a subresource": a Resource whose plural is the path works.
+            instantiate = Resource(
+                BUILDCONFIGS.group,
+                BUILDCONFIGS.version,
+                f"{BUILDCONFIGS.plural}/{meta['name']}/instantiate",
+                "BuildRequest",
+                namespaced=True,
+            )
+            body = render_build_request(meta["name"], kernel)
+            return await self._api.create(instantiate, body, meta["namespace"])
+        return await self._create_build(config, kernel)
+
+    async def _create_build(self, config: JsonObj, kernel: str) -> JsonObj:
+        """What OpenShift's instantiate does, for API servers that serve Builds as CRDs only."""
+        meta = config["metadata"]
+        selector = f"{BUILD_CONFIG_LABEL}={meta['name']}"
+        existing = await self._api.list(BUILDS, meta["namespace"], label_selector=selector)
+        number = max((build_number(b) for b in existing.items), default=0) + 1
+        for _ in range(_CREATE_ATTEMPTS):
+            try:
+                return await self._api.create(BUILDS, render_build(config, number, kernel))
+            except AlreadyExists:
+                number += 1
+        raise BuildStartError(f"BuildConfig {meta['name']}: no free build number; will retry")
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """One Build (its pod follows). The BuildConfig stays for the next build."""
+        await self._delete_quietly(BUILDS, namespace, name)
+
+
+async def select_backend(
+    api: KubeApi,
+    setting: BackendSetting,
+    reads: ClusterReads,
+    *,
+    kaniko: KanikoOptions = DEFAULT_KANIKO,
+) -> BuildBackend:
+    """The backend the setting names; "auto" picks BuildConfig when build.openshift.io/v1 serves
+    buildconfigs and builds (OpenShift), Kaniko otherwise."""
+    if setting == "kaniko":
+        return KanikoJobBackend(api, reads, kaniko)
+    try:
+        served = await reads.served_resources(BUILDCONFIGS.group, BUILDCONFIGS.version)
+    except ClusterReadError:
+        if setting == "auto":
+            raise
+        served = None
+    instantiate = None if served is None else f"{BUILDCONFIGS.plural}/instantiate" in served
+    if setting == "buildconfig":
+        return BuildConfigBackend(api, reads, instantiate=instantiate)
+    if served is not None and {BUILDCONFIGS.plural, BUILDS.plural} <= served:
+        log.info("build backend: BuildConfig (build.openshift.io/v1 is served)")
+        return BuildConfigBackend(api, reads, instantiate=instantiate)
+    log.info("build backend: Kaniko Job (build.openshift.io/v1 is not served)")
+    return KanikoJobBackend(api, reads, kaniko)

@@ -1,0 +1,131 @@
+"""What every build backend shares: the protocol, its value types, our labels on build objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from ooto.api.module import Module
+from ooto.kernels import BuildPlan, KernelPlan, build_job_name, kernel_hash
+from ooto.kube.resources import Resource
+from ooto.render import LABEL_MANAGED_BY, LABEL_MODULE, LABEL_ROLE, MANAGED_BY, owner_reference
+
+LABEL_IMAGE_HASH = "ooto.sigs.k8s.io/image-hash"
+IMAGE_ANNOTATION = "ooto.sigs.k8s.io/image"
+ROLE_BUILD = "build"
+BUILD_SELECTOR = f"{LABEL_ROLE}={ROLE_BUILD},{LABEL_MANAGED_BY}={MANAGED_BY}"
+"""Label selector of every object a backend creates: give it to the build informer."""
+
+Phase = Literal["Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class BuildRef:
+    """The object that carries one build: watch `resource` for `namespace`/`name`."""
+
+    resource: Resource
+    namespace: str
+    name: str
+    image: str
+    adopted: bool
+    """True when the build was already running (started by another kernel, Module or operator)."""
+
+
+@dataclass(frozen=True)
+class BuildObservation:
+    """A build object's state, from a pure reading of it (Pending counts as Running)."""
+
+    namespace: str
+    name: str
+    module: str
+    image: str
+    phase: Phase
+    message: str
+
+    @property
+    def finished(self) -> bool:
+        return self.phase != "Running"
+
+
+class BuildStartError(Exception):
+    """A build could not be started; the message is safe for a condition or an Event."""
+
+
+class BuildBackend(Protocol):
+    """Builds an image in the cluster and pushes it. One build per (namespace, image) at a time.
+
+    `start` is idempotent: a build of the same image that is still running is adopted, a finished
+    one (failed, or succeeded but the image is still missing) is replaced. Completion arrives
+    through an informer on `resource` with `BUILD_SELECTOR`, read with `observe`.
+    """
+
+    resource: Resource
+
+    def observe(self, obj: Mapping[str, Any]) -> BuildObservation: ...
+
+    async def start(self, module: Module, plan: KernelPlan) -> BuildRef: ...
+
+    async def log_tail(self, namespace: str, name: str, lines: int = 20) -> str: ...
+
+    async def delete(self, namespace: str, name: str) -> None: ...
+
+
+def build_name(plan: KernelPlan) -> str:
+    """The deterministic name of the Job (or BuildConfig) that builds the plan's image."""
+    return build_job_name(plan.module_name, plan_build(plan).image)
+
+
+def build_labels(module: Module, image: str) -> dict[str, str]:
+    """No kernel label: one build serves every kernel whose mapping resolves to the image."""
+    return {
+        LABEL_MODULE: module.metadata.name,
+        LABEL_ROLE: ROLE_BUILD,
+        LABEL_IMAGE_HASH: kernel_hash(image),
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def build_metadata(module: Module, plan: KernelPlan, name: str) -> dict[str, Any]:
+    image = plan_build(plan).image
+    return {
+        "name": name,
+        "namespace": module.metadata.namespace,
+        "labels": build_labels(module, image),
+        "annotations": {IMAGE_ANNOTATION: image},
+        "ownerReferences": [owner_reference(module)],
+    }
+
+
+def registry_secret(module: Module) -> str | None:
+    secret = module.spec.image_repo_secret
+    return secret.name if secret is not None else None
+
+
+def plan_build(plan: KernelPlan) -> BuildPlan:
+    """The plan's BuildPlan; ValueError for a mapping without `build` (a caller's mistake)."""
+    if plan.build is None:
+        raise ValueError(f"kernel {plan.kernel}: its mapping has no build")
+    return plan.build
+
+
+def meta_of(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(namespace, name, module, image) of a build object we created."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    return (
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+        str(labels.get(LABEL_MODULE) or ""),
+        str(annotations.get(IMAGE_ANNOTATION) or ""),
+    )
+
+
+def sorted_keys(value: Any) -> Any:
+    """Keys sorted at every level (lists keep their order): byte-identical output."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
