@@ -9,8 +9,8 @@ Label cardinality is bounded by design:
 - `namespace`/`module` labels are bounded by the number of Module objects (which users create
   deliberately, tens not thousands), and their series are removed when a Module goes away
   (`forget_module`).
-- `state`, `verb`, `resource`, `code`, `actor_kind` and `outcome` come from small fixed sets
-  in the code (HTTP status codes are a bounded set too).
+- `state`, `verb`, `resource`, `code`, `backend`, `actor_kind` and `outcome` come from small
+  fixed sets in the code (HTTP status codes are a bounded set too).
 
 `Metrics` is also the Kubernetes client's `RequestObserver`, and can read its own totals back
 (`writes_total`, `requests_by_code`) so tests and benchmarks count API writes and 403s from
@@ -20,6 +20,7 @@ the same numbers Prometheus sees.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -42,6 +43,7 @@ class Metrics:
         self._define_api_metrics()
         self._define_runtime_metrics()
         self._states_seen: dict[str, set[str]] = {"modules": set(), "kernel_actors": set()}
+        self._states_lock = threading.Lock()
 
     def _define_state_metrics(self) -> None:
         r = self.registry
@@ -66,18 +68,20 @@ class Metrics:
         )
 
     def _define_build_metrics(self) -> None:
-        # No backend label: one process uses one backend (settings or discovery), so it would
-        # add series without adding information.
         r = self.registry
-        self.builds_started = Counter("ooto_builds_started_total", "Builds started.", registry=r)
-        self.builds_succeeded = Counter(
-            "ooto_builds_succeeded_total", "Builds that succeeded.", registry=r
+        self.builds_started = Counter(
+            "ooto_builds_started_total", "Builds started.", ["backend"], registry=r
         )
-        self.builds_failed = Counter("ooto_builds_failed_total", "Builds that failed.", registry=r)
+        self.builds_succeeded = Counter(
+            "ooto_builds_succeeded_total", "Builds that succeeded.", ["backend"], registry=r
+        )
+        self.builds_failed = Counter(
+            "ooto_builds_failed_total", "Builds that failed.", ["backend"], registry=r
+        )
         self.build_duration = Histogram(
             "ooto_build_duration_seconds",
             "Build duration from start to completion.",
-            ["outcome"],
+            ["backend", "outcome"],
             buckets=_BUILD_BUCKETS,
             registry=r,
         )
@@ -131,21 +135,12 @@ class Metrics:
         """Set the kernel-actor count of each state; states seen before and now absent go to 0."""
         self._set_by_state(self.kernel_actors, "kernel_actors", counts)
 
-    def kernel_phase_changed(self, old: str | None, new: str | None) -> None:
-        """ActorMetrics: a kernel actor moved from `old` to `new` (None = born / stopped).
-
-        Called from many actor threads; prometheus-client gauges are thread-safe.
-        """
-        if old is not None:
-            self.kernel_actors.labels(state=str(old)).dec()
-        if new is not None:
-            self.kernel_actors.labels(state=str(new)).inc()
-
     def _set_by_state(self, gauge: Gauge, key: str, counts: Mapping[str, int]) -> None:
-        seen = self._states_seen[key]
-        seen.update(counts)
-        for state in seen:
-            gauge.labels(state=state).set(counts.get(state, 0))
+        with self._states_lock:  # called from actor threads
+            seen = self._states_seen[key]
+            seen.update(counts)
+            for state in seen:
+                gauge.labels(state=state).set(counts.get(state, 0))
 
     def set_daemonset_pods(self, namespace: str, module: str, desired: int, ready: int) -> None:
         self.daemonset_pods_desired.labels(namespace=namespace, module=module).set(desired)
@@ -157,17 +152,18 @@ class Metrics:
             with contextlib.suppress(KeyError):  # never seen, or already forgotten
                 gauge.remove(namespace, module)
 
-    # --- builds (the actors' ActorMetrics protocol) -----------------------------------------
+    # --- builds ----------------------------------------------------------------------------
 
-    def build_started(self) -> None:
-        self.builds_started.inc()
+    def build_started(self, backend: str) -> None:
+        self.builds_started.labels(backend=backend).inc()
 
-    def build_finished(self, succeeded: bool, seconds: float | None) -> None:
+    def build_finished(self, backend: str, *, succeeded: bool, seconds: float | None) -> None:
         """Count a finished build; `seconds` is None when the start time is unknown (adopted)."""
-        (self.builds_succeeded if succeeded else self.builds_failed).inc()
+        counter = self.builds_succeeded if succeeded else self.builds_failed
+        counter.labels(backend=backend).inc()
         if seconds is not None:
             outcome = "succeeded" if succeeded else "failed"
-            self.build_duration.labels(outcome=outcome).observe(seconds)
+            self.build_duration.labels(backend=backend, outcome=outcome).observe(seconds)
 
     # --- Kubernetes API (RequestObserver) --------------------------------------------------
 

@@ -26,8 +26,8 @@ def test_every_metric_has_the_ooto_prefix_and_its_own_registry() -> None:
 def test_issue_6_metrics_are_exposed() -> None:
     m = Metrics()
     m.observe("get", "nodes", 200, 0.01)
-    m.build_started()
-    m.build_finished(True, 42)
+    m.build_started("kaniko")
+    m.build_finished("kaniko", succeeded=True, seconds=42)
     m.watch_restarted("nodes")
     m.relisted("nodes")
     m.observe_message_latency("KernelActor", 0.002)
@@ -92,42 +92,50 @@ def test_api_totals_read_back_count_writes_by_verb_and_responses_by_code() -> No
     assert m.requests_total(resource="nodes") == 3
 
 
-def test_build_outcomes_are_counted_and_timed() -> None:
+def test_build_outcomes_are_counted_and_timed_per_backend() -> None:
     m = Metrics()
-    m.build_started()
-    m.build_finished(False, 12.5)
-    m.build_finished(True, None)  # adopted: start time unknown, counted but not timed
+    m.build_started("kaniko")
+    m.build_finished("kaniko", succeeded=False, seconds=12.5)
+    m.build_finished("buildconfig", succeeded=True, seconds=None)  # adopted: start unknown
     f = families(m)
-    assert ("ooto_builds_failed_total", {}, 1.0) in f["ooto_builds_failed"]
-    assert ("ooto_builds_succeeded_total", {}, 1.0) in f["ooto_builds_succeeded"]
+    assert ("ooto_builds_failed_total", {"backend": "kaniko"}, 1.0) in f["ooto_builds_failed"]
     counts = [s for s in f["ooto_build_duration_seconds"] if s[0].endswith("_count")]
-    assert counts == [("ooto_build_duration_seconds_count", {"outcome": "failed"}, 1.0)]
+    assert counts == [
+        ("ooto_build_duration_seconds_count", {"backend": "kaniko", "outcome": "failed"}, 1.0)
+    ]
 
 
-def test_kernel_actor_phase_changes_keep_counts_by_state() -> None:
-    """Born (None -> Resolving), moving on, and stopping (Ready -> None)."""
+def test_state_counts_set_from_many_threads_stay_consistent() -> None:
+    """Actor threads report their counts concurrently; the last complete report wins."""
+    import threading
+
     m = Metrics()
-    m.kernel_phase_changed(None, "Resolving")
-    m.kernel_phase_changed(None, "Resolving")
-    m.kernel_phase_changed("Resolving", "Building")
-    m.kernel_phase_changed("Building", "Ready")
-    m.kernel_phase_changed("Resolving", "Ready")
-    m.kernel_phase_changed("Ready", None)
+
+    def report(i: int) -> None:
+        for j in range(200):
+            m.set_kernel_actors_by_state({f"S{(i + j) % 7}": j})
+
+    threads = [threading.Thread(target=report, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    m.set_kernel_actors_by_state({"Ready": 3})
     samples = {s[1]["state"]: s[2] for s in families(m)["ooto_kernel_actors"]}
-    assert samples == {"Resolving": 0, "Building": 0, "Ready": 1}
+    assert samples.pop("Ready") == 3
+    assert set(samples.values()) == {0}
 
 
-def test_metrics_satisfy_the_actors_and_kube_protocols() -> None:
-    from actors.ports import ActorMetrics
+def test_metrics_satisfy_the_kube_protocols() -> None:
     from ooto.kube.client import RequestObserver
     from ooto.kube.informer import InformerObserver
 
     m = Metrics()
-    as_protocols: tuple[ActorMetrics, RequestObserver, InformerObserver] = (m, m, m)  # mypy
-    for protocol in (ActorMetrics, RequestObserver, InformerObserver):
+    as_protocols: tuple[RequestObserver, InformerObserver] = (m, m)  # checked by mypy
+    for protocol in (RequestObserver, InformerObserver):
         for name in (n for n in vars(protocol) if not n.startswith("_")):
             assert callable(getattr(m, name)), f"{protocol.__name__}.{name}"
-    assert len(as_protocols) == 3
+    assert len(as_protocols) == 2
 
 
 def test_no_metric_carries_a_kernel_label() -> None:
