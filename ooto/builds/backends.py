@@ -1,8 +1,7 @@
 """The two `BuildBackend`s on the API server, and `select_backend`.
 
 ```python
-reads = ApiClientReads(api_client)                     # pod logs and discovery
-backend = await select_backend(api, "auto", reads)     # "auto" | "kaniko" | "buildconfig"
+backend = await select_backend(api, settings)          # ooto.builds.select
 ref = await backend.start(module, plan)                # BuildRef; adopts a running build
 backend.resource, BUILD_SELECTOR                       # what the build informer watches
 backend.observe(obj)                                   # BuildObservation, pure
@@ -23,12 +22,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Literal
+from typing import Any
 
 from ooto.api.module import Module
 from ooto.builds.buildconfig import (
     BUILD_CONFIG_LABEL,
     BUILD_NAME_LABEL,
+    DEFAULT_DEADLINE_SECONDS,
     build_number,
     observe_build,
     render_build,
@@ -46,7 +46,6 @@ from ooto.builds.kaniko import (
 from ooto.builds.model import (
     IMAGE_ANNOTATION,
     LABEL_IMAGE_HASH,
-    BuildBackend,
     BuildObservation,
     BuildRef,
     BuildStartError,
@@ -61,7 +60,6 @@ from ooto.render import SPEC_HASH_ANNOTATION
 
 log = logging.getLogger(__name__)
 
-BackendSetting = Literal["auto", "kaniko", "buildconfig"]
 _CREATE_ATTEMPTS = 10
 _DELETE_WAIT_SECONDS = 0.3
 
@@ -154,10 +152,10 @@ class KanikoJobBackend(_Backend):
     _pod_label = "job-name"
 
     def __init__(
-        self, api: KubeApi, reads: ClusterReads, options: KanikoOptions = DEFAULT_KANIKO
+        self, api: KubeApi, reads: ClusterReads, options: KanikoOptions | None = None
     ) -> None:
         super().__init__(api, reads, observe_job)
-        self._options = options
+        self._options = options or DEFAULT_KANIKO
 
     async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
         image, namespace = plan_build(plan).image, module.metadata.namespace
@@ -219,11 +217,17 @@ class BuildConfigBackend(_Backend):
     _pod_label = BUILD_NAME_LABEL
 
     def __init__(
-        self, api: KubeApi, reads: ClusterReads, *, instantiate: bool | None = None
+        self,
+        api: KubeApi,
+        reads: ClusterReads,
+        *,
+        instantiate: bool | None = None,
+        deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         """`instantiate`: is `buildconfigs/instantiate` served (None: ask discovery when needed)."""
         super().__init__(api, reads, observe_build)
         self._instantiate = instantiate
+        self._deadline_seconds = deadline_seconds
 
     async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
         image, namespace = plan_build(plan).image, module.metadata.namespace
@@ -234,7 +238,9 @@ class BuildConfigBackend(_Backend):
                     "build of %s: adopting running Build %s", image, running["metadata"]["name"]
                 )
                 return self._ref(running, image, adopted=True)
-            config = await self._ensure_buildconfig(render_buildconfig(module, plan))
+            config = await self._ensure_buildconfig(
+                render_buildconfig(module, plan, self._deadline_seconds)
+            )
             build = await self._start_build(config, plan.kernel)
             log.info("build of %s: started Build %s", image, build["metadata"]["name"])
             return self._ref(build, image, adopted=False)
@@ -298,30 +304,3 @@ class BuildConfigBackend(_Backend):
     async def delete(self, namespace: str, name: str) -> None:
         """One Build (its pod follows). The BuildConfig stays for the next build."""
         await self._delete_quietly(BUILDS, namespace, name)
-
-
-async def select_backend(
-    api: KubeApi,
-    setting: BackendSetting,
-    reads: ClusterReads,
-    *,
-    kaniko: KanikoOptions = DEFAULT_KANIKO,
-) -> BuildBackend:
-    """The backend the setting names; "auto" picks BuildConfig when build.openshift.io/v1 serves
-    buildconfigs and builds (OpenShift), Kaniko otherwise."""
-    if setting == "kaniko":
-        return KanikoJobBackend(api, reads, kaniko)
-    try:
-        served = await reads.served_resources(BUILDCONFIGS.group, BUILDCONFIGS.version)
-    except ClusterReadError:
-        if setting == "auto":
-            raise
-        served = None
-    instantiate = None if served is None else f"{BUILDCONFIGS.plural}/instantiate" in served
-    if setting == "buildconfig":
-        return BuildConfigBackend(api, reads, instantiate=instantiate)
-    if served is not None and {BUILDCONFIGS.plural, BUILDS.plural} <= served:
-        log.info("build backend: BuildConfig (build.openshift.io/v1 is served)")
-        return BuildConfigBackend(api, reads, instantiate=instantiate)
-    log.info("build backend: Kaniko Job (build.openshift.io/v1 is not served)")
-    return KanikoJobBackend(api, reads, kaniko)

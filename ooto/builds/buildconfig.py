@@ -36,25 +36,31 @@ LEGACY_BUILD_CONFIG_LABEL = "buildconfig"
 BUILD_NUMBER_ANNOTATION = "openshift.io/build.number"
 BUILD_NAME_LABEL = "openshift.io/build.name"
 """The label OpenShift puts on a build's pod."""
-COMPLETION_DEADLINE_SECONDS = 3600
+DEFAULT_DEADLINE_SECONDS = 3600
 _RUNNING = ("New", "Pending", "Running", "")
 _FAILED = ("Failed", "Error", "Cancelled")
 
 
-def render_buildconfig(module: Module, plan: KernelPlan) -> dict[str, Any]:
+def render_buildconfig(
+    module: Module, plan: KernelPlan, deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
+) -> dict[str, Any]:
     build = plan_build(plan)
     manifest: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "BuildConfig",
         "metadata": build_metadata(module, plan, build_name(plan)),
-        "spec": {**common_spec(module, build), "runPolicy": "Serial", "triggers": []},
+        "spec": {
+            **common_spec(module, build, deadline_seconds),
+            "runPolicy": "Serial",
+            "triggers": [],
+        },
     }
     manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
     result: dict[str, Any] = sorted_keys(manifest)
     return result
 
 
-def common_spec(module: Module, build: BuildPlan) -> dict[str, Any]:
+def common_spec(module: Module, build: BuildPlan, deadline_seconds: int) -> dict[str, Any]:
     """The part of a BuildConfig's spec that every Build started from it copies."""
     strategy: dict[str, Any] = {
         "buildArgs": [{"name": name, "value": value} for name, value in build.build_args],
@@ -79,7 +85,7 @@ def common_spec(module: Module, build: BuildPlan) -> dict[str, Any]:
         "source": source,
         "strategy": {"type": "Docker", "dockerStrategy": strategy},
         "output": output,
-        "completionDeadlineSeconds": COMPLETION_DEADLINE_SECONDS,
+        "completionDeadlineSeconds": deadline_seconds,
     }
 
 

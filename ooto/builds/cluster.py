@@ -1,14 +1,23 @@
-"""Two reads that `KubeApi` (JSON objects only) does not cover: a pod's log (plain text) and API
-discovery (which resources a group/version serves). Both go through kubernetes-asyncio's
-generated API on the same `ApiClient`, so they share its configuration, auth and TLS session.
+"""Two reads beyond `KubeApi`'s JSON objects: a pod's log (plain text) and API discovery (which
+resources a group/version serves).
+
+`ApiClientReads` uses kubernetes-asyncio's generated API on the operator's `ApiClient` (same
+configuration, auth and TLS session). `KubeApiReads` needs only a `KubeApi`: discovery is a JSON
+GET of `/apis/<group>/<version>/`, and the log comes back through KubeApi's JSON decoding (the
+text is recovered from the decode error) until KubeApi grows a plain-text read.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Protocol
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from ooto.kube.client import KubeApi
+from ooto.kube.errors import ApiError, KubeError, NotFound
+from ooto.kube.resources import PODS, Resource
 
 
 class ClusterReadError(Exception):
@@ -47,6 +56,39 @@ class ApiClientReads:
                 return None
             raise ClusterReadError(f"discovery of {group}/{version}: {_describe(error)}") from None
         return frozenset(str(resource.name) for resource in listing.resources or [])
+
+
+class KubeApiReads:
+    """`ClusterReads` over `KubeApi` alone."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self._api = api
+
+    async def pod_log(self, namespace: str, pod: str, *, tail_lines: int) -> str:
+        try:
+            # The subresource string goes into the path verbatim, query included.
+            logged = await self._api.get(
+                PODS, pod, namespace, subresource=f"log?tailLines={tail_lines}"
+            )
+        except json.JSONDecodeError as plain_text:
+            return plain_text.doc
+        except ApiError as error:
+            raise ClusterReadError(f"log of pod {namespace}/{pod}: {error}") from None
+        except KubeError as error:
+            raise ClusterReadError(
+                f"log of pod {namespace}/{pod}: {type(error).__name__}"
+            ) from None
+        return json.dumps(logged)  # a log that happens to be one JSON document
+
+    async def served_resources(self, group: str, version: str) -> frozenset[str] | None:
+        discovery = Resource(group, version, "", "APIResourceList", namespaced=False)
+        try:
+            listing = await self._api.get(discovery, "")
+        except NotFound:
+            return None
+        except KubeError as error:
+            raise ClusterReadError(f"discovery of {group}/{version}: {error}") from None
+        return frozenset(str(item.get("name")) for item in listing.get("resources") or [])
 
 
 def _describe(error: ApiException) -> str:
