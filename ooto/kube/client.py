@@ -90,6 +90,7 @@ class KubeApi:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._timeout = request_timeout
         self.observer: RequestObserver = observer or NullObserver()
+        self.in_flight = 0  # requests holding a permit now (at most `concurrency`)
 
     async def close(self) -> None:
         await self._client.close()
@@ -259,6 +260,7 @@ class KubeApi:
         async with self._semaphore:
             started = time.perf_counter()
             code = 0
+            self.in_flight += 1
             try:
                 response = await self._send(
                     method, path, query, timeout, body=body, headers=headers
@@ -270,6 +272,7 @@ class KubeApi:
                 raise TransientError(f"{verb} {resource}: {type(exc).__name__}: {exc}") from exc
             finally:
                 self.observer.observe(verb, resource, code, time.perf_counter() - started)
+                self.in_flight -= 1
         if code >= 300:
             raise error_from_status(code, data)
         return cast(JsonObj, json.loads(data)) if data else {}
@@ -282,6 +285,7 @@ class KubeApi:
         async with self._semaphore:
             started = time.perf_counter()
             code = 0
+            self.in_flight += 1
             try:
                 response = await self._send("GET", path, query, client_timeout)
                 code = response.status
@@ -291,6 +295,7 @@ class KubeApi:
                 raise TransientError(f"{verb} {resource}: {type(exc).__name__}: {exc}") from exc
             finally:
                 self.observer.observe(verb, resource, code, time.perf_counter() - started)
+                self.in_flight -= 1
         if code >= 300:
             raise error_from_status(code, data)
         return response
