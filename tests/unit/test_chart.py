@@ -1,0 +1,261 @@
+"""The Helm chart, rendered by the real `helm`: lint, RBAC exactly as designed, pod security.
+
+Skipped only when helm is missing and OOTO_REQUIRE_CLUSTER is unset (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ooto.settings import Settings
+from ooto.testing.binaries import Binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "ooto"
+
+# docs/design.md, "RBAC": each verb is there for a named feature, nothing more.
+# (group, resource) -> verbs. buildconfigs/instantiate is how OpenShift starts a Build.
+DESIGN_CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
+    ("", "nodes"): {"get", "list", "watch", "patch"},
+    ("ooto.sigs.k8s.io", "modules"): {"get", "list", "watch"},
+    ("ooto.sigs.k8s.io", "modules/status"): {"update", "patch"},
+    ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    ("build.openshift.io", "buildconfigs"): {"get", "list", "watch", "create", "delete"},
+    ("build.openshift.io", "builds"): {"get", "list", "watch", "create", "delete"},
+    ("build.openshift.io", "buildconfigs/instantiate"): {"create"},
+    ("", "configmaps"): {"get", "create", "update", "delete"},
+    ("", "pods"): {"get", "list"},
+    ("", "pods/log"): {"get"},
+    ("", "secrets"): {"get"},
+    ("", "events"): {"create", "patch"},
+}
+DESIGN_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+
+
+def helm_binary() -> Path:
+    helm = Binaries.expected().helm
+    if not os.access(helm, os.X_OK):
+        if os.environ.get("OOTO_REQUIRE_CLUSTER"):
+            pytest.fail(f"OOTO_REQUIRE_CLUSTER is set but helm is missing at {helm}")
+        pytest.skip(f"helm missing at {helm}; run `ooto cluster install`")
+    return helm
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm_binary()), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def render(*sets: str, namespace: str = "ooto-system") -> list[dict[str, Any]]:
+    flags = [f"--set={s}" for s in sets]
+    result = helm("template", "rel", str(CHART), "--namespace", namespace, *flags)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def only(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    (found,) = [
+        d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)
+    ]
+    return found
+
+
+def rules_table(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    table: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames tricks
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                assert (group, resource) not in table, f"{group}/{resource} granted twice"
+                table[(group, resource)] = set(rule["verbs"])
+    return table
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = only(docs, "Deployment", "rel-ooto")
+    (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+    return operator
+
+
+class TestLint:
+    @pytest.mark.parametrize(
+        "sets",
+        [
+            [],
+            ["registry.enabled=true", "serviceMonitor.enabled=true"],
+            ["replicas=1", "leaderElection.enabled=false", "watchNamespace=team-a"],
+        ],
+    )
+    def test_helm_lint_strict_passes(self, sets: list[str]) -> None:
+        result = helm("lint", "--strict", str(CHART), *(f"--set={s}" for s in sets))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+class TestRbac:
+    def test_cluster_role_grants_exactly_the_designed_verbs(self) -> None:
+        role = only(render(), "ClusterRole")
+        assert rules_table(role) == DESIGN_CLUSTER_RULES
+
+    def test_leases_only_through_a_role_in_the_release_namespace(self) -> None:
+        docs = render(namespace="kmods")
+        role = only(docs, "Role")
+        assert role["metadata"]["namespace"] == "kmods"
+        assert rules_table(role) == DESIGN_LEASE_RULES
+        binding = only(docs, "RoleBinding")
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+
+    def test_bindings_name_the_operator_service_account(self) -> None:
+        docs = render(namespace="kmods")
+        account = only(docs, "ServiceAccount")
+        subject = {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": "kmods",
+        }
+        for kind in ("ClusterRoleBinding", "RoleBinding"):
+            assert only(docs, kind)["subjects"] == [subject]
+        pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+    def test_rbac_can_be_left_to_the_admin(self) -> None:
+        kinds = {d["kind"] for d in render("rbac.create=false")}
+        assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+class TestDeployment:
+    def test_runs_non_root_read_only_with_no_capabilities(self) -> None:
+        docs = render()
+        pod = only(docs, "Deployment", "rel-ooto")["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        security = container(docs)["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "privileged" not in security
+
+    def test_probes_hit_healthz_and_readyz_on_the_metrics_port(self) -> None:
+        operator = container(render("metrics.port=9100"))
+        assert operator["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+        assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+
+    def test_two_replicas_with_leader_election_by_default(self) -> None:
+        docs = render()
+        assert only(docs, "Deployment", "rel-ooto")["spec"]["replicas"] == 2
+        env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+        assert env["OOTO_LEADER_ELECTION"] == "true"
+
+    def test_several_replicas_without_leader_election_are_refused(self) -> None:
+        result = helm("template", "rel", str(CHART), "--set=leaderElection.enabled=false")
+        assert result.returncode != 0
+        assert "replicas > 1 needs leaderElection.enabled" in result.stderr
+
+    def test_operator_namespace_comes_from_the_downward_api(self) -> None:
+        env = {e["name"]: e for e in container(render())["env"]}
+        assert env["OOTO_OPERATOR_NAMESPACE"]["valueFrom"] == {
+            "fieldRef": {"fieldPath": "metadata.namespace"}
+        }
+
+    def test_rendered_environment_is_valid_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every OOTO_* variable the chart sets is a setting, and its value validates."""
+        sets = [
+            "watchNamespace=team-a",
+            "buildBackend=kaniko",
+            "allowPrivilegedModuleLoader=true",
+            "extraEnv[0].name=OOTO_BACKOFF_MAX_SECONDS",
+            "extraEnv[0].value=120",
+        ]
+        env = container(render(*sets))["env"]
+        for item in env:
+            name = item["name"]
+            assert name.startswith("OOTO_"), name
+            assert name.removeprefix("OOTO_").lower() in Settings.model_fields, name
+            assert isinstance(item.get("value", ""), str), item  # Kubernetes wants strings
+            monkeypatch.setenv(name, item.get("value", "ooto-system"))
+        settings = Settings.load()
+        assert settings.watch_namespace == "team-a"
+        assert settings.build_backend == "kaniko"
+        assert settings.allow_privileged_module_loader is True
+        assert settings.backoff_max_seconds == 120
+        assert settings.log_format == "json"
+
+    def test_defaults_agree_with_settings_defaults(self) -> None:
+        env = {e["name"]: e.get("value") for e in container(render())["env"]}
+        defaults = Settings.load({"operator_namespace": "x"})
+        assert env["OOTO_KANIKO_IMAGE"] == defaults.kaniko_image
+        assert env["OOTO_LEASE_NAME"] == defaults.lease_name
+        assert int(env["OOTO_METRICS_PORT"]) == defaults.metrics_port
+        assert int(env["OOTO_API_CONCURRENCY"]) == defaults.api_concurrency
+
+
+class TestOptionalParts:
+    def test_default_install_has_no_registry_and_no_service_monitor(self) -> None:
+        kinds = sorted(d["kind"] for d in render())
+        assert kinds == [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
+
+    def test_service_monitor_scrapes_the_metrics_service(self) -> None:
+        docs = render("serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom")
+        monitor = only(docs, "ServiceMonitor")
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+        service = only(docs, "Service", "-metrics")
+        assert (
+            monitor["spec"]["selector"]["matchLabels"].items()
+            <= service["metadata"]["labels"].items()
+        )
+
+    def test_in_cluster_registry_is_a_non_root_distribution_registry(self) -> None:
+        docs = render("registry.enabled=true")
+        deployment = only(docs, "Deployment", "-registry")
+        pod = deployment["spec"]["template"]["spec"]
+        (registry,) = pod["containers"]
+        assert registry["image"].startswith("docker.io/library/registry:")
+        assert registry["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["volumes"] == [{"name": "storage", "emptyDir": {}}]
+        service = only(docs, "Service", "-registry")
+        assert service["spec"]["ports"][0]["port"] == 5000
+        selector = service["spec"]["selector"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+class TestCrds:
+    def test_chart_crds_are_a_copy_of_the_generated_crds(self) -> None:
+        """`cp crds/*.yaml charts/ooto/crds/` after `ooto crds`; this test catches a stale copy."""
+        generated = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
+        assert generated, "crds/ holds no generated CRD (run `ooto crds`)"
+        in_chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+        assert sorted(in_chart) == sorted(generated)
+        stale = [name for name in generated if in_chart[name] != generated[name]]
+        assert not stale, f"charts/ooto/crds/ differs from crds/ for {stale}"
+
+
+def test_every_value_is_documented_in_operations_md() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    undocumented = [key for key in values if not re.search(rf"`{key}[.`]", operations)]
+    assert not undocumented
