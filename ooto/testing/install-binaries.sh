@@ -13,6 +13,21 @@ APT_PACKAGES=(golang-go etcd-server docker-registry rsync jq unzip openssl apach
 
 log() { printf '[ooto-install %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
+# apt needs root; use sudo when we are not root and it is there.
+SUDO=()
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+
+# One install at a time per cache: a second run (another test session, CI step, terminal) waits for
+# the first and then finds everything cached, instead of both building into the same directories.
+take_lock() {
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.install.lock"
+  if ! flock -n 9; then
+    log "another install is running (lock $CACHE/.install.lock); waiting for it"
+    flock 9
+  fi
+}
+
 need_apt() {
   local p
   for p in "${APT_PACKAGES[@]}"; do
@@ -26,7 +41,7 @@ enable_deb_src() {
   local twin=/etc/apt/sources.list.d/ooto-debian-src.sources
   [ -f "$twin" ] && return 0
   [ -f "$src" ] || { log "no $src; assuming deb-src is configured"; return 0; }
-  sed 's/^Types: deb$/Types: deb-src/' "$src" >"$twin"
+  sed 's/^Types: deb$/Types: deb-src/' "$src" | "${SUDO[@]}" tee "$twin" >/dev/null
   log "added deb-src twin $twin"
   FORCE_APT_UPDATE=1
 }
@@ -36,11 +51,11 @@ install_apt() {
   enable_deb_src
   if need_apt || [ "$FORCE_APT_UPDATE" = 1 ]; then
     log "apt-get update"
-    apt-get update -qq
+    "${SUDO[@]}" apt-get update -qq
   fi
   if need_apt; then
     log "apt-get install ${APT_PACKAGES[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
   fi
 }
 
@@ -67,14 +82,18 @@ build_kubernetes() {
   log "building kube-apiserver, kube-controller-manager, kube-scheduler (about 5 minutes)"
   (cd "$src" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" 2>&1 \
      | while IFS= read -r line; do log "make: $line"; done)
-  mkdir -p "$K8S_BIN"
-  local b
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
-    install -m 0755 "$src/_output/bin/$b" "$K8S_BIN/$b"
-  done
   # The upstream OpenAPI document is kept: ooto's CRD generator reads Container and Volume from it.
   mkdir -p "$CACHE/kubernetes-$K8S_VERSION/openapi"
   cp "$src/api/openapi-spec/swagger.json" "$CACHE/kubernetes-$K8S_VERSION/openapi/swagger.json"
+  mkdir -p "$K8S_BIN"
+  local b
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    install -m 0755 "$src/_output/bin/$b" "$K8S_BIN/$b.tmp"
+  done
+  # Publish by rename, the API server last: its presence is what callers test for.
+  for b in kube-scheduler kube-controller-manager kube-apiserver; do
+    mv -f "$K8S_BIN/$b.tmp" "$K8S_BIN/$b"
+  done
   rm -rf "$work"
   log "kubernetes binaries in $K8S_BIN"
 }
@@ -97,6 +116,7 @@ install_helm_kubectl() {
   log "helm and kubectl in $TOOLS_BIN"
 }
 
+take_lock
 install_apt
 install_helm_kubectl
 build_kubernetes

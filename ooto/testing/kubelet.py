@@ -1,0 +1,267 @@
+"""A simulated kubelet for many nodes: what real kubelets would write, written through the API.
+
+One watch over bound pods feeds a small work queue (each pod key is queued at most once, and never
+handled by two workers at a time, as in client-go's workqueue); a fixed number of workers write
+statuses, so 500 nodes and thousands of pods cost one watch and bounded concurrency.
+
+What each pod becomes is decided per pod: build Job pods (label `job-name`) by `job_outcome`
+(default: `job_outcomes[job name]`, else `default_job_outcome`), other pods by `pod_outcome`
+(default: `ImagePullBackOff` for `fail_images`, `CrashLoop` for pods carrying all `fail_labels`,
+else `Ready`). Pods being deleted are finished (grace period 0, uid precondition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+
+from ooto.testing.podstatus import (
+    JobOutcome,
+    PodOutcome,
+    fake_ip,
+    has_outcome,
+    node_info,
+    node_status,
+    pod_status,
+)
+from ooto.testing.rest import JSON, STRATEGIC_PATCH, KubeRest, RestError, WatchGoneError
+
+log = logging.getLogger("ooto.testing.kubelet")
+
+NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+JOB_NAME_LABEL = "job-name"
+PodDecision = Callable[[JSON], PodOutcome | None]
+JobDecision = Callable[[JSON], JobOutcome | Awaitable[JobOutcome]]
+
+
+class SimulatedKubelet:
+    """Kubelets for the nodes it added; `run()` is the pod loop (run it as a task)."""
+
+    def __init__(self, rest: KubeRest, workers: int = 16) -> None:
+        self.rest = rest
+        self.nodes: dict[str, str] = {}  # node name -> kernel
+        self.synced = asyncio.Event()
+        self._workers = workers
+        self._pods: dict[str, JSON] = {}  # "ns/name" -> last seen pod bound to one of our nodes
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._busy: set[str] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to defaults: every pod Ready, every build Job Succeeded."""
+        self.fail_images: set[str] = set()
+        self.fail_labels: dict[str, str] = {}
+        self.pod_outcome: PodDecision | None = None
+        self.job_outcomes: dict[str, JobOutcome] = {}
+        self.default_job_outcome: JobOutcome = "Succeeded"
+        self.job_outcome: JobDecision | None = None
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    async def add_node(
+        self, name: str, kernel: str, labels: Mapping[str, str] | None = None
+    ) -> JSON:
+        """Register a Ready node running `kernel`, without the not-ready taint."""
+        self.nodes[name] = kernel
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {**_default_labels(name), **(labels or {})}},
+            "spec": {},
+            "status": node_status(name, kernel),  # nodes accept status on create
+        }
+        created = await self.rest.post("/api/v1/nodes", body)
+        return await self._untaint(created)
+
+    async def add_nodes(self, nodes: Iterable[tuple[str, str, Mapping[str, str] | None]]) -> None:
+        """Many `(name, kernel, labels)` at once; the client's concurrency bounds the writes."""
+        await asyncio.gather(*(self.add_node(*node) for node in nodes))
+
+    async def _untaint(self, node: JSON) -> JSON:
+        taints = node.get("spec", {}).get("taints") or []
+        kept = [taint for taint in taints if taint.get("key") not in NOT_READY_TAINTS]
+        if len(kept) == len(taints):
+            return node
+        name = node["metadata"]["name"]
+        return await self.rest.patch(f"/api/v1/nodes/{name}", {"spec": {"taints": kept or None}})
+
+    async def set_kernel(self, name: str, kernel: str) -> JSON:
+        """The node rebooted into `kernel` (new bootID, same Ready condition)."""
+        self.nodes[name] = kernel
+        info = node_info(name, kernel, boot_id=f"{name}-{kernel}")
+        return await self.rest.patch(f"/api/v1/nodes/{name}/status", {"status": {"nodeInfo": info}})
+
+    async def set_labels(self, name: str, labels: Mapping[str, str | None]) -> JSON:
+        """Merge `labels` into the node's labels; a None value removes that label."""
+        return await self.rest.patch(f"/api/v1/nodes/{name}", {"metadata": {"labels": labels}})
+
+    async def remove_node(self, name: str) -> None:
+        """Delete the node and force-delete its pods (what pod GC would do)."""
+        self.nodes.pop(name, None)
+        await _ignore_missing(self.rest.delete(f"/api/v1/nodes/{name}"))
+        pods = await self.rest.get("/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"})
+        await asyncio.gather(*(self._force_delete(pod) for pod in pods.get("items", [])))
+
+    async def remove_all_nodes(self) -> None:
+        await asyncio.gather(*(self.remove_node(name) for name in list(self.nodes)))
+
+    def set_job_outcome(self, job_name: str, outcome: JobOutcome) -> None:
+        """Decide a build Job's fate now (e.g. release a job held in `Running`)."""
+        self.job_outcomes[job_name] = outcome
+        for key, pod in self._pods.items():
+            if pod["metadata"].get("labels", {}).get(JOB_NAME_LABEL) == job_name:
+                self._enqueue(key)
+
+    # -- the pod loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """List and watch bound pods forever; relist after errors or 410 Gone."""
+        workers = [
+            asyncio.create_task(self._work(), name=f"kubelet-worker-{i}")
+            for i in range(self._workers)
+        ]
+        version: str | None = None
+        try:
+            while True:
+                try:
+                    if version is None:
+                        version = await self._relist()
+                    version = await self._watch(version)
+                except WatchGoneError:
+                    version = None
+                except (aiohttp.ClientError, RestError, TimeoutError, OSError) as error:
+                    log.info("pod watch failed (%s); relisting in 1s", error)
+                    version = None
+                    await asyncio.sleep(1.0)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _relist(self) -> str:
+        listed = await self.rest.get("/api/v1/pods", {"fieldSelector": "spec.nodeName!="})
+        seen = set()
+        for pod in listed.get("items", []):
+            seen.add(self._observe(pod))
+        for key in set(self._pods) - seen:
+            self._pods.pop(key, None)
+        self.synced.set()
+        version: str = listed["metadata"]["resourceVersion"]
+        return version
+
+    async def _watch(self, version: str) -> str:
+        params = {"resourceVersion": version, "fieldSelector": "spec.nodeName!="}
+        async for event in self.rest.watch("/api/v1/pods", params):
+            pod = event["object"]
+            version = pod["metadata"].get("resourceVersion", version)
+            if event["type"] == "DELETED":
+                self._pods.pop(_key(pod), None)
+            elif event["type"] in ("ADDED", "MODIFIED"):
+                self._observe(pod)
+        return version
+
+    def _observe(self, pod: JSON) -> str:
+        key = _key(pod)
+        if pod.get("spec", {}).get("nodeName") in self.nodes:
+            self._pods[key] = pod
+            self._enqueue(key)
+        return key
+
+    def _enqueue(self, key: str) -> None:
+        if key not in self._queued and key not in self._busy:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._busy.add(key)
+            pod = self._pods.get(key)
+            try:
+                if pod is not None:
+                    await self._handle(pod)
+            except (aiohttp.ClientError, RestError, TimeoutError, OSError) as error:
+                log.info("pod %s: %s", key, error)
+            except Exception:
+                log.exception("pod %s: unexpected error", key)
+            finally:
+                self._busy.discard(key)
+            if key in self._pods and self._pods[key] is not pod:
+                self._enqueue(key)  # it changed while we worked on it
+
+    async def _handle(self, pod: JSON) -> None:
+        meta, node = pod["metadata"], pod["spec"].get("nodeName", "")
+        if node not in self.nodes:
+            return
+        if meta.get("deletionTimestamp"):
+            await self._force_delete(pod)
+            return
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        outcome = await self._decide(pod)
+        if outcome == "Pending" or has_outcome(pod, outcome):
+            return
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        body = pod_status(pod, outcome, fake_ip(node, "172.16"))
+        body["metadata"] = {"uid": meta["uid"]}  # never write a recreated pod of the same name
+        await _ignore_missing(self.rest.patch(path, body, STRATEGIC_PATCH))
+
+    async def _decide(self, pod: JSON) -> PodOutcome:
+        labels = pod["metadata"].get("labels") or {}
+        job_name = labels.get(JOB_NAME_LABEL)
+        if job_name is not None:
+            return _job_pod_outcome(await self._decide_job(job_name, pod))
+        if self.pod_outcome is not None:
+            decided = self.pod_outcome(pod)
+            if decided is not None:
+                return decided
+        images = {c.get("image") for c in pod["spec"].get("containers", [])}
+        if images & self.fail_images:
+            return "ImagePullBackOff"
+        if self.fail_labels and all(labels.get(k) == v for k, v in self.fail_labels.items()):
+            return "CrashLoop"
+        return "Ready"
+
+    async def _decide_job(self, job_name: str, pod: JSON) -> JobOutcome:
+        if self.job_outcome is not None:
+            decided = self.job_outcome(pod)
+            return await decided if inspect.isawaitable(decided) else decided
+        return self.job_outcomes.get(job_name, self.default_job_outcome)
+
+    async def _force_delete(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        await _ignore_missing(self.rest.delete(path, body))
+
+
+def _job_pod_outcome(outcome: JobOutcome) -> PodOutcome:
+    return "Ready" if outcome == "Running" else outcome
+
+
+def _key(pod: JSON) -> str:
+    return f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
+
+
+def _default_labels(name: str) -> dict[str, str]:
+    return {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+    }
+
+
+async def _ignore_missing(call: Awaitable[Any]) -> None:
+    """404 (gone already) and 409 (uid precondition: a different pod now) mean nothing to do."""
+    try:
+        await call
+    except RestError as error:
+        if error.status not in (404, 409):
+            raise

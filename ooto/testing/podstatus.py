@@ -1,0 +1,181 @@
+"""What a kubelet would write into a Pod's or a Node's status, as pure functions.
+
+Outcomes a simulated pod can reach:
+- `Ready`: Running, every container running and ready.
+- `CrashLoop`: Running, containers waiting in CrashLoopBackOff, not ready.
+- `ImagePullBackOff`: Pending, containers waiting in ImagePullBackOff (what a missing image does).
+- `Failed` / `Succeeded`: terminal, containers terminated with exit code 1 / 0.
+- `Pending`: leave the pod alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+PodOutcome = Literal["Ready", "CrashLoop", "ImagePullBackOff", "Failed", "Succeeded", "Pending"]
+JobOutcome = Literal["Succeeded", "Failed", "Running"]
+JSON = dict[str, Any]
+
+_PHASE: dict[PodOutcome, str] = {
+    "Ready": "Running",
+    "CrashLoop": "Running",
+    "ImagePullBackOff": "Pending",
+    "Failed": "Failed",
+    "Succeeded": "Succeeded",
+    "Pending": "Pending",
+}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fake_ip(name: str, prefix: str) -> str:
+    """A stable IPv4 address in the /16 `prefix` (e.g. "10.244") for `name`."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return f"{prefix}.{digest[0]}.{digest[1] % 254 + 1}"
+
+
+def is_ready(pod: JSON) -> bool:
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def has_outcome(pod: JSON, outcome: PodOutcome) -> bool:
+    """Whether the pod's status already shows `outcome` (so nothing needs writing)."""
+    status = pod.get("status", {})
+    if status.get("phase") != _PHASE[outcome]:
+        return False
+    if outcome in ("Ready", "Failed", "Succeeded"):
+        return is_ready(pod) == (outcome == "Ready")
+    waiting = [
+        cs.get("state", {}).get("waiting", {}).get("reason")
+        for cs in status.get("containerStatuses") or []
+    ]
+    return bool(waiting) and all(reason == _waiting_reason(outcome) for reason in waiting)
+
+
+def _waiting_reason(outcome: PodOutcome) -> str:
+    return "CrashLoopBackOff" if outcome == "CrashLoop" else "ImagePullBackOff"
+
+
+def _container_state(outcome: PodOutcome, at: str) -> JSON:
+    if outcome == "Ready":
+        return {"running": {"startedAt": at}}
+    if outcome in ("Failed", "Succeeded"):
+        code = 0 if outcome == "Succeeded" else 1
+        reason = "Completed" if code == 0 else "Error"
+        return {
+            "terminated": {"exitCode": code, "reason": reason, "startedAt": at, "finishedAt": at}
+        }
+    reason = _waiting_reason(outcome)
+    return {"waiting": {"reason": reason, "message": f"simulated {reason}"}}
+
+
+def _condition(kind: str, true: bool, at: str, reason: str = "") -> JSON:
+    condition: JSON = {
+        "type": kind,
+        "status": "True" if true else "False",
+        "lastTransitionTime": at,
+    }
+    if reason:
+        condition["reason"] = reason
+    return condition
+
+
+def pod_status(pod: JSON, outcome: PodOutcome, host_ip: str) -> JSON:
+    """The status a kubelet reports for `pod` once it reached `outcome`."""
+    at = now()
+    ready = outcome == "Ready"
+    not_ready_reason = (
+        ""
+        if ready
+        else ("PodCompleted" if outcome in ("Succeeded", "Failed") else "ContainersNotReady")
+    )
+    spec = pod.get("spec", {})
+    uid = pod["metadata"].get("uid", "")
+    statuses = [
+        {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": f"simulated://{container.get('image', '')}",
+            "containerID": f"simulated://{uid[:8]}-{container['name']}",
+            "ready": ready,
+            "started": outcome in ("Ready", "CrashLoop"),
+            "restartCount": 1 if outcome == "CrashLoop" else 0,
+            "state": _container_state(outcome, at),
+        }
+        for container in spec.get("containers", [])
+    ]
+    status: JSON = {
+        "phase": _PHASE[outcome],
+        "hostIP": host_ip,
+        "podIP": fake_ip(uid or pod["metadata"]["name"], "10.244"),
+        "startTime": pod.get("status", {}).get("startTime") or at,
+        "conditions": [
+            _condition("PodScheduled", True, at),
+            _condition("Initialized", True, at),
+            _condition("ContainersReady", ready, at, not_ready_reason),
+            _condition("Ready", ready, at, not_ready_reason),
+        ],
+        "containerStatuses": statuses,
+    }
+    if spec.get("initContainers"):
+        status["initContainerStatuses"] = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": True,
+                "restartCount": 0,
+                "state": _container_state("Succeeded", at),
+            }
+            for c in spec["initContainers"]
+        ]
+    return {"status": status}
+
+
+def node_status(name: str, kernel: str) -> JSON:
+    """A Ready node's status as a kubelet registers it."""
+    at = now()
+    resources = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    boot = hashlib.sha256(f"{name}/{kernel}".encode()).hexdigest()
+    return {
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "simulated kubelet is posting ready status",
+                "lastHeartbeatTime": at,
+                "lastTransitionTime": at,
+            }
+        ],
+        "addresses": [
+            {"type": "InternalIP", "address": fake_ip(name, "172.16")},
+            {"type": "Hostname", "address": name},
+        ],
+        "nodeInfo": node_info(name, kernel, boot),
+    }
+
+
+def node_info(name: str, kernel: str, boot_id: str) -> JSON:
+    machine = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return {
+        "kernelVersion": kernel,
+        "bootID": boot_id,
+        "machineID": machine,
+        "systemUUID": machine,
+        "osImage": "ooto simulated node",
+        "containerRuntimeVersion": "simulated://1.0",
+        "kubeletVersion": "v1.20.2",
+        "kubeProxyVersion": "v1.20.2",
+        "operatingSystem": "linux",
+        "architecture": "amd64",
+    }
