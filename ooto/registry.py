@@ -544,10 +544,10 @@ class RegistryClient:
             request = session.get(realm, params=query, headers=headers, ssl=ssl_option)
         async with request as response:
             if response.status in (401, 403):
+                who = f"the credentials of user {credential.username!r}" if credential else ""
                 raise _RefusedError(
-                    f"token service {urlsplit(realm).netloc} "
-                    f"refused {'the credentials' if credential else 'anonymous access'}"
-                    f" (HTTP {response.status})"
+                    f"token service {urlsplit(realm).netloc} refused "
+                    f"{who or 'anonymous access'} (HTTP {response.status})"
                 )
             if response.status != 200:
                 raise aiohttp.ClientResponseError(
