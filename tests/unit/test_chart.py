@@ -83,6 +83,7 @@ def rules_table(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     deployment = only(docs, "Deployment", "rel-ooto")
     (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(operator, dict)
     return operator
 
 
