@@ -260,3 +260,15 @@ def test_every_value_is_documented_in_operations_md() -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
     undocumented = [key for key in values if not re.search(rf"`{key}[.`]", operations)]
     assert not undocumented
+
+
+def test_image_user_and_entrypoint_match_the_chart() -> None:
+    """The Dockerfile's numeric user is the chart's runAsUser; the chart adds no command."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    uid = values["podSecurityContext"]["runAsUser"]
+    assert re.search(rf"^USER {uid}:{uid}$", dockerfile, re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \["ooto", "run"\]$', dockerfile, re.MULTILINE)
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    assert "command:" not in template
