@@ -6,6 +6,7 @@ Passwords are random per session; each test checks they appear in no message and
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 
@@ -18,8 +19,8 @@ from ooto.testing.registry_server import DOCKER_MANIFEST, RegistryServer
 def _secret(server: RegistryServer, password: str | None = None) -> RegistryAuth:
     assert server.credentials is not None
     user, real = server.credentials
-    raw = f'{{"auths": {{"{server.host}": {{"username": "{user}", "password": "{password or real}"}}}}}}'
-    return auth_from_dockerconfigjson(raw.encode())
+    entry = {"username": user, "password": password or real}
+    return auth_from_dockerconfigjson(json.dumps({"auths": {server.host: entry}}).encode())
 
 
 def _no_password_logged(caplog: pytest.LogCaptureFixture, *passwords: str) -> None:
