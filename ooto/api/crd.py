@@ -1,0 +1,214 @@
+"""The Module CustomResourceDefinition, generated from the pydantic models (`ooto crds`).
+
+The models' JSON schema becomes a structural schema Kubernetes 1.20 accepts: references inlined,
+titles dropped, descriptions (the field docstrings, for `kubectl explain`), defaults, enums and
+length limits kept, `oneOf` + `required` where exactly one of two fields must be set (allowed in a
+structural schema as long as no `type` sits inside it), and the real core/v1 schemas wherever a
+field carries the `x-ooto-k8s-ref` marker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from ooto.api.k8s_schemas import structural_schema
+from ooto.api.module import GROUP, K8S_REF, KIND, PLURAL, VERSION, Module, ModuleSpec, ModuleStatus
+
+CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
+APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
+APPROVAL = "unapproved, experimental-only"
+# Pairs of which a model needs exactly one (its model validator says so; the schema must too).
+EXACTLY_ONE: dict[str, tuple[str, str]] = {
+    "KernelMapping": ("literal", "regexp"),
+    "Build": ("dockerfile", "git"),
+}
+# Node selector values may be written as unquoted YAML booleans or numbers (`true`), which the
+# Module model reads as their label text; a string-typed schema would reject them.
+_ANY_SCALAR_MAPS = {("ModuleSpec", "selector")}
+# ooto overwrites the module loader's name, so the Container schema must not require it.
+_NAME_OPTIONAL = {("ModuleSpec", "moduleLoader")}
+_KEPT = (
+    "description",
+    "enum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "minimum",
+    "maximum",
+    "required",
+    "format",
+)
+_SPEC_DESCRIPTION = "Which kernel module to load on which nodes, and the image for each kernel."
+_STATUS_DESCRIPTION = (
+    "What ooto observed: conditions, and one entry per kernel on the selected nodes."
+)
+_PRINTER_COLUMNS = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Kernels", "type": "integer", "jsonPath": ".status.kernelCount"},
+    {"name": "Nodes Ready", "type": "integer", "jsonPath": ".status.nodesReady"},
+    {"name": "Desired", "type": "integer", "jsonPath": ".status.nodesDesired"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+Schema = dict[str, Any]
+
+
+class _Converter:
+    """Pydantic JSON schema (with `$defs`) to a structural OpenAPI v3 schema."""
+
+    def __init__(self, defs: dict[str, Schema]) -> None:
+        self.defs = defs
+
+    def model(self, name: str) -> Schema:
+        schema = self.defs[name]
+        out = self._object(schema, name)
+        if name in EXACTLY_ONE:
+            out["oneOf"] = [{"required": [field]} for field in EXACTLY_ONE[name]]
+        return out
+
+    def _object(self, schema: Schema, model: str) -> Schema:
+        out: Schema = {"type": "object", **_keywords(schema)}
+        properties = {
+            key: self.node(value, (model, key))
+            for key, value in schema.get("properties", {}).items()
+        }
+        if properties:
+            out["properties"] = properties
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            out["additionalProperties"] = self.node(extra, (model, ""))
+        return out
+
+    def node(self, schema: Schema, where: tuple[str, str]) -> Schema:
+        outer = _keywords(schema)
+        # Kubernetes 1.20 reads an empty-string default as null and rejects the CRD; the models
+        # apply those defaults anyway.
+        if schema.get("default") not in (None, ""):
+            outer["default"] = schema["default"]
+        return {**self._inner(schema, where), **outer}
+
+    def _inner(self, schema: Schema, where: tuple[str, str]) -> Schema:
+        if K8S_REF in schema:
+            return _k8s(schema[K8S_REF], name_optional=where in _NAME_OPTIONAL)
+        if "$ref" in schema:
+            name = schema["$ref"].removeprefix("#/$defs/")
+            target = self.defs[name]
+            return self.model(name) if target.get("type") == "object" else self.node(target, where)
+        if "anyOf" in schema:
+            return self._any_of(schema["anyOf"], where)
+        if schema.get("type") == "array":
+            return {"type": "array", "items": self.node(schema["items"], where)}
+        if schema.get("type") == "object":
+            if where in _ANY_SCALAR_MAPS:
+                values = {"x-kubernetes-preserve-unknown-fields": True}
+                return {"type": "object", "additionalProperties": values}
+            return self._object(schema, where[0])
+        return {"type": schema["type"]}
+
+    def _any_of(self, options: list[Schema], where: tuple[str, str]) -> Schema:
+        present = [option for option in options if option.get("type") != "null"]
+        if len(present) == 1:
+            return self.node(present[0], where)
+        if sorted(option.get("type", "") for option in present) == ["integer", "string"]:
+            return {"x-kubernetes-int-or-string": True}
+        raise ValueError(f"{where}: no structural schema for anyOf {options}")
+
+
+def _keywords(schema: Schema) -> Schema:
+    kept = {key: schema[key] for key in _KEPT if key in schema}
+    if "description" in kept:  # docstrings wrap at 100 columns; kubectl explain rewraps
+        kept["description"] = " ".join(kept["description"].split())
+    return kept
+
+
+def _k8s(definition: str, *, name_optional: bool) -> Schema:
+    schema = structural_schema(definition)
+    if name_optional and "required" in schema:
+        required = [field for field in schema["required"] if field != "name"]
+        schema = {key: value for key, value in schema.items() if key != "required"}
+        if required:
+            schema["required"] = required
+    return schema
+
+
+def model_schema(model: type[BaseModel]) -> Schema:
+    """The structural schema of one pydantic model."""
+    full = model.model_json_schema(by_alias=True)
+    defs = {**full.pop("$defs", {}), model.__name__: full}
+    return _Converter(defs).model(model.__name__)
+
+
+def module_schema() -> Schema:
+    """The CRD's openAPIV3Schema for Module. The status is parsed leniently by Module (a bad
+    status must never make a Module unreadable), but the API server checks ModuleStatus."""
+    return {
+        "type": "object",
+        "description": " ".join((Module.__doc__ or "").split()),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "ooto.sigs.k8s.io/v1alpha1"},
+            "kind": {"type": "string", "description": "Module"},
+            "metadata": {"type": "object"},
+            "spec": {**model_schema(ModuleSpec), "description": _SPEC_DESCRIPTION},
+            "status": {**model_schema(ModuleStatus), "description": _STATUS_DESCRIPTION},
+        },
+    }
+
+
+def module_crd() -> Schema:
+    """The whole CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "annotations": {APPROVAL_ANNOTATION: APPROVAL},
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": _PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": module_schema()},
+                }
+            ],
+        },
+    }
+
+
+def render_crd_yaml() -> str:
+    header = "# Generated by `ooto crds` from ooto/api/module.py. Do not edit.\n"
+    # A JSON round trip drops shared references, so YAML has no anchors or aliases.
+    plain = json.loads(json.dumps(module_crd()))
+    return header + yaml.safe_dump(plain, sort_keys=True, width=100)
+
+
+def write_crds(output_dir: str | Path) -> Path:
+    """Write the CRD YAML into `output_dir` (created if missing); returns the file written."""
+    directory = Path(output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CRD_FILENAME
+    path.write_text(render_crd_yaml(), encoding="utf-8")
+    return path

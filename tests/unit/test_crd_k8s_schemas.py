@@ -1,0 +1,120 @@
+"""Upstream core/v1 definitions turned into structural schemas, and the committed extract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ooto.api import k8s_schemas
+from ooto.api.k8s_schemas import (
+    DEFINITIONS_FILE,
+    ROOTS,
+    _convert_definition,
+    extract_definitions,
+    structural_schema,
+)
+
+SWAGGER = Path.home() / ".cache/ooto/kubernetes-1.20.2/openapi/swagger.json"
+REF = "#/definitions/"
+
+FAKE: dict[str, Any] = {
+    "definitions": {
+        "a.Root": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "description": "Name."},
+                "port": {"$ref": REF + "io.k8s.apimachinery.pkg.util.intstr.IntOrString"},
+                "meta": {"$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+                "open": {"type": "object", "description": "Anything."},
+                "count": {"type": "integer", "format": "int32"},
+                "kind": {"type": "string", "format": "int-or-string"},
+                "items": {
+                    "type": "array",
+                    "items": {"$ref": REF + "a.Item"},
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["key", "other"],
+                    "x-kubernetes-patch-merge-key": "key",
+                    "x-kubernetes-patch-strategy": "merge",
+                },
+            },
+        },
+        "a.Item": {
+            "type": "object",
+            "required": ["key"],
+            "properties": {"key": {"type": "string"}, "other": {"type": "string"}},
+        },
+        "a.Loop": {"type": "object", "properties": {"self": {"$ref": REF + "a.Loop"}}},
+        "a.Unused": {"type": "string"},
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
+            "type": "string",
+            "format": "int-or-string",
+        },
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": {"type": "object", "properties": {}},
+    }
+}
+
+
+def test_extract_takes_the_transitive_closure_only() -> None:
+    assert list(extract_definitions(FAKE, ("a.Root",))) == [
+        "a.Item",
+        "a.Root",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+    ]
+
+
+def test_conversion_inlines_and_makes_it_structural() -> None:
+    root = _convert_definition("a.Root", FAKE["definitions"], ())
+    properties = root["properties"]
+    assert root["type"] == "object" and root["required"] == ["name"]
+    assert properties["name"] == {"type": "string", "description": "Name."}
+    assert properties["port"] == {"x-kubernetes-int-or-string": True}
+    assert properties["meta"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert properties["open"]["x-kubernetes-preserve-unknown-fields"] is True
+    assert properties["count"] == {"type": "integer", "format": "int32"}
+    assert properties["kind"] == {"type": "string"}  # formats CRDs do not know are dropped
+    items = properties["items"]
+    assert (
+        "x-kubernetes-patch-merge-key" not in items and "x-kubernetes-patch-strategy" not in items
+    )
+    # "other" is neither required nor has a known default: the list-map marker cannot stay.
+    assert "x-kubernetes-list-type" not in items
+    assert items["items"]["properties"]["key"] == {"type": "string"}
+
+
+def test_recursive_definitions_are_refused() -> None:
+    with pytest.raises(ValueError, match="recursive"):
+        _convert_definition("a.Loop", FAKE["definitions"], ())
+
+
+def test_container_ports_keep_their_list_map_with_the_upstream_protocol_default() -> None:
+    ports = structural_schema("io.k8s.api.core.v1.Container")["properties"]["ports"]
+    assert ports["x-kubernetes-list-type"] == "map"
+    assert ports["x-kubernetes-list-map-keys"] == ["containerPort", "protocol"]
+    assert ports["items"]["properties"]["protocol"]["default"] == "TCP"
+
+
+def test_the_committed_extract_holds_the_roots_and_only_their_closure() -> None:
+    definitions = json.loads(DEFINITIONS_FILE.read_text())
+    assert set(ROOTS) <= set(definitions)
+    assert extract_definitions({"definitions": definitions}) == definitions
+
+
+@pytest.mark.skipif(not SWAGGER.exists(), reason="upstream swagger.json not downloaded")
+def test_the_committed_extract_matches_upstream_1_20_2() -> None:
+    swagger = json.loads(SWAGGER.read_text())
+    assert extract_definitions(swagger) == json.loads(DEFINITIONS_FILE.read_text())
+
+
+def test_regeneration_writes_the_extract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    swagger = tmp_path / "swagger.json"
+    swagger.write_text(json.dumps({"definitions": json.loads(DEFINITIONS_FILE.read_text())}))
+    target = tmp_path / "out.json"
+    monkeypatch.setattr(k8s_schemas, "DEFINITIONS_FILE", target)
+    assert k8s_schemas.main([str(swagger)]) == 0
+    assert target.read_text() == DEFINITIONS_FILE.read_text()
+    assert k8s_schemas.main([]) == 2
