@@ -9,6 +9,7 @@ the scenario tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import subprocess
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from ooto.testing.binaries import Binaries
-from ooto.testing.cluster import LocalCluster
+from ooto.testing.cluster import OPERATOR_USER, LocalCluster
 from ooto.testing.rest import KubeRest, RestError
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "ooto"
@@ -88,16 +89,52 @@ async def helm(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess
     )
 
 
+@contextlib.asynccontextmanager
+async def installed_chart(
+    cluster: LocalCluster, namespace: str, *sets: str, bind_operator_user: bool = False
+) -> AsyncIterator[Release]:
+    """`helm install` the chart into `namespace`; uninstall on exit.
+
+    With `bind_operator_user`, the harness user `ooto-operator` (whose kubeconfig is
+    `cluster.operator_kubeconfig`) gets exactly the chart's roles, so an operator run in the
+    test process has the permissions the chart gives the in-cluster ServiceAccount.
+    """
+    release = Release(f"r{secrets.token_hex(3)}", namespace, cluster)
+    flags = [f"--set={s}" for s in sets]
+    if bind_operator_user:
+        subject = "rbac.extraSubjects[0]"
+        flags += [
+            f"--set={subject}.kind=User",
+            f"--set={subject}.name={OPERATOR_USER}",
+            f"--set={subject}.apiGroup=rbac.authorization.k8s.io",
+        ]
+    result = await helm(cluster, "install", release.name, str(CHART), "-n", namespace, *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        yield release
+    finally:
+        await helm(cluster, "uninstall", release.name, "-n", namespace, "--wait")
+        if bind_operator_user:
+            await _until_operator_user_denied(cluster)
+
+
+async def _until_operator_user_denied(cluster: LocalCluster) -> None:
+    """Later tests expect the operator user to have no RBAC: wait until the API server agrees."""
+    async with KubeRest(cluster.server, cluster.operator_token, cluster.ca_file) as rest:
+        for _ in range(100):
+            try:
+                await rest.get("/api/v1/nodes")
+            except RestError as error:
+                if error.status == 403:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{OPERATOR_USER} still allowed after uninstall")
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def release(cluster: LocalCluster, namespace: str) -> AsyncIterator[Release]:
-    installed = Release(f"r{secrets.token_hex(3)}", namespace, cluster)
-    result = await helm(
-        cluster, "install", installed.name, str(CHART), "--namespace", namespace,
-        "--set", "image.repository=ooto", "--set", "image.tag=test",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    yield installed
-    await helm(cluster, "uninstall", installed.name, "--namespace", namespace)
+    async with installed_chart(cluster, namespace, "image.tag=test") as installed:
+        yield installed
 
 
 async def can(rest: KubeRest, release: Release, verb: str, group: str, resource: str) -> bool:
@@ -199,3 +236,24 @@ async def test_uninstall_removes_the_operator_and_its_rbac(
     await admin_rest.get(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modules.ooto.sigs.k8s.io"
     )
+
+
+async def test_operator_user_can_be_given_the_chart_roles(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """How tests run the operator under the chart's RBAC: bind the harness user to its roles."""
+    async with (
+        KubeRest(cluster.server, cluster.operator_token, cluster.ca_file) as operator,
+        installed_chart(cluster, namespace, bind_operator_user=True),
+    ):
+        await operator.get("/api/v1/nodes")
+        await operator.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets")
+        lease = {"metadata": {"name": "ooto-leader"}, "spec": {"holderIdentity": "test"}}
+        await operator.post(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", lease)
+        with pytest.raises(RestError) as denied:
+            await operator.get(f"/api/v1/namespaces/{namespace}/secrets")
+        assert denied.value.status == 403
+    with pytest.raises(RestError) as after:
+        async with KubeRest(cluster.server, cluster.operator_token, cluster.ca_file) as operator:
+            await operator.get("/api/v1/nodes")
+    assert after.value.status == 403
