@@ -202,9 +202,7 @@ class LeaderElector:
             "leaseDurationSeconds": math.ceil(self.lease_duration),
             "acquireTime": (ours or {}).get("acquireTime") or now,
             "renewTime": now,
-            "leaseTransitions": transitions
-            if ours is not None or not previous
-            else transitions + 1,
+            "leaseTransitions": transitions,
         }
 
     def _observe(self, spec: dict[str, Any]) -> None:
