@@ -247,6 +247,20 @@ class TestBoundedTime:
         assert plan_kernel(module, "a" * 10_000_000) is None
         assert time.monotonic() - started < 2
 
+    def test_huge_patterns_compile_and_run_in_bounded_time(self) -> None:
+        module = make_module(
+            regexp("(a|b|c|d)" * 50_000, "q.io/m:a"), regexp("[a-z]{1000}" * 200, "q.io/m:b")
+        )
+        started = time.monotonic()
+        assert plan_kernel(module, "abcd" * 60) is None
+        assert time.monotonic() - started < 5
+
+    def test_a_pattern_beyond_re2_limits_is_a_spec_error(self) -> None:
+        module = make_module(regexp("((a{1000}){1000}){1000}", "q.io/m:a"))
+        assert [error.field_path for error in validate_module(module)] == [
+            "spec.kernelMappings[0].regexp"
+        ]
+
 
 def test_build_job_name_depends_on_module_and_image() -> None:
     name = build_job_name("mod", "q.io/m:a")

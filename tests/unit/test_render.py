@@ -277,3 +277,17 @@ def test_node_kernel_labels_carry_label_safe_value_and_raw_annotation() -> None:
     assert labels == {NODE_KERNEL_LABEL: kernel_label_value("6.1.0-rpi7-rpi-v8+")}
     assert annotations == {NODE_KERNEL_ANNOTATION: "6.1.0-rpi7-rpi-v8+"}
     assert node_kernel_labels("5.4.0-1054-gke")[0] == {NODE_KERNEL_LABEL: "5.4.0-1054-gke"}
+
+
+PINNED_HASHES = [
+    "bcfc091d4a2c57150c6a65210688f9d4259b17e77de1bcf99a148303c4278437",
+    "c9c1f6e7602a98752a651c325373c2e3478eef69f601631210910701bd5f93c9",
+]
+
+
+def test_rendering_is_pinned_across_operator_versions() -> None:
+    """A changed hash here means every existing DaemonSet changes on upgrade, so every node
+    reloads its module (the KMM 1.x lesson). Change these values only on purpose, and say so in
+    the release notes."""
+    hashes = [ds["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for ds in render(sample())]
+    assert hashes == PINNED_HASHES
