@@ -28,6 +28,7 @@ from actors.messages import (
     Retire,
 )
 from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
+from ooto.logs import log_fields
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
 from ooto.render import SPEC_HASH_ANNOTATION, render_daemonsets
@@ -335,5 +336,5 @@ class KernelActor(OotoActor):
         return {"kind": "Module", "apiVersion": self._module.api_version, "name": meta.name,
                 "namespace": meta.namespace, "uid": meta.uid}
 
-    def _log_extra(self, reason: str) -> dict[str, str]:
-        return {"module": self._module.key, "kernel": self._plan.kernel, "reason": reason}
+    def _log_extra(self, reason: str) -> dict[str, object]:
+        return log_fields(module=self._module.key, kernel=self._plan.kernel, reason=reason)

@@ -18,6 +18,7 @@ from actors.messages import (
 )
 from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
 from actors.supervisor import ModuleSupervisor
+from ooto.logs import log_fields
 from ooto.api import Module
 from ooto.kernels import label_safe
 from ooto.render import LABEL_MODULE
@@ -60,7 +61,7 @@ class OperatorRoot(OotoActor):
             return
         supervisor = self._supervisors.get(key)
         if supervisor is None:
-            log.info("module %s appeared", key, extra={"module": key, "reason": "added"})
+            log.info("module %s appeared", key, extra=log_fields(module=key, reason="added"))
             self._supervisors[key] = ModuleSupervisor.start(
                 self.bridge, self._io, self._settings, self._metrics, self._tracker, module
             )
@@ -73,7 +74,7 @@ class OperatorRoot(OotoActor):
         if supervisor is not None:
             supervisor.tell(ModuleUnreadable(raw, error))
             return
-        log.warning("module %s is unreadable: %s", key, error, extra={"module": key, "reason": "InvalidSpec"})
+        log.warning("module %s is unreadable: %s", key, error, extra=log_fields(module=key, reason="InvalidSpec"))
         meta = raw.get("metadata") or {}
         involved = {"kind": "Module", "apiVersion": raw.get("apiVersion"), "name": meta.get("name"),
                     "namespace": meta.get("namespace"), "uid": meta.get("uid")}
@@ -91,7 +92,7 @@ class OperatorRoot(OotoActor):
         supervisor = self._supervisors.pop(key, None)
         self._by_label.pop((meta.get("namespace", ""), label_safe(meta.get("name", ""))), None)
         if supervisor is not None:
-            log.info("module %s deleted: stopping its actors", key, extra={"module": key, "reason": "deleted"})
+            log.info("module %s deleted: stopping its actors", key, extra=log_fields(module=key, reason="deleted"))
             supervisor.stop(block=False)
 
     def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:

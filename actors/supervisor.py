@@ -32,6 +32,7 @@ from actors.messages import (
     Unsubscribe,
 )
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
+from ooto.logs import log_fields
 from ooto.api import Module
 from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
 from ooto.render import LABEL_KERNEL
@@ -273,8 +274,8 @@ class ModuleSupervisor(OotoActor):
                     "namespace": meta.namespace, "uid": meta.uid}
         self._io.record_event(involved, kind, reason, message)  # type: ignore[arg-type]
 
-    def _extra(self, reason: str, kernel: str = "") -> dict[str, str]:
-        return {"module": self._module.key, "kernel": kernel, "reason": reason}
+    def _extra(self, reason: str, kernel: str = "") -> dict[str, object]:
+        return log_fields(module=self._module.key, kernel=kernel, reason=reason)
 
 
 def _version(module: Module) -> int:

@@ -43,12 +43,12 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
     ready, progressing = _conditions(facts, kernels)
     old = {c.get("type"): c for c in (previous or {}).get("conditions", []) if isinstance(c, dict)}
     conditions = [
-        _condition(ConditionType.PROGRESSING, *progressing, facts.generation, old, now),
-        _condition(ConditionType.READY, *ready, facts.generation, old, now),
+        _compact(_condition(ConditionType.PROGRESSING, *progressing, facts.generation, old, now)),
+        _compact(_condition(ConditionType.READY, *ready, facts.generation, old, now)),
     ]
     return {
         "conditions": conditions,
-        "kernels": [k.model_dump(by_alias=True, mode="json") for k in kernels],
+        "kernels": [_compact(k.model_dump(by_alias=True, mode="json")) for k in kernels],
         "observedGeneration": facts.generation,
         "kernelCount": len(kernels) + len(facts.problems),
         "nodesDesired": sum(k.nodes_desired for k in kernels),
@@ -136,3 +136,9 @@ def _join(parts: Iterable[str]) -> str:
     if len(items) > MAX_NAMED:
         text += f"; and {len(items) - MAX_NAMED} more"
     return text[:MAX_MESSAGE]
+
+
+def _compact(entry: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty strings: the 1.20 API server turns `""` inside a merge-patched list into null
+    and then rejects it (seen with status.kernels[].message), and absent reads back as absent."""
+    return {key: value for key, value in entry.items() if value != ""}
