@@ -212,11 +212,18 @@ class TestOptionalParts:
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "PodDisruptionBudget",
             "Role",
             "RoleBinding",
             "Service",
             "ServiceAccount",
         ]
+
+    def test_a_drain_keeps_one_replica_to_hold_the_lease(self) -> None:
+        budget = only(render(), "PodDisruptionBudget")
+        assert budget["spec"]["maxUnavailable"] == 1
+        single = render("replicas=1", "leaderElection.enabled=false")
+        assert "PodDisruptionBudget" not in {d["kind"] for d in single}
 
     def test_service_monitor_scrapes_the_metrics_service(self) -> None:
         docs = render("serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom")
@@ -242,6 +249,25 @@ class TestOptionalParts:
         assert service["spec"]["ports"][0]["port"] == 5000
         selector = service["spec"]["selector"]
         assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+class TestValuesSchema:
+    @pytest.mark.parametrize(
+        ("setting", "message"),
+        [
+            ("buildBackend=docker", "/buildBackend"),
+            ("logging.format=xml", "/logging/format"),
+            ("apiConcurrency=0", "/apiConcurrency"),
+            ("watchNamespace=Team_A", "/watchNamespace"),
+            ("metrics.port=70000", "/metrics/port"),
+        ],
+    )
+    def test_bad_values_are_refused_before_anything_is_installed(
+        self, setting: str, message: str
+    ) -> None:
+        result = helm("template", "rel", str(CHART), f"--set={setting}")
+        assert result.returncode != 0
+        assert message in result.stderr
 
 
 class TestCrds:
