@@ -109,6 +109,11 @@ class EventRecorder:
         self.dropped = 0
         self.written = 0  # Events created or patched
 
+    @property
+    def pending(self) -> int:
+        """Distinct events waiting to be written (bounded by `max_pending`)."""
+        return len(self._pending)
+
     # -- the caller's side ------------------------------------------------------------------
 
     def record(self, involved: JsonObj, type_: EventType, reason: str, message: str) -> None:

@@ -1,0 +1,49 @@
+"""Event aggregation: which records fold into one Event, and the bounds on what waits."""
+
+from typing import Any
+
+from ooto.kube.events import MAX_MESSAGE, EventRecorder, aggregation_key, event_timestamp
+from ooto.kube.leader import micro_time
+
+
+def subject(name: str = "m", uid: str = "u1", ns: str = "ns") -> dict[str, Any]:
+    return {"kind": "Module", "metadata": {"name": name, "namespace": ns, "uid": uid}}
+
+
+def test_same_object_type_reason_and_message_fold() -> None:
+    key = aggregation_key(subject(), "Warning", "NoMapping", "kernel 6.1")
+    assert key == aggregation_key(subject(), "Warning", "NoMapping", "kernel 6.1")
+
+
+def test_any_difference_makes_a_separate_event() -> None:
+    base = aggregation_key(subject(), "Warning", "NoMapping", "kernel 6.1")
+    assert base != aggregation_key(subject(), "Warning", "NoMapping", "kernel 6.2")
+    assert base != aggregation_key(subject(), "Warning", "Other", "kernel 6.1")
+    assert base != aggregation_key(subject(), "Normal", "NoMapping", "kernel 6.1")
+    assert base != aggregation_key(subject(name="n"), "Warning", "NoMapping", "kernel 6.1")
+    assert base != aggregation_key(subject(ns="o"), "Warning", "NoMapping", "kernel 6.1")
+    # Same name, recreated object: a new uid is a new subject.
+    assert base != aggregation_key(subject(uid="u2"), "Warning", "NoMapping", "kernel 6.1")
+
+
+def test_messages_differing_only_past_the_cut_fold() -> None:
+    long_a = "x" * MAX_MESSAGE + "a"
+    long_b = "x" * MAX_MESSAGE + "b"
+    assert aggregation_key(subject(), "Normal", "R", long_a) == aggregation_key(
+        subject(), "Normal", "R", long_b
+    )
+
+
+def test_waiting_repeats_take_no_extra_room_and_overflow_is_dropped() -> None:
+    recorder = EventRecorder(api=None, max_pending=2)  # type: ignore[arg-type]  # never writes
+    for _ in range(100):
+        recorder.record(subject(), "Normal", "Same", "again")
+    assert (recorder.pending, recorder.dropped) == (1, 0)
+    recorder.record(subject(), "Normal", "Other", "one")
+    recorder.record(subject(), "Normal", "Third", "two")
+    assert (recorder.pending, recorder.dropped) == (2, 1)
+
+
+def test_timestamp_formats() -> None:
+    assert event_timestamp(0) == "1970-01-01T00:00:00Z"
+    assert len(micro_time()) == len("2024-01-01T00:00:00.000000Z")
