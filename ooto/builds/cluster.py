@@ -10,8 +10,9 @@ text is recovered from the decode error) until KubeApi grows a plain-text read.
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from typing import Protocol, cast
 
+import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -50,12 +51,26 @@ class ApiClientReads:
 
     async def served_resources(self, group: str, version: str) -> frozenset[str] | None:
         try:
-            listing = await CustomObjectsApi(self._client).get_api_resources(group, version)
+            # Raw JSON: the generated V1APIResource model rejects entries without singularName,
+            # which older and aggregated API servers omit.
+            raw = await CustomObjectsApi(self._client).get_api_resources(
+                group, version, _preload_content=False
+            )
+            response = cast(aiohttp.ClientResponse, raw)
+            body = await response.read()
         except ApiException as error:
             if error.status == 404:
                 return None
             raise ClusterReadError(f"discovery of {group}/{version}: {_describe(error)}") from None
-        return frozenset(str(resource.name) for resource in listing.resources or [])
+        if response.status == 404:
+            return None
+        if response.status >= 300:
+            raise ClusterReadError(f"discovery of {group}/{version}: HTTP {response.status}")
+        try:
+            listing = json.loads(body)
+        except ValueError:
+            raise ClusterReadError(f"discovery of {group}/{version}: not JSON") from None
+        return frozenset(str(item.get("name")) for item in listing.get("resources") or [])
 
 
 class KubeApiReads:
@@ -92,6 +107,13 @@ class KubeApiReads:
 
 
 def _describe(error: ApiException) -> str:
-    # The body is a Status from the API server (or the kubelet's complaint); keep it short.
-    body = str(error.body or "").strip().replace("\n", " ")
-    return f"HTTP {error.status} {error.reason}" + (f": {body[:300]}" if body else "")
+    """`HTTP <code> <reason>: <the Status message>` (the body is a Status, or plain text)."""
+    body = str(error.body or "").strip()
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and decoded.get("message"):
+        body = str(decoded["message"])
+    detail = body.replace("\n", " ")[:300]
+    return f"HTTP {error.status} {error.reason}" + (f": {detail}" if detail else "")
