@@ -124,7 +124,7 @@ class Informer:
         self.restarts = 0  # watch reconnects after a failure
         self.relists = 0  # lists after the first one
 
-    # -- cache ------------------------------------------------------------------------------
+    # -- cache (read it on the loop; actors get objects through their messages) -------------
 
     def get(self, namespace: str | None, name: str) -> JsonObj | None:
         return self._cache.get((namespace or "", name))
