@@ -29,6 +29,7 @@ from ooto.testing.podstatus import (
     node_status,
     pod_status,
 )
+from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import JSON, STRATEGIC_PATCH, KubeRest, RestError, WatchGoneError
 
 log = logging.getLogger("ooto.testing.kubelet")
@@ -240,6 +241,35 @@ class SimulatedKubelet:
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         await _ignore_missing(self.rest.delete(path, body))
+
+
+def build_destinations(pod: JSON) -> list[str]:
+    """Images a Kaniko build pod pushes (its `--destination` arguments)."""
+    found = []
+    for container in pod.get("spec", {}).get("containers", []):
+        args = [*container.get("command", []), *container.get("args", [])]
+        for index, arg in enumerate(args):
+            if arg.startswith("--destination="):
+                found.append(arg.split("=", 1)[1])
+            elif arg == "--destination" and index + 1 < len(args):
+                found.append(args[index + 1])
+    return found
+
+
+def pushing_builds(registry: RegistryServer, outcome: JobOutcome = "Succeeded") -> JobDecision:
+    """A `job_outcome` hook: push every destination image that lives on `registry`, as a real
+    build would, then report `outcome`. Other destinations are left alone."""
+
+    async def decide(pod: JSON) -> JobOutcome:
+        if outcome == "Succeeded":
+            for image in build_destinations(pod):
+                host, _, rest = image.partition("/")
+                if host == registry.host:
+                    repo, _, tag = rest.rpartition(":")
+                    await registry.push_manifest(repo, tag)
+        return outcome
+
+    return decide
 
 
 def _job_pod_outcome(outcome: JobOutcome) -> PodOutcome:

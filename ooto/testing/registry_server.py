@@ -26,7 +26,7 @@ import aiohttp
 import yaml
 
 from ooto.testing.binaries import Binaries, find_binaries
-from ooto.testing.pki import make_ca, make_serving_cert
+from ooto.testing.pki import CertPair, make_ca, make_serving_cert
 from ooto.testing.processes import ManagedProcess, free_port, wait_until
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,8 +38,10 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 class RegistryServer:
     """`start(tls=..., htpasswd=(user, password))`, then `host` is "127.0.0.1:PORT"."""
 
-    def __init__(self, binaries: Binaries | None = None) -> None:
+    def __init__(self, binaries: Binaries | None = None, ca: CertPair | None = None) -> None:
+        """`ca` signs the TLS certificate (default: a new CA in the registry's directory)."""
         self.binaries = binaries or find_binaries()
+        self._ca = ca
         self.workdir = Path(tempfile.mkdtemp(prefix="ooto-registry-"))
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -100,7 +102,7 @@ class RegistryServer:
     def _write_config(self) -> Path:
         http: dict[str, Any] = {"addr": self.host, "secret": secrets.token_hex(16)}
         if self.tls:
-            ca = make_ca(self.workdir, "registry-ca")
+            ca = self._ca or make_ca(self.workdir, "registry-ca")
             serving = make_serving_cert(ca, self.workdir, "registry")
             self.ca_file = ca.cert
             http["tls"] = {"certificate": str(serving.cert), "key": str(serving.key)}
