@@ -1,4 +1,4 @@
-"""The two `BuildBackend`s on the API server, and `select_backend`.
+"""The two `BuildBackend`s on the API server (chosen by `ooto.builds.select.select_backend`).
 
 ```python
 backend = await select_backend(api, settings)          # ooto.builds.select
@@ -11,17 +11,18 @@ await backend.delete(namespace, ref.name)
 
 One build per (namespace, image): `start` first looks for a running build object carrying the
 image's hash label (whichever Module or kernel started it, whichever operator process) and adopts
-it. Concurrent `start`s for one image in this process are serialized by a lock, so they cannot
-race to create two. A finished build object of the same name is deleted and replaced: `start` is
+it. Concurrent `start`s for one image in this process share one attempt (500 kernels mapping to
+one image cost one list and one create). A finished build object of the same name is deleted and replaced: `start` is
 only called when the image is still missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Any
 
 from ooto.api.module import Module
@@ -49,7 +50,6 @@ from ooto.builds.model import (
     BuildObservation,
     BuildRef,
     BuildStartError,
-    build_name,
     plan_build,
 )
 from ooto.kernels import KernelPlan, kernel_hash
@@ -62,28 +62,6 @@ log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 10
 _DELETE_WAIT_SECONDS = 0.3
-
-
-class _ImageLocks:
-    """One asyncio.Lock per (namespace, image), dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, namespace: str, image: str) -> AsyncIterator[None]:
-        key = (namespace, image)
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class _Backend:
@@ -101,10 +79,45 @@ class _Backend:
         self._api = api
         self._reads = reads
         self._observe = observe
-        self._locks = _ImageLocks()
+        self._starts: dict[tuple[str, str], asyncio.Task[BuildRef]] = {}
 
     def observe(self, obj: Mapping[str, Any]) -> BuildObservation:
         return self._observe(obj)
+
+    async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
+        """Adopt the running build of the plan's image, or start one. Concurrent calls for one
+        (namespace, image) share a single attempt; all but the first see `adopted=True`."""
+        image, namespace = plan_build(plan).image, module.metadata.namespace
+        key = (namespace, image)
+        flight = self._starts.get(key)
+        if flight is not None:
+            return dataclasses.replace(await asyncio.shield(flight), adopted=True)
+        flight = asyncio.create_task(
+            self._start(module, plan, image), name=f"build-start {namespace} {image}"
+        )
+        self._starts[key] = flight
+        flight.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(flight)
+
+    def _forget(self, key: tuple[str, str], done: asyncio.Task[BuildRef]) -> None:
+        if self._starts.get(key) is done:
+            del self._starts[key]
+
+    async def _start(self, module: Module, plan: KernelPlan, image: str) -> BuildRef:
+        running = await self._running_build(module.metadata.namespace, image)
+        if running is not None:
+            name = running["metadata"]["name"]
+            log.info("build of %s: adopting running %s %s", image, self.resource.kind, name)
+            return self._ref(running, image, adopted=True)
+        stored, created = await self._create(module, plan)
+        verb = "started" if created else "adopted"
+        name = stored["metadata"]["name"]
+        log.info("build of %s: %s %s %s", image, verb, self.resource.kind, name)
+        return self._ref(stored, image, adopted=not created)
+
+    async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
+        """Create this backend's build object: (stored object, created) or adopted on a race."""
+        raise NotImplementedError
 
     async def _running_build(self, namespace: str, image: str) -> JsonObj | None:
         """A running build object of `image` in `namespace`, from any Module."""
@@ -157,21 +170,12 @@ class KanikoJobBackend(_Backend):
         super().__init__(api, reads, observe_job)
         self._options = options or DEFAULT_KANIKO
 
-    async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
-        image, namespace = plan_build(plan).image, module.metadata.namespace
-        async with self._locks.hold(namespace, image):
-            running = await self._running_build(namespace, image)
-            if running is not None:
-                log.info("build of %s: adopting running Job %s", image, running["metadata"]["name"])
-                return self._ref(running, image, adopted=True)
-            configmap = render_dockerfile_configmap(module, plan)
-            if configmap is not None:
-                await self._ensure_configmap(configmap)
-            job = render_kaniko_job(module, plan, self._options)
-            stored, created = await self._create_replacing_finished(job)
-            verb = "started" if created else "adopted"
-            log.info("build of %s: %s Job %s", image, verb, build_name(plan))
-            return self._ref(stored, image, adopted=not created)
+    async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
+        configmap = render_dockerfile_configmap(module, plan)
+        if configmap is not None:
+            await self._ensure_configmap(configmap)
+        job = render_kaniko_job(module, plan, self._options)
+        return await self._create_replacing_finished(job)
 
     async def _ensure_configmap(self, configmap: JsonObj) -> None:
         meta = configmap["metadata"]
@@ -229,21 +233,10 @@ class BuildConfigBackend(_Backend):
         self._instantiate = instantiate
         self._deadline_seconds = deadline_seconds
 
-    async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
-        image, namespace = plan_build(plan).image, module.metadata.namespace
-        async with self._locks.hold(namespace, image):
-            running = await self._running_build(namespace, image)
-            if running is not None:
-                log.info(
-                    "build of %s: adopting running Build %s", image, running["metadata"]["name"]
-                )
-                return self._ref(running, image, adopted=True)
-            config = await self._ensure_buildconfig(
-                render_buildconfig(module, plan, self._deadline_seconds)
-            )
-            build = await self._start_build(config, plan.kernel)
-            log.info("build of %s: started Build %s", image, build["metadata"]["name"])
-            return self._ref(build, image, adopted=False)
+    async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
+        desired = render_buildconfig(module, plan, self._deadline_seconds)
+        config = await self._ensure_buildconfig(desired)
+        return await self._start_build(config, plan.kernel), True
 
     async def _ensure_buildconfig(self, desired: JsonObj) -> JsonObj:
         """Create the BuildConfig, or replace one whose spec-hash differs (the Module changed).

@@ -102,6 +102,28 @@ async def test_kaniko_job_runs_once_per_image_and_is_adopted(
     assert len(selected.items) == 1
 
 
+class RequestCounter:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def observe(self, verb: str, resource: str, code: int, seconds: float) -> None:
+        self.calls.append((verb, resource))
+
+
+async def test_many_kernels_asking_at_once_cost_one_list_and_one_create(
+    admin_client: Any, admin_rest: KubeRest, namespace: str, crd: str
+) -> None:
+    counter = RequestCounter()
+    api = KubeApi(admin_client, observer=counter)
+    backend = KanikoJobBackend(api, KubeApiReads(api))
+    module, plan = await make_module(admin_rest, namespace, "acme", unique_image())
+    refs = await asyncio.gather(*(backend.start(module, plan) for _ in range(500)))
+    assert len({ref.name for ref in refs}) == 1
+    assert sum(not ref.adopted for ref in refs) == 1
+    assert counter.calls == [("list", "jobs"), ("create", "configmaps"), ("create", "jobs")]
+    assert len(await jobs_of(api, namespace, plan.image)) == 1
+
+
 @pytest.mark.usefixtures("crd")
 async def test_failed_build_is_observed_its_log_tail_degrades_and_a_retry_replaces_it(
     api: KubeApi,
