@@ -12,8 +12,8 @@ await backend.delete(namespace, ref.name)
 One build per (namespace, image): `start` first looks for a running build object carrying the
 image's hash label (whichever Module or kernel started it, whichever operator process) and adopts
 it. Concurrent `start`s for one image in this process share one attempt (500 kernels mapping to
-one image cost one list and one create). A finished build object of the same name is deleted and replaced: `start` is
-only called when the image is still missing.
+one image cost one list and one create). A finished build object of the same name is deleted
+and replaced: `start` is only called when the image is still missing.
 """
 
 from __future__ import annotations
