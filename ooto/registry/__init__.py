@@ -23,8 +23,10 @@ async with RegistryClient() as registry:          # one instance, shared by ever
   `--insecure-registry`.
 - "missing" means the registry answered 404 for the manifest. DNS, TLS, connection, timeout, 429
   and 5xx problems are "error", rejected or missing credentials are "unauthorized".
-- Answers are cached for a short TTL and concurrent identical lookups share one request, so 500
-  kernels that map to one image ask once. `fresh=True` ignores the cache (use it after a build).
+- Concurrent identical lookups share one request, so 500 kernels that map to one image ask once.
+  Answers are cached and shared: "present" and "unauthorized" for `cache_ttl` (30 s), errors for
+  `error_ttl` (3 s), "missing" only for `missing_ttl` (0.5 s), since a build of ours is what turns
+  it into "present". `fresh=True` skips the cache: use it for the check after a build.
 """
 
 from ooto.registry.client import (

@@ -96,13 +96,15 @@ class RegistryClient:
         *,
         timeout: float = 15.0,
         cache_ttl: float = 30.0,
+        missing_ttl: float = 0.5,
         error_ttl: float = 3.0,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout
         self._cache_ttl = cache_ttl
-        self._error_ttl = error_ttl
+        # "missing" is what our own builds change: keep it only long enough to answer a burst.
+        self._ttls = {"missing": missing_ttl, "error": error_ttl}
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
@@ -168,7 +170,7 @@ class RegistryClient:
             if current:
                 del self._flights[key]
         if current:  # a fresh lookup that replaced this one owns the cache entry
-            ttl = self._error_ttl if check.outcome == "error" else self._cache_ttl
+            ttl = self._ttls.get(check.outcome, self._cache_ttl)
             self._cache[key] = (self._clock() + ttl, check)
         log.info("registry lookup: image=%s outcome=%s", ref, check.outcome)
         return check

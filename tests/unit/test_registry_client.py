@@ -183,25 +183,31 @@ async def test_concurrent_identical_lookups_share_one_request(fake: FakeRegistry
         assert fake.manifest_requests == ["HEAD", "HEAD"]
 
 
-async def test_cache_lasts_its_ttl_and_fresh_bypasses_it(fake: FakeRegistry) -> None:
+async def test_present_is_cached_missing_briefly_and_fresh_bypasses_the_cache(
+    fake: FakeRegistry,
+) -> None:
     clock = Clock()
     image = f"{fake.host}/team/mod:v2"
-    async with RegistryClient(clock=clock, cache_ttl=30) as client:
-        assert (
-            await client.image_exists(image, insecure=True, auth=_auth(fake.host))
-        ).outcome == "missing"
+    auth = _auth(fake.host)
+    async with RegistryClient(clock=clock, cache_ttl=30, missing_ttl=0.5) as client:
+        assert (await client.image_exists(image, insecure=True, auth=auth)).outcome == "missing"
         fake.manifests.add("team/mod:v2")  # a build pushed it
-        clock.now += 10
-        cached = await client.image_exists(image, insecure=True, auth=_auth(fake.host))
-        assert cached.outcome == "missing"
-        fresh = await client.image_exists(image, insecure=True, auth=_auth(fake.host), fresh=True)
-        assert fresh.outcome == "present"
-        assert client.lookups == 2
-        clock.now += 10
-        assert (
-            await client.image_exists(image, insecure=True, auth=_auth(fake.host))
-        ).outcome == "present"
-        assert client.lookups == 2
+        clock.now += 0.2
+        burst = await client.image_exists(image, insecure=True, auth=auth)
+        assert (burst.outcome, client.lookups) == ("missing", 1)
+        fresh = await client.image_exists(image, insecure=True, auth=auth, fresh=True)
+        assert (fresh.outcome, client.lookups) == ("present", 2)
+        fake.manifests.discard("team/mod:v2")
+        clock.now += 20  # present stays cached for its TTL...
+        cached = await client.image_exists(image, insecure=True, auth=auth)
+        assert (cached.outcome, client.lookups) == ("present", 2)
+        clock.now += 11  # ...and no longer
+        expired = await client.image_exists(image, insecure=True, auth=auth)
+        assert (expired.outcome, client.lookups) == ("missing", 3)
+        fake.manifests.add("team/mod:v2")
+        clock.now += 0.6  # missing expires quickly without `fresh`
+        again = await client.image_exists(image, insecure=True, auth=auth)
+        assert (again.outcome, client.lookups) == ("present", 4)
 
 
 async def test_different_credentials_do_not_share_answers(fake: FakeRegistry) -> None:
