@@ -233,6 +233,11 @@ class BuildConfigBackend(_Backend):
         self._instantiate = instantiate
         self._deadline_seconds = deadline_seconds
 
+    @property
+    def uses_instantiate(self) -> bool | None:
+        """Whether builds start through `instantiate` (None: not known until the first build)."""
+        return self._instantiate
+
     async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
         desired = render_buildconfig(module, plan, self._deadline_seconds)
         config = await self._ensure_buildconfig(desired)
