@@ -31,7 +31,7 @@ OPERATOR_USER = "ooto-operator"
 CONTROLLERS = "daemonset,garbagecollector,job,namespace"
 # Controllers' client rate limits: the defaults (20 qps) would make the DaemonSet controller, not
 # the operator, the bottleneck of benchmarks with hundreds of DaemonSets.
-CLIENT_QPS = ["--kube-api-qps=200", "--kube-api-burst=400"]
+CLIENT_QPS = ["--kube-api-qps=1000", "--kube-api-burst=2000"]
 # After SIGTERM the 1.20 API server waits for open watches that nobody will close; cut it short.
 _GRACE = {"kube-apiserver": 1.5}
 

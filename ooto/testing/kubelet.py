@@ -104,13 +104,24 @@ class SimulatedKubelet:
 
     async def remove_node(self, name: str) -> None:
         """Delete the node and force-delete its pods (what pod GC would do)."""
-        self.nodes.pop(name, None)
-        await _ignore_missing(self.rest.delete(f"/api/v1/nodes/{name}"))
-        pods = await self.rest.get("/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"})
-        await asyncio.gather(*(self._force_delete(pod) for pod in pods.get("items", [])))
+        await self.remove_nodes([name])
 
     async def remove_all_nodes(self) -> None:
-        await asyncio.gather(*(self.remove_node(name) for name in list(self.nodes)))
+        await self.remove_nodes(list(self.nodes))
+
+    async def remove_nodes(self, names: Iterable[str]) -> None:
+        gone = set(names)
+        for name in gone:
+            self.nodes.pop(name, None)
+        await asyncio.gather(
+            *(_ignore_missing(self.rest.delete(f"/api/v1/nodes/{n}")) for n in gone)
+        )
+        # resourceVersion=0: served from the API server's watch cache, not a full read of etcd.
+        bound = await self.rest.get(
+            "/api/v1/pods", {"fieldSelector": "spec.nodeName!=", "resourceVersion": "0"}
+        )
+        orphans = [pod for pod in bound.get("items", []) if pod["spec"].get("nodeName") in gone]
+        await asyncio.gather(*(self._force_delete(pod) for pod in orphans))
 
     def set_job_outcome(self, job_name: str, outcome: JobOutcome) -> None:
         """Decide a build Job's fate now (e.g. release a job held in `Running`)."""
