@@ -25,8 +25,9 @@ async with RegistryClient() as registry:          # one instance, shared by ever
   and 5xx problems are "error", rejected or missing credentials are "unauthorized".
 - Concurrent identical lookups share one request, so 500 kernels that map to one image ask once.
   Answers are cached and shared: "present" and "unauthorized" for `cache_ttl` (30 s), errors for
-  `error_ttl` (3 s), "missing" only for `missing_ttl` (0.5 s), since a build of ours is what turns
-  it into "present". `fresh=True` skips the cache: use it for the check after a build.
+  `error_ttl` (3 s). "missing" is not cached by default (`missing_ttl` 0): our own builds turn it
+  into "present", and the check right after a build must see that (measured: with 0.5 s, `ooto
+  demo` reported a just-built image as missing). `fresh=True` skips the cache altogether.
 """
 
 from ooto.registry.client import (

@@ -96,14 +96,14 @@ class RegistryClient:
         *,
         timeout: float = 15.0,
         cache_ttl: float = 30.0,
-        missing_ttl: float = 0.5,
+        missing_ttl: float = 0.0,
         error_ttl: float = 3.0,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout
         self._cache_ttl = cache_ttl
-        # "missing" is what our own builds change: keep it only long enough to answer a burst.
+        # "missing" is what our own builds change: by default only concurrent askers share it.
         self._ttls = {"missing": missing_ttl, "error": error_ttl}
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._clock = clock
