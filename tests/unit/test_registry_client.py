@@ -251,3 +251,17 @@ async def test_invalid_reference_is_an_error_without_a_request() -> None:
         assert client.lookups == 0
     assert check.outcome == "error"
     assert "invalid repository" in check.message
+
+
+async def test_by_default_missing_is_shared_by_concurrent_askers_only(fake: FakeRegistry) -> None:
+    image = f"{fake.host}/team/mod:v3"
+    auth = _auth(fake.host)
+    fake.delay = 0.1
+    async with RegistryClient() as client:
+        burst = await asyncio.gather(
+            *(client.image_exists(image, insecure=True, auth=auth) for _ in range(50))
+        )
+        assert {check.outcome for check in burst} == {"missing"} and client.lookups == 1
+        fake.manifests.add("team/mod:v3")  # the build pushed it
+        after_build = await client.image_exists(image, insecure=True, auth=auth)
+        assert (after_build.outcome, client.lookups) == ("present", 2)
