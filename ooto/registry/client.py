@@ -82,6 +82,9 @@ class _RefusedError(Exception):
     """Internal: the registry refused us; the message is safe to show."""
 
 
+_CACHE_PRUNE_SIZE = 1024
+
+
 @dataclass
 class _Flight:
     task: asyncio.Task[ImageCheck]
@@ -170,10 +173,17 @@ class RegistryClient:
             if current:
                 del self._flights[key]
         if current:  # a fresh lookup that replaced this one owns the cache entry
-            ttl = self._ttls.get(check.outcome, self._cache_ttl)
-            self._cache[key] = (self._clock() + ttl, check)
+            self._remember(key, check)
         log.info("registry lookup: image=%s outcome=%s", ref, check.outcome)
         return check
+
+    def _remember(self, key: tuple[str, bool, str], check: ImageCheck) -> None:
+        now = self._clock()
+        if len(self._cache) >= _CACHE_PRUNE_SIZE:  # drop what expired, so the cache stays small
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        ttl = self._ttls.get(check.outcome, self._cache_ttl)
+        if ttl > 0:
+            self._cache[key] = (now + ttl, check)
 
     async def _check_safely(
         self, ref: ImageReference, insecure: bool, credential: RegistryCredential | None
