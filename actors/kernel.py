@@ -234,7 +234,7 @@ class KernelActor(OotoActor):
     def _done_buildlog(self, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
         self._io.record_event(
-            self._module_ref(),
+            self._module.object_reference(),
             "Warning",
             "BuildFailed",
             f"kernel {self._plan.kernel}: build of {self._plan.image} failed; log tail:\n{tail}",
@@ -330,11 +330,6 @@ class KernelActor(OotoActor):
         if report != self._last_report:
             self._last_report = report
             self._supervisor.tell(report)
-
-    def _module_ref(self) -> Mapping[str, Any]:
-        meta = self._module.metadata
-        return {"kind": "Module", "apiVersion": self._module.api_version, "name": meta.name,
-                "namespace": meta.namespace, "uid": meta.uid}
 
     def _log_extra(self, reason: str) -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=self._plan.kernel, reason=reason)

@@ -76,11 +76,9 @@ class OperatorRoot(OotoActor):
             return
         log.warning("module %s is unreadable: %s", key, error, extra=log_fields(module=key, reason="InvalidSpec"))
         meta = raw.get("metadata") or {}
-        involved = {"kind": "Module", "apiVersion": raw.get("apiVersion"), "name": meta.get("name"),
-                    "namespace": meta.get("namespace"), "uid": meta.get("uid")}
         if _already_reported(raw, error):
             return
-        self._io.record_event(involved, "Warning", "InvalidSpec", error)
+        self._io.record_event(raw, "Warning", "InvalidSpec", error)
         self.bridge.run(self.actor_ref, ("status", key), self._io.patch_module_status(
             meta.get("namespace", ""), meta.get("name", ""), _unreadable_status(raw, error)))
 

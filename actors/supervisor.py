@@ -269,10 +269,7 @@ class ModuleSupervisor(OotoActor):
         self._stored_version = _version_of(stored)
 
     def _event(self, kind: str, reason: str, message: str) -> None:
-        meta = self._module.metadata
-        involved = {"kind": "Module", "apiVersion": self._module.api_version, "name": meta.name,
-                    "namespace": meta.namespace, "uid": meta.uid}
-        self._io.record_event(involved, kind, reason, message)  # type: ignore[arg-type]
+        self._io.record_event(self._module.object_reference(), kind, reason, message)  # type: ignore[arg-type]
 
     def _extra(self, reason: str, kernel: str = "") -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=kernel, reason=reason)

@@ -274,6 +274,15 @@ class Module(BaseModel):
     status: dict[str, Any] | None = None
     """Kept raw: a status someone else wrote badly must never make the Module unreadable."""
 
+    def object_reference(self) -> dict[str, Any]:
+        """The Module as an Event's involvedObject (the shape an object read from the API has)."""
+        meta = self.metadata
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+        }
+
     @property
     def key(self) -> str:
         """namespace/name, the identity actors use."""
