@@ -120,8 +120,13 @@ class KernelActor(OotoActor):
         self._converge()
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
-        if self._build is BuildPhase.BUILDING and event.type != "DELETED":
+        if self._build is not BuildPhase.BUILDING:
+            return
+        if event.type != "DELETED":
             self._observe_build(event.build)
+        elif (event.build.get("metadata") or {}).get("name") == self._build_name:
+            # Someone deleted our running build (or the Module that owned a shared one went).
+            self._build_done(False, "the build object was deleted before it finished")
 
     def on_Retire(self, _: Retire) -> None:
         self._retiring = True
@@ -223,7 +228,8 @@ class KernelActor(OotoActor):
             self._build_started = None
         if succeeded:
             self._build = BuildPhase.BUILT
-            self._run(("check", self._plan.image), self._io.check_image(self._module, self._plan))
+            check = self._io.check_image(self._module, self._plan, fresh=True)
+            self._run(("check", self._plan.image), check)
             return
         self._build = BuildPhase.FAILED
         self._fail("BuildFailed", f"build of {self._plan.image} failed: {message}")

@@ -55,7 +55,10 @@ class OperatorIO(Protocol):
         self, name: str, labels: Mapping[str, str | None], annotations: Mapping[str, str | None]
     ) -> Coroutine[Any, Any, None]: ...
 
-    def check_image(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, ImageCheck]: ...
+    def check_image(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> Coroutine[Any, Any, ImageCheck]:
+        """Does plan.image exist? `fresh` skips shared cached answers (after a build)."""
 
     def start_build(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
         """Start (or adopt) the build of plan.image; returns the build object's name."""

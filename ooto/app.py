@@ -150,7 +150,6 @@ class Operator:
             if ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
                     await asyncio.to_thread(ref.stop, block=True, timeout=10)
-        await asyncio.to_thread(pykka.ActorRegistry.stop_all, block=True, timeout=10)
         await self._recorder.stop()
         await self._registry.close()
 
@@ -186,6 +185,7 @@ async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -
         backend = await select_backend(api, settings)
         return await _lead_and_run(settings, api, metrics, backend, health, stop)
     finally:
+        await asyncio.to_thread(pykka.ActorRegistry.stop_all, block=True, timeout=10)
         await stop_server(runner)
         await api.close()
 

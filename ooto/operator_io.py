@@ -80,10 +80,10 @@ class KubeOperatorIO:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
         await self._api.patch(NODES, name, patch)
 
-    async def check_image(self, module: Module, plan: KernelPlan) -> ImageCheck:
+    async def check_image(self, module: Module, plan: KernelPlan, *, fresh: bool = False) -> ImageCheck:
         auth = await self._registry_auth(module)
         insecure = plan.build.push_insecure if plan.build is not None else False
-        return await self._registry.image_exists(plan.image, insecure=insecure, auth=auth)
+        return await self._registry.image_exists(plan.image, insecure=insecure, auth=auth, fresh=fresh)
 
     async def _registry_auth(self, module: Module) -> RegistryAuth | None:
         secret_ref = module.spec.image_repo_secret
