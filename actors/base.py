@@ -23,7 +23,7 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        delay = min(self._maximum, self._initial * (2**self.failures))
+        delay = min(self._maximum, self._initial * (2.0**self.failures))
         self.failures += 1
         return delay * random.uniform(0.8, 1.0)
 

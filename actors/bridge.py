@@ -3,7 +3,8 @@
 An actor never blocks on I/O: it hands a coroutine to `Bridge.run`, keeps going, and later receives
 `IoDone(tag, result | error)` in its mailbox. The done-callback only `tell`s; an actor that died
 meanwhile is simply not told (its work is done or abandoned, never retried by the bridge).
-Timers run on the loop (`call_later`) and come back as messages, so an actor has no thread of its own
+Timers run on the loop (`call_later`) and come back as messages, so an actor has no thread of
+its own
 besides its mailbox, and no polling anywhere.
 """
 
@@ -12,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import pykka
@@ -38,7 +38,9 @@ class Bridge:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    def run(self, reply_to: pykka.ActorRef[Any], tag: Hashable, coro: Coroutine[Any, Any, Any]) -> None:
+    def run(
+        self, reply_to: pykka.ActorRef[Any], tag: tuple[Any, ...], coro: Coroutine[Any, Any, Any]
+    ) -> None:
         """Run `coro` on the loop; tell `reply_to` IoDone(tag, ...) when it ends."""
         if self._closed:
             coro.close()
@@ -47,7 +49,7 @@ class Bridge:
         future.add_done_callback(lambda done: _deliver(reply_to, tag, done))
 
     def call_later(self, delay: float, reply_to: pykka.ActorRef[Any], message: object) -> None:
-        """Tell `reply_to` `message` after `delay` seconds (a timer; drop stale ones by generation)."""
+        """Tell `reply_to` `message` after `delay` seconds (drop stale ones by generation)."""
         if self._closed:
             return
         self._loop.call_soon_threadsafe(self._loop.call_later, delay, _tell, reply_to, message)
@@ -63,7 +65,9 @@ class Bridge:
         self._closed = True
 
 
-def _deliver(reply_to: pykka.ActorRef[Any], tag: Hashable, done: concurrent.futures.Future[Any]) -> None:
+def _deliver(
+    reply_to: pykka.ActorRef[Any], tag: tuple[Any, ...], done: concurrent.futures.Future[Any]
+) -> None:
     if done.cancelled():
         _tell(reply_to, IoDone(tag, error=asyncio.CancelledError()))
         return
@@ -76,8 +80,3 @@ def _tell(reply_to: pykka.ActorRef[Any], message: object) -> None:
         reply_to.tell(message)
     except pykka.ActorDeadError:
         log.debug("dropped %s for a stopped actor", type(message).__name__)
-
-
-def timed(started: float) -> float:
-    """Seconds since `started` (a time.monotonic() reading)."""
-    return time.monotonic() - started

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from actors.base import Backoff, OotoActor
@@ -28,9 +27,9 @@ from actors.messages import (
     Retire,
 )
 from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
-from ooto.logs import log_fields
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
+from ooto.logs import log_fields
 from ooto.render import SPEC_HASH_ANNOTATION, render_daemonsets
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,12 @@ class KernelActor(OotoActor):
         nodes: frozenset[str],
     ) -> None:
         super().__init__(bridge)
-        self._io, self._settings, self._metrics, self._supervisor = io, settings, metrics, supervisor
+        self._io, self._settings, self._metrics, self._supervisor = (
+            io,
+            settings,
+            metrics,
+            supervisor,
+        )
         self._module, self._plan, self._nodes = module, plan, nodes
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
@@ -138,12 +142,14 @@ class KernelActor(OotoActor):
             self._delete_daemonsets()
         elif name == "retry" and not self._retiring:
             if self._build is BuildPhase.FAILED:
-                self._build = BuildPhase.CHECKING  # check again; the backend replaces a failed build
+                self._build = (
+                    BuildPhase.CHECKING
+                )  # check again; the backend replaces a failed build
             self._converge()
 
     def on_IoDone(self, done: IoDone) -> None:
         self._inflight.discard(done.tag)
-        kind = done.tag[0]  # type: ignore[index]
+        kind = done.tag[0]
         handler = getattr(self, f"_done_{kind}")
         handler(done)
 
@@ -160,7 +166,7 @@ class KernelActor(OotoActor):
         self._deploy()
 
     def _deployed_now(self) -> bool:
-        """Our DaemonSets already run exactly this plan: the image was checked when they were made."""
+        """Our DaemonSets already run this plan: the image was checked when they were made."""
         desired = render_daemonsets(self._module, self._plan)
         return all(
             stored_hash(self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"]))
@@ -179,7 +185,7 @@ class KernelActor(OotoActor):
         self._run(tag, self._io.check_image(self._module, self._plan))
 
     def _done_check(self, done: IoDone) -> None:
-        if done.tag[1] != self._plan.image:  # type: ignore[index]
+        if done.tag[1] != self._plan.image:
             return
         outcome = done.result.outcome if done.ok else "error"
         message = done.result.message if done.ok else str(done.error)
@@ -192,20 +198,27 @@ class KernelActor(OotoActor):
         elif outcome == "missing" and self._build is not BuildPhase.BUILT:
             self._start_build()
         elif outcome == "missing":
-            self._fail("ImageMissing", f"build finished but {self._plan.image} is not in the registry")
+            self._fail(
+                "ImageMissing", f"build finished but {self._plan.image} is not in the registry"
+            )
         else:
             self._fail("ImageCheckFailed", f"cannot check {self._plan.image}: {message}")
 
     def _start_build(self) -> None:
         self._build = BuildPhase.BUILDING
         self._set_phase(KernelPhase.BUILDING, "Building", f"building {self._plan.image}")
-        log.info("%s builds %s", self.describe(), self._plan.image, extra=self._log_extra("image missing"))
+        log.info(
+            "%s builds %s",
+            self.describe(),
+            self._plan.image,
+            extra=self._log_extra("image missing"),
+        )
         self._metrics.build_started()
         self._build_started = time.monotonic()
         self._run(("build", self._plan.image), self._io.start_build(self._module, self._plan))
 
     def _done_build(self, done: IoDone) -> None:
-        if done.tag[1] != self._plan.image or self._build is not BuildPhase.BUILDING:  # type: ignore[index]
+        if done.tag[1] != self._plan.image or self._build is not BuildPhase.BUILDING:
             return
         if not done.ok:
             self._build_done(False, f"could not start the build: {done.error}")
@@ -260,7 +273,12 @@ class KernelActor(OotoActor):
                 waiting = True
                 tag = ("apply", meta["name"], want)
                 if tag not in self._inflight:
-                    log.info("%s applies %s", self.describe(), meta["name"], extra=self._log_extra("spec changed"))
+                    log.info(
+                        "%s applies %s",
+                        self.describe(),
+                        meta["name"],
+                        extra=self._log_extra("spec changed"),
+                    )
                     self._run(tag, self._io.apply_daemonset(manifest, current))
         self._report_rollout(desired, waiting)
 
@@ -268,10 +286,13 @@ class KernelActor(OotoActor):
         if done.ok:
             self._backoff.reset()
             return
-        self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")  # type: ignore[index]
+        self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")
 
     def _report_rollout(self, desired: list[dict[str, Any]], waiting: bool) -> None:
-        objs = [self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"]) for d in desired]
+        objs = [
+            self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"])
+            for d in desired
+        ]
         readiness = [daemonset_ready(obj) for obj in objs]
         nodes_ready = min(ready for ready, _ in readiness)
         want = len(self._nodes)
@@ -292,15 +313,22 @@ class KernelActor(OotoActor):
             uid = current["metadata"]["uid"]
             tag = ("delete", meta["name"])
             if tag not in self._inflight:
-                log.info("%s deletes %s", self.describe(), meta["name"], extra=self._log_extra("kernel left"))
-                self._run(tag, self._io.delete_object("daemonset", meta["namespace"], meta["name"], uid))
+                log.info(
+                    "%s deletes %s",
+                    self.describe(),
+                    meta["name"],
+                    extra=self._log_extra("kernel left"),
+                )
+                self._run(
+                    tag, self._io.delete_object("daemonset", meta["namespace"], meta["name"], uid)
+                )
         if not pending:
             self._supervisor.tell(KernelRetired(self._plan.kernel))
             self.actor_ref.stop(block=False)
 
     def _done_delete(self, done: IoDone) -> None:
         if not done.ok:
-            log.warning("%s could not delete %s: %s", self.describe(), done.tag[1], done.error)  # type: ignore[index]
+            log.warning("%s could not delete %s: %s", self.describe(), done.tag[1], done.error)
             self.set_timer("retire", self._backoff.next_delay())
             return
         if not any(tag[0] == "delete" for tag in self._inflight):

@@ -7,7 +7,7 @@ after they were told (the informer hands out its own copy of each object).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -139,7 +139,7 @@ class BuildFinished:
 class IoDone:
     """A coroutine an actor asked the bridge to run has finished (result or error)."""
 
-    tag: Hashable
+    tag: tuple[Any, ...]
     result: Any = None
     error: BaseException | None = None
 

@@ -132,7 +132,7 @@ class NodeTracker(OotoActor):
         self.bridge.run(self.actor_ref, ("label", name), self._io.patch_node_kernel(name, *patch))
 
     def on_IoDone(self, done: IoDone) -> None:
-        _, name = done.tag  # type: ignore[misc]
+        name = str(done.tag[1])
         self._patching.pop(name, None)
         if done.ok:
             self._backoff.reset()
@@ -149,8 +149,12 @@ class NodeTracker(OotoActor):
 
 def _reindex(sub: Subscription, name: str, old: NodeView | None, new: NodeView | None) -> bool:
     """Move `name` within `sub`'s kernel index; True when the index changed."""
-    before = old.kernel if old is not None and old.kernel and selects(sub.selector, old.labels) else None
-    after = new.kernel if new is not None and new.kernel and selects(sub.selector, new.labels) else None
+    before = (
+        old.kernel if old is not None and old.kernel and selects(sub.selector, old.labels) else None
+    )
+    after = (
+        new.kernel if new is not None and new.kernel and selects(sub.selector, new.labels) else None
+    )
     if before == after:
         return False
     if before is not None:

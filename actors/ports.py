@@ -41,10 +41,14 @@ class OperatorIO(Protocol):
     daemonsets: ObjectStore
     builds: ObjectStore
 
-    def apply_daemonset(self, desired: dict[str, Any], current: Obj | None) -> Coroutine[Any, Any, Obj]:
+    def apply_daemonset(
+        self, desired: dict[str, Any], current: Obj | None
+    ) -> Coroutine[Any, Any, Obj]:
         """Create (adopting on 409) or update a DaemonSet to `desired`; returns what is stored."""
 
-    def delete_object(self, kind: str, namespace: str, name: str, uid: str) -> Coroutine[Any, Any, None]:
+    def delete_object(
+        self, kind: str, namespace: str, name: str, uid: str
+    ) -> Coroutine[Any, Any, None]:
         """Delete one of our objects (DaemonSet or build), only if its uid still matches."""
 
     def patch_module_status(
@@ -65,9 +69,7 @@ class OperatorIO(Protocol):
 
     def build_observation(self, build: Obj) -> BuildStatus: ...
 
-    def build_failure_detail(
-        self, namespace: str, build_name: str
-    ) -> Coroutine[Any, Any, str]:
+    def build_failure_detail(self, namespace: str, build_name: str) -> Coroutine[Any, Any, str]:
         """Last lines of a failed build's log (for its Event), or a reason why there are none."""
 
     def record_event(self, involved: Obj, kind: EventKind, reason: str, message: str) -> None:

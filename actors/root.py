@@ -18,9 +18,9 @@ from actors.messages import (
 )
 from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
 from actors.supervisor import ModuleSupervisor
-from ooto.logs import log_fields
 from ooto.api import Module
 from ooto.kernels import label_safe
+from ooto.logs import log_fields
 from ooto.render import LABEL_MODULE
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,12 @@ def validation_message(error: ValidationError) -> str:
 
 class OperatorRoot(OotoActor):
     def __init__(
-        self, bridge: Bridge, io: OperatorIO, settings: ActorSettings, metrics: ActorMetrics, tracker: Any
+        self,
+        bridge: Bridge,
+        io: OperatorIO,
+        settings: ActorSettings,
+        metrics: ActorMetrics,
+        tracker: Any,
     ) -> None:
         super().__init__(bridge)
         self._io, self._settings, self._metrics, self._tracker = io, settings, metrics, tracker
@@ -74,13 +79,23 @@ class OperatorRoot(OotoActor):
         if supervisor is not None:
             supervisor.tell(ModuleUnreadable(raw, error))
             return
-        log.warning("module %s is unreadable: %s", key, error, extra=log_fields(module=key, reason="InvalidSpec"))
+        log.warning(
+            "module %s is unreadable: %s",
+            key,
+            error,
+            extra=log_fields(module=key, reason="InvalidSpec"),
+        )
         meta = raw.get("metadata") or {}
         if _already_reported(raw, error):
             return
         self._io.record_event(raw, "Warning", "InvalidSpec", error)
-        self.bridge.run(self.actor_ref, ("status", key), self._io.patch_module_status(
-            meta.get("namespace", ""), meta.get("name", ""), _unreadable_status(raw, error)))
+        self.bridge.run(
+            self.actor_ref,
+            ("status", key),
+            self._io.patch_module_status(
+                meta.get("namespace", ""), meta.get("name", ""), _unreadable_status(raw, error)
+            ),
+        )
 
     def on_IoDone(self, done: Any) -> None:
         if not done.ok:
@@ -90,7 +105,11 @@ class OperatorRoot(OotoActor):
         supervisor = self._supervisors.pop(key, None)
         self._by_label.pop((meta.get("namespace", ""), label_safe(meta.get("name", ""))), None)
         if supervisor is not None:
-            log.info("module %s deleted: stopping its actors", key, extra=log_fields(module=key, reason="deleted"))
+            log.info(
+                "module %s deleted: stopping its actors",
+                key,
+                extra=log_fields(module=key, reason="deleted"),
+            )
             supervisor.stop(block=False)
 
     def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
@@ -127,7 +146,14 @@ def _unreadable_status(raw: Obj, error: str) -> dict[str, Any]:
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     generation = (raw.get("metadata") or {}).get("generation", 0)
-    condition = {"status": "False", "reason": "InvalidSpec", "message": error[:1024],
-                 "observedGeneration": generation, "lastTransitionTime": now}
-    return {"conditions": [{"type": "Progressing", **condition}, {"type": "Ready", **condition}],
-            "observedGeneration": generation}
+    condition = {
+        "status": "False",
+        "reason": "InvalidSpec",
+        "message": error[:1024],
+        "observedGeneration": generation,
+        "lastTransitionTime": now,
+    }
+    return {
+        "conditions": [{"type": "Progressing", **condition}, {"type": "Ready", **condition}],
+        "observedGeneration": generation,
+    }

@@ -32,9 +32,9 @@ from actors.messages import (
     Unsubscribe,
 )
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
-from ooto.logs import log_fields
 from ooto.api import Module
 from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
+from ooto.logs import log_fields
 from ooto.render import LABEL_KERNEL
 from ooto.status import KernelProblem, ModuleFacts, fold_status
 
@@ -98,7 +98,10 @@ class ModuleSupervisor(OotoActor):
         if _version(new) >= self._stored_version:
             self._stored_status, self._stored_version = new.status, _version(new)
         self._module = new
-        if new.metadata.generation == old.metadata.generation and new.metadata.uid == old.metadata.uid:
+        if (
+            new.metadata.generation == old.metadata.generation
+            and new.metadata.uid == old.metadata.uid
+        ):
             self._schedule_status()  # status-only change: someone else may have overwritten ours
             return
         self._validate()
@@ -115,12 +118,16 @@ class ModuleSupervisor(OotoActor):
         errors = [str(e) for e in validate_module(self._module)]
         errors += module_policy_errors(self._module, self._settings)
         if errors and errors != self._spec_errors:
-            log.warning("%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra("InvalidSpec"))
+            log.warning(
+                "%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra("InvalidSpec")
+            )
             self._event("Warning", "InvalidSpec", "; ".join(errors))
         self._spec_errors = errors
 
     def _subscribe(self) -> None:
-        self._tracker.tell(Subscribe(self._module.key, dict(self._module.spec.selector), self.actor_ref))
+        self._tracker.tell(
+            Subscribe(self._module.key, dict(self._module.spec.selector), self.actor_ref)
+        )
 
     # --- kernels ------------------------------------------------------------------------------
 
@@ -151,7 +158,9 @@ class ModuleSupervisor(OotoActor):
             self._problem(kernel, "InvalidSpec", str(error))
             return
         if plan is None:
-            self._problem(kernel, "NoMatchingMapping", "no kernelMappings entry matches this kernel")
+            self._problem(
+                kernel, "NoMatchingMapping", "no kernelMappings entry matches this kernel"
+            )
             if kernel in self._actors:
                 self._retire(kernel)
             return
@@ -166,13 +175,32 @@ class ModuleSupervisor(OotoActor):
         problem = KernelProblem(kernel, reason, message)
         if self._problems.get(kernel) != problem:
             self._problems[kernel] = problem
-            log.warning("%s: kernel %s: %s", self.describe(), kernel, message, extra=self._extra(reason, kernel))
+            log.warning(
+                "%s: kernel %s: %s",
+                self.describe(),
+                kernel,
+                message,
+                extra=self._extra(reason, kernel),
+            )
             self._event("Warning", reason, f"kernel {kernel}: {message}")
 
     def _spawn(self, plan: KernelPlan, nodes: frozenset[str]) -> None:
-        log.info("%s: kernel %s -> %s", self.describe(), plan.kernel, plan.image, extra=self._extra("kernel appeared", plan.kernel))
+        log.info(
+            "%s: kernel %s -> %s",
+            self.describe(),
+            plan.kernel,
+            plan.image,
+            extra=self._extra("kernel appeared", plan.kernel),
+        )
         self._actors[plan.kernel] = KernelActor.start(
-            self.bridge, self._io, self._settings, self._metrics, self.actor_ref, self._module, plan, nodes
+            self.bridge,
+            self._io,
+            self._settings,
+            self._metrics,
+            self.actor_ref,
+            self._module,
+            plan,
+            nodes,
         )
         self._by_label[plan.kernel_label] = plan.kernel
 
@@ -180,12 +208,18 @@ class ModuleSupervisor(OotoActor):
         ref = self._actors.pop(kernel)
         self._reports.pop(kernel, None)
         self._retiring[kernel] = ref
-        log.info("%s: kernel %s left", self.describe(), kernel, extra=self._extra("kernel left", kernel))
+        log.info(
+            "%s: kernel %s left", self.describe(), kernel, extra=self._extra("kernel left", kernel)
+        )
         ref.tell(Retire())
 
     def on_KernelRetired(self, message: KernelRetired) -> None:
         self._retiring.pop(message.kernel, None)
-        self._by_label = {label: k for label, k in self._by_label.items() if k != message.kernel or k in self._actors}
+        self._by_label = {
+            label: k
+            for label, k in self._by_label.items()
+            if k != message.kernel or k in self._actors
+        }
 
     def on_KernelReport(self, report: KernelReport) -> None:
         if report.kernel in self._actors:
@@ -193,7 +227,7 @@ class ModuleSupervisor(OotoActor):
             self._schedule_status()
 
     def _delete_orphans(self) -> None:
-        """DaemonSets of ours for kernels no selected node runs any more (e.g. while we were down)."""
+        """Our DaemonSets for kernels no selected node runs any more (e.g. while we were down)."""
         wanted = {plan_label for plan_label in self._by_label}
         uid = self._module.metadata.uid
         for ds in list(self._io.daemonsets.list()):
@@ -202,9 +236,17 @@ class ModuleSupervisor(OotoActor):
                 continue
             if (meta.get("labels") or {}).get(LABEL_KERNEL) in wanted:
                 continue
-            log.info("%s deletes orphan %s", self.describe(), meta["name"], extra=self._extra("kernel left"))
-            self.bridge.run(self.actor_ref, ("orphan", meta["name"]),
-                            self._io.delete_object("daemonset", meta["namespace"], meta["name"], meta["uid"]))
+            log.info(
+                "%s deletes orphan %s",
+                self.describe(),
+                meta["name"],
+                extra=self._extra("kernel left"),
+            )
+            self.bridge.run(
+                self.actor_ref,
+                ("orphan", meta["name"]),
+                self._io.delete_object("daemonset", meta["namespace"], meta["name"], meta["uid"]),
+            )
 
     # --- routing from informers ---------------------------------------------------------------
 
@@ -242,7 +284,11 @@ class ModuleSupervisor(OotoActor):
             return
         self._writing = True
         meta = self._module.metadata
-        self.bridge.run(self.actor_ref, ("status",), self._io.patch_module_status(meta.namespace, meta.name, status))
+        self.bridge.run(
+            self.actor_ref,
+            ("status",),
+            self._io.patch_module_status(meta.namespace, meta.name, status),
+        )
 
     def _facts(self) -> ModuleFacts:
         return ModuleFacts(
@@ -254,13 +300,20 @@ class ModuleSupervisor(OotoActor):
         )
 
     def on_IoDone(self, done: IoDone) -> None:
-        if done.tag[0] == "orphan":  # type: ignore[index]
+        if done.tag[0] == "orphan":
             if not done.ok:
-                log.warning("%s: could not delete orphan %s: %s", self.describe(), done.tag[1], done.error)  # type: ignore[index]
+                log.warning(
+                    "%s: could not delete orphan %s: %s", self.describe(), done.tag[1], done.error
+                )
             return
         self._writing = False
         if not done.ok:
-            log.warning("%s: status write failed: %s", self.describe(), done.error, extra=self._extra("StatusWriteFailed"))
+            log.warning(
+                "%s: status write failed: %s",
+                self.describe(),
+                done.error,
+                extra=self._extra("StatusWriteFailed"),
+            )
             self.set_timer("status", self._backoff.next_delay())
             return
         self._backoff.reset()
@@ -294,4 +347,3 @@ def _parse_version(value: str) -> int:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-

@@ -75,7 +75,9 @@ class PhaseCounter:
 class Operator:
     """The actor system with its informers, for one leadership term (start, then stop once)."""
 
-    def __init__(self, settings: Settings, api: KubeApi, metrics: Metrics, backend: BuildBackend) -> None:
+    def __init__(
+        self, settings: Settings, api: KubeApi, metrics: Metrics, backend: BuildBackend
+    ) -> None:
         self.settings = settings
         self.api = api
         self.metrics = metrics
@@ -90,8 +92,12 @@ class Operator:
 
     def _informer(self, resource: Any, on_event: Any, **selectors: Any) -> Informer:
         informer = Informer(
-            self.api, resource, namespace=self.settings.watch_namespace,
-            on_event=on_event, observer=self.metrics, **selectors,
+            self.api,
+            resource,
+            namespace=self.settings.watch_namespace,
+            on_event=on_event,
+            observer=self.metrics,
+            **selectors,
         )
         self._informers.append(informer)
         return informer
@@ -105,10 +111,13 @@ class Operator:
             DAEMONSETS, lambda e: root_tell(DaemonSetObserved(e.type, e.obj)), label_selector=ours
         )
         builds = self._informer(
-            self._backend.resource, lambda e: root_tell(BuildObserved(e.type, e.obj)),
+            self._backend.resource,
+            lambda e: root_tell(BuildObserved(e.type, e.obj)),
             label_selector=BUILD_SELECTOR,
         )
-        io = KubeOperatorIO(self.api, daemonsets, builds, self._recorder, self._registry, self._backend)
+        io = KubeOperatorIO(
+            self.api, daemonsets, builds, self._recorder, self._registry, self._backend
+        )
         settings = ActorSettings(
             status_debounce_seconds=self.settings.status_debounce_seconds,
             backoff_initial_seconds=self.settings.backoff_initial_seconds,
@@ -122,8 +131,12 @@ class Operator:
         self._recorder.start()
         await self._sync(daemonsets, builds)
         tracker = self._tracker
-        nodes = Informer(self.api, NODES, on_event=lambda e: _tell(tracker, NodeObserved(e.type, e.obj)),
-                         observer=self.metrics)
+        nodes = Informer(
+            self.api,
+            NODES,
+            on_event=lambda e: _tell(tracker, NodeObserved(e.type, e.obj)),
+            observer=self.metrics,
+        )
         self._informers.append(nodes)
         await self._sync(nodes)
         modules = self._informer(MODULES, lambda e: root_tell(ModuleObserved(e.type, e.obj)))
@@ -178,9 +191,13 @@ class Health:
 async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -> int:
     """Run until `stop` is set or leadership is lost (exit code 1: the Deployment restarts us)."""
     metrics = Metrics()
-    api = KubeApi(await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics)
+    api = KubeApi(
+        await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics
+    )
     health = Health()
-    runner = await start_server(make_app(health, metrics), settings.metrics_host, settings.metrics_port)
+    runner = await start_server(
+        make_app(health, metrics), settings.metrics_host, settings.metrics_port
+    )
     try:
         backend = await select_backend(api, settings)
         return await _lead_and_run(settings, api, metrics, backend, health, stop)
@@ -191,7 +208,12 @@ async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -
 
 
 async def _lead_and_run(
-    settings: Settings, api: KubeApi, metrics: Metrics, backend: BuildBackend, health: Health, stop: asyncio.Event
+    settings: Settings,
+    api: KubeApi,
+    metrics: Metrics,
+    backend: BuildBackend,
+    health: Health,
+    stop: asyncio.Event,
 ) -> int:
     operator = Operator(settings, api, metrics, backend)
     if not settings.leader_election:
@@ -203,10 +225,15 @@ async def _lead_and_run(
     lost = asyncio.Event()
     leading = asyncio.Event()
     elector = LeaderElector(
-        api, settings.operator_namespace, settings.lease_name, _identity(),
-        lease_duration=settings.lease_duration_seconds, renew_deadline=settings.renew_deadline_seconds,
+        api,
+        settings.operator_namespace,
+        settings.lease_name,
+        _identity(),
+        lease_duration=settings.lease_duration_seconds,
+        renew_deadline=settings.renew_deadline_seconds,
         retry_period=settings.retry_period_seconds,
-        on_started_leading=leading.set, on_stopped_leading=lost.set,
+        on_started_leading=leading.set,
+        on_stopped_leading=lost.set,
     )
     health.standby = True
     elector.start()
@@ -219,7 +246,9 @@ async def _lead_and_run(
         outcome = await _first(stop.wait(), lost.wait())
         await operator.stop()
         if outcome == 1:
-            log.error("lost the leader lease: stopped writing; exiting", extra={"reason": "LeaseLost"})
+            log.error(
+                "lost the leader lease: stopped writing; exiting", extra={"reason": "LeaseLost"}
+            )
             return 1
         return 0
     finally:
@@ -260,6 +289,7 @@ async def _main(settings: Settings, kubeconfig: str | None) -> int:
 
 async def run_demo_operator(kubeconfig: str, stop: asyncio.Event) -> None:
     """The operator as `ooto demo` runs it: no leader election, a free metrics port."""
-    settings = Settings.load({"leader_election": False, "metrics_port": 0, "status_debounce_seconds": 0.5})
+    settings = Settings.load(
+        {"leader_election": False, "metrics_port": 0, "status_debounce_seconds": 0.5}
+    )
     await run(settings, kubeconfig, stop)
-

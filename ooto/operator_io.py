@@ -56,8 +56,13 @@ class KubeOperatorIO:
                 return stored
             current = stored
         for _ in range(5):
-            body = {**desired, "metadata": {**desired["metadata"],
-                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
+            body = {
+                **desired,
+                "metadata": {
+                    **desired["metadata"],
+                    "resourceVersion": current["metadata"]["resourceVersion"],
+                },
+            }
             try:
                 return await self._api.replace(DAEMONSETS, body)
             except Conflict:
@@ -80,10 +85,14 @@ class KubeOperatorIO:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
         await self._api.patch(NODES, name, patch)
 
-    async def check_image(self, module: Module, plan: KernelPlan, *, fresh: bool = False) -> ImageCheck:
+    async def check_image(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> ImageCheck:
         auth = await self._registry_auth(module)
         insecure = plan.build.push_insecure if plan.build is not None else False
-        return await self._registry.image_exists(plan.image, insecure=insecure, auth=auth, fresh=fresh)
+        return await self._registry.image_exists(
+            plan.image, insecure=insecure, auth=auth, fresh=fresh
+        )
 
     async def _registry_auth(self, module: Module) -> RegistryAuth | None:
         secret_ref = module.spec.image_repo_secret
@@ -96,7 +105,9 @@ class KubeOperatorIO:
         try:
             secret = await self._api.get(SECRETS, secret_ref.name, module.metadata.namespace)
         except NotFound as error:
-            raise LookupError(f"Secret {secret_ref.name} (spec.imageRepoSecret) not found") from error
+            raise LookupError(
+                f"Secret {secret_ref.name} (spec.imageRepoSecret) not found"
+            ) from error
         auth = auth_from_secret(secret)
         self._secrets[key] = (time.monotonic(), auth)
         return auth

@@ -87,8 +87,10 @@ def _ready(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> Verdict:
         return false, reason, _join(f"{k.kernel}: {k.message}" for k in failing)
     waiting = [k for k in kernels if k.phase != KernelPhase.READY]
     if waiting:
-        return false, _busy_reason(waiting), _join(
-            f"{k.kernel}: {k.message or k.phase}" for k in waiting
+        return (
+            false,
+            _busy_reason(waiting),
+            _join(f"{k.kernel}: {k.message or k.phase}" for k in waiting),
         )
     if not kernels:
         return ConditionStatus.TRUE, "NoNodesSelected", "no node matches the selector"

@@ -22,15 +22,20 @@ PLURAL = "modules"
 
 # Markers read by the CRD generator: the value names a core/v1 definition in the upstream OpenAPI.
 K8S_REF = "x-ooto-k8s-ref"
-K8sContainer = Annotated[dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Container"})]
-K8sVolume = Annotated[dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Volume"})]
+K8sContainer = Annotated[
+    dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Container"})
+]
+K8sVolume = Annotated[
+    dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Volume"})
+]
 K8sToleration = Annotated[
     dict[str, Any], Field(json_schema_extra={K8S_REF: "io.k8s.api.core.v1.Toleration"})
 ]
 
 
 class ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields rejected (the schema prunes them)."""
+    """camelCase on the wire, snake_case in Python; unknown fields rejected (the schema prunes
+    them)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -59,17 +64,20 @@ class GitSource(ApiModel):
     ref: str = ""
     """Branch, tag or commit to build; variables are substituted. Empty means the default branch."""
     context_dir: str = ""
-    """Directory inside the repository used as the build context. Empty means the repository root."""
+    """Directory inside the repository used as the build context. Empty means the repository
+    root."""
     dockerfile_path: str = "Dockerfile"
     """Path of the Dockerfile, relative to contextDir."""
 
 
 class Build(ApiModel):
-    """How to build the image when the registry does not have it (exactly one of dockerfile, git)."""
+    """How to build the image when the registry does not have it (exactly one of dockerfile,
+    git)."""
 
     build_args: list[BuildArg] = Field(default_factory=list)
     """Extra build arguments. Every build also receives KERNEL_FULL_VERSION, KERNEL_VERSION,
-    KERNEL_XYZ, KERNEL_X, KERNEL_Y, KERNEL_Z, MOD_NAME, MOD_NAMESPACE and the regexp's named groups."""
+    KERNEL_XYZ, KERNEL_X, KERNEL_Y, KERNEL_Z, MOD_NAME, MOD_NAMESPACE and the regexp's named
+    groups."""
     pull: RegistryAccess = Field(default_factory=RegistryAccess)
     """How to reach the registry holding the base images."""
     push: RegistryAccess = Field(default_factory=RegistryAccess)
@@ -95,7 +103,8 @@ class KernelMapping(ApiModel):
     """RE2 regular expression searched in the kernel version (unanchored, as in Go; use ^ and $).
     Named groups such as (?P<flavor>...) become variables."""
     container_image: str = Field(min_length=1)
-    """Image holding the module for a matched kernel, e.g. `quay.io/vendor/mod:${KERNEL_FULL_VERSION}`.
+    """Image holding the module for a matched kernel, e.g.
+    `quay.io/vendor/mod:${KERNEL_FULL_VERSION}`.
     Substituted values are made tag-safe (characters outside [A-Za-z0-9_.-] become _)."""
     build: Build | None = None
     """Build the image in the cluster when the registry does not have it."""
@@ -127,7 +136,8 @@ class UpdateStrategy(ApiModel):
     """How pods are replaced when the Module changes."""
 
     type: UpdateStrategyType = UpdateStrategyType.ROLLING_UPDATE
-    """RollingUpdate (paced by maxUnavailable) or OnDelete (admins drain and delete pods themselves)."""
+    """RollingUpdate (paced by maxUnavailable) or OnDelete (admins drain and delete pods
+    themselves)."""
     rolling_update: RollingUpdate | None = None
     """Pacing of a RollingUpdate; default maxUnavailable 1."""
 
@@ -140,7 +150,8 @@ class ModuleSpec(ApiModel):
     """Kernel-to-image mappings, tried in order; the first that matches a node's kernel wins."""
     module_loader: K8sContainer
     """Container that loads the module (name and image are set by ooto). It gets CAP_SYS_MODULE,
-    never privileged, and /lib/modules and /usr/lib/modules read-only. Keep a preStop hook to unload."""
+    never privileged, and /lib/modules and /usr/lib/modules read-only. Keep a preStop hook to
+    unload."""
     device_plugin: K8sContainer | None = None
     """Optional device-plugin container (name and image kept as given); it runs privileged with
     /var/lib/kubelet/device-plugins."""
@@ -155,7 +166,8 @@ class ModuleSpec(ApiModel):
     service_account_name: str | None = None
     """Service account of the pods ooto creates."""
     update_strategy: UpdateStrategy = Field(default_factory=UpdateStrategy)
-    """How module-loader pods are replaced when the Module changes."""
+    """How the pods ooto creates (module loader and device plugin) are replaced when the Module
+    changes."""
 
     @field_validator("selector", mode="before")
     @classmethod
@@ -190,7 +202,8 @@ class Condition(ApiModel):
     status: ConditionStatus
     """True, False or Unknown."""
     reason: str = ""
-    """CamelCase reason, e.g. InvalidSpec, NoMatchingMapping, BuildFailed, Rolling, AllKernelsReady."""
+    """CamelCase reason, e.g. InvalidSpec, NoMatchingMapping, BuildFailed, Rolling,
+    AllKernelsReady."""
     message: str = ""
     """Human-readable detail."""
     observed_generation: int | None = None
@@ -251,7 +264,9 @@ class ModuleStatus(ApiModel):
 class ObjectMeta(BaseModel):
     """The part of metadata ooto reads; everything else passes through untouched."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
 
     name: str
     namespace: str = "default"
@@ -265,10 +280,12 @@ class ObjectMeta(BaseModel):
 class Module(BaseModel):
     """A kernel module to load on every selected node, whatever kernel each node runs."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
 
-    api_version: Literal["ooto.sigs.k8s.io/v1alpha1"] = API_VERSION
-    kind: Literal["Module"] = KIND
+    api_version: Literal["ooto.sigs.k8s.io/v1alpha1"] = "ooto.sigs.k8s.io/v1alpha1"
+    kind: Literal["Module"] = "Module"
     metadata: ObjectMeta
     spec: ModuleSpec
     status: dict[str, Any] | None = None

@@ -72,8 +72,14 @@ async def start_operator(cluster: LocalCluster, crd: str) -> AsyncIterator[Opera
 
     async def start(kubeconfig: Path | None = None, **overrides: Any) -> RunningOperator:
         settings = Settings.load(
-            {"leader_election": False, "metrics_port": 0, "status_debounce_seconds": 0.1,
-             "backoff_initial_seconds": 0.5, "backoff_max_seconds": 5, **overrides}
+            {
+                "leader_election": False,
+                "metrics_port": 0,
+                "status_debounce_seconds": 0.1,
+                "backoff_initial_seconds": 0.5,
+                "backoff_max_seconds": 5,
+                **overrides,
+            }
         )
         metrics = Metrics()
         client = await make_api_client(str(kubeconfig or cluster.admin_kubeconfig))

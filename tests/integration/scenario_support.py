@@ -25,6 +25,7 @@ async def eventually(
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
+
 GROUP_PATH = "/apis/ooto.sigs.k8s.io/v1alpha1"
 
 
@@ -60,7 +61,9 @@ async def apply_module(rest: KubeRest, namespace: str, manifest: dict[str, Any])
     return await rest.post(path, manifest)
 
 
-async def patch_module(rest: KubeRest, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+async def patch_module(
+    rest: KubeRest, namespace: str, name: str, patch: dict[str, Any]
+) -> dict[str, Any]:
     return await rest.patch(f"{GROUP_PATH}/namespaces/{namespace}/modules/{name}", patch)
 
 
@@ -72,7 +75,9 @@ async def delete_module(rest: KubeRest, namespace: str, name: str) -> None:
     await rest.delete(f"{GROUP_PATH}/namespaces/{namespace}/modules/{name}")
 
 
-async def daemonsets(rest: KubeRest, namespace: str, module: str | None = None) -> list[dict[str, Any]]:
+async def daemonsets(
+    rest: KubeRest, namespace: str, module: str | None = None
+) -> list[dict[str, Any]]:
     params = {"labelSelector": f"ooto.sigs.k8s.io/module={module}"} if module else None
     found = await rest.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", params)
     return list(found.get("items", []))
@@ -105,7 +110,9 @@ def kernel_status(module: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def node_selector_kernel(ds: dict[str, Any]) -> str:
-    return str(ds["spec"]["template"]["spec"]["nodeSelector"]["ooto.sigs.k8s.io/kernel-version.full"])
+    return str(
+        ds["spec"]["template"]["spec"]["nodeSelector"]["ooto.sigs.k8s.io/kernel-version.full"]
+    )
 
 
 async def exists(rest: KubeRest, path: str) -> bool:

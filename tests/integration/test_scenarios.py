@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ooto.kernels import kernel_label_value
+from ooto.testing.kubelet import SimulatedKubelet
+from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory
 from tests.integration.scenario_support import (
     apply_module,
     condition,
     daemonsets,
     delete_module,
-    eventually,
     events,
+    eventually,
     get_module,
     kernel_status,
     literal,
@@ -25,9 +28,6 @@ from tests.integration.scenario_support import (
     patch_module,
     pods_on,
 )
-from ooto.kernels import kernel_label_value
-from ooto.testing.kubelet import SimulatedKubelet
-from ooto.testing.rest import KubeRest
 
 A, B, C = "5.14.0-70.13.1.el9_0.x86_64", "5.4.0-1054-gke", "6.1.0-rpi7-rpi-v8+"
 GPU = {"ooto-test/gpu": "true"}
@@ -43,16 +43,23 @@ async def test_two_kernels_get_one_daemonset_each_and_the_module_goes_ready(
 ) -> None:
     await kubelet.add_nodes([("s1-a1", A, GPU), ("s1-a2", A, GPU), ("s1-b1", B, GPU)])
     operator = await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "mod", [literal(A, "registry.example/mod:el9"), literal(B, "registry.example/mod:gke")]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest(
+            "mod", [literal(A, "registry.example/mod:el9"), literal(B, "registry.example/mod:gke")]
+        ),
+    )
 
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=60)
 
     sets = await daemonsets(admin_rest, namespace, "mod")
     assert sorted(node_selector_kernel(ds) for ds in sets) == sorted([A, B])
     assert await pods_on(admin_rest, namespace) == {
-        "s1-a1": "registry.example/mod:el9", "s1-a2": "registry.example/mod:el9",
-        "s1-b1": "registry.example/mod:gke"}
+        "s1-a1": "registry.example/mod:el9",
+        "s1-a2": "registry.example/mod:el9",
+        "s1-b1": "registry.example/mod:gke",
+    }
     kernels = kernel_status(module)
     assert (kernels[A]["nodesReady"], kernels[A]["nodesDesired"]) == (2, 2)
     assert (kernels[B]["nodesReady"], kernels[B]["nodesDesired"]) == (1, 1)
@@ -61,8 +68,10 @@ async def test_two_kernels_get_one_daemonset_each_and_the_module_goes_ready(
     node_labels = count(verb="patch", resource="nodes")
     created = count(verb="create", resource="daemonsets")
     status = count(verb="patch", resource="modules/status")
-    print(f"\nscenario 1 API writes: {operator.writes()} = {node_labels} node labels + "
-          f"{created} DaemonSets + {status} status writes")
+    print(
+        f"\nscenario 1 API writes: {operator.writes()} = {node_labels} node labels + "
+        f"{created} DaemonSets + {status} status writes"
+    )
     assert (node_labels, created) == (3, 2)
     assert 1 <= status <= 5, "status is debounced and written only when it changes"
     assert sum(operator.writes().values()) == node_labels + created + status
@@ -73,8 +82,14 @@ async def test_a_node_upgrading_its_kernel_moves_the_module_to_the_new_kernel(
 ) -> None:
     await kubelet.add_nodes([("s2-a", A, GPU), ("s2-b", B, GPU)])
     await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "mod", [literal(A, "r.example/m:a"), literal(B, "r.example/m:b"), literal(C, "r.example/m:c")]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest(
+            "mod",
+            [literal(A, "r.example/m:a"), literal(B, "r.example/m:b"), literal(C, "r.example/m:c")],
+        ),
+    )
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
 
     await kubelet.set_kernel("s2-b", C)
@@ -92,7 +107,11 @@ async def test_a_node_upgrading_its_kernel_moves_the_module_to_the_new_kernel(
 
     async def not_ready_naming_kernel() -> dict[str, Any] | None:
         ready = condition(await get_module(admin_rest, namespace, "mod"), "Ready")
-        return ready if ready.get("status") == "False" and unknown in ready.get("message", "") else None
+        return (
+            ready
+            if ready.get("status") == "False" and unknown in ready.get("message", "")
+            else None
+        )
 
     ready = await eventually(not_ready_naming_kernel)
     assert ready["reason"] == "NoMatchingMapping"
@@ -105,13 +124,19 @@ async def test_kernels_with_plus_and_over_63_characters_work_end_to_end(
     long_kernel = "5.14.0-" + "x" * 70 + ".el9.x86_64"
     await kubelet.add_nodes([("s3-plus", C, GPU), ("s3-long", long_kernel, GPU)])
     await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "mod", [{"regexp": "^.+$", "containerImage": "r.example/m:${KERNEL_FULL_VERSION}"}]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest(
+            "mod", [{"regexp": "^.+$", "containerImage": "r.example/m:${KERNEL_FULL_VERSION}"}]
+        ),
+    )
 
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
     sets = await daemonsets(admin_rest, namespace, "mod")
     assert sorted(node_selector_kernel(ds) for ds in sets) == sorted(
-        [kernel_label_value(C), kernel_label_value(long_kernel)])
+        [kernel_label_value(C), kernel_label_value(long_kernel)]
+    )
     pods = await pods_on(admin_rest, namespace)
     assert pods["s3-plus"] == "r.example/m:6.1.0-rpi7-rpi-v8_"
     assert all(len(ds["metadata"]["name"]) <= 63 for ds in sets)
@@ -122,7 +147,9 @@ async def test_changing_the_image_rolls_the_daemonset_and_no_change_writes_nothi
 ) -> None:
     await kubelet.add_nodes([("s4-a", A, GPU)])
     operator = await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest("mod", [literal(A, "r.example/m:v1")]))
+    await apply_module(
+        admin_rest, namespace, module_manifest("mod", [literal(A, "r.example/m:v1")])
+    )
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
     before = operator.writes()
 
@@ -130,7 +157,9 @@ async def test_changing_the_image_rolls_the_daemonset_and_no_change_writes_nothi
     await kubelet_quiet(2.0)
     assert operator.writes() == before, "a change outside the spec must write nothing"
 
-    await patch_module(admin_rest, namespace, "mod", {"spec": {"kernelMappings": [literal(A, "r.example/m:v2")]}})
+    await patch_module(
+        admin_rest, namespace, "mod", {"spec": {"kernelMappings": [literal(A, "r.example/m:v2")]}}
+    )
 
     async def rolled() -> bool:
         return (await pods_on(admin_rest, namespace)).get("s4-a") == "r.example/m:v2"
@@ -170,8 +199,11 @@ async def test_deleting_the_module_removes_its_daemonsets(
 ) -> None:
     await kubelet.add_nodes([("s6-a", A, GPU), ("s6-b", B, GPU)])
     await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "mod", [literal(A, "r.example/m:a"), literal(B, "r.example/m:b")]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest("mod", [literal(A, "r.example/m:a"), literal(B, "r.example/m:b")]),
+    )
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
 
     await delete_module(admin_rest, namespace, "mod")
@@ -187,9 +219,14 @@ async def test_two_modules_over_the_same_nodes_do_not_interfere(
 ) -> None:
     await kubelet.add_nodes([("s7-a", A, GPU), ("s7-b", B, GPU)])
     await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "one", [literal(A, "r.example/one:a"), literal(B, "r.example/one:b")]))
-    await apply_module(admin_rest, namespace, module_manifest("two", [literal(A, "r.example/two:a")]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest("one", [literal(A, "r.example/one:a"), literal(B, "r.example/one:b")]),
+    )
+    await apply_module(
+        admin_rest, namespace, module_manifest("two", [literal(A, "r.example/two:a")])
+    )
 
     await eventually(lambda: ready_module(admin_rest, namespace, "one"))
     two = await eventually(lambda: get_module(admin_rest, namespace, "two"))
@@ -211,18 +248,34 @@ async def test_restart_on_a_converged_cluster_adopts_everything_and_writes_nothi
 ) -> None:
     await kubelet.add_nodes([("s8-a", A, GPU), ("s8-b", B, GPU)])
     first = await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "mod", [literal(A, "r.example/m:a"), literal(B, "r.example/m:b")]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest("mod", [literal(A, "r.example/m:a"), literal(B, "r.example/m:b")]),
+    )
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
     foreign = {
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": "hand-made", "labels": {
-            "ooto.sigs.k8s.io/module": "mod", "ooto.sigs.k8s.io/kernel": "9.9.9",
-            "ooto.sigs.k8s.io/role": "module-loader", "app.kubernetes.io/managed-by": "ooto"}},
-        "spec": {"selector": {"matchLabels": {"x": "y"}}, "template": {
-            "metadata": {"labels": {"x": "y"}},
-            "spec": {"nodeSelector": {"nowhere": "true"},
-                     "containers": [{"name": "c", "image": "r.example/hand:1"}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "hand-made",
+            "labels": {
+                "ooto.sigs.k8s.io/module": "mod",
+                "ooto.sigs.k8s.io/kernel": "9.9.9",
+                "ooto.sigs.k8s.io/role": "module-loader",
+                "app.kubernetes.io/managed-by": "ooto",
+            },
+        },
+        "spec": {
+            "selector": {"matchLabels": {"x": "y"}},
+            "template": {
+                "metadata": {"labels": {"x": "y"}},
+                "spec": {
+                    "nodeSelector": {"nowhere": "true"},
+                    "containers": [{"name": "c", "image": "r.example/hand:1"}],
+                },
+            },
+        },
     }
     await admin_rest.post(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", foreign)
     await first.stop()
@@ -240,14 +293,27 @@ async def test_an_invalid_mapping_is_reported_and_other_modules_carry_on(
 ) -> None:
     await kubelet.add_nodes([("s9-a", A, GPU)])
     operator = await start_operator(watch_namespace=namespace)
-    await apply_module(admin_rest, namespace, module_manifest(
-        "bad-regexp", [{"regexp": "^(unclosed", "containerImage": "r.example/m:a"}]))
-    await apply_module(admin_rest, namespace, module_manifest(
-        "bad-variable", [{"literal": A, "containerImage": "r.example/m:${NO_SUCH_VARIABLE}"}]))
-    await apply_module(admin_rest, namespace, module_manifest("good", [literal(A, "r.example/m:a")]))
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest(
+            "bad-regexp", [{"regexp": "^(unclosed", "containerImage": "r.example/m:a"}]
+        ),
+    )
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest(
+            "bad-variable", [{"literal": A, "containerImage": "r.example/m:${NO_SUCH_VARIABLE}"}]
+        ),
+    )
+    await apply_module(
+        admin_rest, namespace, module_manifest("good", [literal(A, "r.example/m:a")])
+    )
 
     await eventually(lambda: ready_module(admin_rest, namespace, "good"))
     for name, needle in (("bad-regexp", "regexp"), ("bad-variable", "NO_SUCH_VARIABLE")):
+
         async def invalid(name: str = name) -> dict[str, Any] | None:
             ready = condition(await get_module(admin_rest, namespace, name), "Ready")
             return ready if ready.get("reason") == "InvalidSpec" else None
