@@ -200,7 +200,8 @@ class SimulatedKubelet:
                 if pod is not None:
                     await self._handle(pod)
             except (aiohttp.ClientError, RestError, TimeoutError, OSError) as error:
-                log.info("pod %s: %s", key, error)
+                log.warning("pod %s: %s; retrying in 1s", key, error)
+                asyncio.get_running_loop().call_later(1.0, self._enqueue, key)
             except Exception:
                 log.exception("pod %s: unexpected error", key)
             finally:
@@ -223,7 +224,11 @@ class SimulatedKubelet:
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
         body = pod_status(pod, outcome, fake_ip(node, "172.16"))
         body["metadata"] = {"uid": meta["uid"]}  # never write a recreated pod of the same name
-        await _ignore_missing(self.rest.patch(path, body, STRATEGIC_PATCH))
+        try:
+            await _ignore_missing(self.rest.patch(path, body, STRATEGIC_PATCH))
+        except RestError as error:
+            if error.status != 422 or "metadata.uid" not in str(error):
+                raise  # a uid mismatch is a new pod of that name: its own event follows
 
     async def _decide(self, pod: JSON) -> PodOutcome:
         labels = pod["metadata"].get("labels") or {}
