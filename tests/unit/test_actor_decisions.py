@@ -1,0 +1,73 @@
+"""The pure decisions inside the actors: node selection, kernel labels, DaemonSet readiness."""
+
+from __future__ import annotations
+
+from actors.kernel import daemonset_ready, owned_by
+from actors.node_tracker import NodeView, Subscription, _reindex, kernel_patch, node_view, selects
+from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
+
+
+def node(kernel: str | None, labels: dict[str, str] | None = None) -> dict[str, object]:
+    info = {"kernelVersion": kernel} if kernel is not None else {}
+    return {"metadata": {"name": "n", "labels": labels or {}}, "status": {"nodeInfo": info}}
+
+
+def test_a_node_without_our_label_gets_it_and_the_raw_annotation() -> None:
+    labels, annotations = kernel_patch(node_view(node("6.1.0-rpi7-rpi-v8+"))) or ({}, {})
+    assert labels[NODE_KERNEL_LABEL] != "6.1.0-rpi7-rpi-v8+"  # '+' is not label-safe
+    assert annotations[NODE_KERNEL_ANNOTATION] == "6.1.0-rpi7-rpi-v8+"
+
+
+def test_a_correctly_labelled_node_needs_no_write() -> None:
+    kernel = "5.4.0-1054-gke"
+    raw = node(kernel, {NODE_KERNEL_LABEL: kernel})
+    raw["metadata"]["annotations"] = {NODE_KERNEL_ANNOTATION: kernel}  # type: ignore[index]
+    assert kernel_patch(node_view(raw)) is None
+
+
+def test_a_node_that_stops_reporting_a_kernel_loses_our_label() -> None:
+    view = node_view(node("", {NODE_KERNEL_LABEL: "5.4.0"}))
+    assert view.kernel is None
+    assert kernel_patch(view) == ({NODE_KERNEL_LABEL: None}, {NODE_KERNEL_ANNOTATION: None})
+
+
+def test_selector_matching_is_exact_on_every_key() -> None:
+    assert selects({"gpu": "true"}, {"gpu": "true", "zone": "a"})
+    assert not selects({"gpu": "true"}, {"gpu": "True"})
+    assert selects({}, {})
+
+
+def test_the_kernel_index_follows_upgrades_and_selection() -> None:
+    sub = Subscription({"gpu": "true"}, subscriber=None)
+    a = NodeView({"gpu": "true"}, "A", None)
+    b = NodeView({"gpu": "true"}, "B", None)
+    unselected = NodeView({"gpu": "false"}, "B", None)
+    assert _reindex(sub, "n1", None, a) and sub.kernels == {"A": {"n1"}}
+    assert _reindex(sub, "n1", a, b) and sub.kernels == {"B": {"n1"}}
+    assert not _reindex(sub, "n1", b, b)
+    assert _reindex(sub, "n1", b, unselected) and sub.kernels == {}
+    assert not _reindex(sub, "n2", None, unselected)
+
+
+def test_daemonset_readiness_needs_a_current_generation_and_every_pod_ready() -> None:
+    ds = {
+        "metadata": {"generation": 2},
+        "status": {
+            "observedGeneration": 2,
+            "desiredNumberScheduled": 3,
+            "numberReady": 3,
+            "updatedNumberScheduled": 3,
+        },
+    }
+    assert daemonset_ready(ds) == (3, True)
+    stale = {**ds, "status": {**ds["status"], "observedGeneration": 1}}
+    assert daemonset_ready(stale) == (3, False)
+    rolling = {**ds, "status": {**ds["status"], "updatedNumberScheduled": 1}}
+    assert daemonset_ready(rolling) == (3, False)
+    assert daemonset_ready(None) == (0, False)
+
+
+def test_only_objects_we_control_count_as_ours() -> None:
+    ours = {"metadata": {"ownerReferences": [{"uid": "u1", "controller": True}]}}
+    assert owned_by(ours, "u1") and not owned_by(ours, "u2")
+    assert not owned_by({"metadata": {"ownerReferences": [{"uid": "u1"}]}}, "u1")

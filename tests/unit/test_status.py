@@ -1,0 +1,100 @@
+"""Folding kernel reports into the Module status: reasons, counts, and transition times."""
+
+from __future__ import annotations
+
+from ooto.api import KernelPhase, KernelStatus
+from ooto.status import KernelProblem, ModuleFacts, fold_status
+
+NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
+
+
+def ready(kernel: str, nodes: int) -> KernelStatus:
+    return KernelStatus(
+        kernel=kernel,
+        image=f"r/m:{kernel}",
+        phase=KernelPhase.READY,
+        nodes_desired=nodes,
+        nodes_ready=nodes,
+    )
+
+
+def conditions(status: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {c["type"]: c for c in status["conditions"]}  # type: ignore[attr-defined,index]
+
+
+def test_all_kernels_ready_makes_the_module_ready_with_node_counts() -> None:
+    status = fold_status(
+        ModuleFacts(generation=3, kernels=[ready("b", 1), ready("a", 2)]), None, NOW
+    )
+    cond = conditions(status)
+    assert cond["Ready"]["status"] == "True" and cond["Ready"]["reason"] == "AllKernelsReady"
+    assert cond["Progressing"]["status"] == "False"
+    assert [k["kernel"] for k in status["kernels"]] == ["a", "b"]  # type: ignore[attr-defined]
+    assert (status["nodesReady"], status["nodesDesired"], status["kernelCount"]) == (3, 3, 2)
+    assert status["observedGeneration"] == 3 and cond["Ready"]["observedGeneration"] == 3
+
+
+def test_recomputing_an_unchanged_status_is_byte_identical() -> None:
+    facts = ModuleFacts(generation=1, kernels=[ready("a", 2)])
+    first = fold_status(facts, None, NOW)
+    assert fold_status(facts, first, LATER) == first
+
+
+def test_transition_time_moves_only_when_the_status_flips() -> None:
+    rolling = KernelStatus(
+        kernel="a",
+        phase=KernelPhase.DEPLOYING,
+        nodes_desired=2,
+        nodes_ready=1,
+        message="1/2 nodes ready",
+    )
+    first = fold_status(ModuleFacts(generation=1, kernels=[rolling]), None, NOW)
+    second = fold_status(ModuleFacts(generation=1, kernels=[ready("a", 2)]), first, LATER)
+    assert conditions(first)["Ready"]["status"] == "False"
+    assert conditions(second)["Ready"]["lastTransitionTime"] == LATER
+    assert conditions(first)["Ready"]["reason"] == "Rolling"
+
+
+def test_a_kernel_without_mapping_is_named_in_ready_false() -> None:
+    problem = KernelProblem("6.9.9", "NoMatchingMapping", "no kernelMappings entry matches")
+    status = fold_status(
+        ModuleFacts(generation=1, kernels=[ready("a", 1)], problems=[problem]), None, NOW
+    )
+    cond = conditions(status)["Ready"]
+    assert cond["status"] == "False" and cond["reason"] == "NoMatchingMapping"
+    assert "6.9.9" in str(cond["message"])
+    assert status["kernelCount"] == 2
+
+
+def test_spec_errors_win_over_everything_and_stop_progress() -> None:
+    facts = ModuleFacts(
+        generation=2, spec_errors=["spec.kernelMappings[0].regexp: bad"], kernels=[ready("a", 1)]
+    )
+    cond = conditions(fold_status(facts, None, NOW))
+    assert cond["Ready"]["reason"] == cond["Progressing"]["reason"] == "InvalidSpec"
+    assert cond["Progressing"]["status"] == "False"
+
+
+def test_a_degraded_kernel_reports_its_own_reason() -> None:
+    failed = KernelStatus(kernel="a", phase=KernelPhase.DEGRADED, message="build failed: exit 1")
+    status = fold_status(
+        ModuleFacts(
+            generation=1, kernels=[failed, ready("b", 1)], kernel_reasons={"a": "BuildFailed"}
+        ),
+        None,
+        NOW,
+    )
+    assert conditions(status)["Ready"]["reason"] == "BuildFailed"
+
+
+def test_no_selected_nodes_is_ready_with_its_own_reason() -> None:
+    cond = conditions(fold_status(ModuleFacts(generation=1), None, NOW))["Ready"]
+    assert (cond["status"], cond["reason"]) == ("True", "NoNodesSelected")
+
+
+def test_long_messages_are_bounded_and_empty_strings_dropped() -> None:
+    problems = [KernelProblem(f"k{i}", "NoMatchingMapping", "x" * 400) for i in range(50)]
+    status = fold_status(ModuleFacts(generation=1, problems=problems), None, NOW)
+    assert len(str(conditions(status)["Ready"]["message"])) <= 1024
+    quiet = fold_status(ModuleFacts(generation=1, kernels=[ready("a", 1)]), None, NOW)
+    assert all("message" not in k for k in quiet["kernels"])  # type: ignore[attr-defined]
