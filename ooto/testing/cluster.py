@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import secrets
 import shutil
 import ssl
@@ -47,10 +48,7 @@ class LocalCluster:
         self.binaries = binaries or find_binaries()
         self.keep_dir = keep_dir
         self.workdir = Path(tempfile.mkdtemp(prefix="ooto-cluster-"))
-        shm = Path("/dev/shm")
-        # etcd fsyncs every write; on tmpfs that costs nothing, which keeps benchmarks about us.
-        etcd_parent = str(shm) if shm.is_dir() else None
-        self.etcd_dir = Path(tempfile.mkdtemp(prefix="ooto-etcd-", dir=etcd_parent))
+        self.etcd_dir = _etcd_data_dir()
         self.ports = {
             name: free_port()
             for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
@@ -279,3 +277,33 @@ class LocalCluster:
             return error.code
         except (OSError, ssl.SSLError):
             return 0
+
+
+def _etcd_data_dir() -> Path:
+    """etcd fsyncs every write; on tmpfs that costs nothing, which keeps benchmarks about us.
+
+    tmpfs is memory, so directories of owners that died without cleaning up (SIGKILL) are swept.
+    """
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return Path(tempfile.mkdtemp(prefix="ooto-etcd-"))
+    for stale in shm.glob("ooto-etcd-*"):
+        if not _owner_alive(stale / "owner.pid"):
+            shutil.rmtree(stale, ignore_errors=True)
+    directory = Path(tempfile.mkdtemp(prefix="ooto-etcd-", dir=shm))
+    (directory / "owner.pid").write_text(str(os.getpid()))
+    return directory
+
+
+def _owner_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return True  # being created right now, or not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
