@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -31,6 +33,18 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 _API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 _MESSAGE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
+
+MODULE_STATES = ("Ready", "NotReady", "Invalid")
+
+
+def module_state(status: Mapping[str, Any]) -> str:
+    """`ooto_modules` state of a Module status: Invalid (InvalidSpec), Ready, else NotReady."""
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            if condition.get("reason") == "InvalidSpec":
+                return "Invalid"
+            return "Ready" if condition.get("status") == "True" else "NotReady"
+    return "NotReady"
 
 
 class Metrics:
@@ -42,8 +56,13 @@ class Metrics:
         self._define_build_metrics()
         self._define_api_metrics()
         self._define_runtime_metrics()
-        self._states_seen: dict[str, set[str]] = {"modules": set(), "kernel_actors": set()}
-        self._states_lock = threading.Lock()
+        self._states_seen: dict[str, set[str]] = {
+            "modules": set(MODULE_STATES),
+            "kernel_actors": set(),
+        }
+        self._states_lock = threading.RLock()  # held across count and set
+        self._module_states: dict[tuple[str, str], str] = {}
+        self.set_modules_by_state({})
 
     def _define_state_metrics(self) -> None:
         r = self.registry
@@ -146,11 +165,23 @@ class Metrics:
         self.daemonset_pods_desired.labels(namespace=namespace, module=module).set(desired)
         self.daemonset_pods_ready.labels(namespace=namespace, module=module).set(ready)
 
+    def observe_module(self, namespace: str, module: str, status: Mapping[str, Any]) -> None:
+        """A Module's folded status: its state (counted in `ooto_modules`) and its pods."""
+        self.set_daemonset_pods(
+            namespace, module, int(status.get("nodesDesired", 0)), int(status.get("nodesReady", 0))
+        )
+        with self._states_lock:
+            self._module_states[(namespace, module)] = module_state(status)
+            self.set_modules_by_state(Tally(self._module_states.values()))
+
     def forget_module(self, namespace: str, module: str) -> None:
-        """Drop a deleted Module's series so they do not linger as stale values."""
+        """Drop a deleted Module's series (and its state) so they do not linger as stale values."""
         for gauge in (self.daemonset_pods_desired, self.daemonset_pods_ready):
             with contextlib.suppress(KeyError):  # never seen, or already forgotten
                 gauge.remove(namespace, module)
+        with self._states_lock:
+            if self._module_states.pop((namespace, module), None) is not None:
+                self.set_modules_by_state(Tally(self._module_states.values()))
 
     # --- builds ----------------------------------------------------------------------------
 

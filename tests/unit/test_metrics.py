@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ooto.metrics import Metrics
+from ooto.metrics import Metrics, module_state
 
 
 def families(metrics: Metrics) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -60,10 +60,11 @@ def test_issue_6_metrics_are_exposed() -> None:
 
 def test_a_state_that_empties_goes_to_zero_rather_than_keeping_its_last_value() -> None:
     m = Metrics()
-    m.set_modules_by_state({"Progressing": 2})
+    m.set_modules_by_state({"NotReady": 2})
     m.set_modules_by_state({"Ready": 2})
     samples = {s[1]["state"]: s[2] for s in families(m)["ooto_modules"]}
-    assert samples == {"Progressing": 0, "Ready": 2}
+    # every Module state is exposed from the start, so a dashboard sees 0 rather than nothing
+    assert samples == {"NotReady": 0, "Ready": 2, "Invalid": 0}
 
 
 def test_a_deleted_module_leaves_no_daemonset_series() -> None:
@@ -145,3 +146,51 @@ def test_no_metric_carries_a_kernel_label() -> None:
             assert "kernel" not in sample.labels
     for collector in m.registry._collector_to_names:  # the declared label names
         assert "kernel" not in getattr(collector, "_labelnames", ())
+
+
+def status(ready: str, reason: str, desired: int = 0, ready_nodes: int = 0) -> dict[str, object]:
+    return {
+        "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "Converged"},
+            {"type": "Ready", "status": ready, "reason": reason},
+        ],
+        "nodesDesired": desired,
+        "nodesReady": ready_nodes,
+    }
+
+
+def test_module_state_comes_from_the_ready_condition() -> None:
+    assert module_state(status("True", "AllKernelsReady")) == "Ready"
+    assert module_state(status("True", "NoNodesSelected")) == "Ready"
+    assert module_state(status("False", "Rolling")) == "NotReady"
+    assert module_state(status("False", "InvalidSpec")) == "Invalid"
+    assert module_state({}) == "NotReady"
+
+
+def test_modules_by_state_and_pods_follow_each_module_and_forget_drops_them() -> None:
+    m = Metrics()
+
+    def series() -> dict[str, dict[tuple[str, ...], float]]:
+        out: dict[str, dict[tuple[str, ...], float]] = {}
+        for name, samples in families(m).items():
+            out[name] = {
+                tuple(labels[k] for k in ("namespace", "module", "state") if k in labels): value
+                for _, labels, value in samples
+            }
+        return out
+
+    assert series()["ooto_modules"] == {("Ready",): 0, ("NotReady",): 0, ("Invalid",): 0}
+    m.observe_module("ns", "a", status("False", "Rolling", 3, 1))
+    m.observe_module("ns", "b", status("False", "InvalidSpec"))
+    m.observe_module("ns", "a", status("True", "AllKernelsReady", 3, 3))
+    now = series()
+    assert now["ooto_modules"] == {("Ready",): 1, ("NotReady",): 0, ("Invalid",): 1}
+    assert now["ooto_module_daemonset_pods_desired"][("ns", "a")] == 3
+    assert now["ooto_module_daemonset_pods_ready"][("ns", "a")] == 3
+
+    m.forget_module("ns", "a")
+    m.forget_module("ns", "a")  # twice is harmless
+    after = series()
+    assert after["ooto_modules"] == {("Ready",): 0, ("NotReady",): 0, ("Invalid",): 1}
+    assert ("ns", "a") not in after["ooto_module_daemonset_pods_desired"]
+    assert ("ns", "a") not in after["ooto_module_daemonset_pods_ready"]
