@@ -8,7 +8,7 @@ from typing import Any
 
 import pykka
 
-from actors.bridge import Bridge
+from actors.bridge import Bridge, Stamped
 from actors.messages import Tick
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class OotoActor(pykka.ThreadingActor):
         self._timer_seq = 0
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Stamped):
+            self.bridge.message_received(type(self).__name__, message)
+            message = message.message
         handler = getattr(self, f"on_{type(message).__name__}", None)
         if handler is None:
             log.warning("%s ignored unexpected %r", self.describe(), message)

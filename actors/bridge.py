@@ -6,6 +6,9 @@ meanwhile is simply not told (its work is done or abandoned, never retried by th
 Timers run on the loop (`call_later`) and come back as messages, so an actor has no thread of
 its own
 besides its mailbox, and no polling anywhere.
+
+With a `MessageLatencyObserver`, what the bridge tells is wrapped in `Stamped` (the monotonic time
+of the tell); `OotoActor` unwraps it and reports how long the message waited in the mailbox.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pykka
@@ -27,12 +32,33 @@ class MessageLatencyObserver(Protocol):
     def observe_message_latency(self, actor_kind: str, seconds: float) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A message and when it was told (time.monotonic()), to measure its time in the mailbox."""
+
+    message: object
+    told_at: float
+
+
 class Bridge:
     """Runs coroutines and timers on `loop` on behalf of actors."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, latency: MessageLatencyObserver | None = None
+    ) -> None:
         self._loop = loop
         self._closed = False
+        self._latency = latency
+
+    def tell(self, ref: pykka.ActorRef[Any], message: object) -> None:
+        """Tell `ref` (stamped when latency is observed); a stopped actor is simply not told."""
+        _tell(ref, Stamped(message, time.monotonic()) if self._latency is not None else message)
+
+    def message_received(self, actor_kind: str, stamped: Stamped) -> None:
+        """Called by the receiving actor: report the time `stamped` waited."""
+        if self._latency is not None:
+            seconds = time.monotonic() - stamped.told_at
+            self._latency.observe_message_latency(actor_kind, seconds)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -46,13 +72,13 @@ class Bridge:
             coro.close()
             return
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        future.add_done_callback(lambda done: _deliver(reply_to, tag, done))
+        future.add_done_callback(lambda done: self.tell(reply_to, _outcome(tag, done)))
 
     def call_later(self, delay: float, reply_to: pykka.ActorRef[Any], message: object) -> None:
         """Tell `reply_to` `message` after `delay` seconds (drop stale ones by generation)."""
         if self._closed:
             return
-        self._loop.call_soon_threadsafe(self._loop.call_later, delay, _tell, reply_to, message)
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay, self.tell, reply_to, message)
 
     def call_soon(self, func: Callable[..., object], *args: Any) -> None:
         """Run a non-blocking `func(*args)` on the loop thread (e.g. queue an Event)."""
@@ -65,18 +91,16 @@ class Bridge:
         self._closed = True
 
 
-def _deliver(
-    reply_to: pykka.ActorRef[Any], tag: tuple[Any, ...], done: concurrent.futures.Future[Any]
-) -> None:
+def _outcome(tag: tuple[Any, ...], done: concurrent.futures.Future[Any]) -> IoDone:
     if done.cancelled():
-        _tell(reply_to, IoDone(tag, error=asyncio.CancelledError()))
-        return
+        return IoDone(tag, error=asyncio.CancelledError())
     error = done.exception()
-    _tell(reply_to, IoDone(tag, error=error) if error is not None else IoDone(tag, done.result()))
+    return IoDone(tag, error=error) if error is not None else IoDone(tag, done.result())
 
 
 def _tell(reply_to: pykka.ActorRef[Any], message: object) -> None:
     try:
         reply_to.tell(message)
     except pykka.ActorDeadError:
-        log.debug("dropped %s for a stopped actor", type(message).__name__)
+        inner = message.message if isinstance(message, Stamped) else message
+        log.debug("dropped %s for a stopped actor", type(inner).__name__)

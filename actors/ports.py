@@ -83,6 +83,12 @@ class ActorMetrics(Protocol):
 
     def build_started(self) -> None: ...
 
+    def module_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """A supervisor folded its Module's status (written or not): state and pod gauges."""
+
+    def module_gone(self, namespace: str, name: str) -> None:
+        """The Module's supervisor stopped (Module deleted, or leadership ended)."""
+
 
 @dataclass(frozen=True)
 class ActorSettings:

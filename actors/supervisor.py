@@ -88,6 +88,7 @@ class ModuleSupervisor(OotoActor):
 
     def on_stop(self) -> None:
         self._tracker.tell(Unsubscribe(self._module.key))
+        self._metrics.module_gone(self._module.metadata.namespace, self._module.metadata.name)
         for ref in [*self._actors.values(), *self._retiring.values()]:
             ref.stop(block=False)
 
@@ -280,10 +281,11 @@ class ModuleSupervisor(OotoActor):
         if any(k not in self._reports for k in self._actors):
             return  # a kernel actor has not reported yet; its report reschedules us
         status = fold_status(self._facts(), self._stored_status, _now())
+        meta = self._module.metadata
+        self._metrics.module_status(meta.namespace, meta.name, status)
         if status == self._stored_status:
             return
         self._writing = True
-        meta = self._module.metadata
         self.bridge.run(
             self.actor_ref,
             ("status",),

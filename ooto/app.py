@@ -16,6 +16,7 @@ import signal
 import socket
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import pykka
@@ -48,7 +49,7 @@ ACTOR_STACK_BYTES = 512 * 1024
 
 
 class PhaseCounter:
-    """`ActorMetrics` for kernel actors: counts actors by phase (called from actor threads)."""
+    """`ActorMetrics`: kernel actors by phase, Modules by state, builds (from actor threads)."""
 
     def __init__(self, metrics: Metrics, backend: str) -> None:
         self._metrics = metrics
@@ -63,13 +64,19 @@ class PhaseCounter:
             if new is not None:
                 self._counts[new] += 1
             counts = {phase: n for phase, n in self._counts.items() if n > 0}
-        self._metrics.set_kernel_actors_by_state(counts)
+            self._metrics.set_kernel_actors_by_state(counts)  # under the lock: no stale overwrite
 
     def build_started(self) -> None:
         self._metrics.build_started(self._backend)
 
     def build_finished(self, succeeded: bool, seconds: float) -> None:
         self._metrics.build_finished(self._backend, succeeded=succeeded, seconds=seconds)
+
+    def module_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self._metrics.observe_module(namespace, name, status)
+
+    def module_gone(self, namespace: str, name: str) -> None:
+        self._metrics.forget_module(namespace, name)
 
 
 class Operator:
@@ -104,7 +111,7 @@ class Operator:
 
     async def start(self) -> None:
         threading.stack_size(ACTOR_STACK_BYTES)
-        bridge = self._bridge = Bridge(asyncio.get_running_loop())
+        bridge = self._bridge = Bridge(asyncio.get_running_loop(), latency=self.metrics)
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
         daemonsets = self._informer(
@@ -134,7 +141,7 @@ class Operator:
         nodes = Informer(
             self.api,
             NODES,
-            on_event=lambda e: _tell(tracker, NodeObserved(e.type, e.obj)),
+            on_event=lambda e: bridge.tell(tracker, NodeObserved(e.type, e.obj)),
             observer=self.metrics,
         )
         self._informers.append(nodes)
@@ -145,8 +152,8 @@ class Operator:
         log.info("operator started: caches synced", extra={"reason": "started"})
 
     def _tell_root(self, message: object) -> None:
-        if self._root is not None:
-            _tell(self._root, message)
+        if self._root is not None and self._bridge is not None:
+            self._bridge.tell(self._root, message)
 
     async def _sync(self, *informers: Informer) -> None:
         for informer in informers:
@@ -165,11 +172,6 @@ class Operator:
                     await asyncio.to_thread(ref.stop, block=True, timeout=10)
         await self._recorder.stop()
         await self._registry.close()
-
-
-def _tell(ref: pykka.ActorRef[Any], message: object) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):
-        ref.tell(message)
 
 
 class Health:
