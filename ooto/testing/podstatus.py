@@ -91,26 +91,13 @@ def pod_status(pod: JSON, outcome: PodOutcome, host_ip: str) -> JSON:
     """The status a kubelet reports for `pod` once it reached `outcome`."""
     at = now()
     ready = outcome == "Ready"
-    not_ready_reason = (
-        ""
-        if ready
-        else ("PodCompleted" if outcome in ("Succeeded", "Failed") else "ContainersNotReady")
-    )
-    spec = pod.get("spec", {})
-    uid = pod["metadata"].get("uid", "")
-    statuses = [
-        {
-            "name": container["name"],
-            "image": container.get("image", ""),
-            "imageID": f"simulated://{container.get('image', '')}",
-            "containerID": f"simulated://{uid[:8]}-{container['name']}",
-            "ready": ready,
-            "started": outcome in ("Ready", "CrashLoop"),
-            "restartCount": 1 if outcome == "CrashLoop" else 0,
-            "state": _container_state(outcome, at),
-        }
-        for container in spec.get("containers", [])
-    ]
+    if ready:
+        reason = ""
+    elif outcome in ("Succeeded", "Failed"):
+        reason = "PodCompleted"
+    else:
+        reason = "ContainersNotReady"
+    spec, uid = pod.get("spec", {}), pod["metadata"].get("uid", "")
     status: JSON = {
         "phase": _PHASE[outcome],
         "hostIP": host_ip,
@@ -119,24 +106,33 @@ def pod_status(pod: JSON, outcome: PodOutcome, host_ip: str) -> JSON:
         "conditions": [
             _condition("PodScheduled", True, at),
             _condition("Initialized", True, at),
-            _condition("ContainersReady", ready, at, not_ready_reason),
-            _condition("Ready", ready, at, not_ready_reason),
+            _condition("ContainersReady", ready, at, reason),
+            _condition("Ready", ready, at, reason),
         ],
-        "containerStatuses": statuses,
+        "containerStatuses": [
+            _container_status(container, uid, outcome, at) for container in spec["containers"]
+        ],
     }
     if spec.get("initContainers"):
         status["initContainerStatuses"] = [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "ready": True,
-                "restartCount": 0,
-                "state": _container_state("Succeeded", at),
-            }
-            for c in spec["initContainers"]
+            _container_status(container, uid, "Succeeded", at)
+            for container in spec["initContainers"]
         ]
     return {"status": status}
+
+
+def _container_status(container: JSON, uid: str, outcome: PodOutcome, at: str) -> JSON:
+    image = container.get("image", "")
+    return {
+        "name": container["name"],
+        "image": image,
+        "imageID": f"simulated://{image}",
+        "containerID": f"simulated://{uid[:8]}-{container['name']}",
+        "ready": outcome == "Ready",
+        "started": outcome in ("Ready", "CrashLoop"),
+        "restartCount": 1 if outcome == "CrashLoop" else 0,
+        "state": _container_state(outcome, at),
+    }
 
 
 def node_status(name: str, kernel: str) -> JSON:

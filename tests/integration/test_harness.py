@@ -7,6 +7,7 @@ the CRD from crds/, build Job pods driven to an outcome, and the OCI registry wi
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,7 @@ async def test_tls_registry_serves_with_its_own_ca(tls_registry: RegistryServer)
 async def test_kernel_change_and_api_server_restart(
     cluster: LocalCluster, admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str
 ) -> None:
-    """Runs last in this file: the restart must leave data and the kubelet loop working."""
+    """A restart of the API server keeps the data, and the kubelet loop carries on."""
     label = f"ooto-test/{namespace}"
     (node,) = await add_nodes(kubelet, label, 1)
     await kubelet.set_kernel(node, "6.1.0-rpi7-rpi-v8+")
@@ -302,3 +303,20 @@ async def _get_or_none(rest: KubeRest, path: str) -> dict[str, Any] | None:
         return await rest.get(path)
     except (RestError, aiohttp.ClientError, OSError):
         return None
+
+
+async def test_admin_kubeconfig_serves_kubernetes_asyncio_and_kubectl(
+    cluster: LocalCluster, admin_client: Any, namespace: str
+) -> None:
+    from kubernetes_asyncio import client
+
+    listed = await client.CoreV1Api(admin_client).list_namespace()
+    assert namespace in {item.metadata.name for item in listed.items}
+    kubectl = await asyncio.create_subprocess_exec(
+        str(cluster.binaries.kubectl), f"--kubeconfig={cluster.admin_kubeconfig}",
+        "get", "namespace", namespace, "-o", "name",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await kubectl.communicate()
+    assert kubectl.returncode == 0, err.decode()
+    assert out.decode().strip() == f"namespace/{namespace}"
