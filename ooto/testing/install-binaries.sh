@@ -59,9 +59,25 @@ install_apt() {
   fi
 }
 
+OPENAPI="$CACHE/kubernetes-$K8S_VERSION/openapi/swagger.json"
+
+# A cache made before the OpenAPI document was kept: fetch just that file from the source package.
+fetch_openapi() {
+  [ -s "$OPENAPI" ] && return 0
+  local work="$CACHE/build/openapi"
+  rm -rf "$work"; mkdir -p "$work" "$(dirname "$OPENAPI")"
+  log "fetching the upstream OpenAPI document from Debian's kubernetes source package"
+  (cd "$work" && apt-get source --download-only kubernetes >/dev/null 2>&1)
+  tar -xzf "$(ls "$work"/kubernetes_*.orig.tar.gz | head -n1)" -C "$work" --wildcards --strip-components=1 \
+    '*/api/openapi-spec/swagger.json'
+  cp "$work/api/openapi-spec/swagger.json" "$OPENAPI"
+  rm -rf "$work"
+}
+
 build_kubernetes() {
   if [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$K8S_BIN/kube-controller-manager" ] && [ -x "$K8S_BIN/kube-scheduler" ]; then
     log "kubernetes $K8S_VERSION binaries cached in $K8S_BIN"
+    fetch_openapi
     return 0
   fi
   local work="$CACHE/build/kubernetes-$K8S_VERSION"
