@@ -361,6 +361,8 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> Query:
 
 
 def _label(res: Resource, subresource: str) -> str:
+    """`pods/log`, never `pods/log?tailLines=20`: a query in a metric label is a new series."""
+    subresource = subresource.partition("?")[0]
     return f"{res.plural}/{subresource}" if subresource else res.plural
 
 
