@@ -62,31 +62,43 @@ async def run_demo(
         kubelet.job_outcome = pushing_builds(registry)
         await eventually(lambda: _create(rest, MODULES, module), what="the Module to be accepted")
         say(f"applied Module {NAMESPACE}/{module['metadata']['name']} from {EXAMPLE.name}")
-        code = await _show(cluster, rest, stop)
-        print_access(cluster, binaries)
-        if keep and not stop.is_set():
-            say("--keep: everything keeps running; Ctrl-C stops it")
-            await stop.wait()
+        code = await _show(cluster, rest, stop, binaries, keep)
         return code
 
 
-async def _show(cluster: LocalCluster, rest: KubeRest, stop: asyncio.Event) -> int:
+async def _show(
+    cluster: LocalCluster, rest: KubeRest, stop: asyncio.Event, binaries: Binaries, keep: bool
+) -> int:
     operator = _demo_operator()
     if operator is None:
         say("the operator is not available yet; this is what it would create:")
         show_rendered(await rest.get(f"{MODULES}/demo-kmod"))
+        await _finish(cluster, binaries, keep, stop)
         return 0
     operator_stop = asyncio.Event()
     task = asyncio.create_task(_run(operator, str(cluster.admin_kubeconfig), operator_stop))
     say("operator started; watching the Module converge (Ctrl-C stops)")
     try:
         ready = await watch_progress(rest, stop, task)
+        say("Module Ready: every node runs its kernel's module loader" if ready else "not Ready")
+        await _finish(cluster, binaries, keep, stop)
     finally:
         operator_stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 15)
-    say("Module Ready: every node runs its kernel's module loader" if ready else "not Ready")
     return 0 if ready else 1
+
+
+async def _finish(
+    cluster: LocalCluster, binaries: Binaries, keep: bool, stop: asyncio.Event
+) -> None:
+    print_access(cluster, binaries)
+    if keep and not stop.is_set():
+        say(
+            "--keep: everything keeps running (try `kubectl edit module -n ooto-demo demo-kmod`);"
+            " Ctrl-C stops it"
+        )
+        await stop.wait()
 
 
 async def _run(operator: DemoOperator, kubeconfig: str, stop: asyncio.Event) -> None:
