@@ -40,6 +40,10 @@ def owned_by(obj: Obj, uid: str) -> bool:
     return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
 
 
+def uid_of(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
 def stored_hash(obj: Obj | None) -> str | None:
     if obj is None:
         return None
@@ -89,6 +93,7 @@ class KernelActor(OotoActor):
         self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
         self._build_started: float | None = None
         self._build_name = ""
+        self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
 
     def describe(self) -> str:
@@ -109,12 +114,17 @@ class KernelActor(OotoActor):
     def on_PlanKernel(self, message: PlanKernel) -> None:
         plan = message.plan
         changed = plan != self._plan or message.module.metadata.uid != self._module.metadata.uid
+        regenerated = message.module.metadata.generation != self._module.metadata.generation
         self._module, self._nodes = message.module, message.nodes
-        if changed:
-            if plan.image != self._plan.image:
-                self._image_present = None
-                self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
-            self._plan = plan
+        if changed and plan.image != self._plan.image:
+            self._image_present = None
+            self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
+        self._plan = plan
+        if changed or regenerated:
+            # A new generation retries at once, without waiting out the backoff: the user may
+            # have fixed what failed (a failed build included).
+            if self._build is BuildPhase.FAILED:
+                self._build = BuildPhase.CHECKING
             self._backoff.reset()
             self.cancel_timer("retry")
         self._converge()
@@ -124,13 +134,15 @@ class KernelActor(OotoActor):
         self._converge()
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
-        if self._build is not BuildPhase.BUILDING:
+        if self._build is not BuildPhase.BUILDING or uid_of(event.build) in self._stale_builds:
             return
         if event.type != "DELETED":
             self._observe_build(event.build)
         elif (event.build.get("metadata") or {}).get("name") == self._build_name:
             # Someone deleted our running build (or the Module that owned a shared one went).
-            self._build_done(False, "the build object was deleted before it finished")
+            self._build_done(
+                False, f"the build of {self._plan.image} was deleted before it finished"
+            )
 
     def on_Retire(self, _: Retire) -> None:
         self._retiring = True
@@ -215,20 +227,39 @@ class KernelActor(OotoActor):
         )
         self._metrics.build_started()
         self._build_started = time.monotonic()
+        self._build_name = ""
+        self._stale_builds = self._finished_builds()
         self._run(("build", self._plan.image), self._io.start_build(self._module, self._plan))
 
     def _done_build(self, done: IoDone) -> None:
         if done.tag[1] != self._plan.image or self._build is not BuildPhase.BUILDING:
             return
         if not done.ok:
-            self._build_done(False, f"could not start the build: {done.error}")
+            self._build_done(
+                False, f"could not start the build of {self._plan.image}: {done.error}"
+            )
             return
         self._build_name = done.result
         existing = self._io.builds.get(self._plan.namespace, self._build_name)
         if existing is not None:  # adopted, and it may have finished before we asked
             self._observe_build(existing)
 
+    def _finished_builds(self) -> frozenset[str]:
+        """Finished builds of our image. `start_build` replaces them (a Job keeps its name), so
+        what we hear of them later (an update, their deletion, a cache not yet updated) is old
+        news, never the outcome of the build we are starting."""
+        stale = set()
+        for obj in self._io.builds.list():
+            if (obj.get("metadata") or {}).get("namespace") != self._plan.namespace:
+                continue
+            observed = self._io.build_observation(obj)
+            if observed.image == self._plan.image and observed.phase != "Running" and uid_of(obj):
+                stale.add(uid_of(obj))
+        return frozenset(stale)
+
     def _observe_build(self, obj: Obj) -> None:
+        if uid_of(obj) in self._stale_builds:
+            return
         observed = self._io.build_observation(obj)
         if observed.image != self._plan.image or observed.phase not in ("Succeeded", "Failed"):
             return
@@ -245,7 +276,7 @@ class KernelActor(OotoActor):
             self._run(("check", self._plan.image), check)
             return
         self._build = BuildPhase.FAILED
-        self._fail("BuildFailed", f"build of {self._plan.image} failed: {message}")
+        self._fail("BuildFailed", message)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
             self._run(("buildlog", self._build_name), detail)
