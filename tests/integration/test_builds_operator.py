@@ -37,6 +37,7 @@ from tests.integration.scenario_support import (
     get_module,
     kernel_status,
     module_manifest,
+    patch_module,
 )
 
 A, B = "5.14.0-70.13.1.el9_0.x86_64", "5.4.0-1054-gke"
@@ -49,21 +50,29 @@ OPENSHIFT_BUILD_API = "/apis/build.openshift.io/v1"
 
 
 class BuildPlayer:
-    """A kubelet `job_outcome` hook playing Kaniko: the outcome of a build pod is what
-    `kubelet.job_outcomes` / `default_job_outcome` say; a pod that succeeds first pushes its
-    destination image to `registry`. `attempts` maps a Job name to the uids of the Jobs seen."""
+    """A kubelet `job_outcome` hook playing Kaniko: the first `failing_attempts` Jobs of each name
+    fail; after that a build pod's outcome is what `kubelet.job_outcomes` / `default_job_outcome`
+    say, and a pod that succeeds first pushes its destination image to `registry`.
+    `attempts` maps a Job name to the uids of the Jobs seen, in order."""
 
-    def __init__(self, kubelet: SimulatedKubelet, registry: RegistryServer) -> None:
+    def __init__(
+        self, kubelet: SimulatedKubelet, registry: RegistryServer, failing_attempts: int = 0
+    ) -> None:
         self.kubelet = kubelet
-        self.attempts: dict[str, set[str]] = {}
+        self.failing_attempts = failing_attempts
+        self.attempts: dict[str, list[str]] = {}
         self._push = pushing_builds(registry)
         kubelet.job_outcome = self
 
     async def __call__(self, pod: JSON) -> JobOutcome:
         meta = pod["metadata"]
         job = meta["labels"]["job-name"]
-        owners = [ref["uid"] for ref in meta.get("ownerReferences") or [] if ref["kind"] == "Job"]
-        self.attempts.setdefault(job, set()).update(owners)
+        seen = self.attempts.setdefault(job, [])
+        for ref in meta.get("ownerReferences") or []:
+            if ref["kind"] == "Job" and ref["uid"] not in seen:
+                seen.append(ref["uid"])
+        if len(seen) <= self.failing_attempts:
+            return "Failed"
         outcome = self.kubelet.job_outcomes.get(job, self.kubelet.default_job_outcome)
         if outcome == "Succeeded":
             return await self._push(pod)
@@ -84,6 +93,12 @@ def built_mapping(match: dict[str, str], image: str, **build: Any) -> dict[str, 
         "containerImage": image,
         "build": {"dockerfile": DOCKERFILE, "pull": insecure, "push": insecure, **build},
     }
+
+
+def reason_of(record: logging.LogRecord) -> str | None:
+    """The `reason` field of one of the operator's structured log lines."""
+    fields = next((v for v in vars(record).values() if isinstance(v, dict) and "reason" in v), {})
+    return fields.get("reason")
 
 
 async def ready_module(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
@@ -174,7 +189,7 @@ async def test_a_missing_image_is_built_by_a_job_then_deployed(
     assert kernel_status(module)[A]["build"] == "Built"
     (ds,) = await daemonsets(admin_rest, namespace, "mod")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == image
-    assert player.attempts == {job["metadata"]["name"]: {job["metadata"]["uid"]}}
+    assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
 
 
 async def test_an_image_already_in_the_registry_needs_no_build(
@@ -208,14 +223,15 @@ async def test_a_failed_build_degrades_the_module_with_an_event_and_is_retried(
     registry: RegistryServer,
     namespace: str,
     start_operator: OperatorFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    player = BuildPlayer(kubelet, registry)
-    kubelet.default_job_outcome = "Failed"
+    caplog.set_level(logging.INFO, logger="actors")
+    player = BuildPlayer(kubelet, registry, failing_attempts=1)
     await kubelet.add_nodes([("b3-a", A, GPU)])
     await start_operator(
         watch_namespace=namespace, backoff_initial_seconds=1, backoff_max_seconds=2, **KANIKO
     )
-    repo = unique_repo(registry, "broken")
+    repo = unique_repo(registry, "flaky")
     mapping = built_mapping({"literal": A}, f"{repo}:${{KERNEL_FULL_VERSION}}")
     await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
     image = f"{repo}:{A}"
@@ -225,20 +241,60 @@ async def test_a_failed_build_degrades_the_module_with_an_event_and_is_retried(
     )
     assert image in condition(module, "Ready")["message"]
     assert kernel_status(module)[A]["build"] == "Failed"
+    assert not await daemonsets(admin_rest, namespace, "mod")
     (event, *_) = await eventually(lambda: events(admin_rest, namespace, "BuildFailed"))
     assert event["type"] == "Warning" and event["involvedObject"]["name"] == "mod"
     assert image in event["message"] and "log tail" in event["message"]
     # No kubelet serves logs here: the tail is the sentence saying why there is none.
     assert "log unavailable" in event["message"], event["message"]
 
+    # After the backoff the operator replaces the failed Job; this attempt succeeds.
+    module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=20)
+
+    assert kernel_status(module)[A]["build"] == "Built"
     name = build_job_name("mod", image)
+    (job,) = await jobs(admin_rest, namespace)
+    assert player.attempts == {name: [player.attempts[name][0], job["metadata"]["uid"]]}
+    failures = [r.getMessage() for r in caplog.records if reason_of(r) == "BuildFailed"]
+    assert len(failures) == 1, f"one failed attempt, one failure: {failures}"
 
-    async def retried() -> bool:
-        return len(player.attempts.get(name, ())) >= 2
 
-    await eventually(retried, timeout=20)
-    assert not await daemonsets(admin_rest, namespace, "mod")
-    assert len(await jobs(admin_rest, namespace)) <= 1, "a retry replaces the failed Job"
+async def test_a_new_module_generation_retries_a_failed_build_at_once(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    player = BuildPlayer(kubelet, registry, failing_attempts=1)
+    await kubelet.add_nodes([("b3g-a", A, GPU)])
+    backoff = 60.0
+    await start_operator(
+        watch_namespace=namespace,
+        backoff_initial_seconds=backoff,
+        backoff_max_seconds=backoff,
+        **KANIKO,
+    )
+    mapping = built_mapping(
+        {"literal": A}, f"{unique_repo(registry, 'fixed')}:${{KERNEL_FULL_VERSION}}"
+    )
+    await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
+    await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "mod", "BuildFailed"), timeout=30
+    )
+
+    mapping["build"]["dockerfile"] = DOCKERFILE + "RUN make modules\n"
+    await patch_module(admin_rest, namespace, "mod", {"spec": {"kernelMappings": [mapping]}})
+
+    # Well within the backoff: the new generation is what starts the second attempt.
+    module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=20)
+    assert kernel_status(module)[A]["build"] == "Built"
+    assert [len(uids) for uids in player.attempts.values()] == [2]
+    (job,) = await jobs(admin_rest, namespace)
+    dockerfile = await admin_rest.get(
+        f"/api/v1/namespaces/{namespace}/configmaps/{job['metadata']['name']}"
+    )
+    assert dockerfile["data"]["Dockerfile"].endswith("RUN make modules\n")
 
 
 # -- 4, 5: one Job per image, whoever asks ---------------------------------------------------
@@ -278,7 +334,7 @@ async def test_an_operator_restarted_mid_build_adopts_the_running_job(
         (j["metadata"]["name"], j["metadata"]["uid"]) for j in await jobs(admin_rest, namespace)
     ] == [(name, uid)]
     assert second.metrics.requests_total(verb="create", resource="jobs") == 0
-    assert player.attempts == {name: {uid}}
+    assert player.attempts == {name: [uid]}
 
 
 async def test_two_kernels_resolving_to_one_image_share_one_job(
@@ -309,7 +365,7 @@ async def test_two_kernels_resolving_to_one_image_share_one_job(
     assert len(await daemonsets(admin_rest, namespace, "mod")) == 2
     assert len(await jobs(admin_rest, namespace)) == 1
     assert operator.metrics.requests_total(verb="create", resource="jobs") == 1
-    assert player.attempts == {job["metadata"]["name"]: {job["metadata"]["uid"]}}
+    assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
 
 
 # -- 6: a registry that wants credentials ----------------------------------------------------
