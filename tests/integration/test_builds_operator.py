@@ -337,6 +337,37 @@ async def test_an_operator_restarted_mid_build_adopts_the_running_job(
     assert player.attempts == {name: [uid]}
 
 
+async def test_an_operator_restarted_after_a_failed_build_replaces_the_job_at_once(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    player = BuildPlayer(kubelet, registry, failing_attempts=1)
+    await kubelet.add_nodes([("b4f-a", A, GPU)])
+    settings = {"backoff_initial_seconds": 60.0, "backoff_max_seconds": 60.0, **KANIKO}
+    first = await start_operator(watch_namespace=namespace, **settings)
+    mapping = built_mapping(
+        {"literal": A}, f"{unique_repo(registry, 'kmod')}:${{KERNEL_FULL_VERSION}}"
+    )
+    await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
+    await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "mod", "BuildFailed"), timeout=30
+    )
+    await first.stop()
+
+    # The failed Job is in the new operator's cache when it starts: it must not read it as the
+    # outcome of the build it starts, nor wait out the old operator's backoff.
+    await start_operator(watch_namespace=namespace, **settings)
+    module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=20)
+
+    assert kernel_status(module)[A]["build"] == "Built"
+    (job,) = await jobs(admin_rest, namespace)
+    (uids,) = player.attempts.values()
+    assert len(uids) == 2 and uids[-1] == job["metadata"]["uid"]
+
+
 async def test_two_kernels_resolving_to_one_image_share_one_job(
     admin_rest: KubeRest,
     kubelet: SimulatedKubelet,
