@@ -108,6 +108,44 @@ async def test_failing_image_keeps_the_pod_unready(
     assert ds["status"].get("numberReady", 0) == 0
 
 
+async def test_a_hundred_nodes_all_run_a_daemonset_pod(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str
+) -> None:
+    label = f"ooto-test/{namespace}"
+    await add_nodes(kubelet, label, 100)
+    await admin_rest.post(
+        f"/apis/apps/v1/namespaces/{namespace}/daemonsets", daemonset("ds", label)
+    )
+
+    async def all_ready() -> bool:
+        ds = await admin_rest.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/ds")
+        return bool(ds.get("status", {}).get("numberReady") == 100)
+
+    await eventually(all_ready, timeout=90, what="numberReady == 100")
+
+
+async def test_pods_with_failing_labels_crash_loop(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str
+) -> None:
+    label = f"ooto-test/{namespace}"
+    kubelet.fail_labels = {"app": "ds"}
+    await add_nodes(kubelet, label, 1)
+    await admin_rest.post(
+        f"/apis/apps/v1/namespaces/{namespace}/daemonsets", daemonset("ds", label)
+    )
+
+    async def crash_looping() -> dict[str, Any] | None:
+        for pod in await pods_of(admin_rest, namespace, "ds"):
+            statuses = pod.get("status", {}).get("containerStatuses") or []
+            if statuses and "waiting" in statuses[0].get("state", {}):
+                return pod
+        return None
+
+    pod = await eventually(crash_looping, what="a crash-looping container")
+    assert pod["status"]["phase"] == "Running"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+
+
 async def test_deleted_pod_is_finished_by_the_kubelet_and_replaced(
     admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str
 ) -> None:
@@ -289,7 +327,7 @@ async def test_kernel_change_and_api_server_restart(
     label = f"ooto-test/{namespace}"
     (node,) = await add_nodes(kubelet, label, 1)
     await kubelet.set_kernel(node, "6.1.0-rpi7-rpi-v8+")
-    cluster.restart_apiserver()
+    await asyncio.to_thread(cluster.restart_apiserver)  # blocking: keep the loop (kubelet) free
     read = await eventually(lambda: _get_or_none(admin_rest, f"/api/v1/nodes/{node}"), what="node")
     assert read["status"]["nodeInfo"]["kernelVersion"] == "6.1.0-rpi7-rpi-v8+"
     await admin_rest.post(
