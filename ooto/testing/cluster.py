@@ -35,6 +35,7 @@ CONTROLLERS = "daemonset,garbagecollector,job,namespace"
 CLIENT_QPS = ["--kube-api-qps=1000", "--kube-api-burst=2000"]
 # After SIGTERM the 1.20 API server waits for open watches that nobody will close; cut it short.
 _GRACE = {"kube-apiserver": 1.5}
+_PORT_TAKEN = "address already in use"
 
 
 class ClusterStartError(RuntimeError):
@@ -49,14 +50,9 @@ class LocalCluster:
         self.keep_dir = keep_dir
         self.workdir = Path(tempfile.mkdtemp(prefix="ooto-cluster-"))
         self.etcd_dir = _etcd_data_dir()
-        self.ports = {
-            name: free_port()
-            for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
-        }
         self.admin_token = secrets.token_hex(16)
         self.operator_token = secrets.token_hex(16)
-        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
-        self.etcd_endpoint = f"http://127.0.0.1:{self.ports['etcd']}"
+        self._assign_ports()
         self.admin_kubeconfig = self.workdir / "admin.kubeconfig"
         self.operator_kubeconfig = self.workdir / "operator.kubeconfig"
         self.ca_file = self.workdir / "ca.crt"
@@ -68,32 +64,52 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         began = time.monotonic()
-        try:
-            self._write_files()
-            self._spawn("etcd", self._etcd_argv())
-            self._spawn("kube-apiserver", self._apiserver_argv)
-            self._spawn("kube-controller-manager", self._controller_manager_argv())
-            self._spawn("kube-scheduler", self._scheduler_argv())
-            self._wait_healthy(timeout=90.0)
-        except BaseException as error:
-            message = f"{error}\n{self.logs_tail()}"
-            self.stop()
-            if isinstance(error, Exception):
-                raise ClusterStartError(message) from error
-            raise
+        for attempt in (1, 2):
+            try:
+                self._start_processes()
+                break
+            except BaseException as error:
+                message = f"{error}\n{self.logs_tail()}"
+                self._stop_processes()
+                if attempt == 1 and _PORT_TAKEN in message and isinstance(error, Exception):
+                    # Someone took a "free" port between our probe and the bind: new ports.
+                    shutil.rmtree(self.etcd_dir / "member", ignore_errors=True)
+                    self._assign_ports()
+                    continue
+                self.stop()
+                if isinstance(error, Exception):
+                    raise ClusterStartError(message) from error
+                raise
         self.startup_seconds = time.monotonic() - began
         return self
 
     def stop(self) -> None:
-        """Stop exactly the processes this cluster started (by PID), newest first."""
+        """Stop exactly the processes this cluster started (by PID), and remove its files."""
+        self._stop_processes()
+        if not self.keep_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.etcd_dir, ignore_errors=True)
+
+    def _start_processes(self) -> None:
+        self._write_files()
+        self._spawn("etcd", self._etcd_argv())
+        self._spawn("kube-apiserver", self._apiserver_argv)
+        self._spawn("kube-controller-manager", self._controller_manager_argv())
+        self._spawn("kube-scheduler", self._scheduler_argv())
+        self._wait_healthy(timeout=90.0)
+
+    def _stop_processes(self) -> None:
         processes = [self._processes.pop(name) for name in reversed(list(self._processes))]
         for process in processes:
             process.terminate()  # all at once: nobody waits for a peer that is going away
         for process in processes:
             process.stop(timeout=_GRACE.get(process.name, 3.0))
-        if not self.keep_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        shutil.rmtree(self.etcd_dir, ignore_errors=True)
+
+    def _assign_ports(self) -> None:
+        names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
+        self.ports = {name: free_port() for name in names}
+        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self.etcd_endpoint = f"http://127.0.0.1:{self.ports['etcd']}"
 
     def __enter__(self) -> LocalCluster:
         return self.start()
