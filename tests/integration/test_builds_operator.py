@@ -399,6 +399,41 @@ async def test_two_kernels_resolving_to_one_image_share_one_job(
     assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="actors/root.py routes a build's events only to the Module its label names; the "
+    "Module that adopted it waits in Building forever (fix: route to every supervisor of the "
+    "build's namespace)",
+)
+async def test_two_modules_needing_one_image_share_one_job(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    player = BuildPlayer(kubelet, registry)
+    kubelet.default_job_outcome = "Running"
+    await kubelet.add_nodes([("b5m-a", A, GPU)])
+    await start_operator(watch_namespace=namespace, **KANIKO)
+    image = f"{unique_repo(registry, 'kmod')}:shared"
+    for name in ("one", "two"):
+        mapping = built_mapping({"literal": A}, image)
+        await apply_module(admin_rest, namespace, module_manifest(name, [mapping]))
+
+    async def both_building() -> bool:
+        builds = [await kernel_builds(admin_rest, namespace, n) for n in ("one", "two")]
+        return builds == [{A: "Building"}, {A: "Building"}]
+
+    await eventually(both_building, timeout=20)
+    job = await eventually(lambda: one_job(admin_rest, namespace))
+    kubelet.set_job_outcome(job["metadata"]["name"], "Succeeded")
+    for name in ("one", "two"):
+        module = await eventually(lambda n=name: ready_module(admin_rest, namespace, n), timeout=10)
+        assert kernel_status(module)[A]["build"] == "Built"
+    assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
+
+
 # -- 6: a registry that wants credentials ----------------------------------------------------
 
 
