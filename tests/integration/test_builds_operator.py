@@ -602,24 +602,34 @@ async def test_on_openshift_a_completed_build_leads_to_the_daemonset(
     await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
     builds_path = f"{OPENSHIFT_BUILD_API}/namespaces/{namespace}/builds"
 
-    async def one_build() -> dict[str, Any] | None:
+    async def builds(count: int) -> list[dict[str, Any]] | None:
         found = (await admin_rest.get(builds_path)).get("items", [])
-        assert len(found) <= 1
-        return found[0] if found else None
+        assert len(found) <= count, [b["metadata"]["name"] for b in found]
+        return sorted(found, key=lambda b: b["metadata"]["name"]) if len(found) == count else None
 
-    build = await eventually(one_build, timeout=20)
+    (first,) = await eventually(lambda: builds(1), timeout=20)
     image = f"{repo}:{A}"
-    assert build["spec"]["output"]["to"] == {"kind": "DockerImage", "name": image}
+    assert first["spec"]["output"]["to"] == {"kind": "DockerImage", "name": image}
     assert await jobs(admin_rest, namespace) == [], "BuildConfig backend, not Kaniko"
-    assert not await daemonsets(admin_rest, namespace, "mod")
 
-    # OpenShift's build controller: the build ran, pushed, and completed.
+    # OpenShift's build controller, played by the test: the first Build fails, the retry
+    # (a new Build of the same BuildConfig) pushes the image and completes.
+    await set_build_phase(admin_rest, f"{builds_path}/{first['metadata']['name']}", "Failed")
+    await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "mod", "BuildFailed"), timeout=20
+    )
+    assert not await daemonsets(admin_rest, namespace, "mod")
+    _, second = await eventually(lambda: builds(2), timeout=20)
+    assert second["metadata"]["name"].endswith("-2"), second["metadata"]["name"]
     await registry.push_manifest(repo.partition("/")[2], A)
-    status_path = f"{builds_path}/{build['metadata']['name']}/status"
-    await admin_rest.patch(status_path, {"status": {"phase": "Complete"}})
+    await set_build_phase(admin_rest, f"{builds_path}/{second['metadata']['name']}", "Complete")
 
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=30)
     assert kernel_status(module)[A]["build"] == "Built"
     (ds,) = await daemonsets(admin_rest, namespace, "mod")
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == image
-    assert operator.metrics.requests_total(verb="create", resource="builds") == 1
+    assert operator.metrics.requests_total(verb="create", resource="builds") == 2
+
+
+async def set_build_phase(rest: KubeRest, build_path: str, phase: str) -> None:
+    await rest.patch(f"{build_path}/status", {"status": {"phase": phase}})
