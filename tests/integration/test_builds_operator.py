@@ -323,7 +323,8 @@ async def test_an_operator_restarted_mid_build_adopts_the_running_job(
     second = await start_operator(watch_namespace=namespace, **KANIKO)
 
     async def adopted() -> bool:
-        return any(f"adopting running Job {name}" in r.getMessage() for r in caplog.records)
+        lines = [r.getMessage() for r in caplog.records]
+        return any("adopt" in line and line.endswith(f"Job {name}") for line in lines)
 
     await eventually(adopted, timeout=20)
     kubelet.set_job_outcome(name, "Succeeded")
