@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
     up = cluster_sub.add_parser("up", help="start a local control plane and wait for Ctrl-C")
     up.add_argument("--registry", action="store_true", help="also start an OCI registry")
+    up.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="NAME=KERNEL",
+        help="add a simulated Ready node running KERNEL (repeatable)",
+    )
     up.set_defaults(func=_cluster_up)
     install = cluster_sub.add_parser("install", help="install and build the control-plane binaries")
     install.set_defaults(func=_install_binaries)
