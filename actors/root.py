@@ -116,7 +116,12 @@ class OperatorRoot(OotoActor):
         self._route(event.daemonset, event)
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
-        self._route(event.build, event)
+        # One build serves every Module of the namespace that needs its image (the backend adopts
+        # it across Modules), so every supervisor there hears it; kernel actors filter by image.
+        namespace = (event.build.get("metadata") or {}).get("namespace", "")
+        for key, supervisor in self._supervisors.items():
+            if key.partition("/")[0] == namespace:
+                supervisor.tell(event)
 
     def _route(self, obj: Obj, event: object) -> None:
         meta = obj.get("metadata") or {}

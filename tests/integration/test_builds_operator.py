@@ -400,12 +400,6 @@ async def test_two_kernels_resolving_to_one_image_share_one_job(
     assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actors/root.py routes a build's events only to the Module its label names; the "
-    "Module that adopted it waits in Building forever (fix: route to every supervisor of the "
-    "build's namespace)",
-)
 async def test_two_modules_needing_one_image_share_one_job(
     admin_rest: KubeRest,
     kubelet: SimulatedKubelet,
@@ -504,6 +498,36 @@ async def test_registry_credentials_come_from_the_secret_and_never_leak(
         assert text not in caplog.text
         assert all(text not in status for status in statuses)
         assert text not in every_event
+
+
+async def test_a_registry_with_an_untrusted_certificate_needs_insecure(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    tls_registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    assert tls_registry.credentials is not None
+    secret = docker_config_secret("creds", tls_registry.host, *tls_registry.credentials)
+    await admin_rest.post(f"/api/v1/namespaces/{namespace}/secrets", secret)
+    repo = unique_repo(tls_registry, "tls")
+    await tls_registry.push_manifest(repo.partition("/")[2], A)
+    await kubelet.add_nodes([("b6t-a", A, GPU)])
+    await start_operator(watch_namespace=namespace, **KANIKO)
+    for name, insecure in (("strict", False), ("lax", True)):
+        mapping = built_mapping({"literal": A}, f"{repo}:${{KERNEL_FULL_VERSION}}")
+        mapping["build"]["push"] = {"insecure": insecure}
+        manifest = module_manifest(name, [mapping], imageRepoSecret={"name": "creds"})
+        await apply_module(admin_rest, namespace, manifest)
+
+    lax = await eventually(lambda: ready_module(admin_rest, namespace, "lax"), timeout=30)
+    assert kernel_status(lax)[A]["build"] == "NotNeeded", "unverified TLS, as --insecure-registry"
+    strict = await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "strict", "ImageCheckFailed"), timeout=30
+    )
+    message = condition(strict, "Ready")["message"]
+    assert "not trusted" in message and "insecure" in message, message
+    assert await jobs(admin_rest, namespace) == [], "a registry we cannot ask is no reason to build"
 
 
 # -- 7: a Git build context ------------------------------------------------------------------
