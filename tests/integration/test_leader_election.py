@@ -19,6 +19,7 @@ from tests.integration.scenario_support import (
     apply_module,
     condition,
     daemonsets,
+    delete_module,
     eventually,
     get_module,
     literal,
@@ -68,6 +69,15 @@ async def module_series(replica: OperatorProcess, namespace: str) -> bool:
                 for kind in ("OperatorRoot", "ModuleSupervisor", "KernelActor", "NodeTracker")
             ]
         )
+    )
+
+
+async def module_forgotten(replica: OperatorProcess, namespace: str) -> bool:
+    """After a Module's deletion: no per-Module series left, no Module counted."""
+    samples = await replica.samples()
+    per_module = [labels for _, labels, _ in samples if labels.get("module") == "mod"]
+    return (
+        bool(samples) and not per_module and await replica.value("ooto_modules", state="Ready") == 0
     )
 
 
@@ -145,6 +155,10 @@ async def test_one_replica_leads_and_the_standby_takes_over_when_it_is_killed(
         )
         await eventually(lambda: ready_with_image(admin_rest, namespace, "example/mod:v2"), 30)
         await eventually(lambda: module_series(standby, namespace), timeout=10)
+        assert len(await daemonsets(admin_rest, namespace, "mod")) == 1, "adopted, not duplicated"
         assert (await standby.get("/readyz"))[0] == 200
         assert (await standby.get("/healthz"))[0] == 200
         assert standby.alive()
+
+        await delete_module(admin_rest, namespace, "mod")
+        await eventually(lambda: module_forgotten(standby, namespace), timeout=10)
