@@ -466,7 +466,7 @@ async def test_registry_credentials_come_from_the_secret_and_never_leak(
     await start_operator(watch_namespace=namespace, **KANIKO)
     repo = unique_repo(auth_registry, "private")
     mapping = built_mapping({"literal": A}, f"{repo}:${{KERNEL_FULL_VERSION}}")
-    for name in ("right", "wrong"):
+    for name in ("right", "wrong", "absent"):
         manifest = module_manifest(name, [mapping], imageRepoSecret={"name": name})
         await apply_module(admin_rest, namespace, manifest)
 
@@ -483,6 +483,10 @@ async def test_registry_credentials_come_from_the_secret_and_never_leak(
     message = condition(bad, "Ready")["message"]
     assert "rejected the credentials" in message and auth_registry.host in message, message
     assert not await daemonsets(admin_rest, namespace, "wrong")
+    absent = await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "absent", "ImageCheckFailed"), timeout=30
+    )
+    assert "Secret absent (spec.imageRepoSecret) not found" in condition(absent, "Ready")["message"]
 
     secret_texts = {
         password,
@@ -490,7 +494,7 @@ async def test_registry_credentials_come_from_the_secret_and_never_leak(
         *(base64.b64encode(f"{user}:{p}".encode()).decode() for p in (password, wrong)),
         *(s["data"][".dockerconfigjson"] for s in (right_secret, wrong_secret)),
     }
-    statuses = [json.dumps(m.get("status")) for m in (good, bad)]
+    statuses = [json.dumps(m.get("status")) for m in (good, bad, absent)]
     every_event = json.dumps(await admin_rest.get(f"/api/v1/namespaces/{namespace}/events"))
     assert caplog.records, "nothing was logged: the check below would prove nothing"
     for text in secret_texts:
