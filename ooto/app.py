@@ -220,6 +220,7 @@ async def _lead_and_run(
     operator = Operator(settings, api, metrics, backend)
     if not settings.leader_election:
         health.operator = operator
+        metrics.set_leader(True)  # the only replica acts: `max(ooto_leader) == 0` means nobody does
         await operator.start()
         await stop.wait()
         await operator.stop()
