@@ -136,7 +136,11 @@ class Metrics:
             buckets=_MESSAGE_BUCKETS,
             registry=r,
         )
-        self.leader = Gauge("ooto_leader", "1 while this process holds the Lease.", registry=r)
+        self.leader = Gauge(
+            "ooto_leader",
+            "1 while this process acts: it holds the Lease, or leader election is off.",
+            registry=r,
+        )
         self.events_dropped = Counter(
             "ooto_events_dropped_total", "Kubernetes Events not sent (queue full).", registry=r
         )

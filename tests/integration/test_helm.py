@@ -3,7 +3,7 @@
 RBAC is checked by the real API server's authorizer (SubjectAccessReview for the chart's
 ServiceAccount), so a wrong apiGroup or resource name in the chart fails here even when the
 rendered YAML looks right. The operator reconciling under this RBAC with zero 403s is checked by
-the scenario tests.
+test_operator_rbac.py.
 """
 
 from __future__ import annotations
