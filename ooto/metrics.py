@@ -62,6 +62,7 @@ class Metrics:
         }
         self._states_lock = threading.RLock()  # held across count and set
         self._module_states: dict[tuple[str, str], str] = {}
+        self._module_counts: Tally[str] = Tally()
         self.set_modules_by_state({})
 
     def _define_state_metrics(self) -> None:
@@ -174,18 +175,28 @@ class Metrics:
         self.set_daemonset_pods(
             namespace, module, int(status.get("nodesDesired", 0)), int(status.get("nodesReady", 0))
         )
-        with self._states_lock:
-            self._module_states[(namespace, module)] = module_state(status)
-            self.set_modules_by_state(Tally(self._module_states.values()))
+        self._module_state_is((namespace, module), module_state(status))
 
     def forget_module(self, namespace: str, module: str) -> None:
         """Drop a deleted Module's series (and its state) so they do not linger as stale values."""
         for gauge in (self.daemonset_pods_desired, self.daemonset_pods_ready):
             with contextlib.suppress(KeyError):  # never seen, or already forgotten
                 gauge.remove(namespace, module)
+        self._module_state_is((namespace, module), None)
+
+    def _module_state_is(self, key: tuple[str, str], state: str | None) -> None:
+        """Count a Module's state change (None: gone); O(1), whatever the number of Modules."""
         with self._states_lock:
-            if self._module_states.pop((namespace, module), None) is not None:
-                self.set_modules_by_state(Tally(self._module_states.values()))
+            old = self._module_states.pop(key, None)
+            if state is not None:
+                self._module_states[key] = state
+            if old == state:
+                return
+            if old is not None:
+                self._module_counts[old] -= 1
+            if state is not None:
+                self._module_counts[state] += 1
+            self.set_modules_by_state(self._module_counts)
 
     # --- builds ----------------------------------------------------------------------------
 
