@@ -10,34 +10,7 @@ import yaml
 from ooto.cli import main
 from ooto.render_cli import field_path
 
-SAMPLE = """\
-apiVersion: ooto.sigs.k8s.io/v1alpha1
-kind: Module
-metadata: {name: module-sample}
-spec:
-  additionalVolumes: [{name: some-volume, configMap: {name: some-configmap}}]
-  devicePlugin: {name: overwritten-anyway, image: some-image}
-  moduleLoader:
-    name: overwritten-anyway
-    image: overwritten-anyway
-    securityContext: {capabilities: {add: [SYS_MODULE]}}
-  kernelMappings:
-    - literal: 5.16.11-200.fc35.x86_64
-      containerImage: quay.io/vendor/module-sample:fedora-5.16.11-200.fc35.x86_64
-    - literal: 5.4.0-1054-gke
-      containerImage: quay.io/vendor/module-sample:ubuntu-5.4.0-1054-gke
-    - regexp: '^.*\\-gke$'
-      build:
-        buildArgs: [{name: SOME_KEY, value: SOME_VALUE}]
-        pull: {insecure: false}
-        push: {insecure: false}
-        dockerfile: |
-          FROM some-image
-          RUN some-command
-      containerImage: quay.io/vendor/module-sample:gke
-  selector:
-    feature.node.kubernetes.io/cpu-cpuid.VMX: true
-"""
+SAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
 
 
 def write(tmp_path: Path, text: str) -> str:
