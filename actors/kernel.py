@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from actors.base import Backoff, OotoActor
-from actors.bridge import Bridge
 from actors.messages import (
     BuildObserved,
     DaemonSetObserved,
@@ -26,7 +25,7 @@ from actors.messages import (
     PlanKernel,
     Retire,
 )
-from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
+from actors.ports import ActorContext, Obj
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
@@ -66,22 +65,15 @@ def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
 class KernelActor(OotoActor):
     def __init__(
         self,
-        bridge: Bridge,
-        io: OperatorIO,
-        settings: ActorSettings,
-        metrics: ActorMetrics,
+        context: ActorContext,
         supervisor: Any,
         module: Module,
         plan: KernelPlan,
         nodes: frozenset[str],
     ) -> None:
-        super().__init__(bridge)
-        self._io, self._settings, self._metrics, self._supervisor = (
-            io,
-            settings,
-            metrics,
-            supervisor,
-        )
+        super().__init__(context.bridge)
+        self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
+        self._supervisor = supervisor
         self._module, self._plan, self._nodes = module, plan, nodes
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
@@ -89,8 +81,11 @@ class KernelActor(OotoActor):
         self._reason = ""
         self._image_present: str | None = None  # the image the registry last said exists
         self._inflight: set[Any] = set()
+        self._generations: dict[str, tuple[str, int]] = {}  # DaemonSet -> (uid, generation) ours
         self._retiring = False
-        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._backoff = Backoff(
+            self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
+        )
         self._build_started: float | None = None
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
@@ -300,7 +295,8 @@ class KernelActor(OotoActor):
                 self._fail("DaemonSetConflict", f"DaemonSet {meta['name']} exists and is not ours")
                 return
             want = meta["annotations"][SPEC_HASH_ANNOTATION]
-            if stored_hash(current) != want:
+            reason = self._apply_reason(meta["name"], current, want)
+            if reason:
                 waiting = True
                 tag = ("apply", meta["name"], want)
                 if tag not in self._inflight:
@@ -308,14 +304,38 @@ class KernelActor(OotoActor):
                         "%s applies %s",
                         self.describe(),
                         meta["name"],
-                        extra=self._log_extra("spec changed"),
+                        extra=self._log_extra(reason),
                     )
                     self._run(tag, self._io.apply_daemonset(manifest, current))
         self._report_rollout(desired, waiting)
 
+    def _apply_reason(self, name: str, current: Obj | None, want: str) -> str:
+        """Why our DaemonSet must be written ("" when it is right).
+
+        The spec-hash annotation says which intent a DaemonSet was written for, but a hand edit
+        (`kubectl set image`) keeps it: a generation beyond the one we last wrote or adopted is
+        such an edit, and we write our spec back once.
+        """
+        if stored_hash(current) != want:
+            return "spec changed"
+        assert current is not None
+        meta = current.get("metadata") or {}
+        seen = (meta.get("uid", ""), int(meta.get("generation", 0)))
+        known = self._generations.setdefault(name, seen)  # first sight: adopt as it is
+        if seen[0] == known[0] and seen[1] > known[1]:
+            return "edited by someone else"
+        if seen[0] != known[0]:
+            self._generations[name] = seen  # recreated (by us or the user): adopt
+        return ""
+
     def _done_apply(self, done: IoDone) -> None:
         if done.ok:
             self._backoff.reset()
+            meta = done.result.get("metadata") or {}
+            written = (meta.get("uid", ""), int(meta.get("generation", 0)))
+            known = self._generations.get(done.tag[1])
+            if known is None or known[0] != written[0] or known[1] < written[1]:
+                self._generations[done.tag[1]] = written  # replies may arrive out of order
             return
         self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")
 

@@ -26,20 +26,34 @@ class ObjectStore(Protocol):
 
 
 class ImageCheck(Protocol):
-    outcome: Literal["present", "missing", "unauthorized", "error"]
-    message: str
+    @property
+    def outcome(self) -> Literal["present", "missing", "unauthorized", "error"]: ...
+
+    @property
+    def message(self) -> str: ...
 
 
 class BuildStatus(Protocol):
-    name: str
-    image: str
-    phase: Literal["Running", "Succeeded", "Failed"]
-    message: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def image(self) -> str: ...
+
+    @property
+    def phase(self) -> Literal["Running", "Succeeded", "Failed"]: ...
+
+    @property
+    def message(self) -> str: ...
 
 
 class OperatorIO(Protocol):
-    daemonsets: ObjectStore
-    builds: ObjectStore
+    @property
+    def daemonsets(self) -> ObjectStore: ...
+
+    @property
+    def builds(self) -> ObjectStore:
+        """Build objects (Jobs or Builds); read-only views, like every informer cache here."""
 
     def apply_daemonset(
         self, desired: dict[str, Any], current: Obj | None
@@ -96,3 +110,13 @@ class ActorSettings:
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 300.0
     allow_privileged_module_loader: bool = False
+
+
+@dataclass(frozen=True)
+class ActorContext:
+    """What every actor of one operator shares: the bridge to the loop and its collaborators."""
+
+    bridge: Any  # actors.bridge.Bridge (kept Any: the bridge imports pykka, ports stay plain)
+    io: OperatorIO
+    settings: ActorSettings
+    metrics: ActorMetrics

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from actors.base import OotoActor
-from actors.bridge import Bridge
 from actors.messages import (
     BuildObserved,
     DaemonSetObserved,
@@ -16,7 +15,7 @@ from actors.messages import (
     ModuleObserved,
     ModuleUnreadable,
 )
-from actors.ports import ActorMetrics, ActorSettings, Obj, OperatorIO
+from actors.ports import ActorContext, Obj
 from actors.supervisor import ModuleSupervisor
 from ooto.api import Module
 from ooto.kernels import label_safe
@@ -36,16 +35,9 @@ def validation_message(error: ValidationError) -> str:
 
 
 class OperatorRoot(OotoActor):
-    def __init__(
-        self,
-        bridge: Bridge,
-        io: OperatorIO,
-        settings: ActorSettings,
-        metrics: ActorMetrics,
-        tracker: Any,
-    ) -> None:
-        super().__init__(bridge)
-        self._io, self._settings, self._metrics, self._tracker = io, settings, metrics, tracker
+    def __init__(self, context: ActorContext, tracker: Any) -> None:
+        super().__init__(context.bridge)
+        self._context, self._io, self._tracker = context, context.io, tracker
         self._supervisors: dict[str, Any] = {}
         self._by_label: dict[tuple[str, str], str] = {}
 
@@ -67,9 +59,7 @@ class OperatorRoot(OotoActor):
         supervisor = self._supervisors.get(key)
         if supervisor is None:
             log.info("module %s appeared", key, extra=log_fields(module=key, reason="added"))
-            self._supervisors[key] = ModuleSupervisor.start(
-                self.bridge, self._io, self._settings, self._metrics, self._tracker, module
-            )
+            self._supervisors[key] = ModuleSupervisor.start(self._context, self._tracker, module)
             self._by_label[(module.metadata.namespace, label_safe(module.metadata.name))] = key
         else:
             supervisor.tell(ModuleChanged(module))

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.base import Backoff, OotoActor
-from actors.bridge import Bridge
 from actors.kernel import KernelActor, owned_by
 from actors.messages import (
     BuildObserved,
@@ -31,7 +30,7 @@ from actors.messages import (
     Subscribe,
     Unsubscribe,
 )
-from actors.ports import ActorMetrics, ActorSettings, OperatorIO
+from actors.ports import ActorContext, ActorSettings
 from ooto.api import Module
 from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
 from ooto.logs import log_fields
@@ -54,17 +53,10 @@ def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
 
 
 class ModuleSupervisor(OotoActor):
-    def __init__(
-        self,
-        bridge: Bridge,
-        io: OperatorIO,
-        settings: ActorSettings,
-        metrics: ActorMetrics,
-        tracker: Any,
-        module: Module,
-    ) -> None:
-        super().__init__(bridge)
-        self._io, self._settings, self._metrics, self._tracker = io, settings, metrics, tracker
+    def __init__(self, context: ActorContext, tracker: Any, module: Module) -> None:
+        super().__init__(context.bridge)
+        self._context, self._tracker = context, tracker
+        self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
         self._module = module
         self._spec_errors: list[str] = []
         self._kernels: KernelNodes | None = None
@@ -77,7 +69,9 @@ class ModuleSupervisor(OotoActor):
         self._stored_version = _version(module)
         self._writing = False
         self._orphans_checked = False
-        self._backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        self._backoff = Backoff(
+            self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
+        )
 
     def describe(self) -> str:
         return f"ModuleSupervisor({self._module.key})"
@@ -194,10 +188,7 @@ class ModuleSupervisor(OotoActor):
             extra=self._extra("kernel appeared", plan.kernel),
         )
         self._actors[plan.kernel] = KernelActor.start(
-            self.bridge,
-            self._io,
-            self._settings,
-            self._metrics,
+            self._context,
             self.actor_ref,
             self._module,
             plan,

@@ -25,7 +25,7 @@ from actors.base import Backoff
 from actors.bridge import Bridge
 from actors.messages import BuildObserved, DaemonSetObserved, ModuleObserved, NodeObserved
 from actors.node_tracker import NodeTracker
-from actors.ports import ActorSettings
+from actors.ports import ActorContext, ActorSettings
 from actors.root import OperatorRoot
 from ooto.builds.model import BUILD_SELECTOR, BuildBackend
 from ooto.builds.select import select_backend
@@ -134,7 +134,8 @@ class Operator:
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)
         counter = PhaseCounter(self.metrics, type(self._backend).__name__)
-        self._root = OperatorRoot.start(bridge, io, settings, counter, self._tracker)
+        context = ActorContext(bridge, io, settings, counter)
+        self._root = OperatorRoot.start(context, self._tracker)
         self._recorder.start()
         await self._sync(daemonsets, builds)
         tracker = self._tracker
