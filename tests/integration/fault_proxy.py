@@ -26,6 +26,7 @@ class FaultProxy:
         self.port = free_port()
         self.connections = 0
         self.refused = 0
+        self.refused_at: list[float] = []  # loop times of refused connections
         self._down = False
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -76,6 +77,7 @@ class FaultProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._down:
             self.refused += 1
+            self.refused_at.append(asyncio.get_running_loop().time())
             writer.close()
             return
         try:
