@@ -32,16 +32,16 @@ import pytest
 import pytest_asyncio
 from hypothesis import settings
 
-# Property tests check properties, not speed: on a shared 2-core machine a per-example deadline
-# only adds flakiness. pytest-timeout still bounds every test.
-settings.register_profile("ooto", deadline=None)
-settings.load_profile("ooto")
-
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest, RestError
+
+# Property tests check properties, not speed: on a shared 2-core machine a per-example deadline
+# only adds flakiness. pytest-timeout still bounds every test.
+settings.register_profile("ooto", deadline=None)
+settings.load_profile("ooto")
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
