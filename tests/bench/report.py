@@ -1,0 +1,96 @@
+"""The benchmark's results and the table it prints (markdown, so docs/benchmarks.md can hold it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Writes = dict[tuple[str, str], int]
+
+
+@dataclass
+class ConvergeRow:
+    n: int
+    floor: float
+    created: float = 0.0  # all DaemonSets exist and all nodes carry their kernel label
+    pods_ready: float = 0.0  # the simulated kubelet reported every pod Ready
+    ds_ready: float = 0.0  # the DaemonSet controller reported every DaemonSet rolled out
+    ready: float = 0.0  # the operator wrote Ready=True on the Module
+    writes: Writes = field(default_factory=dict)
+    cpu: float = 0.0
+
+
+@dataclass
+class Results:
+    concurrency: int = 0
+    rows: list[ConvergeRow] = field(default_factory=list)
+    quiet: tuple[float, int, float] | None = None  # seconds, writes, CPU seconds
+    restart: tuple[float, float, int] | None = None  # seconds to ready, settle seconds, writes
+    latency: tuple[float, float, int] | None = None  # p50, p99, samples
+    memory: tuple[int, int, float, float, int, int] | None = None
+    # modules, kernels, seconds to all Ready, RSS MB, threads, actors
+
+
+def _writes(row: ConvergeRow) -> str:
+    minimum = {
+        ("patch", "nodes"): row.n,
+        ("create", "daemonsets"): row.n,
+        ("patch", "modules/status"): 1,
+    }
+    keys = sorted(set(row.writes) | set(minimum))
+    parts = [
+        f"{verb} {res} {row.writes.get((verb, res), 0)} (min {minimum.get((verb, res), 0)})"
+        for verb, res in keys
+    ]
+    total = sum(row.writes.values())
+    return f"{total} (min {sum(minimum.values())}): " + ", ".join(parts)
+
+
+def report_lines(results: Results, machine: str) -> list[str]:
+    lines = [
+        f"Machine: {machine}. Operator: `ooto run` child process, api_concurrency "
+        f"{results.concurrency}, default settings.",
+        "",
+        "| N | floor (s) | all DaemonSets + labels (s) | ratio | pods Ready (s) "
+        "| DaemonSets rolled out (s) | Module Ready (s) | ratio "
+        "| operator CPU (s) | CPU per kernel (ms) | writes during convergence |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in results.rows:
+        lines.append(
+            f"| {row.n} | {row.floor:.2f} | {row.created:.2f} | {row.created / row.floor:.2f}x "
+            f"| {row.pods_ready:.2f} | {row.ds_ready:.2f} "
+            f"| {row.ready:.2f} | {row.ready / row.floor:.2f}x "
+            f"| {row.cpu:.2f} | {1000 * row.cpu / row.n:.1f} "
+            f"| {_writes(row)} |"
+        )
+    lines += ["", "| check | result | target |", "| --- | --- | --- |"]
+    if results.quiet:
+        seconds, writes, cpu = results.quiet
+        lines.append(
+            f"| quiet {seconds:.0f} s after convergence | {writes} writes, {cpu:.2f} CPU s "
+            "| 0 writes |"
+        )
+    if results.restart:
+        ready, settle, writes = results.restart
+        lines.append(
+            f"| restart on the converged cluster | ready in {ready:.2f} s, {writes} writes "
+            f"in its first {ready + settle:.0f} s | 0 writes |"
+        )
+    if results.latency:
+        p50, p99, count = results.latency
+        lines.append(
+            f"| kernel change, {count} nodes one by one (node patch -> new DaemonSet) "
+            f"| p50 {1000 * p50:.0f} ms, p99 {1000 * p99:.0f} ms | p99 < 1 s |"
+        )
+    if results.memory:
+        modules, kernels, took, rss, threads, actors = results.memory
+        lines.append(
+            f"| memory, {modules} Modules x {kernels} kernels (all Ready in {took:.1f} s) "
+            f"| RSS {rss:.0f} MB, {threads} threads, {actors} actors "
+            f"(threads - actors = {threads - actors}) | RSS < 400 MB, threads = actors + small |"
+        )
+    return lines
+
+
+def print_report(results: Results, machine: str) -> None:
+    print("\n".join(report_lines(results, machine)), flush=True)

@@ -1,0 +1,274 @@
+"""Scale benchmark (issue 7): `python -m tests.bench.scale [--sizes 100,250,500] [--quick]`.
+
+Starts its own local control plane, a simulated kubelet in this process and the operator as a
+child process (`ooto run`, imports paid before the clock starts: see launcher.py), then prints
+one table: the raw-write floor, convergence per N, writes, quiet, restart, kernel-change latency
+and memory for 10 Modules x the largest N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ooto.kernels import daemonset_name
+from ooto.kube.client import KubeApi, make_api_client
+from ooto.settings import Settings
+from ooto.testing.binaries import Binaries
+from ooto.testing.cluster import LocalCluster
+from ooto.testing.kubelet import SimulatedKubelet
+from ooto.testing.rest import KubeRest, RestError
+from tests.bench.fleet import (
+    GROUP_PATH,
+    ObjectWatch,
+    add_fleet,
+    all_ready,
+    all_rolled_out,
+    apply_module,
+    create_namespace,
+    delete_namespace,
+    fleet,
+    labelled,
+    measure_floor,
+    module_ready,
+    percentile,
+)
+from tests.bench.operator_process import OperatorProcess
+from tests.bench.report import ConvergeRow, Results, print_report
+
+CRD_FILE = Path(__file__).parents[2] / "crds" / "ooto.sigs.k8s.io_modules.yaml"
+TIMEOUT = 600.0
+
+
+@dataclass
+class Bench:
+    cluster: LocalCluster
+    rest: KubeRest
+    kubelet: SimulatedKubelet
+    concurrency: int
+    workdir: Path
+    quick: bool
+    profile_dir: Path | None = None
+    results: Results = field(default_factory=Results)
+    operator: OperatorProcess | None = None
+
+    def new_operator(self) -> OperatorProcess:
+        log_file = self.workdir / "operator.log"
+        return OperatorProcess(self.cluster.admin_kubeconfig, log_file)
+
+
+async def install_crd(rest: KubeRest) -> None:
+    body = yaml.safe_load(CRD_FILE.read_text())
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    with contextlib.suppress(RestError):
+        await rest.post(path, body)
+    for _ in range(300):
+        got = await rest.get(f"{path}/{body['metadata']['name']}")
+        conditions = (got.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("CRD not established")
+
+
+async def converge(bench: Bench, n: int) -> tuple[ObjectWatch, ObjectWatch, list[tuple[str, str]]]:
+    """Floor and convergence for N nodes (one kernel each) and one Module selecting all."""
+    rest, nodes = bench.rest, fleet(f"n{n}", n)
+    await add_fleet(bench.kubelet, nodes)
+    await create_namespace(rest, f"bench-floor-{n}")
+    # A fresh client, like the operator's: its connection set-up is inside the time too.
+    client = await make_api_client(str(bench.cluster.admin_kubeconfig))
+    api = KubeApi(client, concurrency=bench.concurrency)
+    try:
+        floor = await measure_floor(api, rest, f"bench-floor-{n}", nodes)
+    finally:
+        await api.close()
+    await delete_namespace(rest, f"bench-floor-{n}")
+    namespace = f"bench-{n}"
+    await create_namespace(rest, namespace)
+    await apply_module(rest, namespace, "mod")
+    daemonsets = await ObjectWatch(rest, f"/apis/apps/v1/namespaces/{namespace}/daemonsets").start()
+    node_watch = await ObjectWatch(rest, "/api/v1/nodes").start()
+    modules = await ObjectWatch(rest, f"{GROUP_PATH}/namespaces/{namespace}/modules").start()
+    pods = await ObjectWatch(rest, f"/api/v1/namespaces/{namespace}/pods").start()
+    operator = bench.operator = bench.new_operator()
+    await operator.start()
+    profile = bench.profile_dir
+    profiler = operator.profile(profile / f"converge-{n}.txt") if profile else None
+    cpu = operator.stats().cpu_seconds
+    began = operator.go()
+    print(f"N={n}: floor {floor:.2f} s; operator started at {time.time():.3f}", flush=True)
+    row = ConvergeRow(n, floor)
+    row.created = await daemonsets.wait_for(lambda objs: len(objs) >= n, TIMEOUT) - began
+    labels_done = await node_watch.wait_for(labelled(nodes), TIMEOUT) - began
+    row.created = max(row.created, labels_done)
+    row.pods_ready = await pods.wait_for(lambda objs: all_ready(objs, n), TIMEOUT) - began
+    row.ds_ready = await daemonsets.wait_for(lambda objs: all_rolled_out(objs, n), TIMEOUT) - began
+    row.ready = await modules.wait_for(lambda objs: module_ready(objs["mod"]), TIMEOUT) - began
+    row.cpu = operator.stats().cpu_seconds - cpu
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        await asyncio.to_thread(profiler.wait)
+    for watch in (node_watch, modules, pods):
+        await watch.stop()
+    row.writes = await operator.write_requests()
+    bench.results.rows.append(row)
+    return daemonsets, modules, nodes
+
+
+async def tear_down(bench: Bench, n: int, daemonsets: ObjectWatch) -> None:
+    await daemonsets.stop()
+    if bench.operator is not None:
+        await bench.operator.stop()
+    await asyncio.gather(
+        bench.kubelet.remove_all_nodes(), delete_namespace(bench.rest, f"bench-{n}")
+    )
+
+
+async def quiet(bench: Bench) -> None:
+    assert bench.operator is not None
+    seconds = 15.0 if bench.quick else 60.0
+    writes, stats = await bench.operator.writes(), bench.operator.stats()
+    await asyncio.sleep(seconds)
+    after, stats_after = await bench.operator.writes(), bench.operator.stats()
+    extra = sum(after.values()) - sum(writes.values())
+    bench.results.quiet = (seconds, extra, stats_after.cpu_seconds - stats.cpu_seconds)
+
+
+async def restart(bench: Bench) -> None:
+    assert bench.operator is not None
+    await bench.operator.stop()
+    operator = bench.operator = bench.new_operator()
+    await operator.start()
+    operator.go()
+    ready = await operator.wait_ready()
+    settle = 5.0 if bench.quick else 15.0
+    await asyncio.sleep(settle)
+    bench.results.restart = (ready, settle, sum((await operator.writes()).values()))
+
+
+async def kernel_changes(
+    bench: Bench, daemonsets: ObjectWatch, nodes: list[tuple[str, str]]
+) -> None:
+    """20 nodes reboot into a new kernel one after another; node patch -> new DaemonSet seen."""
+    latencies = []
+    for name, kernel in nodes[:20]:
+        new_kernel = f"{kernel}.upd"
+        wanted = daemonset_name("mod", "module-loader", new_kernel)
+        sent = time.monotonic()
+        await bench.kubelet.set_kernel(name, new_kernel)
+        await daemonsets.wait_for(lambda objs, w=wanted: w in objs, 60)  # type: ignore[misc]
+        latencies.append(daemonsets.first_seen[wanted] - sent)
+        await asyncio.sleep(0.2)
+    bench.results.latency = (
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        len(latencies),
+    )
+
+
+async def memory(bench: Bench, n: int, modules: ObjectWatch, count: int = 10) -> None:
+    """count Modules x n kernels on the same n nodes; RSS and threads after all are Ready."""
+    assert bench.operator is not None
+    namespace, names = f"bench-{n}", [f"mod-{i}" for i in range(1, count)]
+    await modules.start()
+    began = time.monotonic()
+    for name in names:
+        await apply_module(bench.rest, namespace, name)
+    all_names = ["mod", *names]
+    ready = await modules.wait_for(
+        lambda objs: all(k in objs and module_ready(objs[k]) for k in all_names), TIMEOUT
+    )
+    await asyncio.sleep(5)
+    stats = bench.operator.stats()
+    kernel_actors = await bench.operator.kernel_actors()
+    actors = kernel_actors + count + 2  # + one supervisor per Module, the root, the node tracker
+    bench.results.memory = (count, n, ready - began, stats.rss_mb, stats.threads, actors)
+    await modules.stop()
+
+
+@contextlib.asynccontextmanager
+async def bench_context(cluster: LocalCluster, quick: bool) -> AsyncIterator[Bench]:
+    concurrency = Settings.load({"leader_election": False}).api_concurrency
+    async with KubeRest(cluster.server, cluster.admin_token, cluster.ca_file) as rest:
+        await install_crd(rest)
+        kubelet = SimulatedKubelet(rest)
+        task = asyncio.create_task(kubelet.run(), name="simulated-kubelet")
+        await asyncio.wait_for(kubelet.synced.wait(), 30)
+        workdir = Path(tempfile.mkdtemp(prefix="ooto-bench-"))
+        bench = Bench(cluster, rest, kubelet, concurrency, workdir, quick)
+        try:
+            yield bench
+        finally:
+            if bench.operator is not None:
+                await bench.operator.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run(
+    cluster: LocalCluster,
+    sizes: list[int],
+    quick: bool,
+    profile: Path | None,
+    converge_only: bool = False,
+) -> Results:
+    async with bench_context(cluster, quick) as bench:
+        bench.profile_dir = profile
+        bench.results.concurrency = bench.concurrency
+        print(f"operator log: {bench.workdir / 'operator.log'}", flush=True)
+        for n in sizes[:-1]:
+            daemonsets, _, _ = await converge(bench, n)
+            print(f"N={n} done", flush=True)
+            await tear_down(bench, n, daemonsets)
+        n = sizes[-1]
+        daemonsets, modules, nodes = await converge(bench, n)
+        if converge_only:
+            await daemonsets.stop()
+            return bench.results
+        print(f"N={n} done; quiet, restart, kernel changes, memory", flush=True)
+        await quiet(bench)
+        await restart(bench)
+        await kernel_changes(bench, daemonsets, nodes)
+        await memory(bench, n, modules)
+        await daemonsets.stop()
+        return bench.results
+
+
+def machine() -> str:
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.1f} GiB RAM, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--sizes", default="100,250,500", help="comma-separated N (default: %(default)s)"
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy the operator's convergence into DIR")
+    parser.add_argument("--converge-only", action="store_true", help="skip quiet ... memory")
+    parser.add_argument("--quick", action="store_true", help="quiet 15 s instead of 60 s")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    with LocalCluster(Binaries.expected()) as cluster:
+        results = asyncio.run(run(cluster, sizes, args.quick, args.profile, args.converge_only))
+    print_report(results, machine())
+
+
+if __name__ == "__main__":
+    main()
