@@ -91,6 +91,12 @@ class NodeTracker(OotoActor):
             self._nodes.pop(name, None)
         else:
             self._nodes[name] = new
+            if new.kernel is None and (old is None or old.kernel is not None):
+                log.warning(
+                    "node %s reports no kernel version: no module is placed there",
+                    name,
+                    extra={"node": name, "reason": "NoKernelVersion"},
+                )
             self._label(name, new)
         for key, sub in self._subscriptions.items():
             if _reindex(sub, name, old, new):
