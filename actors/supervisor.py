@@ -9,6 +9,7 @@ the status would not change.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,12 @@ from ooto.status import KernelProblem, ModuleFacts, fold_status
 
 log = logging.getLogger(__name__)
 
+PROGRESS_SECONDS_PER_KERNEL = 0.01
+PROGRESS_INTERVAL_MAX = 5.0
+"""A status that only reports progress (counts, messages) waits 10 ms per kernel since the last
+write, at most 5 s: a 500-kernel status is ~100 KB that each write sends, stores and echoes back
+to every watcher. A condition that flips is news and goes out after the debounce alone."""
+
 
 def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
     """Spec problems that are the operator's policy rather than the schema's."""
@@ -68,6 +75,8 @@ class ModuleSupervisor(OotoActor):
         self._stored_status: Mapping[str, Any] | None = module.status
         self._stored_version = _version(module)
         self._writing = False
+        self._last_write = float("-inf")
+        self._status_due = float("inf")  # when the pending "status" timer fires
         self._orphans_checked = False
         self._backoff = Backoff(
             self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
@@ -256,8 +265,13 @@ class ModuleSupervisor(OotoActor):
     # --- status -------------------------------------------------------------------------------
 
     def _schedule_status(self) -> None:
-        if not self.timer_pending("status"):
-            self.set_timer("status", self._settings.status_debounce_seconds)
+        delay = self._settings.status_debounce_seconds
+        if not self.timer_pending("status") or self._status_due > time.monotonic() + delay:
+            self._status_timer(delay)
+
+    def _status_timer(self, delay: float) -> None:
+        self._status_due = time.monotonic() + delay
+        self.set_timer("status", delay)
 
     def on_timer(self, name: str) -> None:
         if name == "status":
@@ -276,12 +290,25 @@ class ModuleSupervisor(OotoActor):
         self._metrics.module_status(meta.namespace, meta.name, status)
         if status == self._stored_status:
             return
+        wait = self._progress_wait(status)
+        if wait > 0:
+            self._status_timer(wait)
+            return
         self._writing = True
+        self._last_write = time.monotonic()
         self.bridge.run(
             self.actor_ref,
             ("status",),
             self._io.patch_module_status(meta.namespace, meta.name, status),
         )
+
+    def _progress_wait(self, status: Mapping[str, Any]) -> float:
+        """Seconds to hold back a status that changes no condition's status (0: write now)."""
+        if _transitions(status) != _transitions(self._stored_status):
+            return 0.0
+        per_kernel = PROGRESS_SECONDS_PER_KERNEL * len(status.get("kernels") or ())
+        interval = min(PROGRESS_INTERVAL_MAX, per_kernel)
+        return self._last_write + interval - time.monotonic()
 
     def _facts(self) -> ModuleFacts:
         return ModuleFacts(
@@ -307,7 +334,7 @@ class ModuleSupervisor(OotoActor):
                 done.error,
                 extra=self._extra("StatusWriteFailed"),
             )
-            self.set_timer("status", self._backoff.next_delay())
+            self._status_timer(self._backoff.next_delay())
             return
         self._backoff.reset()
         stored: Mapping[str, Any] = done.result
@@ -319,6 +346,14 @@ class ModuleSupervisor(OotoActor):
 
     def _extra(self, reason: str, kernel: str = "") -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=kernel, reason=reason)
+
+
+def _transitions(status: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What makes a status news: the generation it speaks for and each condition's status."""
+    status = status or {}
+    conditions = [c for c in status.get("conditions") or () if isinstance(c, dict)]
+    flags = tuple(sorted((c.get("type"), c.get("status")) for c in conditions))
+    return status.get("observedGeneration"), flags
 
 
 def _version(module: Module) -> int:
