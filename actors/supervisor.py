@@ -48,15 +48,27 @@ to every watcher. A condition that flips is news and goes out after the debounce
 
 
 def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
-    """Spec problems that are the operator's policy rather than the schema's."""
+    """Spec problems that are the operator's policy rather than the schema's.
+
+    The module loader needs CAP_SYS_MODULE only: `privileged`, or any capability beyond it (such
+    as SYS_ADMIN or ALL, which are as good as privileged), runs only where the setting allows it.
+    """
+    if settings.allow_privileged_module_loader:
+        return []
     security = module.spec.module_loader.get("securityContext") or {}
-    if security.get("privileged") and not settings.allow_privileged_module_loader:
-        return [
-            "spec.moduleLoader.securityContext.privileged: the module loader needs only "
-            "CAP_SYS_MODULE; this operator is configured to refuse privileged module loaders "
-            "(chart value allowPrivilegedModuleLoader)"
-        ]
-    return []
+    refusal = (
+        "the module loader needs only CAP_SYS_MODULE; this operator is configured to refuse "
+        "privileged module loaders (chart value allowPrivilegedModuleLoader)"
+    )
+    errors = []
+    if security.get("privileged"):
+        errors.append(f"spec.moduleLoader.securityContext.privileged: {refusal}")
+    added = (security.get("capabilities") or {}).get("add") or []
+    more = [str(c) for c in added if str(c).upper().removeprefix("CAP_") != "SYS_MODULE"]
+    if more:
+        path = "spec.moduleLoader.securityContext.capabilities.add"
+        errors.append(f"{path}: {', '.join(more)}: {refusal}")
+    return errors
 
 
 class ModuleSupervisor(OotoActor):
