@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from actors.base import Backoff, OotoActor
 from actors.messages import (
@@ -62,6 +62,19 @@ def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
     return ready, rolled
 
 
+class Target(NamedTuple):
+    """One DaemonSet this actor owns: where it lives and the spec-hash it must carry."""
+
+    namespace: str
+    name: str
+    spec_hash: str
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> Target:
+        meta = manifest["metadata"]
+        return cls(meta["namespace"], meta["name"], meta["annotations"][SPEC_HASH_ANNOTATION])
+
+
 class KernelActor(OotoActor):
     def __init__(
         self,
@@ -90,6 +103,7 @@ class KernelActor(OotoActor):
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
+        self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
 
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
@@ -174,11 +188,23 @@ class KernelActor(OotoActor):
 
     def _deployed_now(self) -> bool:
         """Our DaemonSets already run this plan: the image was checked when they were made."""
-        desired = render_daemonsets(self._module, self._plan)
         return all(
-            stored_hash(self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"]))
-            == d["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-            for d in desired
+            stored_hash(self._io.daemonsets.get(t.namespace, t.name)) == t.spec_hash
+            for t in self._targets()
+        )
+
+    def _targets(self) -> list[Target]:
+        """Our DaemonSets' names and spec-hashes, rendered once per (Module object, plan): a
+        DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
+        cached = self._targets_of
+        if cached is None or cached[0] is not self._module or cached[1] != self._plan:
+            targets = [Target.of(d) for d in render_daemonsets(self._module, self._plan)]
+            cached = self._targets_of = (self._module, self._plan, targets)
+        return cached[2]
+
+    def _manifest(self, name: str) -> dict[str, Any]:
+        return next(
+            d for d in render_daemonsets(self._module, self._plan) if d["metadata"]["name"] == name
         )
 
     def _resolve_image(self) -> None:
@@ -286,28 +312,28 @@ class KernelActor(OotoActor):
         )
 
     def _deploy(self) -> None:
-        desired = render_daemonsets(self._module, self._plan)
+        targets = self._targets()
         waiting = False
-        for manifest in desired:
-            meta = manifest["metadata"]
-            current = self._io.daemonsets.get(meta["namespace"], meta["name"])
+        for target in targets:
+            current = self._io.daemonsets.get(target.namespace, target.name)
             if current is not None and not owned_by(current, self._module.metadata.uid):
-                self._fail("DaemonSetConflict", f"DaemonSet {meta['name']} exists and is not ours")
+                self._fail("DaemonSetConflict", f"DaemonSet {target.name} exists and is not ours")
                 return
-            want = meta["annotations"][SPEC_HASH_ANNOTATION]
-            reason = self._apply_reason(meta["name"], current, want)
+            want = target.spec_hash
+            reason = self._apply_reason(target.name, current, want)
             if reason:
                 waiting = True
-                tag = ("apply", meta["name"], want)
+                tag = ("apply", target.name, want)
                 if tag not in self._inflight:
                     log.info(
                         "%s applies %s",
                         self.describe(),
-                        meta["name"],
+                        target.name,
                         extra=self._log_extra(reason),
                     )
+                    manifest = self._manifest(target.name)
                     self._run(tag, self._io.apply_daemonset(manifest, current))
-        self._report_rollout(desired, waiting)
+        self._report_rollout(targets, waiting)
 
     def _apply_reason(self, name: str, current: Obj | None, want: str) -> str:
         """Why our DaemonSet must be written ("" when it is right).
@@ -339,11 +365,8 @@ class KernelActor(OotoActor):
             return
         self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")
 
-    def _report_rollout(self, desired: list[dict[str, Any]], waiting: bool) -> None:
-        objs = [
-            self._io.daemonsets.get(d["metadata"]["namespace"], d["metadata"]["name"])
-            for d in desired
-        ]
+    def _report_rollout(self, targets: list[Target], waiting: bool) -> None:
+        objs = [self._io.daemonsets.get(t.namespace, t.name) for t in targets]
         readiness = [daemonset_ready(obj) for obj in objs]
         nodes_ready = min(ready for ready, _ in readiness)
         want = len(self._nodes)
@@ -355,23 +378,22 @@ class KernelActor(OotoActor):
 
     def _delete_daemonsets(self) -> None:
         pending = False
-        for manifest in render_daemonsets(self._module, self._plan):
-            meta = manifest["metadata"]
-            current = self._io.daemonsets.get(meta["namespace"], meta["name"])
+        for target in self._targets():
+            current = self._io.daemonsets.get(target.namespace, target.name)
             if current is None or not owned_by(current, self._module.metadata.uid):
                 continue
             pending = True
             uid = current["metadata"]["uid"]
-            tag = ("delete", meta["name"])
+            tag = ("delete", target.name)
             if tag not in self._inflight:
                 log.info(
                     "%s deletes %s",
                     self.describe(),
-                    meta["name"],
+                    target.name,
                     extra=self._log_extra("kernel left"),
                 )
                 self._run(
-                    tag, self._io.delete_object("daemonset", meta["namespace"], meta["name"], uid)
+                    tag, self._io.delete_object("daemonset", target.namespace, target.name, uid)
                 )
         if not pending:
             self._supervisor.tell(KernelRetired(self._plan.kernel))

@@ -148,10 +148,16 @@ class ModuleSupervisor(OotoActor):
     # --- kernels ------------------------------------------------------------------------------
 
     def on_NodesChanged(self, message: NodesChanged) -> None:
-        self._kernels = message.kernels
-        self._reconcile()
+        previous, self._kernels = self._kernels, message.kernels
+        if previous is None:
+            self._reconcile()
+            return
+        # Only kernels whose nodes changed need a new plan: one node rebooting into a new kernel
+        # costs O(1) messages, not one per kernel of the Module.
+        self._reconcile({k for k, nodes in message.kernels.items() if previous.get(k) != nodes})
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, changed: set[str] | None = None) -> None:
+        """Retire kernels that left; plan `changed` kernels (None: all, e.g. the spec changed)."""
         if self._kernels is None or self._spec_errors:
             # An invalid spec changes nothing in the cluster: what runs keeps running.
             self._schedule_status()
@@ -161,7 +167,8 @@ class ModuleSupervisor(OotoActor):
         for kernel in [k for k in self._problems if k not in self._kernels]:
             del self._problems[kernel]
         for kernel, nodes in self._kernels.items():
-            self._plan(kernel, nodes)
+            if changed is None or kernel in changed:
+                self._plan(kernel, nodes)
         if not self._orphans_checked:
             self._orphans_checked = True
             self._delete_orphans()
