@@ -69,6 +69,17 @@ def _meta(obj: JsonObj, field: str) -> str:
     return str((obj.get("metadata") or {}).get(field) or "")
 
 
+def _strip_managed_fields(obj: JsonObj) -> None:
+    """Drop the server's field-ownership bookkeeping, which nothing here reads.
+
+    It is half of a DaemonSet's bytes (2 of 4.4 KB) and of its cached size (25 -> 12 KB in
+    Python): 70 MB for 5000 DaemonSets. controller-runtime's caches strip it the same way.
+    """
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+
+
 def diff_relist(
     cache: Mapping[Key, JsonObj], fresh: Iterable[JsonObj]
 ) -> tuple[list[WatchEvent], dict[Key, JsonObj]]:
@@ -183,6 +194,7 @@ class Informer:
         for obj in listing.items:  # list items come without them; watch events carry them
             obj.setdefault("apiVersion", self.resource.api_version)
             obj.setdefault("kind", self.resource.kind)
+            _strip_managed_fields(obj)
         events, self._cache = diff_relist(self._cache, listing.items)
         self.resource_version = listing.resource_version
         if self.synced.is_set():
@@ -215,6 +227,7 @@ class Informer:
         self.resource_version = _meta(obj, "resourceVersion") or self.resource_version
         if kind == "BOOKMARK":
             return
+        _strip_managed_fields(obj)
         key = object_key(obj)
         if kind == "DELETED":
             self._cache.pop(key, None)
