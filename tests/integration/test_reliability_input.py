@@ -156,3 +156,24 @@ async def test_catastrophic_regexps_and_a_huge_kernel_string_are_decided_quickly
     labels = await node_labels(admin_rest, "h4-huge")
     assert labels[NODE_KERNEL_LABEL] == kernel_label_value(huge)
     assert len(labels[NODE_KERNEL_LABEL]) <= 63
+
+
+async def test_modules_whose_names_sanitize_alike_get_their_own_objects(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    await kubelet.add_nodes([("h5-a", A, GPU)])
+    await start_operator(watch_namespace=namespace)
+    prefix = "m" * 70
+    names = ["a.b", "a-b", f"{prefix}-x", f"{prefix}-y"]
+    for i, name in enumerate(names):
+        manifest = module_manifest(name, [literal(A, f"r.example/m:{i}")])
+        await apply_module(admin_rest, namespace, manifest)
+
+    for name in names:
+        await eventually(lambda name=name: ready_module(admin_rest, namespace, name), timeout=30)
+    sets = await daemonsets(admin_rest, namespace)
+    owners = {ds["metadata"]["ownerReferences"][0]["name"] for ds in sets}
+    assert len(sets) == len(names) and owners == set(names)
+    assert all(len(ds["metadata"]["name"]) <= 63 for ds in sets)
+    images = sorted(ds["spec"]["template"]["spec"]["containers"][0]["image"] for ds in sets)
+    assert images == [f"r.example/m:{i}" for i in range(len(names))]
