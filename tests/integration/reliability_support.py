@@ -174,3 +174,13 @@ def bump_etcd_revision(cluster: LocalCluster) -> None:
     request = urllib.request.Request(f"{cluster.etcd_endpoint}/v3/kv/put", data=body)
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
+
+
+async def settled(running: RunningOperator, quiet: float = 1.5, timeout: float = 20.0) -> None:
+    """Wait until the operator has written nothing for `quiet` seconds (its last debounced or
+    spaced-out status writes have landed), so a test can count the writes that follow."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await quiet_writes(running, quiet):
+        if loop.time() > deadline:
+            raise AssertionError(f"the operator kept writing for {timeout}s")

@@ -31,9 +31,9 @@ from tests.integration.reliability_support import (
     private_kubelet,
     private_namespace,
     private_rest,
-    quiet_writes,
     ready_module,
     relists,
+    settled,
     start_in_process,
     write_log,
 )
@@ -93,7 +93,7 @@ async def test_api_server_restart_mid_convergence_converges_without_duplicates(
         assert set(kernels) == {A, C}
         assert (kernels[A]["nodesReady"], kernels[C]["nodesReady"]) == (2, 1)
         assert operator.operator.synced.is_set()
-        assert await quiet_writes(operator, 2.0) == {}, "the operator keeps writing after it"
+        await settled(operator, quiet=2.0)  # and then it stops writing
     finally:
         await operator.stop()
 
@@ -111,7 +111,7 @@ async def test_watches_gone_after_a_restart_relist_miss_nothing_and_write_nothin
         mappings = [literal(A, "r.example/m:a"), literal(B, "r.example/m:b")]
         await apply_module(rest, ns, module_manifest("mod", mappings))
         await eventually(lambda: ready_module(rest, ns, "mod"))
-        await quiet_writes(operator, 1.0)  # let the last status write land
+        await settled(operator)
         before = write_log(operator)
         # A restart starts a fresh watch cache at etcd's current revision: every watch resumed
         # from an older resourceVersion is answered 410 Gone, so each informer relists.

@@ -12,7 +12,7 @@ from typing import Any
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import STRATEGIC_PATCH, KubeRest, RestError
 from tests.integration.conftest import OperatorFactory
-from tests.integration.reliability_support import GPU, A, B, quiet_writes, ready_module, write_log
+from tests.integration.reliability_support import GPU, A, B, ready_module, settled, write_log
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -45,7 +45,7 @@ async def converged(
     mappings = [literal(A, "r.example/m:a"), literal(B, "r.example/m:b")]
     await apply_module(rest, ns, module_manifest("mod", mappings))
     await eventually(lambda: ready_module(rest, ns, "mod"))
-    await quiet_writes(operator, 0.5)
+    await settled(operator)
     return operator
 
 
