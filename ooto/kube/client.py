@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,26 @@ async def make_api_client(kubeconfig: str | None, *, max_connections: int = 100)
         )
     # Each open watch holds one connection for its whole life (HTTP/1.1).
     configuration.connection_pool_maxsize = max_connections
-    return ApiClient(configuration=configuration)
+    api_client = ApiClient(configuration=configuration)
+    _skip_netrc_lookups(api_client)
+    return api_client
+
+
+_PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY")
+
+
+def _skip_netrc_lookups(api_client: ApiClient) -> None:
+    """Stop aiohttp from reading ~/.netrc in a worker thread before every request.
+
+    kubernetes-asyncio's session trusts the environment, which makes aiohttp look for netrc
+    credentials per request (an executor round trip each: two GIL hand-offs that queue behind
+    busy actor threads). We authenticate with the kubeconfig only, so when no proxy variable asks
+    for the environment to be trusted, the session stops trusting it.
+    """
+    if any(os.environ.get(name) for name in (*_PROXY_VARIABLES, "ALL_PROXY")):
+        return
+    session = api_client.rest_client.pool_manager
+    session._trust_env = False  # aiohttp has no public setter; the constructor hard-codes True
 
 
 class KubeApi:
