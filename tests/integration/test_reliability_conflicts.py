@@ -175,3 +175,27 @@ async def test_concurrent_writers_on_a_rolling_daemonset_do_not_stop_the_rollout
     }
     assert module["status"]["observedGeneration"] == module["metadata"]["generation"]
     assert (await get_module(admin_rest, namespace, "mod"))["status"]["kernelCount"] == 2
+
+
+async def test_a_module_deleted_and_recreated_at_once_converges_on_the_new_one(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    await converged(admin_rest, kubelet, namespace, start_operator, "c5")
+    old_uid = (await get_module(admin_rest, namespace, "mod"))["metadata"]["uid"]
+    await admin_rest.delete(MODULES.format(ns=namespace, name="mod"))
+    # Same name at once: the old DaemonSets (same names, owned by the old uid) are still there
+    # until the garbage collector removes them.
+    mappings = [literal(A, "r.example/m:a-new"), literal(B, "r.example/m:b-new")]
+    await apply_module(admin_rest, namespace, module_manifest("mod", mappings))
+
+    module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=60)
+    assert module["metadata"]["uid"] != old_uid
+    sets = await daemonsets(admin_rest, namespace)
+    assert len(sets) == 2
+    assert {ds["metadata"]["ownerReferences"][0]["uid"] for ds in sets} == {
+        module["metadata"]["uid"]
+    }
+    assert set((await pods_on(admin_rest, namespace)).values()) == {
+        "r.example/m:a-new",
+        "r.example/m:b-new",
+    }

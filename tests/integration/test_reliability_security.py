@@ -138,6 +138,12 @@ async def test_secrets_are_read_only_as_named_and_never_leak(
     await admin_rest.post(secret_path, docker_secret("regcred", auth_registry, password))
     await admin_rest.post(secret_path, docker_secret("badcred", auth_registry, wrong))
     await admin_rest.post(secret_path, docker_secret("unrelated", auth_registry, wrong))
+    garbled = {
+        "metadata": {"name": "garbled"},
+        "type": "Opaque",  # the API server validates the dockerconfigjson type's content
+        "data": {".dockerconfigjson": base64.b64encode(f"{{{wrong}".encode()).decode()},
+    }
+    await admin_rest.post(secret_path, garbled)
     elsewhere = f"{namespace[:50]}-other"
     await admin_rest.post("/api/v1/namespaces", {"metadata": {"name": elsewhere}})
     try:
@@ -152,6 +158,7 @@ async def test_secrets_are_read_only_as_named_and_never_leak(
             "good": ("regcred", f"{repo}/good:1"),
             "bad": ("badcred", f"{repo}/bad:1"),
             "missing": ("onlythere", f"{repo}/missing:1"),
+            "garbled": ("garbled", f"{repo}/garbled:1"),
         }
         for name, (secret, image) in modules.items():
             manifest = module_manifest(name, build_mapping(image))
@@ -161,7 +168,7 @@ async def test_secrets_are_read_only_as_named_and_never_leak(
         await eventually(lambda: ready_module(admin_rest, namespace, "good"), timeout=30)
         [good] = await daemonsets(admin_rest, namespace, "good")
         assert good["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
-        for name in ("bad", "missing"):
+        for name in ("bad", "missing", "garbled"):
 
             async def failed(name: str = name) -> dict[str, Any] | None:
                 ready = condition(await get_module(admin_rest, namespace, name), "Ready")
@@ -176,7 +183,12 @@ async def test_secrets_are_read_only_as_named_and_never_leak(
 
         assert reads.calls, "the operator read the Secrets it was told to"
         assert {(verb, ns) for verb, ns, _ in reads.calls} == {("get", namespace)}
-        assert {name for _, _, name in reads.calls} <= {"regcred", "badcred", "onlythere"}
+        assert {name for _, _, name in reads.calls} <= {
+            "regcred",
+            "badcred",
+            "onlythere",
+            "garbled",
+        }
 
         secrets_in_clear = [password, wrong]
         for value in (password, wrong):
