@@ -63,16 +63,32 @@ def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
 
 
 class Target(NamedTuple):
-    """One DaemonSet this actor owns: where it lives and the spec-hash it must carry."""
+    """One DaemonSet this actor owns: where it lives, the spec-hash it must carry and the images
+    its pods must run."""
 
     namespace: str
     name: str
     spec_hash: str
+    images: tuple[tuple[str, str], ...] | None
 
     @classmethod
     def of(cls, manifest: dict[str, Any]) -> Target:
         meta = manifest["metadata"]
-        return cls(meta["namespace"], meta["name"], meta["annotations"][SPEC_HASH_ANNOTATION])
+        annotations = meta["annotations"]
+        return cls(
+            meta["namespace"], meta["name"], annotations[SPEC_HASH_ANNOTATION], pod_images(manifest)
+        )
+
+
+def pod_images(daemonset: Obj) -> tuple[tuple[str, str], ...] | None:
+    """(container name, image) of every container of a DaemonSet's pod template, in order; None
+    when the object carries no template (a cache may keep only what it needs)."""
+    template = (daemonset.get("spec") or {}).get("template")
+    if not template:
+        return None
+    pod = template.get("spec") or {}
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    return tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers)
 
 
 class KernelActor(OotoActor):
@@ -320,7 +336,7 @@ class KernelActor(OotoActor):
                 self._fail("DaemonSetConflict", f"DaemonSet {target.name} exists and is not ours")
                 return
             want = target.spec_hash
-            reason = self._apply_reason(target.name, current, want)
+            reason = self._apply_reason(target, current)
             if reason:
                 waiting = True
                 tag = ("apply", target.name, want)
@@ -335,18 +351,22 @@ class KernelActor(OotoActor):
                     self._run(tag, self._io.apply_daemonset(manifest, current))
         self._report_rollout(targets, waiting)
 
-    def _apply_reason(self, name: str, current: Obj | None, want: str) -> str:
+    def _apply_reason(self, target: Target, current: Obj | None) -> str:
         """Why our DaemonSet must be written ("" when it is right).
 
         The spec-hash annotation says which intent a DaemonSet was written for, but a hand edit
         (`kubectl set image`) keeps it: a generation beyond the one we last wrote or adopted is
-        such an edit, and we write our spec back once.
+        such an edit, and we write our spec back once. At first sight (say, after a restart) we
+        cannot know the generation we wrote, so we adopt it unless its images are not ours.
         """
-        if stored_hash(current) != want:
+        if stored_hash(current) != target.spec_hash:
             return "spec changed"
         assert current is not None
-        meta = current.get("metadata") or {}
+        name, meta = target.name, current.get("metadata") or {}
         seen = (meta.get("uid", ""), int(meta.get("generation", 0)))
+        live = pod_images(current)
+        if name not in self._generations and live is not None and live != target.images:
+            return "edited by someone else"
         known = self._generations.setdefault(name, seen)  # first sight: adopt as it is
         if seen[0] == known[0] and seen[1] > known[1]:
             return "edited by someone else"
