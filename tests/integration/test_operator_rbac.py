@@ -176,7 +176,9 @@ async def test_operator_reconciles_a_built_module_with_only_the_charts_rbac(
         ("create", "events"),
         ("list", "pods"),
         ("get", "pods/log"),
-        ("update", "leases"),
+        ("create", "leases"),
+        # ("update", "leases") comes with the first renewal, which a fast run may not reach;
+        # test_leader_election.py exercises renewals under the same grants.
     ]
     for needed in exercised:
         assert needed in {(verb, resource) for verb, resource, _ in used}, needed
