@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from actors.base import Backoff, OotoActor
 from actors.messages import (
@@ -29,66 +29,10 @@ from actors.ports import ActorContext, Obj
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
-from ooto.render import SPEC_HASH_ANNOTATION, render_daemonsets
+from ooto.render import render_daemonsets
+from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
-
-
-def owned_by(obj: Obj, uid: str) -> bool:
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
-
-
-def uid_of(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("uid") or "")
-
-
-def stored_hash(obj: Obj | None) -> str | None:
-    if obj is None:
-        return None
-    return ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-
-
-def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
-    """(ready pods, fully rolled out) of a DaemonSet as its controller last reported it."""
-    if obj is None:
-        return 0, False
-    status = obj.get("status") or {}
-    generation = (obj.get("metadata") or {}).get("generation", 0)
-    desired = status.get("desiredNumberScheduled", 0)
-    ready = status.get("numberReady", 0)
-    current = status.get("observedGeneration", 0) >= generation
-    rolled = current and status.get("updatedNumberScheduled", 0) >= desired and ready >= desired
-    return ready, rolled
-
-
-class Target(NamedTuple):
-    """One DaemonSet this actor owns: where it lives, the spec-hash it must carry and the images
-    its pods must run."""
-
-    namespace: str
-    name: str
-    spec_hash: str
-    images: tuple[tuple[str, str], ...] | None
-
-    @classmethod
-    def of(cls, manifest: dict[str, Any]) -> Target:
-        meta = manifest["metadata"]
-        annotations = meta["annotations"]
-        return cls(
-            meta["namespace"], meta["name"], annotations[SPEC_HASH_ANNOTATION], pod_images(manifest)
-        )
-
-
-def pod_images(daemonset: Obj) -> tuple[tuple[str, str], ...] | None:
-    """(container name, image) of every container of a DaemonSet's pod template, in order; None
-    when the object carries no template (a cache may keep only what it needs)."""
-    template = (daemonset.get("spec") or {}).get("template")
-    if not template:
-        return None
-    pod = template.get("spec") or {}
-    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
-    return tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers)
 
 
 class KernelActor(OotoActor):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.base import Backoff, OotoActor
-from actors.kernel import KernelActor, owned_by
+from actors.kernel import KernelActor
 from actors.messages import (
     BuildObserved,
     DaemonSetObserved,
@@ -37,6 +37,7 @@ from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
 from ooto.logs import log_fields
 from ooto.render import LABEL_KERNEL
 from ooto.status import KernelProblem, ModuleFacts, fold_status
+from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
 

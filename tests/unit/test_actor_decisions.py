@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from actors.kernel import daemonset_ready, owned_by
 from actors.node_tracker import NodeView, Subscription, _reindex, kernel_patch, node_view, selects
 from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
+from ooto.stored import daemonset_ready, owned_by
 
 
 def node(kernel: str | None, labels: dict[str, str] | None = None) -> dict[str, object]:

@@ -1,0 +1,71 @@
+"""Reading objects as the API server stored them: ownership, spec-hash, rollout, pod images.
+
+Pure functions over raw dicts (what informers cache), used by the actors to decide whether to
+write. No I/O, no actor state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from ooto.render import SPEC_HASH_ANNOTATION
+
+Obj = Mapping[str, Any]
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def uid_of(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+def stored_hash(obj: Obj | None) -> str | None:
+    if obj is None:
+        return None
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+
+
+def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
+    """(ready pods, fully rolled out) of a DaemonSet as its controller last reported it."""
+    if obj is None:
+        return 0, False
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation", 0)
+    desired = status.get("desiredNumberScheduled", 0)
+    ready = status.get("numberReady", 0)
+    current = status.get("observedGeneration", 0) >= generation
+    rolled = current and status.get("updatedNumberScheduled", 0) >= desired and ready >= desired
+    return ready, rolled
+
+
+class Target(NamedTuple):
+    """One DaemonSet this actor owns: where it lives, the spec-hash it must carry and the images
+    its pods must run."""
+
+    namespace: str
+    name: str
+    spec_hash: str
+    images: tuple[tuple[str, str], ...] | None
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> Target:
+        meta = manifest["metadata"]
+        annotations = meta["annotations"]
+        return cls(
+            meta["namespace"], meta["name"], annotations[SPEC_HASH_ANNOTATION], pod_images(manifest)
+        )
+
+
+def pod_images(daemonset: Obj) -> tuple[tuple[str, str], ...] | None:
+    """(container name, image) of every container of a DaemonSet's pod template, in order; None
+    when the object carries no template (a cache may keep only what it needs)."""
+    template = (daemonset.get("spec") or {}).get("template")
+    if not template:
+        return None
+    pod = template.get("spec") or {}
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    return tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers)
