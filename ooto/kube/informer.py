@@ -119,7 +119,11 @@ class Informer:
         on_event: Callable[[WatchEvent], None],
         observer: InformerObserver | None = None,
         watch_timeout: int = 300,
+        trim: Callable[[JsonObj], None] | None = None,
     ) -> None:
+        """`trim(obj)` removes, in place, parts of each object no consumer reads, before it is
+        cached and delivered (client-go's transform): a cache of thousands of objects then holds
+        only what matters."""
         self._api = api
         self.resource = resource
         self._namespace = namespace
@@ -128,6 +132,7 @@ class Informer:
         self._on_event = on_event
         self._observer: InformerObserver = observer or _NullInformerObserver()
         self._watch_timeout = watch_timeout
+        self._trim = trim
         self._cache: dict[Key, JsonObj] = {}
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
@@ -194,7 +199,7 @@ class Informer:
         for obj in listing.items:  # list items come without them; watch events carry them
             obj.setdefault("apiVersion", self.resource.api_version)
             obj.setdefault("kind", self.resource.kind)
-            _strip_managed_fields(obj)
+            self._trimmed(obj)
         events, self._cache = diff_relist(self._cache, listing.items)
         self.resource_version = listing.resource_version
         if self.synced.is_set():
@@ -227,7 +232,7 @@ class Informer:
         self.resource_version = _meta(obj, "resourceVersion") or self.resource_version
         if kind == "BOOKMARK":
             return
-        _strip_managed_fields(obj)
+        self._trimmed(obj)
         key = object_key(obj)
         if kind == "DELETED":
             self._cache.pop(key, None)
@@ -235,6 +240,11 @@ class Informer:
         elif kind in ("ADDED", "MODIFIED"):
             self._cache[key] = obj
             self._deliver(WatchEvent("ADDED" if kind == "ADDED" else "MODIFIED", obj))
+
+    def _trimmed(self, obj: JsonObj) -> None:
+        _strip_managed_fields(obj)
+        if self._trim is not None:
+            self._trim(obj)
 
     def _deliver(self, event: WatchEvent) -> None:
         try:
