@@ -133,9 +133,15 @@ class OperatorProcess:
     def profile(self, output: Path) -> subprocess.Popen[bytes]:
         """py-spy sampling this process into `output` (collapsed stacks) until sent SIGINT."""
         assert self.process is not None
-        argv = ["py-spy", "record", "-p", str(self.process.pid), "-o", str(output)]
-        argv += ["-f", "raw", "-r", "100", "--nonblocking"]
+        py_spy = str(Path(sys.executable).parent / "py-spy")
+        argv = [py_spy, "record", "-p", str(self.process.pid), "-o", str(output)]
+        argv += ["-f", "raw", "-r", "100", "--gil"]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def save_smaps(self, path: Path) -> None:
+        """The memory map with RSS per mapping, to see what the RSS is made of."""
+        assert self.process is not None
+        path.write_text(Path(f"/proc/{self.process.pid}/smaps").read_text())
 
     async def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (the operator stops its actors and watches), SIGKILL only if it hangs."""
