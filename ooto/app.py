@@ -37,7 +37,7 @@ from ooto.kube.leader import LeaderElector
 from ooto.kube.resources import DAEMONSETS, MODULES, NODES
 from ooto.logs import configure_logging
 from ooto.metrics import Metrics
-from ooto.operator_io import KubeOperatorIO, trim_daemonset
+from ooto.operator_io import KubeOperatorIO
 from ooto.registry import RegistryClient
 from ooto.render import LABEL_MANAGED_BY, MANAGED_BY
 from ooto.server import make_app, start_server, stop_server
@@ -124,10 +124,7 @@ class Operator:
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
         daemonsets = self._informer(
-            DAEMONSETS,
-            lambda e: root_tell(DaemonSetObserved(e.type, e.obj)),
-            label_selector=ours,
-            trim=trim_daemonset,
+            DAEMONSETS, lambda e: root_tell(DaemonSetObserved(e.type, e.obj)), label_selector=ours
         )
         builds = self._informer(
             self._backend.resource,
