@@ -67,6 +67,15 @@ class OotoActor(pykka.ThreadingActor):
     def describe(self) -> str:
         return type(self).__name__
 
+    def send(self, to: pykka.ActorRef[Any], message: object) -> None:
+        """Tell another actor; one that stopped meanwhile (retired, shut down) is not an error."""
+        try:
+            to.tell(message)
+        except pykka.ActorDeadError:
+            log.debug(
+                "%s: %s dropped, its receiver stopped", self.describe(), type(message).__name__
+            )
+
     # Timers: only the latest `set_timer(name)` fires; earlier ones arrive stale and are dropped.
     def set_timer(self, name: str, delay: float) -> None:
         self._timer_seq += 1

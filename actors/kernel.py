@@ -360,7 +360,7 @@ class KernelActor(OotoActor):
                     tag, self._io.delete_object("daemonset", target.namespace, target.name, uid)
                 )
         if not pending:
-            self._supervisor.tell(KernelRetired(self._plan.kernel))
+            self.send(self._supervisor, KernelRetired(self._plan.kernel))
             self.actor_ref.stop(block=False)
 
     def _done_delete(self, done: IoDone) -> None:
@@ -369,7 +369,7 @@ class KernelActor(OotoActor):
             self.set_timer("retire", self._backoff.next_delay())
             return
         if not any(tag[0] == "delete" for tag in self._inflight):
-            self._supervisor.tell(KernelRetired(self._plan.kernel))
+            self.send(self._supervisor, KernelRetired(self._plan.kernel))
             self.actor_ref.stop(block=False)
 
     # --- helpers -----------------------------------------------------------------------------
@@ -400,7 +400,7 @@ class KernelActor(OotoActor):
         report = KernelReport(self._plan.kernel, status, reason)
         if report != self._last_report:
             self._last_report = report
-            self._supervisor.tell(report)
+            self.send(self._supervisor, report)
 
     def _log_extra(self, reason: str) -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=self._plan.kernel, reason=reason)

@@ -121,13 +121,13 @@ class NodeTracker(OotoActor):
             sub = self._subscriptions.get(key)
             if sub is not None:
                 kernels = {kernel: frozenset(nodes) for kernel, nodes in sub.kernels.items()}
-                sub.subscriber.tell(NodesChanged(kernels))
+                self.send(sub.subscriber, NodesChanged(kernels))
         self._dirty.clear()
 
     def _queue_flush(self) -> None:
         if not self._flush_queued and self._dirty:
             self._flush_queued = True
-            self.actor_ref.tell(Flush())
+            self.send(self.actor_ref, Flush())
 
     def _label(self, name: str, view: NodeView) -> None:
         patch = kernel_patch(view)

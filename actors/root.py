@@ -62,12 +62,12 @@ class OperatorRoot(OotoActor):
             self._supervisors[key] = ModuleSupervisor.start(self._context, self._tracker, module)
             self._by_label[(module.metadata.namespace, label_safe(module.metadata.name))] = key
         else:
-            supervisor.tell(ModuleChanged(module))
+            self.send(supervisor, ModuleChanged(module))
 
     def _unreadable(self, key: str, raw: Obj, error: str) -> None:
         supervisor = self._supervisors.get(key)
         if supervisor is not None:
-            supervisor.tell(ModuleUnreadable(raw, error))
+            self.send(supervisor, ModuleUnreadable(raw, error))
             return
         log.warning(
             "module %s is unreadable: %s",
@@ -111,7 +111,7 @@ class OperatorRoot(OotoActor):
         namespace = (event.build.get("metadata") or {}).get("namespace", "")
         for key, supervisor in self._supervisors.items():
             if key.partition("/")[0] == namespace:
-                supervisor.tell(event)
+                self.send(supervisor, event)
 
     def _route(self, obj: Obj, event: object) -> None:
         meta = obj.get("metadata") or {}
@@ -119,7 +119,7 @@ class OperatorRoot(OotoActor):
         key = self._by_label.get((meta.get("namespace", ""), label))
         supervisor = self._supervisors.get(key or "")
         if supervisor is not None:
-            supervisor.tell(event)
+            self.send(supervisor, event)
 
 
 def _already_reported(raw: Obj, error: str) -> bool:

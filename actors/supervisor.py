@@ -103,7 +103,7 @@ class ModuleSupervisor(OotoActor):
         self._subscribe()
 
     def on_stop(self) -> None:
-        self._tracker.tell(Unsubscribe(self._module.key))
+        self.send(self._tracker, Unsubscribe(self._module.key))
         self._metrics.module_gone(self._module.metadata.namespace, self._module.metadata.name)
         for ref in [*self._actors.values(), *self._retiring.values()]:
             ref.stop(block=False)
@@ -142,8 +142,9 @@ class ModuleSupervisor(OotoActor):
         self._spec_errors = errors
 
     def _subscribe(self) -> None:
-        self._tracker.tell(
-            Subscribe(self._module.key, dict(self._module.spec.selector), self.actor_ref)
+        self.send(
+            self._tracker,
+            Subscribe(self._module.key, dict(self._module.spec.selector), self.actor_ref),
         )
 
     # --- kernels ------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ class ModuleSupervisor(OotoActor):
         if actor is None:
             self._spawn(plan, nodes)
         else:
-            actor.tell(PlanKernel(self._module, plan, nodes))
+            self.send(actor, PlanKernel(self._module, plan, nodes))
 
     def _problem(self, kernel: str, reason: str, message: str) -> None:
         problem = KernelProblem(kernel, reason, message)
@@ -232,7 +233,7 @@ class ModuleSupervisor(OotoActor):
         log.info(
             "%s: kernel %s left", self.describe(), kernel, extra=self._extra("kernel left", kernel)
         )
-        ref.tell(Retire())
+        self.send(ref, Retire())
 
     def on_KernelRetired(self, message: KernelRetired) -> None:
         self._retiring.pop(message.kernel, None)
@@ -276,11 +277,11 @@ class ModuleSupervisor(OotoActor):
         kernel = self._by_label.get(label or "")
         actor = self._actors.get(kernel or "") or self._retiring.get(kernel or "")
         if actor is not None:
-            actor.tell(event)
+            self.send(actor, event)
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
         for actor in self._actors.values():
-            actor.tell(event)
+            self.send(actor, event)
 
     # --- status -------------------------------------------------------------------------------
 
