@@ -85,8 +85,14 @@ async def test_kernel_labels_edited_or_removed_by_hand_are_repaired(
             return (await node_labels(admin_rest, "h2-a")).get(NODE_KERNEL_LABEL) == A
 
         await eventually(repaired, timeout=15)
-        await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
-    assert await pods_on(admin_rest, namespace) == {"h2-a": "r.example/m:a"}
+
+    # The edit may have evicted the pod (its nodeSelector stopped matching); the repaired label
+    # brings it back. A stale Ready status proves nothing here, so wait for the pod itself.
+    async def pod_back() -> bool:
+        return await pods_on(admin_rest, namespace) == {"h2-a": "r.example/m:a"}
+
+    await eventually(pod_back, timeout=30)
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
 
 
 async def test_kernels_whose_labels_sanitize_alike_get_one_daemonset_each(
