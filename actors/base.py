@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import logging
 import random
 from typing import Any
@@ -45,6 +46,14 @@ class OotoActor(pykka.ThreadingActor):
         self.bridge = bridge
         self._timers: dict[str, int] = {}
         self._timer_seq = 0
+
+    def _start_actor_loop(self) -> None:
+        # pykka starts a `threading.Thread`, whose `start()` waits until the new thread runs: a GIL
+        # hand-off to it and back per actor, which paced a supervisor spawning 500 kernel actors
+        # (~3 ms each under load). The inbox and ref exist before the loop runs, so nothing needs
+        # that wait; the thread is a daemon either way (`use_daemon_thread`), and `stop` and
+        # `ActorRegistry.stop_all` wait on `actor_stopped`, not on the thread.
+        _thread.start_new_thread(self._actor_loop, ())
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Stamped):
