@@ -1,8 +1,9 @@
 """Composition root: settings, the asyncio loop, informers, the actor system, server, leadership.
 
 Start order matters for "cluster state is the only truth": the caches of our DaemonSets and build
-objects are synced before any actor decides anything, Nodes before Modules, so a supervisor's
-first view of its kernels is complete and it never deletes or recreates what already exists.
+objects are synced (together with Nodes, which feed only the NodeTracker) before any Module is
+delivered, so a supervisor's first view of its kernels is complete and it never deletes or
+recreates what already exists.
 """
 
 from __future__ import annotations
@@ -146,7 +147,6 @@ class Operator:
         context = ActorContext(bridge, io, settings, counter)
         self._root = OperatorRoot.start(context, self._tracker)
         self._recorder.start()
-        await self._sync(daemonsets, builds)
         tracker = self._tracker
         nodes = Informer(
             self.api,
@@ -155,7 +155,8 @@ class Operator:
             observer=self.metrics,
         )
         self._informers.append(nodes)
-        await self._sync(nodes)
+        # Nodes feed only the tracker, which reads no cache: they list with our objects' caches.
+        await self._sync(daemonsets, builds, nodes)
         modules = self._informer(MODULES, lambda e: root_tell(ModuleObserved(e.type, e.obj)))
         await self._sync(modules)
         self.synced.set()
