@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import threading
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from actors.base import OotoActor
 from actors.bridge import Bridge
 from actors.messages import IoDone
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 class Latencies:

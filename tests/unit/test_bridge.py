@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,17 +11,6 @@ import pytest
 from actors.base import OotoActor
 from actors.bridge import Bridge
 from actors.messages import IoDone, Tick
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 class Recorder(OotoActor):
