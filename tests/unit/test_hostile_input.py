@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -48,28 +47,28 @@ def module(*mappings: dict[str, Any], loader: dict[str, Any] | None = None) -> M
     )
 
 
+# A backtracking engine would need ~2**255 steps on these inputs: the test timeout is the bound
+# (no wall-clock assertion, these machines are shared).
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("pattern", CATASTROPHIC)
 def test_catastrophic_regexps_run_in_linear_time(pattern: str) -> None:
     mod = module({"regexp": pattern, "containerImage": "r.example/m:v1"})
     assert validate_module(mod) == []
     for kernel in ("a" * (MAX_KERNEL_LENGTH - 1) + "!", "ab" * 100 + "!", "a" * 30 + "X"):
-        began = time.perf_counter()
         find_mapping(mod, kernel)
-        assert time.perf_counter() - began < 0.05, f"{pattern} on {len(kernel)} chars"
 
 
+@pytest.mark.timeout(60)
 def test_a_huge_kernel_string_is_decided_and_named_in_bounded_time() -> None:
     mod = module(
         {"regexp": "(a+)+$", "containerImage": "r.example/m:${KERNEL_FULL_VERSION}"},
         {"regexp": "^.+$", "containerImage": "r.example/m:any"},
     )
     huge = "a" * 1_000_000 + "!"
-    began = time.perf_counter()
     assert find_mapping(mod, huge) is None  # longer than MAX_KERNEL_LENGTH: never matches
     assert plan_kernel(mod, huge) is None
     label = kernel_label_value(huge)
     name = daemonset_name("m" * 300, "module-loader", huge)
-    assert time.perf_counter() - began < 0.5
     assert LABEL_VALUE.match(label) and len(label) <= 63
     assert len(name) <= 63
 
