@@ -71,6 +71,13 @@ def cluster() -> Iterator[LocalCluster]:
         yield started
 
 
+@pytest.fixture(scope="module")
+def private_cluster() -> Iterator[LocalCluster]:
+    """A control plane of the test module's own, for tests that stop or restart the API server."""
+    with LocalCluster(_binaries_or_skip()) as started:
+        yield started
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def admin_rest(cluster: LocalCluster) -> AsyncIterator[KubeRest]:
     async with KubeRest(cluster.server, cluster.admin_token, cluster.ca_file) as rest:

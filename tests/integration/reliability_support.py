@@ -15,11 +15,10 @@ import json
 import os
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 import yaml
 
@@ -28,12 +27,11 @@ from ooto.builds.select import select_backend
 from ooto.kube.client import KubeApi, make_api_client
 from ooto.metrics import Metrics
 from ooto.settings import Settings
-from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest, RestError
 from tests.integration.conftest import CRD_FILE, RunningOperator
-from tests.integration.scenario_support import condition, eventually, get_module
+from tests.integration.scenario_support import eventually
 
 GPU = {"ooto-test/gpu": "true"}
 A, B = "5.14.0-70.13.1.el9_0.x86_64", "5.4.0-1054-gke"
@@ -48,17 +46,6 @@ FAST = {
 
 def _crd_manifest() -> dict[str, Any]:
     return dict(yaml.safe_load(Path(CRD_FILE).read_text()))
-
-
-@pytest.fixture(scope="module")
-def private_cluster() -> Iterator[LocalCluster]:
-    binaries = Binaries.expected()
-    if binaries.missing():
-        if os.environ.get("OOTO_REQUIRE_CLUSTER"):
-            pytest.fail(f"control-plane binaries missing: {binaries.missing()}")
-        pytest.skip("control-plane binaries missing; run `ooto cluster install`")
-    with LocalCluster(binaries) as cluster:
-        yield cluster
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -127,15 +114,6 @@ def kubeconfig_via(original: Path, server: str, into: Path) -> Path:
         entry["cluster"]["server"] = server
     into.write_text(yaml.safe_dump(config))
     return into
-
-
-async def ready_module(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
-    module = await get_module(rest, namespace, name)
-    ready = condition(module, "Ready")
-    current = (module.get("status") or {}).get("observedGeneration") == module["metadata"].get(
-        "generation"
-    )
-    return module if ready.get("status") == "True" and current else None
 
 
 def relists(running: RunningOperator) -> int:

@@ -123,3 +123,13 @@ async def exists(rest: KubeRest, path: str) -> bool:
             return False
         raise
     return True
+
+
+async def ready_module(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Module once it is Ready for its current generation (a stale Ready proves nothing)."""
+    module = await get_module(rest, namespace, name)
+    ready = condition(module, "Ready")
+    current = (module.get("status") or {}).get("observedGeneration") == module["metadata"].get(
+        "generation"
+    )
+    return module if ready.get("status") == "True" and current else None

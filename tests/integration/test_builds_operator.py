@@ -38,6 +38,7 @@ from tests.integration.scenario_support import (
     kernel_status,
     module_manifest,
     patch_module,
+    ready_module,
 )
 
 A, B = "5.14.0-70.13.1.el9_0.x86_64", "5.4.0-1054-gke"
@@ -99,11 +100,6 @@ def reason_of(record: logging.LogRecord) -> str | None:
     """The `reason` field of one of the operator's structured log lines."""
     fields = next((v for v in vars(record).values() if isinstance(v, dict) and "reason" in v), {})
     return fields.get("reason")
-
-
-async def ready_module(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
-    module = await get_module(rest, namespace, name)
-    return module if condition(module, "Ready").get("status") == "True" else None
 
 
 async def not_ready_because(

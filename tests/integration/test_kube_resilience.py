@@ -9,9 +9,8 @@ and never disturb the session's shared cluster.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,19 +26,7 @@ from ooto.kube import (
     WatchEvent,
     make_api_client,
 )
-from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
-
-
-@pytest.fixture(scope="module")
-def private_cluster() -> Iterator[LocalCluster]:
-    binaries = Binaries.expected()
-    if binaries.missing():
-        if os.environ.get("OOTO_REQUIRE_CLUSTER"):
-            pytest.fail(f"control-plane binaries missing: {binaries.missing()}")
-        pytest.skip("control-plane binaries missing; run `ooto cluster install`")
-    with LocalCluster(binaries) as cluster:
-        yield cluster
 
 
 @pytest_asyncio.fixture(loop_scope="session")

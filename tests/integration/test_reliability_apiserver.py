@@ -26,12 +26,10 @@ from tests.integration.reliability_support import (
     B,
     bump_etcd_revision,
     kubeconfig_via,
-    private_cluster,
     private_crd,
     private_kubelet,
     private_namespace,
     private_rest,
-    ready_module,
     relists,
     settled,
     start_in_process,
@@ -47,9 +45,10 @@ from tests.integration.scenario_support import (
     node_selector_kernel,
     patch_module,
     pods_on,
+    ready_module,
 )
 
-__all__ = ["private_cluster", "private_crd", "private_kubelet", "private_namespace", "private_rest"]
+__all__ = ["private_crd", "private_kubelet", "private_namespace", "private_rest"]
 
 C = "6.1.0-rpi7-rpi-v8+"
 

@@ -14,7 +14,7 @@ import pytest
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import STRATEGIC_PATCH, KubeRest, RestError
 from tests.integration.conftest import OperatorFactory
-from tests.integration.reliability_support import GPU, A, B, ready_module, settled, write_log
+from tests.integration.reliability_support import GPU, A, B, settled, write_log
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -25,6 +25,7 @@ from tests.integration.scenario_support import (
     module_manifest,
     patch_module,
     pods_on,
+    ready_module,
 )
 
 MODULES = "/apis/ooto.sigs.k8s.io/v1alpha1/namespaces/{ns}/modules/{name}"

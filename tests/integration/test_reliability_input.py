@@ -16,7 +16,7 @@ from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory
-from tests.integration.reliability_support import GPU, A, ready_module, settled
+from tests.integration.reliability_support import GPU, A, settled
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -28,6 +28,7 @@ from tests.integration.scenario_support import (
     module_manifest,
     node_selector_kernel,
     pods_on,
+    ready_module,
 )
 
 ANY_KERNEL = [{"regexp": "^.+$", "containerImage": "r.example/m:v1"}]

@@ -24,7 +24,7 @@ from ooto.testing.podstatus import JobOutcome
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import JSON, KubeRest, RestError
 from tests.integration import operator_process
-from tests.integration.reliability_support import GPU, A, B, ready_module
+from tests.integration.reliability_support import GPU, A, B
 from tests.integration.scenario_support import (
     apply_module,
     daemonsets,
@@ -35,6 +35,7 @@ from tests.integration.scenario_support import (
     node_selector_kernel,
     patch_module,
     pods_on,
+    ready_module,
 )
 
 C = "6.1.0-rpi7-rpi-v8+"

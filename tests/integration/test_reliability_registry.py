@@ -21,7 +21,7 @@ from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import JSON, KubeRest
 from tests.integration.conftest import OperatorFactory
 from tests.integration.fault_proxy import FaultProxy
-from tests.integration.reliability_support import GPU, A, ready_module
+from tests.integration.reliability_support import GPU, A
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -31,6 +31,7 @@ from tests.integration.scenario_support import (
     literal,
     module_manifest,
     pods_on,
+    ready_module,
 )
 
 DOCKERFILE = "FROM alpine\nARG KERNEL_FULL_VERSION\n"

@@ -19,7 +19,7 @@ from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory
-from tests.integration.reliability_support import GPU, A, ready_module
+from tests.integration.reliability_support import GPU, A
 from tests.integration.scenario_support import (
     GROUP_PATH,
     apply_module,
@@ -29,6 +29,7 @@ from tests.integration.scenario_support import (
     get_module,
     literal,
     module_manifest,
+    ready_module,
 )
 
 

@@ -27,15 +27,11 @@ from tests.integration.scenario_support import (
     node_selector_kernel,
     patch_module,
     pods_on,
+    ready_module,
 )
 
 A, B, C = "5.14.0-70.13.1.el9_0.x86_64", "5.4.0-1054-gke", "6.1.0-rpi7-rpi-v8+"
 GPU = {"ooto-test/gpu": "true"}
-
-
-async def ready_module(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
-    module = await get_module(rest, namespace, name)
-    return module if condition(module, "Ready").get("status") == "True" else None
 
 
 async def test_two_kernels_get_one_daemonset_each_and_the_module_goes_ready(
