@@ -41,15 +41,15 @@ class ModuleObserved:
 
 @dataclass(frozen=True, slots=True)
 class DaemonSetObserved:
-    """One of our DaemonSets changed; routed root -> supervisor -> kernel actor by its labels."""
+    """One or more of the kernel actor's DaemonSets changed (told by DaemonSetRoutes, which
+    coalesces: the actor clears `route.queued`, then reads the cache)."""
 
-    type: EventType
-    daemonset: Mapping[str, Any]
+    route: Any  # actors.routes.Route
 
 
 @dataclass(frozen=True, slots=True)
 class BuildObserved:
-    """A build object (Job or Build) changed; routed like DaemonSetObserved, by image label."""
+    """A build object (Job or Build) changed; the root tells every supervisor of its namespace."""
 
     type: EventType
     build: Mapping[str, Any]

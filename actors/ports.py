@@ -120,3 +120,4 @@ class ActorContext:
     io: OperatorIO
     settings: ActorSettings
     metrics: ActorMetrics
+    routes: Any  # actors.routes.DaemonSetRoutes: where the DaemonSet informer's events go

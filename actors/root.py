@@ -1,4 +1,4 @@
-"""OperatorRoot: one ModuleSupervisor per Module, and the router for our objects' events."""
+"""OperatorRoot: one ModuleSupervisor per Module; routes Module and build events to them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from actors.base import OotoActor
 from actors.messages import (
     BuildObserved,
-    DaemonSetObserved,
     ModuleChanged,
     ModuleObserved,
     ModuleUnreadable,
@@ -18,9 +17,7 @@ from actors.messages import (
 from actors.ports import ActorContext, Obj
 from actors.supervisor import ModuleSupervisor
 from ooto.api import Module
-from ooto.kernels import label_safe
 from ooto.logs import log_fields
-from ooto.render import LABEL_MODULE
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,6 @@ class OperatorRoot(OotoActor):
         super().__init__(context.bridge)
         self._context, self._io, self._tracker = context, context.io, tracker
         self._supervisors: dict[str, Any] = {}
-        self._by_label: dict[tuple[str, str], str] = {}
 
     def on_stop(self) -> None:
         for ref in self._supervisors.values():
@@ -60,7 +56,6 @@ class OperatorRoot(OotoActor):
         if supervisor is None:
             log.info("module %s appeared", key, extra=log_fields(module=key, reason="added"))
             self._supervisors[key] = ModuleSupervisor.start(self._context, self._tracker, module)
-            self._by_label[(module.metadata.namespace, label_safe(module.metadata.name))] = key
         else:
             self.send(supervisor, ModuleChanged(module))
 
@@ -93,7 +88,6 @@ class OperatorRoot(OotoActor):
 
     def _forget(self, key: str, meta: Obj) -> None:
         supervisor = self._supervisors.pop(key, None)
-        self._by_label.pop((meta.get("namespace", ""), label_safe(meta.get("name", ""))), None)
         if supervisor is not None:
             log.info(
                 "module %s deleted: stopping its actors",
@@ -102,9 +96,6 @@ class OperatorRoot(OotoActor):
             )
             supervisor.stop(block=False)
 
-    def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
-        self._route(event.daemonset, event)
-
     def on_BuildObserved(self, event: BuildObserved) -> None:
         # One build serves every Module of the namespace that needs its image (the backend adopts
         # it across Modules), so every supervisor there hears it; kernel actors filter by image.
@@ -112,14 +103,6 @@ class OperatorRoot(OotoActor):
         for key, supervisor in self._supervisors.items():
             if key.partition("/")[0] == namespace:
                 self.send(supervisor, event)
-
-    def _route(self, obj: Obj, event: object) -> None:
-        meta = obj.get("metadata") or {}
-        label = (meta.get("labels") or {}).get(LABEL_MODULE, "")
-        key = self._by_label.get((meta.get("namespace", ""), label))
-        supervisor = self._supervisors.get(key or "")
-        if supervisor is not None:
-            self.send(supervisor, event)
 
 
 def _already_reported(raw: Obj, error: str) -> bool:

@@ -18,7 +18,6 @@ from actors.base import Backoff, OotoActor
 from actors.kernel import KernelActor
 from actors.messages import (
     BuildObserved,
-    DaemonSetObserved,
     IoDone,
     KernelNodes,
     KernelReport,
@@ -32,8 +31,9 @@ from actors.messages import (
     Unsubscribe,
 )
 from actors.ports import ActorContext, ActorSettings
+from actors.routes import RouteKey
 from ooto.api import Module
-from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
+from ooto.kernels import KernelPlan, SpecError, label_safe, plan_kernel, validate_module
 from ooto.logs import log_fields
 from ooto.render import LABEL_KERNEL
 from ooto.status import KernelProblem, ModuleFacts, fold_status
@@ -77,6 +77,7 @@ class ModuleSupervisor(OotoActor):
         super().__init__(context.bridge)
         self._context, self._tracker = context, tracker
         self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
+        self._routes = context.routes
         self._module = module
         self._spec_errors: list[str] = []
         self._kernels: KernelNodes | None = None
@@ -105,6 +106,10 @@ class ModuleSupervisor(OotoActor):
     def on_stop(self) -> None:
         self.send(self._tracker, Unsubscribe(self._module.key))
         self._metrics.module_gone(self._module.metadata.namespace, self._module.metadata.name)
+        for label, kernel in self._by_label.items():
+            for ref in (self._actors.get(kernel), self._retiring.get(kernel)):
+                if ref is not None:
+                    self._routes.remove(self._route_key(label), ref)
         for ref in [*self._actors.values(), *self._retiring.values()]:
             ref.stop(block=False)
 
@@ -217,14 +222,10 @@ class ModuleSupervisor(OotoActor):
             plan.image,
             extra=self._extra("kernel appeared", plan.kernel),
         )
-        self._actors[plan.kernel] = KernelActor.start(
-            self._context,
-            self.actor_ref,
-            self._module,
-            plan,
-            nodes,
-        )
+        ref = KernelActor.start(self._context, self.actor_ref, self._module, plan, nodes)
+        self._actors[plan.kernel] = ref
         self._by_label[plan.kernel_label] = plan.kernel
+        self._routes.add(self._route_key(plan.kernel_label), ref)
 
     def _retire(self, kernel: str) -> None:
         ref = self._actors.pop(kernel)
@@ -236,7 +237,10 @@ class ModuleSupervisor(OotoActor):
         self.send(ref, Retire())
 
     def on_KernelRetired(self, message: KernelRetired) -> None:
-        self._retiring.pop(message.kernel, None)
+        ref = self._retiring.pop(message.kernel, None)
+        if ref is not None:
+            for label in [lb for lb, k in self._by_label.items() if k == message.kernel]:
+                self._routes.remove(self._route_key(label), ref)
         self._by_label = {
             label: k
             for label, k in self._by_label.items()
@@ -272,12 +276,9 @@ class ModuleSupervisor(OotoActor):
 
     # --- routing from informers ---------------------------------------------------------------
 
-    def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
-        label = ((event.daemonset.get("metadata") or {}).get("labels") or {}).get(LABEL_KERNEL)
-        kernel = self._by_label.get(label or "")
-        actor = self._actors.get(kernel or "") or self._retiring.get(kernel or "")
-        if actor is not None:
-            self.send(actor, event)
+    def _route_key(self, kernel_label: str) -> RouteKey:
+        meta = self._module.metadata
+        return (meta.namespace, label_safe(meta.name), kernel_label)
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
         for actor in self._actors.values():

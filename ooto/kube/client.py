@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict, cast
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -295,7 +296,7 @@ class KubeApi:
                 self.in_flight -= 1
         if code >= 300:
             raise error_from_status(code, data)
-        return cast(JsonObj, json.loads(data)) if data else {}
+        return cast(JsonObj, decode_json(data)) if data else {}
 
     async def _open_stream(
         self, verb: Verb, resource: str, path: str, query: Query, timeout: float
@@ -353,11 +354,21 @@ class KubeApi:
                 headers[setting["key"]] = setting["value"]
 
 
+def decode_json(data: bytes) -> Any:
+    """orjson, 3-4x faster than `json` on the API server's replies and watch events, which were a
+    third of the operator's time while converging; `json` for the rare document orjson refuses
+    (an integer beyond 64 bits in a free-form field)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 async def _read_events(response: aiohttp.ClientResponse) -> AsyncIterator[RawEvent]:
     async for line in response.content:
         if not line.strip():
             continue
-        event = cast(RawEvent, json.loads(line))
+        event = cast(RawEvent, decode_json(line))
         if event.get("type") == "ERROR":
             status = event.get("object") or {}
             raise error_from_status(int(status.get("code") or 500), status)

@@ -198,12 +198,19 @@ async def delete_namespace(rest: KubeRest, name: str, timeout: float = 180.0) ->
 
 
 async def measure_floor(
-    api: KubeApi, rest: KubeRest, namespace: str, nodes: list[tuple[str, str]]
+    api: KubeApi,
+    rest: KubeRest,
+    namespace: str,
+    nodes: list[tuple[str, str]],
+    pods_follow: bool,
 ) -> float:
     """Seconds for the raw client to label N nodes and create N rendered DaemonSets at once.
 
-    The label goes under another key than the operator's (its nodeSelector matches no node, so
-    no pods follow) and the DaemonSets are the operator's own renderings for a real Module.
+    The DaemonSets are the operator's own renderings for a real Module. With `pods_follow` the
+    writes are exactly the operator's (its label key, so each DaemonSet gets its pod and the
+    DaemonSet controller, scheduler and kubelet load the cluster as they do while the operator
+    converges); without, the label goes under another key, no DaemonSet selects a node and no pod
+    follows: the API server alone. `unlabel` undoes the node labels afterwards.
     """
     stored = await apply_module(rest, namespace, "floor")
     module = Module.model_validate(stored)
@@ -212,18 +219,37 @@ async def measure_floor(
         plan = plan_kernel(module, kernel)
         assert plan is not None
         manifests.extend(render_daemonsets(module, plan))
-    patches = []
-    for name, kernel in nodes:
-        labels, annotations = node_kernel_labels(kernel)
-        label = {FLOOR_LABEL: labels[NODE_KERNEL_LABEL]}
-        note = {FLOOR_LABEL: annotations[NODE_KERNEL_ANNOTATION]}
-        patches.append((name, {"metadata": {"labels": label, "annotations": note}}))
     began = time.monotonic()
     await asyncio.gather(
-        *(api.patch(NODES, name, patch) for name, patch in patches),
+        *(api.patch(NODES, name, patch) for name, patch in floor_patches(nodes, pods_follow)),
         *(api.create(DAEMONSETS, manifest) for manifest in manifests),
     )
     return time.monotonic() - began
+
+
+def floor_patches(
+    nodes: list[tuple[str, str]], pods_follow: bool, remove: bool = False
+) -> list[tuple[str, JSON]]:
+    """The floor's node patches: the operator's label and annotation, or the same under
+    FLOOR_LABEL; with `remove`, the patches that take them off again."""
+    patches: list[tuple[str, JSON]] = []
+    for name, kernel in nodes:
+        labels, annotations = node_kernel_labels(kernel)
+        if not pods_follow:
+            labels = {FLOOR_LABEL: labels[NODE_KERNEL_LABEL]}
+            annotations = {FLOOR_LABEL: annotations[NODE_KERNEL_ANNOTATION]}
+        values: dict[str, str | None] = {**labels}
+        notes: dict[str, str | None] = {**annotations}
+        if remove:
+            values, notes = dict.fromkeys(labels), dict.fromkeys(annotations)
+        patches.append((name, {"metadata": {"labels": values, "annotations": notes}}))
+    return patches
+
+
+async def unlabel(api: KubeApi, nodes: list[tuple[str, str]], pods_follow: bool) -> None:
+    """Take the floor's labels off the nodes, so the operator has every label to write."""
+    removals = floor_patches(nodes, pods_follow, remove=True)
+    await asyncio.gather(*(api.patch(NODES, name, patch) for name, patch in removals))
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -43,6 +43,7 @@ from tests.bench.fleet import (
     measure_floor,
     module_ready,
     percentile,
+    unlabel,
 )
 from tests.bench.operator_process import OperatorProcess
 from tests.bench.report import ConvergeRow, Results, print_report
@@ -82,40 +83,69 @@ async def install_crd(rest: KubeRest) -> None:
     raise TimeoutError("CRD not established")
 
 
-async def floor_once(bench: Bench, namespace: str, nodes: list[tuple[str, str]]) -> float:
-    """One floor measurement in its own namespace, cleaned up before returning."""
+async def floor_once(
+    bench: Bench, namespace: str, nodes: list[tuple[str, str]], pods_follow: bool
+) -> float:
+    """One floor measurement in its own namespace, cleaned up (labels too) before returning.
+
+    The benchmark's own watches run as they do while the operator converges, so both
+    measurements share the machine with the same observers.
+    """
     await create_namespace(bench.rest, namespace)
+    watches = await observe(bench.rest, namespace)
     # A fresh client, like the operator's: its connection set-up is inside the time too.
     client = await make_api_client(str(bench.cluster.admin_kubeconfig))
     api = KubeApi(client, concurrency=bench.concurrency)
     try:
-        return await measure_floor(api, bench.rest, namespace, nodes)
+        return await measure_floor(api, bench.rest, namespace, nodes, pods_follow)
     finally:
-        await api.close()
+        for watch in watches:
+            await watch.stop()
         await delete_namespace(bench.rest, namespace)
+        await unlabel(api, nodes, pods_follow)
+        await api.close()
+
+
+async def observe(rest: KubeRest, namespace: str) -> list[ObjectWatch]:
+    """The benchmark's watches during a convergence: DaemonSets, nodes, Modules, pods."""
+    return [
+        await ObjectWatch(rest, f"/apis/apps/v1/namespaces/{namespace}/daemonsets").start(),
+        await ObjectWatch(rest, "/api/v1/nodes").start(),
+        await ObjectWatch(rest, f"{GROUP_PATH}/namespaces/{namespace}/modules").start(),
+        await ObjectWatch(rest, f"/api/v1/namespaces/{namespace}/pods").start(),
+    ]
+
+
+async def best_floor(bench: Bench, n: int, nodes: list[tuple[str, str]], pods: bool) -> float:
+    """Best of two: the floor is what the API server can do, not what a noisy moment allowed."""
+    kind = "same" if pods else "nopods"
+    runs = [await floor_once(bench, f"bench-floor-{kind}-{n}-{i}", nodes, pods) for i in range(2)]
+    return min(runs)
 
 
 async def converge(bench: Bench, n: int) -> tuple[ObjectWatch, ObjectWatch, list[tuple[str, str]]]:
-    """Floor and convergence for N nodes (one kernel each) and one Module selecting all."""
+    """Floors and convergence for N nodes (one kernel each) and one Module selecting all."""
     rest, nodes = bench.rest, fleet(f"n{n}", n)
     await add_fleet(bench.kubelet, nodes)
-    floor = min([await floor_once(bench, f"bench-floor-{n}-{i}", nodes) for i in range(2)])
+    floor = await best_floor(bench, n, nodes, pods=True)
+    api_floor = await best_floor(bench, n, nodes, pods=False)
     namespace = f"bench-{n}"
     await create_namespace(rest, namespace)
     await apply_module(rest, namespace, "mod")
-    daemonsets = await ObjectWatch(rest, f"/apis/apps/v1/namespaces/{namespace}/daemonsets").start()
-    node_watch = await ObjectWatch(rest, "/api/v1/nodes").start()
-    modules = await ObjectWatch(rest, f"{GROUP_PATH}/namespaces/{namespace}/modules").start()
-    pods = await ObjectWatch(rest, f"/api/v1/namespaces/{namespace}/pods").start()
+    daemonsets, node_watch, modules, pods = await observe(rest, namespace)
     operator = bench.operator = bench.new_operator()
     await operator.start()
     profile = bench.profile_dir
     profiler = operator.profile(profile / f"converge-{n}.txt") if profile else None
     cpu = operator.stats().cpu_seconds
     began = operator.go()
-    print(f"N={n}: floor {floor:.2f} s; operator started at {time.time():.3f}", flush=True)
+    print(
+        f"N={n}: floor {floor:.2f} s (no pods: {api_floor:.2f} s); "
+        f"operator started at {time.time():.3f}",
+        flush=True,
+    )
     synced = asyncio.create_task(operator.wait_ready())
-    row = ConvergeRow(n, floor)
+    row = ConvergeRow(n, floor, api_floor)
     row.created = await daemonsets.wait_for(lambda objs: len(objs) >= n, TIMEOUT) - began
     labels_done = await node_watch.wait_for(labelled(nodes), TIMEOUT) - began
     row.created = max(row.created, labels_done)

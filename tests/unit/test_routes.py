@@ -1,0 +1,99 @@
+"""DaemonSet events reach the owning kernel actor straight from the loop, coalesced per actor."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from actors.base import OotoActor
+from actors.bridge import Bridge
+from actors.messages import DaemonSetObserved
+from actors.routes import DaemonSetRoutes
+
+MODULE, KERNEL = "example.com/module", "example.com/kernel"
+
+
+class Owner(OotoActor):
+    """Handles DaemonSetObserved like a kernel actor, but first waits until `gate` opens."""
+
+    def __init__(self, bridge: Bridge, seen: queue.Queue[str], gate: threading.Event) -> None:
+        super().__init__(bridge)
+        self.seen, self.gate = seen, gate
+
+    def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
+        self.gate.wait(5)
+        event.route.queued = False
+        self.seen.put("observed")
+
+
+def daemonset(namespace: str, module: str, kernel: str) -> dict[str, Any]:
+    labels = {MODULE: module, KERNEL: kernel}
+    return {"metadata": {"namespace": namespace, "name": "ds", "labels": labels}}
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], object]) -> None:
+    """Run `call` on the loop thread (where the informer delivers) and wait for it."""
+
+    async def run() -> None:
+        call()
+
+    asyncio.run_coroutine_threadsafe(run(), loop).result(5)
+
+
+def setup(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[DaemonSetRoutes, Any, queue.Queue[str], threading.Event]:
+    bridge = Bridge(loop)
+    seen: queue.Queue[str] = queue.Queue()
+    gate = threading.Event()
+    return DaemonSetRoutes(bridge, MODULE, KERNEL), Owner.start(bridge, seen, gate), seen, gate
+
+
+def test_events_go_to_the_actor_of_their_labels_only(loop: asyncio.AbstractEventLoop) -> None:
+    routes, owner, seen, gate = setup(loop)
+    gate.set()
+    routes.add(("ns", "mod", "k1"), owner)
+    on_loop(loop, lambda: routes.deliver(daemonset("ns", "mod", "k2")))
+    on_loop(loop, lambda: routes.deliver(daemonset("other", "mod", "k1")))
+    on_loop(loop, lambda: routes.deliver(daemonset("ns", "mod", "k1")))
+    assert seen.get(timeout=5) == "observed"
+    assert seen.empty()
+    owner.stop()
+
+
+def test_events_while_one_waits_are_coalesced(loop: asyncio.AbstractEventLoop) -> None:
+    routes, owner, seen, gate = setup(loop)
+    routes.add(("ns", "mod", "k1"), owner)
+    for _ in range(5):
+        on_loop(loop, lambda: routes.deliver(daemonset("ns", "mod", "k1")))
+    gate.set()
+    assert seen.get(timeout=5) == "observed"
+    # Handled: the next event is told again.
+    on_loop(loop, lambda: routes.deliver(daemonset("ns", "mod", "k1")))
+    assert seen.get(timeout=5) == "observed"
+    on_loop(loop, lambda: None)
+    assert seen.empty()
+    owner.stop()
+
+
+def test_removing_an_older_actor_keeps_the_newer_route(loop: asyncio.AbstractEventLoop) -> None:
+    routes, old, _, _ = setup(loop)
+    bridge = Bridge(loop)
+    seen: queue.Queue[str] = queue.Queue()
+    gate = threading.Event()
+    gate.set()
+    new = Owner.start(bridge, seen, gate)
+    key = ("ns", "mod", "k1")
+    routes.add(key, old)
+    routes.add(key, new)  # the kernel came back while its old actor was still retiring
+    routes.remove(key, old)
+    on_loop(loop, lambda: routes.deliver(daemonset("ns", "mod", "k1")))
+    assert seen.get(timeout=5) == "observed"
+    routes.remove(key, new)
+    on_loop(loop, lambda: None)
+    assert len(routes) == 0
+    old.stop()
+    new.stop()
