@@ -35,7 +35,7 @@ from ooto.builds.model import BUILD_SELECTOR, BuildBackend
 from ooto.builds.select import select_backend
 from ooto.kube.client import KubeApi, make_api_client
 from ooto.kube.events import EventRecorder
-from ooto.kube.informer import Informer
+from ooto.kube.informer import EventGate, Informer
 from ooto.kube.leader import LeaderElector
 from ooto.kube.resources import DAEMONSETS, MODULES, NODES
 from ooto.logs import configure_logging
@@ -168,9 +168,12 @@ class Operator:
         )
         self._informers.append(nodes)
         # Nodes feed only the tracker, which reads no cache: they list with our objects' caches.
-        await self._sync(daemonsets, builds, nodes)
-        modules = self._informer(MODULES, lambda e: root_tell(ModuleObserved(e.type, e.obj)))
-        await self._sync(modules)
+        # Modules list at the same time (before the tracker's burst of label patches queues on the
+        # shared limiter), but reach the root only once the caches their actors read are synced.
+        gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
+        modules = self._informer(MODULES, gate)
+        await self._sync(daemonsets, builds, nodes, modules)
+        gate.open()
         self.synced.set()
         log.info("operator started: caches synced", extra={"reason": "started"})
 

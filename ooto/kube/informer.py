@@ -105,6 +105,27 @@ def diff_relist(
     return events, new_cache
 
 
+class EventGate:
+    """An `on_event` that holds events until `open()`, then delivers them and every later one,
+    in order. Lets an informer list early (its request ahead of a burst of writes on the shared
+    limiter) while its consumer must not act before other caches are synced. Loop thread only."""
+
+    def __init__(self, deliver: Callable[[WatchEvent], None]) -> None:
+        self._deliver = deliver
+        self._held: list[WatchEvent] | None = []
+
+    def __call__(self, event: WatchEvent) -> None:
+        if self._held is None:
+            self._deliver(event)
+        else:
+            self._held.append(event)
+
+    def open(self) -> None:
+        held, self._held = self._held or [], None
+        for event in held:
+            self._deliver(event)
+
+
 class Informer:
     """List, then watch from the list's resourceVersion; relist on 410; back off on errors."""
 

@@ -246,10 +246,10 @@ def floor_patches(
     return patches
 
 
-async def unlabel(api: KubeApi, nodes: list[tuple[str, str]], pods_follow: bool) -> None:
-    """Take the floor's labels off the nodes, so the operator has every label to write."""
+async def unlabel(rest: KubeRest, nodes: list[tuple[str, str]], pods_follow: bool) -> None:
+    """Take the floor's (or the operator's) labels off the nodes: the next run writes them all."""
     removals = floor_patches(nodes, pods_follow, remove=True)
-    await asyncio.gather(*(api.patch(NODES, name, patch) for name, patch in removals))
+    await asyncio.gather(*(rest.patch(f"/api/v1/nodes/{name}", patch) for name, patch in removals))
 
 
 def percentile(values: list[float], fraction: float) -> float:

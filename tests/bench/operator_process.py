@@ -93,6 +93,11 @@ class OperatorProcess:
         async with aiohttp.ClientSession() as http, http.get(self._url("/metrics")) as response:
             return await response.text()
 
+    async def save_metrics(self, path: Path) -> None:
+        """The operator's /metrics as they are now (message counts per actor kind, requests...)."""
+        text = await self._metrics_text()
+        await asyncio.to_thread(path.write_text, text)
+
     async def requests(self) -> dict[tuple[str, str], int]:
         """(verb, resource) -> requests so far, from the operator's own counter."""
         totals: dict[tuple[str, str], int] = {}
@@ -135,7 +140,7 @@ class OperatorProcess:
         assert self.process is not None
         py_spy = str(Path(sys.executable).parent / "py-spy")
         argv = [py_spy, "record", "-p", str(self.process.pid), "-o", str(output)]
-        argv += ["-f", "raw", "-r", "100", "--gil"]
+        argv += ["-f", "raw", "-r", "100", "--gil", "--nonblocking"]
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def save_smaps(self, path: Path) -> None:

@@ -11,24 +11,52 @@ Writes = dict[tuple[str, str], int]
 class ConvergeRow:
     n: int
     floor: float  # the operator's own writes by the raw client; pods follow, as they do for it
-    api_floor: float  # the same writes with no pod following: the API server alone
+    api_floor: float = 0.0  # the same writes with no pod following: the API server alone
     created: float = 0.0  # all DaemonSets exist and all nodes carry their kernel label
     pods_ready: float = 0.0  # the simulated kubelet reported every pod Ready
     ds_ready: float = 0.0  # the DaemonSet controller reported every DaemonSet rolled out
     ready: float = 0.0  # the operator wrote Ready=True on the Module
     writes: Writes = field(default_factory=dict)
-    cpu: float = 0.0
+    round_ratios: list[float] = field(default_factory=list)  # created / floor, per round
+    cpu: float = 0.0  # operator CPU seconds until Module Ready
+    cpu_created: float = 0.0  # operator CPU seconds until all DaemonSets + labels
 
 
 @dataclass
 class Results:
     concurrency: int = 0
+    rounds: int = 1
     rows: list[ConvergeRow] = field(default_factory=list)
     quiet: tuple[float, int, float] | None = None  # seconds, writes, CPU seconds
     restart: tuple[float, float, int] | None = None  # seconds to ready, settle seconds, writes
     latency: tuple[float, float, int] | None = None  # p50, p99, samples
     memory: tuple[int, int, float, float, int, int] | None = None
     # modules, kernels, seconds to all Ready, RSS MB, threads, actors
+
+
+def median_row(rows: list[ConvergeRow]) -> ConvergeRow:
+    """Each figure's median over the rounds (ratios then compare medians); the writes of the
+    last round; the per-round ratios kept to show the spread."""
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    last = rows[-1]
+    row = ConvergeRow(last.n, median([r.floor for r in rows]), median([r.api_floor for r in rows]))
+    for name in ("created", "pods_ready", "ds_ready", "ready", "cpu", "cpu_created"):
+        setattr(row, name, median([getattr(r, name) for r in rows]))
+    row.writes = last.writes
+    row.round_ratios = [r.created / r.floor for r in rows]
+    return row
+
+
+def _spread(ratios: list[float]) -> str:
+    """` (rounds 1.13-1.37x)`: the lowest and highest round, when there are several."""
+    if len(ratios) < 2:
+        return ""
+    return f" (rounds {min(ratios):.2f}-{max(ratios):.2f}x)"
 
 
 def _writes(row: ConvergeRow) -> str:
@@ -49,21 +77,24 @@ def _writes(row: ConvergeRow) -> str:
 def report_lines(results: Results, machine: str) -> list[str]:
     lines = [
         f"Machine: {machine}. Operator: `ooto run` child process, api_concurrency "
-        f"{results.concurrency}, default settings.",
+        f"{results.concurrency}, default settings. Each row: the median of {results.rounds} "
+        "rounds, each round a floor, a floor without pods and a convergence, in that order.",
         "",
         "| N | floor (s) | all DaemonSets + labels (s) | ratio | floor, no pods (s) | ratio "
         "| pods Ready (s) | DaemonSets rolled out (s) | Module Ready (s) | ratio "
-        "| operator CPU (s) | CPU per kernel (ms) | writes during convergence |",
+        "| operator CPU to DaemonSets + labels / to Ready (s) | CPU per kernel (ms) "
+        "| writes during convergence |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| --- |",
     ]
     for row in results.rows:
         lines.append(
-            f"| {row.n} | {row.floor:.2f} | {row.created:.2f} | {row.created / row.floor:.2f}x "
+            f"| {row.n} | {row.floor:.2f} | {row.created:.2f} | {row.created / row.floor:.2f}x"
+            f"{_spread(row.round_ratios)} "
             f"| {row.api_floor:.2f} | {row.created / row.api_floor:.2f}x "
             f"| {row.pods_ready:.2f} | {row.ds_ready:.2f} "
             f"| {row.ready:.2f} | {row.ready / row.floor:.2f}x "
-            f"| {row.cpu:.2f} | {1000 * row.cpu / row.n:.1f} "
+            f"| {row.cpu_created:.2f} / {row.cpu:.2f} | {1000 * row.cpu / row.n:.1f} "
             f"| {_writes(row)} |"
         )
     lines += ["", "| check | result | target |", "| --- | --- | --- |"]
