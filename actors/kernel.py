@@ -98,9 +98,7 @@ class KernelActor(OotoActor):
             self.cancel_timer("retry")
         self._converge()
 
-    def on_DaemonSetObserved(self, event: DaemonSetObserved) -> None:
-        # Cleared before the cache is read: an event that arrives meanwhile tells us again.
-        event.route.queued = False
+    def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
         # The cache already holds the new object; converging re-reads it (and repairs drift).
         self._converge()
 

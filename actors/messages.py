@@ -41,10 +41,10 @@ class ModuleObserved:
 
 @dataclass(frozen=True, slots=True)
 class DaemonSetObserved:
-    """One or more of the kernel actor's DaemonSets changed (told by DaemonSetRoutes, which
-    coalesces: the actor clears `route.queued`, then reads the cache)."""
+    """One of the kernel actor's DaemonSets changed (told by DaemonSetRoutes, from the informer;
+    the cache already holds the new object)."""
 
-    route: Any  # actors.routes.Route
+    daemonset: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,17 +5,15 @@ DaemonSet controller updates each new DaemonSet's status several times while a M
 The table lives on the loop thread (the informer's), so lookups take no lock; supervisors add and
 remove routes through `Bridge.call_soon`.
 
-Events coalesce per kernel actor: the actor re-reads the informer cache when it handles one, so
-while one `DaemonSetObserved` waits in its mailbox, later events have nothing to add. The protocol
-across the two threads: the loop updates the cache, then tells only if `route.queued` is False
-(setting it); the actor clears `queued` *before* it reads the cache. An event skipped because
-`queued` was still set is therefore in the cache when that read happens.
+Every event is told: a kernel actor reads the informer cache when it handles one, so it always
+acts on the newest object. Coalescing events behind a flag the actor clears (tried) saves little
+and makes one lost or late message a kernel that never hears of its DaemonSet again; under CPU
+load a rollout then stalled (test_a_slow_api_server_delays_convergence_but_causes_no_restarts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from actors.messages import DaemonSetObserved
@@ -24,17 +22,11 @@ RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
 
 
-@dataclass(slots=True, eq=False)
-class Route:
-    ref: Any  # pykka.ActorRef of the KernelActor
-    queued: bool = False
-
-
 class DaemonSetRoutes:
     def __init__(self, bridge: Any, module_label: str, kernel_label: str) -> None:
         self._bridge = bridge
         self._module_label, self._kernel_label = module_label, kernel_label
-        self._routes: dict[RouteKey, Route] = {}
+        self._routes: dict[RouteKey, Any] = {}  # -> pykka.ActorRef of the KernelActor
 
     # --- from actor threads ---------------------------------------------------------------
 
@@ -57,19 +49,16 @@ class DaemonSetRoutes:
             labels.get(self._module_label, ""),
             labels.get(self._kernel_label, ""),
         )
-        route = self._routes.get(key)
-        if route is None or route.queued:
-            return  # nobody owns it (an orphan is found by its supervisor's cache scan)
-        route.queued = True
-        self._bridge.tell(route.ref, DaemonSetObserved(route))
+        ref = self._routes.get(key)
+        if ref is not None:  # else nobody owns it (its supervisor's cache scan finds orphans)
+            self._bridge.tell(ref, DaemonSetObserved(daemonset))
 
     def __len__(self) -> int:
         return len(self._routes)
 
     def _add(self, key: RouteKey, ref: Any) -> None:
-        self._routes[key] = Route(ref)
+        self._routes[key] = ref
 
     def _remove(self, key: RouteKey, ref: Any) -> None:
-        route = self._routes.get(key)
-        if route is not None and route.ref == ref:
+        if self._routes.get(key) == ref:
             del self._routes[key]
