@@ -130,8 +130,6 @@ class Operator:
     async def start(self) -> None:
         threading.stack_size(ACTOR_STACK_BYTES)
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        gc.freeze()  # imports and settings live as long as the process: never scan them again
-        gc.set_threshold(*GC_THRESHOLDS)
         bridge = self._bridge = Bridge(asyncio.get_running_loop(), latency=self.metrics)
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
@@ -218,6 +216,9 @@ class Health:
 
 async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -> int:
     """Run until `stop` is set or leadership is lost (exit code 1: the Deployment restarts us)."""
+    # The process is ours: tune its collector (not in Operator.start, which tests run in theirs).
+    gc.freeze()  # imports and settings live as long as the process: never scan them again
+    gc.set_threshold(*GC_THRESHOLDS)
     metrics = Metrics()
     api = KubeApi(
         await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics
