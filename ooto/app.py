@@ -58,12 +58,6 @@ GIL_SWITCH_SECONDS = 0.001
 kernel actor is a GIL hand-off to the new thread and back; with the loop busy decoding responses,
 each one cost ~3.5 ms at 5 ms (500 kernels: 1.75 s of spawning, longer than the writes)."""
 
-GC_THRESHOLDS = (50_000, 20, 100)
-"""The cyclic collector runs after 50,000 net allocations instead of 700. Converging allocates
-mostly acyclic JSON that reference counting frees; at 700, 500 kernels ran ~480 collections
-(0.43 of 2.2 CPU s, each young collection walking dicts that are about to die, and older ones
-walking every cached object). With the start-up objects frozen out of the collector too: 5
-collections, 0.09 s, and all DaemonSets + labels 2.31 -> 1.88 s at N=500 (docs/benchmarks.md)."""
 
 
 class PhaseCounter:
@@ -216,9 +210,10 @@ class Health:
 
 async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -> int:
     """Run until `stop` is set or leadership is lost (exit code 1: the Deployment restarts us)."""
-    # The process is ours: tune its collector (not in Operator.start, which tests run in theirs).
-    gc.freeze()  # imports and settings live as long as the process: never scan them again
-    gc.set_threshold(*GC_THRESHOLDS)
+    # Imports and settings live as long as the process: the cyclic collector need never walk them
+    # again. (Raising its thresholds as well was faster, but stalled a rollout behind a slow API
+    # server: something on the I/O path waits for the collector; see docs/benchmarks.md.)
+    gc.freeze()
     metrics = Metrics()
     api = KubeApi(
         await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics
