@@ -59,7 +59,6 @@ kernel actor is a GIL hand-off to the new thread and back; with the loop busy de
 each one cost ~3.5 ms at 5 ms (500 kernels: 1.75 s of spawning, longer than the writes)."""
 
 
-
 class PhaseCounter:
     """`ActorMetrics`: kernel actors by phase, Modules by state, builds (from actor threads)."""
 
