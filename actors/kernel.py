@@ -326,6 +326,10 @@ class KernelActor(OotoActor):
             known = self._generations.get(done.tag[1])
             if known is None or known[0] != written[0] or known[1] < written[1]:
                 self._generations[done.tag[1]] = written  # replies may arrive out of order
+            if _caught_up(self._io.daemonsets.get(meta.get("namespace", ""), done.tag[1]), written):
+                # The watch showed our write before this reply came (a slow reply): those events
+                # were judged against the generation before it and may be all we hear.
+                self._converge()
             return
         self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")
 
@@ -404,3 +408,9 @@ class KernelActor(OotoActor):
 
     def _log_extra(self, reason: str) -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=self._plan.kernel, reason=reason)
+
+
+def _caught_up(cached: Obj | None, written: tuple[str, int]) -> bool:
+    """The cache holds the object we wrote, or a later version of it."""
+    meta = (cached or {}).get("metadata") or {}
+    return meta.get("uid") == written[0] and int(meta.get("generation", 0)) >= written[1]
