@@ -53,6 +53,12 @@ ACTOR_STACK_BYTES = 512 * 1024
 at 256 KiB a Module nested 500 levels deep in a free-form field crashes the process (SIGSEGV in
 pydantic's validation) instead of failing validation."""
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The cyclic collector runs after 50,000 net allocations instead of 700. Converging allocates
+mostly acyclic JSON that reference counting frees; at 700, 500 kernels ran ~450 collections
+(0.17-0.43 of ~2 CPU s, young collections walking dicts about to die or be cached, older ones
+walking every cached object); at 50,000, 5 (docs/benchmarks.md)."""
+
 GIL_SWITCH_SECONDS = 0.001
 """A thread waiting for the GIL gets it within 1 ms instead of CPython's default 5 ms. Spawning a
 kernel actor is a GIL hand-off to the new thread and back; with the loop busy decoding responses,
@@ -209,10 +215,10 @@ class Health:
 
 async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -> int:
     """Run until `stop` is set or leadership is lost (exit code 1: the Deployment restarts us)."""
-    # Imports and settings live as long as the process: the cyclic collector need never walk them
-    # again. (Raising its thresholds as well was faster, but stalled a rollout behind a slow API
-    # server: something on the I/O path waits for the collector; see docs/benchmarks.md.)
+    # The process is ours: tune its collector here (not in Operator.start, which tests run in
+    # their own process). Imports and settings live as long as the process: never walk them again.
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     metrics = Metrics()
     api = KubeApi(
         await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics
