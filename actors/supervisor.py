@@ -33,7 +33,14 @@ from actors.messages import (
 from actors.ports import ActorContext, ActorSettings
 from actors.routes import RouteKey
 from ooto.api import Module
-from ooto.kernels import KernelPlan, SpecError, label_safe, plan_kernel, validate_module
+from ooto.kernels import (
+    KernelPlan,
+    SpecError,
+    kernel_label_value,
+    label_safe,
+    plan_kernel,
+    validate_module,
+)
 from ooto.logs import log_fields
 from ooto.render import LABEL_KERNEL
 from ooto.status import KernelProblem, ModuleFacts, fold_status
@@ -106,11 +113,8 @@ class ModuleSupervisor(OotoActor):
     def on_stop(self) -> None:
         self.send(self._tracker, Unsubscribe(self._module.key))
         self._metrics.module_gone(self._module.metadata.namespace, self._module.metadata.name)
-        for label, kernel in self._by_label.items():
-            for ref in (self._actors.get(kernel), self._retiring.get(kernel)):
-                if ref is not None:
-                    self._routes.remove(self._route_key(label), ref)
-        for ref in [*self._actors.values(), *self._retiring.values()]:
+        for kernel, ref in [*self._actors.items(), *self._retiring.items()]:
+            self._routes.remove(self._route_key(kernel), ref)
             ref.stop(block=False)
 
     # --- the Module ---------------------------------------------------------------------------
@@ -225,7 +229,7 @@ class ModuleSupervisor(OotoActor):
         ref = KernelActor.start(self._context, self.actor_ref, self._module, plan, nodes)
         self._actors[plan.kernel] = ref
         self._by_label[plan.kernel_label] = plan.kernel
-        self._routes.add(self._route_key(plan.kernel_label), ref)
+        self._routes.add(self._route_key(plan.kernel), ref)
 
     def _retire(self, kernel: str) -> None:
         ref = self._actors.pop(kernel)
@@ -239,8 +243,7 @@ class ModuleSupervisor(OotoActor):
     def on_KernelRetired(self, message: KernelRetired) -> None:
         ref = self._retiring.pop(message.kernel, None)
         if ref is not None:
-            for label in [lb for lb, k in self._by_label.items() if k == message.kernel]:
-                self._routes.remove(self._route_key(label), ref)
+            self._routes.remove(self._route_key(message.kernel), ref)
         self._by_label = {
             label: k
             for label, k in self._by_label.items()
@@ -276,9 +279,10 @@ class ModuleSupervisor(OotoActor):
 
     # --- routing from informers ---------------------------------------------------------------
 
-    def _route_key(self, kernel_label: str) -> RouteKey:
+    def _route_key(self, kernel: str) -> RouteKey:
+        """The labels this kernel's DaemonSets carry (as `render` writes them)."""
         meta = self._module.metadata
-        return (meta.namespace, label_safe(meta.name), kernel_label)
+        return (meta.namespace, label_safe(meta.name), kernel_label_value(kernel))
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
         for actor in self._actors.values():
