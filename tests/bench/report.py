@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import median
 
 Writes = dict[tuple[str, str], int]
 
@@ -37,12 +38,6 @@ class Results:
 def median_row(rows: list[ConvergeRow]) -> ConvergeRow:
     """Each figure's median over the rounds (ratios then compare medians); the writes of the
     last round; the per-round ratios kept to show the spread."""
-
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        middle = len(ordered) // 2
-        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
     last = rows[-1]
     row = ConvergeRow(last.n, median([r.floor for r in rows]), median([r.api_floor for r in rows]))
     for name in ("created", "pods_ready", "ds_ready", "ready", "cpu", "cpu_created"):
