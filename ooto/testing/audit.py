@@ -75,8 +75,15 @@ class AuditLog:
         with self.path.open("rb") as log:
             log.seek(since)
             lines = log.read(-1 if until is None else until - since).splitlines()
-        # The last line may be half written while the API server is still running.
-        return [json.loads(line) for line in lines if line.strip().endswith(b"}")]
+        events = []
+        for number, line in enumerate(lines):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                if number < len(lines) - 1:
+                    raise
+                # The last line may be half written while the API server is still running.
+        return events
 
 
 def _audited(event: dict[str, Any]) -> AuditedRequest | None:
