@@ -104,7 +104,7 @@ def _with_sys_module(capabilities: dict[str, Any] | None) -> dict[str, Any]:
     """
     result = dict(capabilities or {})
     added = list(result.get("add") or [])
-    if not any(_is_sys_module(name) for name in added):
+    if not any(_is_sys_module(name) or str(name).upper() == "ALL" for name in added):
         added.append(SYS_MODULE)
     result["add"] = added
     if result.get("drop"):

@@ -162,6 +162,8 @@ class TestModuleLoader:
             (None, {"add": ["SYS_MODULE"]}),
             # already there, in any case the runtimes accept: nothing added twice
             ({"add": ["sys_module"], "drop": ["ALL"]}, {"add": ["sys_module"], "drop": ["ALL"]}),
+            # ALL (allowed only by allowPrivilegedModuleLoader) includes it
+            ({"add": ["all"]}, {"add": ["all"]}),
             # an explicit drop beats an add in the runtimes (containerd, CRI-O): it goes
             (
                 {"add": ["SYS_MODULE"], "drop": ["NET_RAW", "SYS_MODULE", "sys_module"]},
