@@ -176,7 +176,8 @@ def someone_elses_daemonset(name: str) -> JSON:
 async def walk_every_feature(
     rest: KubeRest, kubelet: SimulatedKubelet, registry: RegistryServer, namespace: str
 ) -> None:
-    """Each step needs grants the earlier ones did not (see the module docstring)."""
+    """Builds that succeed and fail, then changes to each: every step needs grants the earlier
+    ones did not (see the module docstring)."""
     secret = {"imageRepoSecret": {"name": "pull"}}
     for name in ("mod", "bad"):
         mapping = build_mapping(registry, f"{namespace}/{name}")
@@ -199,7 +200,13 @@ async def walk_every_feature(
     await eventually(
         lambda: _equals(build_dockerfile(rest, namespace, "bad"), dockerfile), timeout=30
     )
+    await take_a_name_refuse_a_spec_lose_a_node(rest, kubelet, registry, namespace)
 
+
+async def take_a_name_refuse_a_spec_lose_a_node(
+    rest: KubeRest, kubelet: SimulatedKubelet, registry: RegistryServer, namespace: str
+) -> None:
+    secret = {"imageRepoSecret": {"name": "pull"}}
     taken = daemonset_name("taken", MODULE_LOADER, KERNEL)
     await rest.post(
         f"/apis/apps/v1/namespaces/{namespace}/daemonsets", someone_elses_daemonset(taken)
