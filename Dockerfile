@@ -1,14 +1,21 @@
 # The ooto operator image: `docker build -t REGISTRY/ooto:TAG .`
 # Two stages so that the final image has no compiler, pip cache or source tree.
-FROM python:3.11-slim AS build
+#
+# Base image: one exact Python release on one Debian release, the same in both stages. Its
+# multi-arch index digest as published references give it (this repository's CI has no network
+# to check it): sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d.
+# docker-library rebuilds a tag for Debian security fixes, so for a reproducible image append
+# `@sha256:<digest>` to both FROM lines after `docker buildx imagetools inspect <image>`.
+FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/ooto
 COPY . .
-RUN /opt/ooto/bin/pip install . \
+# -c constraints.txt: the exact versions the test suite ran with, not whatever is newest today.
+RUN /opt/ooto/bin/pip install -c constraints.txt . \
     && /opt/ooto/bin/python -m compileall -q /opt/ooto
 
-FROM python:3.11-slim
+FROM python:3.11.14-slim-bookworm
 # Same uid/gid as the chart's podSecurityContext; numeric so that runAsNonRoot can verify it.
 RUN groupadd --gid 65532 ooto \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

@@ -89,16 +89,41 @@ def _module_loader(module: Module, plan: KernelPlan) -> tuple[dict[str, Any], tu
     container["image"] = plan.image
     security = dict(container.get("securityContext") or {})
     # Only CAP_SYS_MODULE is needed to load a module. A user-set `privileged: true` is kept as the
-    # user's explicit choice; whether an operator setting may forbid it is a policy for later.
-    if "capabilities" not in security:
-        security["capabilities"] = {"add": [SYS_MODULE]}
+    # user's explicit choice (the operator's allowPrivilegedModuleLoader setting judges it).
+    security["capabilities"] = _with_sys_module(security.get("capabilities"))
     container["securityContext"] = security
     return container, _MODULE_DIRS
 
 
+def _with_sys_module(capabilities: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's capabilities, plus SYS_MODULE in `add` and never in `drop`.
+
+    Runtimes apply `drop: [ALL]` before `add` but an explicit drop after it, so hardening the
+    loader with `drop: [ALL]` (or copying a template that drops SYS_MODULE) would otherwise leave
+    modprobe with "Operation not permitted" on every node.
+    """
+    result = dict(capabilities or {})
+    added = list(result.get("add") or [])
+    if not any(_is_sys_module(name) or str(name).upper() == "ALL" for name in added):
+        added.append(SYS_MODULE)
+    result["add"] = added
+    if result.get("drop"):
+        result["drop"] = [name for name in result["drop"] if not _is_sys_module(name)]
+    return result
+
+
+def _is_sys_module(name: Any) -> bool:
+    # Runtimes upper-case the name and prefix "CAP_" themselves, so "sys_module" is the same one.
+    return str(name).upper() == SYS_MODULE
+
+
 def _device_plugin(module: Module) -> tuple[dict[str, Any], tuple[HostDir, ...]]:
     container = copy.deepcopy(module.spec.device_plugin or {})
-    container["securityContext"] = {**(container.get("securityContext") or {}), "privileged": True}
+    security = {**(container.get("securityContext") or {}), "privileged": True}
+    # The API server refuses privileged with allowPrivilegeEscalation false; privileged implies it.
+    if security.get("allowPrivilegeEscalation") is False:
+        del security["allowPrivilegeEscalation"]
+    container["securityContext"] = security
     return container, _DEVICE_PLUGIN_DIRS
 
 

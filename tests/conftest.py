@@ -6,7 +6,8 @@ the control-plane binaries are missing, unless OOTO_REQUIRE_CLUSTER is set (CI s
 missing binary is a failure, never a silent skip. Install them with `ooto cluster install`.
 
 Fixtures:
-- `cluster` (session): `LocalCluster`, started once.
+- `cluster` (session): `LocalCluster`, started once; it keeps an audit log of the harness user
+  `ooto-operator`'s requests (`cluster.audit_log`, read with `ooto.testing.audit.AuditLog`).
 - `admin_rest` (session): `KubeRest` with the admin token (raw JSON REST).
 - `admin_client` (session): kubernetes_asyncio `ApiClient` for the admin kubeconfig.
 - `kubelet` (function): the session's `SimulatedKubelet`, its loop running; after the test its
@@ -33,7 +34,7 @@ import pytest_asyncio
 from hypothesis import settings
 
 from ooto.testing.binaries import Binaries
-from ooto.testing.cluster import LocalCluster
+from ooto.testing.cluster import OPERATOR_USER, LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest, RestError
@@ -66,7 +67,7 @@ def _binaries_or_skip() -> Binaries:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(_binaries_or_skip()) as started:
+    with LocalCluster(_binaries_or_skip(), audit_users=[OPERATOR_USER]) as started:
         print(f"\nlocal cluster up in {started.startup_seconds:.1f}s at {started.server}")
         yield started
 

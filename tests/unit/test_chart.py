@@ -20,22 +20,28 @@ from ooto.testing.binaries import Binaries
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ooto"
 
-# docs/design.md, "RBAC": each verb is there for a named feature, nothing more.
-# (group, resource) -> verbs. buildconfigs/instantiate is how OpenShift starts a Build.
+# docs/operations.md, "RBAC": each verb is there for a named feature, nothing more
+# (tests/integration/test_operator_rbac.py proves each is used, or lists why not).
+# (group, resource) -> verbs. buildconfigs/instantiate is how OpenShift starts a Build;
+# modules/finalizers is what OpenShift's OwnerReferencesPermissionEnforcement asks for.
 DESIGN_CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
-    ("", "nodes"): {"get", "list", "watch", "patch"},
-    ("ooto.sigs.k8s.io", "modules"): {"get", "list", "watch"},
-    ("ooto.sigs.k8s.io", "modules/status"): {"update", "patch"},
-    ("apps", "daemonsets"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("", "nodes"): {"list", "watch", "patch"},
+    ("ooto.sigs.k8s.io", "modules"): {"list", "watch"},
+    ("ooto.sigs.k8s.io", "modules/status"): {"patch"},
+    ("ooto.sigs.k8s.io", "modules/finalizers"): {"update"},
+    ("apps", "daemonsets"): {"get", "list", "watch", "create", "update", "delete"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
-    ("build.openshift.io", "buildconfigs"): {"get", "list", "watch", "create", "delete"},
-    ("build.openshift.io", "builds"): {"get", "list", "watch", "create", "delete"},
+    ("build.openshift.io", "buildconfigs"): {"get", "create", "delete"},
+    ("build.openshift.io", "builds"): {"list", "watch", "create", "delete"},
     ("build.openshift.io", "buildconfigs/instantiate"): {"create"},
-    ("", "configmaps"): {"get", "create", "update", "delete"},
-    ("", "pods"): {"get", "list"},
+    ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
-    ("", "secrets"): {"get"},
     ("", "events"): {"create", "patch"},
+}
+# Cluster-wide without watchNamespace; in a Role in the watched namespace with it.
+DESIGN_NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
+    ("", "configmaps"): {"get", "create", "update", "delete"},
+    ("", "secrets"): {"get"},
 }
 DESIGN_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
@@ -103,8 +109,27 @@ class TestLint:
 
 class TestRbac:
     def test_cluster_role_grants_exactly_the_designed_verbs(self) -> None:
-        role = only(render(), "ClusterRole")
-        assert rules_table(role) == DESIGN_CLUSTER_RULES
+        role = only(render(), "ClusterRole", "rel-ooto")
+        assert rules_table(role) == DESIGN_CLUSTER_RULES | DESIGN_NAMESPACED_RULES
+
+    def test_with_watch_namespace_secrets_and_configmaps_only_in_that_namespace(self) -> None:
+        docs = render("watchNamespace=team-a", namespace="kmods")
+        assert rules_table(only(docs, "ClusterRole", "rel-ooto")) == DESIGN_CLUSTER_RULES
+        (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "rel-ooto"]
+        assert role["metadata"]["namespace"] == "team-a"
+        assert rules_table(role) == DESIGN_NAMESPACED_RULES
+        (binding,) = [
+            d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "rel-ooto"
+        ]
+        assert binding["metadata"]["namespace"] == "team-a"
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "rel-ooto",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "rel-ooto", "namespace": "kmods"}
+        ]
 
     def test_leases_only_through_a_role_in_the_release_namespace(self) -> None:
         docs = render(namespace="kmods")
@@ -119,21 +144,64 @@ class TestRbac:
         }
 
     def test_bindings_name_the_operator_service_account(self) -> None:
-        docs = render(namespace="kmods")
+        docs = render("watchNamespace=team-a", namespace="kmods")
         account = only(docs, "ServiceAccount")
         subject = {
             "kind": "ServiceAccount",
             "name": account["metadata"]["name"],
             "namespace": "kmods",
         }
-        for kind in ("ClusterRoleBinding", "RoleBinding"):
-            assert only(docs, kind)["subjects"] == [subject]
+        bindings = [d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+        assert len(bindings) == 3
+        for binding in bindings:
+            assert binding["subjects"] == [subject], binding["metadata"]["name"]
         pod = only(docs, "Deployment")["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == account["metadata"]["name"]
 
     def test_rbac_can_be_left_to_the_admin(self) -> None:
-        kinds = {d["kind"] for d in render("rbac.create=false")}
+        kinds = {d["kind"] for d in render("rbac.create=false", "watchNamespace=team-a")}
         assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+class TestModuleRoles:
+    """ClusterRoles for people: creating a Module is root on its nodes (docs/security.md)."""
+
+    def test_editor_writes_modules_but_not_their_status_and_aggregates_nowhere(self) -> None:
+        editor = only(render(), "ClusterRole", "rel-ooto-module-editor")
+        assert rules_table(editor) == {
+            ("ooto.sigs.k8s.io", "modules"): {
+                *("get", "list", "watch", "create", "update", "patch", "delete"),
+                "deletecollection",
+            },
+            ("ooto.sigs.k8s.io", "modules/status"): {"get", "list", "watch"},
+        }
+        aggregating = [k for k in editor["metadata"]["labels"] if "aggregate-to" in k]
+        assert not aggregating, "module editors are chosen by an admin, never inherited"
+        assert "aggregationRule" not in editor
+
+    def test_viewer_reads_modules_and_is_aggregated_to_view(self) -> None:
+        viewer = only(render(), "ClusterRole", "rel-ooto-module-viewer")
+        assert rules_table(viewer) == {
+            ("ooto.sigs.k8s.io", "modules"): {"get", "list", "watch"},
+            ("ooto.sigs.k8s.io", "modules/status"): {"get", "list", "watch"},
+        }
+        labels = viewer["metadata"]["labels"]
+        assert labels["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+        assert not [k for k in labels if "aggregate-to" in k and not k.endswith("-view")]
+
+    def test_names_are_ooto_module_editor_for_release_ooto_and_prefixed_otherwise(self) -> None:
+        names = {
+            d["metadata"]["name"]
+            for d in yaml.safe_load_all(helm("template", "ooto", str(CHART)).stdout)
+            if d and d["kind"] == "ClusterRole"
+        }
+        assert {"ooto-module-editor", "ooto-module-viewer"} <= names
+        other = {d["metadata"]["name"] for d in render() if d["kind"] == "ClusterRole"}
+        assert {"rel-ooto-module-editor", "rel-ooto-module-viewer"} <= other
+
+    def test_module_roles_can_be_turned_off(self) -> None:
+        names = {d["metadata"]["name"] for d in render("rbac.moduleRoles=false")}
+        assert not {n for n in names if n.endswith(("-module-editor", "-module-viewer"))}
 
 
 class TestDeployment:
@@ -210,6 +278,8 @@ class TestOptionalParts:
         kinds = sorted(d["kind"] for d in render())
         assert kinds == [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
@@ -249,6 +319,57 @@ class TestOptionalParts:
         assert service["spec"]["ports"][0]["port"] == 5000
         selector = service["spec"]["selector"]
         assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+class TestSelectors:
+    """The registry's pods share the release's name and instance labels; `component` keeps the
+    operator's Service, PDB and ServiceMonitor off them (and the registry's Service off the
+    operator). A Deployment's selector is immutable: it must be right from the first install."""
+
+    def test_every_selector_picks_only_its_own_pods(self) -> None:
+        docs = render("registry.enabled=true", "serviceMonitor.enabled=true")
+        pods = {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in docs
+            if d["kind"] == "Deployment"
+        }
+        assert sorted(pods) == ["rel-ooto", "rel-ooto-registry"]
+        selectors = {
+            "Deployment rel-ooto": (only(docs, "Deployment", "rel-ooto"), "rel-ooto"),
+            "Deployment registry": (only(docs, "Deployment", "-registry"), "rel-ooto-registry"),
+            "PodDisruptionBudget": (only(docs, "PodDisruptionBudget"), "rel-ooto"),
+        }
+        for what, (obj, owner) in selectors.items():
+            selector = obj["spec"]["selector"]
+            assert set(selector) == {"matchLabels"}, what
+            picked = [
+                name for name, labels in pods.items() if matches(selector["matchLabels"], labels)
+            ]
+            assert picked == [owner], what
+        for suffix, owner in (("-metrics", "rel-ooto"), ("-registry", "rel-ooto-registry")):
+            selector = only(docs, "Service", suffix)["spec"]["selector"]
+            assert [name for name, labels in pods.items() if matches(selector, labels)] == [owner]
+
+    def test_service_monitor_selects_only_the_metrics_service(self) -> None:
+        docs = render("registry.enabled=true", "serviceMonitor.enabled=true")
+        selector = only(docs, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+        services = [d for d in docs if d["kind"] == "Service"]
+        picked = [
+            s["metadata"]["name"] for s in services if matches(selector, s["metadata"]["labels"])
+        ]
+        assert picked == ["rel-ooto-metrics"]
+
+    def test_operator_pods_are_labelled_with_their_component(self) -> None:
+        labels = only(render(), "Deployment", "rel-ooto")["spec"]["selector"]["matchLabels"]
+        assert labels == {
+            "app.kubernetes.io/name": "ooto",
+            "app.kubernetes.io/instance": "rel",
+            "app.kubernetes.io/component": "operator",
+        }
 
 
 class TestValuesSchema:
@@ -295,6 +416,11 @@ def test_image_user_and_entrypoint_match_the_chart() -> None:
     uid = values["podSecurityContext"]["runAsUser"]
     assert re.search(rf"^USER {uid}:{uid}$", dockerfile, re.MULTILINE)
     assert re.search(r'^ENTRYPOINT \["ooto", "run"\]$', dockerfile, re.MULTILINE)
-    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    # The base image is pinned to one exact Python release (same tag in both stages).
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert len(bases) == 2 and len(set(bases)) == 1, bases
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", bases[0]), bases
+    # Dependencies install at the versions tests ran with.
+    assert re.search(r"pip install -c constraints\.txt \.", dockerfile)
     template = (CHART / "templates" / "deployment.yaml").read_text()
     assert "command:" not in template

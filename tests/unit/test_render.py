@@ -141,13 +141,44 @@ class TestModuleLoader:
         (container,) = pod_spec(render(sample(moduleLoader=loader))[0])["containers"]
         assert container["securityContext"] == {"capabilities": {"add": ["SYS_MODULE"]}}
 
-    def test_user_capabilities_are_left_alone(self) -> None:
+    def test_user_capabilities_keep_sys_module(self) -> None:
+        """`drop: [ALL]` alone would leave modprobe without CAP_SYS_MODULE on the node."""
         loader = {
             "image": "x",
             "securityContext": {"capabilities": {"drop": ["ALL"]}, "runAsUser": 0},
         }
         (container,) = pod_spec(render(sample(moduleLoader=loader))[0])["containers"]
-        assert container["securityContext"] == {"capabilities": {"drop": ["ALL"]}, "runAsUser": 0}
+        assert container["securityContext"] == {
+            "capabilities": {"add": ["SYS_MODULE"], "drop": ["ALL"]},
+            "runAsUser": 0,
+        }
+
+    @pytest.mark.parametrize(
+        ("capabilities", "expected"),
+        [
+            ({"add": ["NET_ADMIN"]}, {"add": ["NET_ADMIN", "SYS_MODULE"]}),
+            ({"add": None, "drop": ["ALL"]}, {"add": ["SYS_MODULE"], "drop": ["ALL"]}),
+            ({}, {"add": ["SYS_MODULE"]}),
+            (None, {"add": ["SYS_MODULE"]}),
+            # already there, in any case the runtimes accept: nothing added twice
+            ({"add": ["sys_module"], "drop": ["ALL"]}, {"add": ["sys_module"], "drop": ["ALL"]}),
+            # ALL (allowed only by allowPrivilegedModuleLoader) includes it
+            ({"add": ["all"]}, {"add": ["all"]}),
+            # an explicit drop beats an add in the runtimes (containerd, CRI-O): it goes
+            (
+                {"add": ["SYS_MODULE"], "drop": ["NET_RAW", "SYS_MODULE", "sys_module"]},
+                {"add": ["SYS_MODULE"], "drop": ["NET_RAW"]},
+            ),
+        ],
+    )
+    def test_the_loader_always_gets_sys_module(
+        self, capabilities: dict[str, Any] | None, expected: dict[str, Any]
+    ) -> None:
+        loader = {"image": "x", "securityContext": {"capabilities": capabilities}}
+        module = sample(moduleLoader=loader)
+        (container,) = pod_spec(render(module)[0])["containers"]
+        assert container["securityContext"]["capabilities"] == expected
+        assert module.spec.module_loader["securityContext"]["capabilities"] == capabilities
 
     def test_a_user_privileged_flag_is_kept(self) -> None:
         loader = {"image": "x", "securityContext": {"privileged": True}}
@@ -173,6 +204,15 @@ class TestModuleLoader:
 
 
 class TestDevicePlugin:
+    def test_a_hardened_security_context_still_gives_a_valid_privileged_pod(self) -> None:
+        """The API server refuses privileged with allowPrivilegeEscalation false (ApplyFailed)."""
+        plugin = {
+            "image": "dp",
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+        }
+        (container,) = pod_spec(render(sample(devicePlugin=plugin))[1])["containers"]
+        assert container["securityContext"] == {"privileged": True, "readOnlyRootFilesystem": True}
+
     def test_container_is_kept_privileged_with_device_plugins_dir(self) -> None:
         spec = pod_spec(render(sample())[1])
         (container,) = spec["containers"]

@@ -15,6 +15,12 @@ app.kubernetes.io/name: {{ include "ooto.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- /* The operator's pods only: the registry's pods share name and instance, never component. */}}
+{{- define "ooto.operatorSelectorLabels" -}}
+{{ include "ooto.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
 {{- define "ooto.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "ooto.selectorLabels" . }}
@@ -36,4 +42,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "ooto.registryName" -}}
 {{- printf "%s-registry" (include "ooto.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* Secrets and ConfigMaps: cluster-wide without watchNamespace, else a Role in it. */}}
+{{- define "ooto.namespacedRules" -}}
+# inline Dockerfiles for Kaniko builds
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, update, delete]
+# only the registry Secret a Module names (get by name: no list, no watch)
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end -}}
+
+{{- define "ooto.subjects" -}}
+- kind: ServiceAccount
+  name: {{ include "ooto.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+{{- with .Values.rbac.extraSubjects }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
