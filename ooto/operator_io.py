@@ -23,11 +23,21 @@ from ooto.kube.informer import Informer
 from ooto.kube.resources import DAEMONSETS, MODULES, NODES, SECRETS
 from ooto.kube.writer import Writer
 from ooto.registry import ImageCheck, RegistryAuth, RegistryClient, auth_from_secret
+from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
 SECRET_TTL_SECONDS = 30.0
+
+
+class ForeignObject(Exception):  # noqa: N818 (a refusal, read as a sentence)
+    """An object with the name we need exists and belongs to someone else."""
+
+
+def _controller_uid(desired: Mapping[str, Any]) -> str:
+    refs = (desired.get("metadata") or {}).get("ownerReferences") or []
+    return next((str(r.get("uid")) for r in refs if r.get("controller")), "")
 
 
 class KubeOperatorIO:
@@ -55,7 +65,14 @@ class KubeOperatorIO:
             if created:
                 return stored
             current = stored
+        owner = _controller_uid(desired)
         for _ in range(5):
+            if not owned_by(current, owner):
+                # Not in our cache (no ooto label) yet under our name: never overwrite it.
+                raise ForeignObject(
+                    f"DaemonSet {desired['metadata']['name']} exists and is not ours"
+                    " (not controlled by this Module); rename or delete it"
+                )
             body = {
                 **desired,
                 "metadata": {
