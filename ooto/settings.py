@@ -19,11 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
 DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
+DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-BuildBackendName = Literal["auto", "kaniko", "buildconfig"]
+BuildBackendName = Literal["auto", "buildah", "kaniko", "buildconfig"]
 LogFormat = Literal["auto", "json", "text"]
 
 
@@ -60,8 +61,10 @@ class Settings(BaseSettings):
     renew_deadline_seconds: float = Field(default=10, gt=0)
     retry_period_seconds: float = Field(default=2, gt=0)
     build_backend: BuildBackendName = Field(
-        default="auto", description="auto = BuildConfig when the OpenShift build API exists."
+        default="auto",
+        description="auto = BuildConfig when the OpenShift build API exists, else buildah.",
     )
+    buildah_image: str = Field(default=DEFAULT_BUILDAH_IMAGE, description="Pinned Buildah image.")
     kaniko_image: str = Field(default=DEFAULT_KANIKO_IMAGE, description="Pinned Kaniko executor.")
     build_deadline_seconds: int = Field(default=1800, gt=0, description="activeDeadlineSeconds.")
     api_concurrency: int = Field(default=32, ge=1, le=1024, description="In-flight API requests.")
@@ -97,7 +100,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("kaniko_image")
+    @field_validator("kaniko_image", "buildah_image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
         last = value.rsplit("/", 1)[-1]

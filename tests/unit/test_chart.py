@@ -268,6 +268,7 @@ class TestDeployment:
         env = {e["name"]: e.get("value") for e in container(render())["env"]}
         defaults = Settings.load({"operator_namespace": "x"})
         assert env["OOTO_KANIKO_IMAGE"] == defaults.kaniko_image
+        assert env["OOTO_BUILDAH_IMAGE"] == defaults.buildah_image
         assert env["OOTO_LEASE_NAME"] == defaults.lease_name
         assert int(env["OOTO_METRICS_PORT"]) == defaults.metrics_port
         assert int(env["OOTO_API_CONCURRENCY"]) == defaults.api_concurrency
