@@ -27,12 +27,16 @@ from actors.messages import (
 )
 from actors.ports import ActorContext, Obj
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
+from ooto.builds.model import tail_message
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
 from ooto.render import render_daemonsets
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
+
+EVENT_MESSAGE_LIMIT = 1024
+"""What the event recorder keeps of a message (ooto.kube.events.MAX_MESSAGE)."""
 
 
 class KernelActor(OotoActor):
@@ -261,15 +265,16 @@ class KernelActor(OotoActor):
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
             self._run(("buildlog", self._build_name), detail)
+        else:  # it never started: no log, the reason is the message
+            self._build_event(f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT])
 
     def _done_buildlog(self, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
-        self._io.record_event(
-            self._module.object_reference(),
-            "Warning",
-            "BuildFailed",
-            f"kernel {self._plan.kernel}: build of {self._plan.image} failed; log tail:\n{tail}",
-        )
+        head = f"kernel {self._plan.kernel}: build of {self._plan.image} failed; log tail:"
+        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT))
+
+    def _build_event(self, message: str) -> None:
+        self._io.record_event(self._module.object_reference(), "Warning", "BuildFailed", message)
 
     def _deploy(self) -> None:
         targets = self._targets()

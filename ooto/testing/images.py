@@ -108,7 +108,10 @@ class GitServer:
                 _git(self.base, "init", "-q", "-b", branch, name)
             else:
                 _git(path, "checkout", "-q", "--orphan", branch)
-                _git(path, "rm", "-rq", "--ignore-unmatch", ".")
+                _git(path, "read-tree", "--empty")
+                for entry in path.iterdir():
+                    if entry.name != ".git":
+                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             for relative, text in files.items():
                 target = path / relative
                 target.parent.mkdir(parents=True, exist_ok=True)

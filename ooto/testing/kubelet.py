@@ -282,7 +282,8 @@ class SimulatedKubelet:
 
 
 def build_destinations(pod: JSON) -> list[str]:
-    """Images a Kaniko build pod pushes (its `--destination` arguments)."""
+    """Images a build pod pushes: Kaniko's `--destination` arguments, Buildah's `docker://`
+    push destination."""
     found = []
     for container in pod.get("spec", {}).get("containers", []):
         args = [*container.get("command", []), *container.get("args", [])]
@@ -291,6 +292,8 @@ def build_destinations(pod: JSON) -> list[str]:
                 found.append(arg.split("=", 1)[1])
             elif arg == "--destination" and index + 1 < len(args):
                 found.append(args[index + 1])
+            elif arg.startswith("docker://"):
+                found.append(arg.removeprefix("docker://"))
     return found
 
 
