@@ -19,6 +19,7 @@ from actors.base import Backoff, OotoActor
 from actors.messages import (
     BuildObserved,
     DaemonSetObserved,
+    ImagePullFailed,
     IoDone,
     KernelReport,
     KernelRetired,
@@ -64,6 +65,8 @@ class KernelActor(OotoActor):
             self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
         )
         self._build_started: float | None = None
+        self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
+        self._rechecking = False  # that check (or the build it started) is not over
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
@@ -106,6 +109,26 @@ class KernelActor(OotoActor):
         # The cache already holds the new object; converging re-reads it (and repairs drift).
         self._converge()
 
+    def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
+        """Nodes cannot pull our image. If ooto builds it and the registry lost it (an in-cluster
+        registry on an emptyDir restarted), build it again: ask the registry afresh, at most once
+        per initial backoff however many pods report it, never while a build runs."""
+        image = self._plan.image
+        if self._retiring or self._plan.build is None or failed.image != image:
+            return
+        if self._build is BuildPhase.BUILDING or ("check", image) in self._inflight:
+            return
+        now = time.monotonic()
+        last = self._pull_checked_at
+        if last is not None and now - last < self._settings.backoff_initial_seconds:
+            return
+        self._pull_checked_at, self._rechecking = now, True
+        log.info("%s checks %s again", self.describe(), image, extra=self._log_extra("ImagePull"))
+        self._image_present = None
+        self._build = BuildPhase.CHECKING
+        self._set_phase(KernelPhase.RESOLVING, "", f"nodes cannot pull {image}; checking it")
+        self._run(("check", image), self._io.check_image(self._module, self._plan, fresh=True))
+
     def on_BuildObserved(self, event: BuildObserved) -> None:
         if self._build is not BuildPhase.BUILDING or uid_of(event.build) in self._stale_builds:
             return
@@ -144,7 +167,7 @@ class KernelActor(OotoActor):
         if self._retiring:
             return
         if self._plan.build is not None and self._image_present != self._plan.image:
-            if not self._deployed_now():
+            if self._rechecking or not self._deployed_now():
                 self._resolve_image()
                 return
             self._image_present = self._plan.image
@@ -188,6 +211,7 @@ class KernelActor(OotoActor):
         message = done.result.message if done.ok else str(done.error)
         if outcome == "present":
             self._backoff.reset()
+            self._rechecking = False
             self._image_present = self._plan.image
             if self._build is BuildPhase.CHECKING:
                 self._build = BuildPhase.NOT_NEEDED

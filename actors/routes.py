@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.messages import DaemonSetObserved
+from actors.messages import DaemonSetObserved, ImagePullFailed
+from ooto.stored import pull_failures
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
@@ -43,16 +44,27 @@ class DaemonSetRoutes:
 
     def deliver(self, daemonset: Mapping[str, Any]) -> None:
         """Tell the owning kernel actor that its DaemonSet changed (the cache already has it)."""
-        meta = daemonset.get("metadata") or {}
+        ref = self._route(daemonset)
+        if ref is not None:  # else nobody owns it (its supervisor's cache scan finds orphans)
+            self._bridge.tell(ref, DaemonSetObserved(daemonset))
+
+    def deliver_pod(self, pod: Mapping[str, Any]) -> None:
+        """Tell the owning kernel actor when one of its loader pods cannot pull an image; pods
+        that pull fine cost nothing beyond this check (no message)."""
+        failed = pull_failures(pod)
+        ref = self._route(pod) if failed else None
+        for image in sorted(failed) if ref is not None else ():
+            self._bridge.tell(ref, ImagePullFailed(image))
+
+    def _route(self, obj: Mapping[str, Any]) -> Any:
+        meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         key = (
             meta.get("namespace", ""),
             labels.get(self._module_label, ""),
             labels.get(self._kernel_label, ""),
         )
-        ref = self._routes.get(key)
-        if ref is not None:  # else nobody owns it (its supervisor's cache scan finds orphans)
-            self._bridge.tell(ref, DaemonSetObserved(daemonset))
+        return self._routes.get(key)
 
     def __len__(self) -> int:
         return len(self._routes)

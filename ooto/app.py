@@ -37,14 +37,22 @@ from ooto.kube.client import KubeApi, make_api_client
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import EventGate, Informer
 from ooto.kube.leader import LeaderElector
-from ooto.kube.resources import DAEMONSETS, MODULES, NODES
+from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PODS
 from ooto.logs import configure_logging
 from ooto.metrics import Metrics
 from ooto.operator_io import KubeOperatorIO
 from ooto.registry import RegistryClient
-from ooto.render import LABEL_KERNEL, LABEL_MANAGED_BY, LABEL_MODULE, MANAGED_BY
+from ooto.render import (
+    LABEL_KERNEL,
+    LABEL_MANAGED_BY,
+    LABEL_MODULE,
+    LABEL_ROLE,
+    MANAGED_BY,
+    MODULE_LOADER,
+)
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
+from ooto.stored import trim_pod
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +179,14 @@ class Operator:
         modules = self._informer(MODULES, gate)
         await self._sync(daemonsets, builds, nodes, modules)
         gate.open()
+        # Loader pods, only to hear of images nodes cannot pull (a registry that lost a built
+        # image): read-only, trimmed to their container states, no message while pulls succeed.
+        self._informer(
+            PODS,
+            lambda e: routes.deliver_pod(e.obj) if e.type != "DELETED" else None,
+            label_selector=f"{LABEL_ROLE}={MODULE_LOADER},{ours}",
+            trim=trim_pod,
+        ).start()
         self.synced.set()
         log.info("operator started: caches synced", extra={"reason": "started"})
 

@@ -44,7 +44,7 @@ log = logging.getLogger("ooto.testing.kubelet")
 
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 JOB_NAME_LABEL = "job-name"
-PodDecision = Callable[[JSON], PodOutcome | None]
+PodDecision = Callable[[JSON], PodOutcome | Awaitable[PodOutcome | None] | None]
 JobDecision = Callable[[JSON], JobOutcome | Awaitable[JobOutcome]]
 
 
@@ -258,7 +258,8 @@ class SimulatedKubelet:
         if job_name is not None:
             return _job_pod_outcome(await self._decide_job(job_name, pod))
         if self.pod_outcome is not None:
-            decided = self.pod_outcome(pod)
+            decision = self.pod_outcome(pod)
+            decided = await decision if inspect.isawaitable(decision) else decision
             if decided is not None:
                 return decided
         images = {c.get("image") for c in pod["spec"].get("containers", [])}

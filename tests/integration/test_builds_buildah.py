@@ -292,3 +292,67 @@ async def test_a_build_that_cannot_start_gets_an_event(
     assert f"kernel {GKE}: could not start the build of {image}" in event["message"]
     assert "1048576" in event["message"], event["message"]
     assert await jobs(admin_rest, namespace) == []
+
+
+@pytest.fixture
+def emptydir_registry() -> Iterator[RegistryServer]:
+    """A registry of this test's own: it is wiped, which other tests must not see."""
+    with RegistryServer().start() as server:
+        yield server
+
+
+async def test_an_image_the_registry_lost_is_built_again_when_nodes_cannot_pull_it(
+    admin_rest: KubeRest,
+    real_builds: SimulatedKubelet,
+    emptydir_registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    registry = emptydir_registry
+    base = push_busybox_base(registry, "base/busybox")
+
+    async def pull(pod: dict[str, Any]) -> Any:
+        """What a node's container runtime sees: a pod runs only if its image is there."""
+        if pod["metadata"].get("labels", {}).get("job-name"):
+            return None
+        image = pod["spec"]["containers"][0]["image"]
+        repo, _, tag = image.partition("/")[2].rpartition(":")
+        try:
+            await registry.manifest(repo, tag)
+        except RuntimeError:
+            return "ImagePullBackOff"
+        return "Ready"
+
+    real_builds.pod_outcome = pull
+    real_builds.pull_retry_seconds = 1.0
+    await real_builds.add_nodes([("bb6-a", GKE, GPU)])
+    operator = await start_operator(
+        watch_namespace=namespace, backoff_initial_seconds=1, backoff_max_seconds=2, **BUILDAH
+    )
+    repo = repo_of(registry, "lost")
+    mapping = {
+        "literal": GKE,
+        **built(f"{registry.host}/{repo}:v1", {"dockerfile": module_dockerfile(base)}),
+    }
+    created = await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=90)
+    (first_job,) = await jobs(admin_rest, namespace)
+
+    registry.wipe()  # the registry's pod restarted on an emptyDir: every image is gone
+    push_busybox_base(registry, "base/busybox")  # the base image comes from elsewhere
+    await real_builds.add_node("bb6-b", GKE, GPU)  # a new node must pull the module image
+
+    async def rebuilt() -> dict[str, Any] | None:
+        found = await jobs(admin_rest, namespace)
+        if [j["metadata"]["uid"] for j in found] == [first_job["metadata"]["uid"]]:
+            return None
+        module = await ready_module(admin_rest, namespace, "mod")
+        return module if module and module["status"]["nodesReady"] == 2 else None
+
+    module = await eventually(rebuilt, timeout=90)
+
+    assert module["metadata"]["generation"] == created["metadata"]["generation"], "no Module edit"
+    assert kernel_status(module)[GKE]["build"] == "Built"
+    assert f"/opt/lib/modules/{GKE}/ooto.ko" in await registry.image_files(repo, "v1")
+    # One build, then exactly one more (a Job replaced under its name: 201, 409, 201).
+    assert operator.metrics.requests_total(verb="create", resource="jobs", code=201) == 2

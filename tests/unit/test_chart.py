@@ -34,7 +34,7 @@ DESIGN_CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
     ("build.openshift.io", "buildconfigs"): {"get", "create", "delete"},
     ("build.openshift.io", "builds"): {"list", "watch", "create", "delete"},
     ("build.openshift.io", "buildconfigs/instantiate"): {"create"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch"},
 }
