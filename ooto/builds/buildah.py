@@ -25,6 +25,7 @@ container without `privileged`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,13 @@ from ooto.api.module import GitSource, Module
 from ooto.builds.kaniko import DOCKERFILE_KEY
 from ooto.builds.model import build_metadata, build_name, plan_build, sorted_keys
 from ooto.kernels import BuildPlan, KernelPlan
+from ooto.signing import CERT_SECRET_ID, KEY_SECRET_ID, sign_dockerfile
 
 DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
+DEFAULT_SIGNER_IMAGE = "registry.k8s.io/kmm/signer:v1"
+"""Placeholder default signer image: it must hold `sh` and `sign-file` (see docs/operations.md);
+set --signer-image to one you build and pin."""
+SIGN_KEY_DIR, SIGN_CERT_DIR = "/run/ooto/sign-key", "/run/ooto/sign-cert"
 """An upstream Buildah release; pinned so a build never changes under us. Override in settings."""
 BUILDAH = "/usr/bin/buildah"
 CONTEXT_DIR = "/run/ooto/context"
@@ -47,6 +53,7 @@ APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io"
 @dataclass(frozen=True)
 class BuildahOptions:
     image: str = DEFAULT_BUILDAH_IMAGE
+    signer_image: str = DEFAULT_SIGNER_IMAGE
     cpu_request: str = "250m"
     memory_request: str = "512Mi"
     cpu_limit: str = "2"
@@ -78,7 +85,7 @@ def render_buildah_job(
             "activeDeadlineSeconds": options.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": metadata["labels"], "annotations": annotations},
-                "spec": _pod_spec(module, build, name, options),
+                "spec": _pod_spec(module, build, name, options, _signing(plan)),
             },
         },
     }
@@ -87,7 +94,11 @@ def render_buildah_job(
 
 
 def _pod_spec(
-    module: Module, build: BuildPlan, name: str, options: BuildahOptions
+    module: Module,
+    build: BuildPlan,
+    name: str,
+    options: BuildahOptions,
+    signing: KernelPlan | None = None,
 ) -> dict[str, Any]:
     authenticated = module.spec.image_repo_secret is not None
     mounts: list[dict[str, Any]] = [{"name": "containers", "mountPath": STORAGE_DIR}]
@@ -103,7 +114,10 @@ def _pod_spec(
     if build.dockerfile is not None:
         build_mounts.append({"name": "dockerfile", "mountPath": CONTEXT_DIR, "readOnly": True})
         volumes.append({"name": "dockerfile", "configMap": {"name": name}})
-    builder = _container("build", build_args(build, authenticated), build_mounts, options)
+    args = build_args(build, authenticated)
+    if signing is not None:
+        args[-1:-1] = _sign_secrets(signing, build_mounts, volumes)
+    builder = _container("build", args, build_mounts, options)
     pusher = _container("push", push_args(build, authenticated), mounts, options)
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -180,3 +194,47 @@ def git_context(git: GitSource) -> str:
     if not ref and not git.context_dir:
         return url
     return f"{url}#{ref}:{git.context_dir.strip('/')}"
+
+
+def _signing(plan: KernelPlan) -> KernelPlan | None:
+    """The plan when its build is the sign build (it builds the signed image itself)."""
+    signs = plan.sign is not None and plan.build is not None and plan.build.image == plan.image
+    return plan if signs else None
+
+
+def sign_build(plan: KernelPlan, signer_image: str, signed_by: str) -> KernelPlan:
+    """The plan of the build that signs `plan.sign.unsigned_image` into `plan.image`: a
+    generated Dockerfile (`ooto.signing.sign_dockerfile`), no build args (nothing secret can
+    leak through one). Its Job and ConfigMap are named after the signed image."""
+    sign = plan.sign
+    if sign is None:
+        raise ValueError(f"kernel {plan.kernel}: its mapping does not sign")
+    build = BuildPlan(
+        image=plan.image,
+        dockerfile=sign_dockerfile(sign, signer_image, signed_by),
+        git=None,
+        build_args=(),
+        pull_insecure=sign.pull_insecure,
+        push_insecure=sign.push_insecure,
+    )
+    return dataclasses.replace(plan, build=build)
+
+
+def _sign_secrets(
+    plan: KernelPlan, mounts: list[dict[str, Any]], volumes: list[dict[str, Any]]
+) -> list[str]:
+    """Mount the key and certificate Secrets (read-only, one item each) and hand them to the
+    build as build secrets: `RUN --mount=type=secret` sees them, no layer keeps them."""
+    sign = plan.sign
+    assert sign is not None
+    for volume, secret, key, path in (
+        ("sign-key", sign.key_secret, sign.key_key, SIGN_KEY_DIR),
+        ("sign-cert", sign.cert_secret, sign.cert_key, SIGN_CERT_DIR),
+    ):
+        mounts.append({"name": volume, "mountPath": path, "readOnly": True})
+        items = [{"key": key, "path": volume}]
+        volumes.append({"name": volume, "secret": {"secretName": secret, "items": items}})
+    return [
+        f"--secret=id={KEY_SECRET_ID},src={SIGN_KEY_DIR}/sign-key",
+        f"--secret=id={CERT_SECRET_ID},src={SIGN_CERT_DIR}/sign-cert",
+    ]
