@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from actors.base import Backoff, OotoActor
+from actors.kernel_signing import FAILED, KernelSigning
 from actors.messages import (
     BuildObserved,
     DaemonSetObserved,
@@ -32,6 +33,7 @@ from ooto.builds.model import tail_message
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
 from ooto.render import render_daemonsets
+from ooto.signing import CertificateError
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ EVENT_MESSAGE_LIMIT = 1024
 """What the event recorder keeps of a message (ooto.kube.events.MAX_MESSAGE)."""
 
 
-class KernelActor(OotoActor):
+class KernelActor(OotoActor, KernelSigning):
     def __init__(
         self,
         context: ActorContext,
@@ -67,6 +69,7 @@ class KernelActor(OotoActor):
         self._build_started: float | None = None
         self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
         self._rechecking = False  # that check (or the build it started) is not over
+        self._signed_by = ""  # the signed-by label of our signed image, as last checked
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
@@ -99,7 +102,7 @@ class KernelActor(OotoActor):
         if changed or regenerated:
             # A new generation retries at once, without waiting out the backoff: the user may
             # have fixed what failed (a failed build included).
-            if self._build is BuildPhase.FAILED:
+            if self._build in FAILED:
                 self._build = BuildPhase.CHECKING
             self._backoff.reset()
             self.cancel_timer("retry")
@@ -116,7 +119,9 @@ class KernelActor(OotoActor):
         image = self._plan.image
         if self._retiring or self._plan.build is None or failed.image != image:
             return
-        if self._build is BuildPhase.BUILDING or ("check", image) in self._inflight:
+        if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING):
+            return
+        if ("check", image) in self._inflight:
             return
         now = time.monotonic()
         last = self._pull_checked_at
@@ -130,7 +135,8 @@ class KernelActor(OotoActor):
         self._run(("check", image), self._io.check_image(self._module, self._plan, fresh=True))
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
-        if self._build is not BuildPhase.BUILDING or uid_of(event.build) in self._stale_builds:
+        building = self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING)
+        if not building or uid_of(event.build) in self._stale_builds:
             return
         if event.type != "DELETED":
             self._observe_build(event.build)
@@ -148,11 +154,11 @@ class KernelActor(OotoActor):
     def on_timer(self, name: str) -> None:
         if name == "retire":
             self._delete_daemonsets()
+        elif name == "sign-recheck" and not self._retiring:
+            self._recheck_signature()
         elif name == "retry" and not self._retiring:
-            if self._build is BuildPhase.FAILED:
-                self._build = (
-                    BuildPhase.CHECKING
-                )  # check again; the backend replaces a failed build
+            if self._build in FAILED:  # check again; the backend replaces a failed build
+                self._build = BuildPhase.CHECKING
             self._converge()
 
     def on_IoDone(self, done: IoDone) -> None:
@@ -171,6 +177,8 @@ class KernelActor(OotoActor):
                 self._resolve_image()
                 return
             self._image_present = self._plan.image
+            if self._plan.sign is not None and not self.timer_pending("sign-recheck"):
+                self.set_timer("sign-recheck", 0)  # trusted as deployed: is its signature current?
         self._deploy()
 
     def _deployed_now(self) -> bool:
@@ -195,12 +203,15 @@ class KernelActor(OotoActor):
         )
 
     def _resolve_image(self) -> None:
-        if self._build is BuildPhase.BUILDING or self._build is BuildPhase.FAILED:
+        if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING, *FAILED):
             return
         tag = ("check", self._plan.image)
         if tag in self._inflight:
             return
         self._build = BuildPhase.CHECKING
+        if self._plan.sign is not None:
+            self._check_signature()
+            return
         self._set_phase(KernelPhase.RESOLVING, "", f"checking {self._plan.image}")
         self._run(tag, self._io.check_image(self._module, self._plan))
 
@@ -209,7 +220,13 @@ class KernelActor(OotoActor):
             return
         outcome = done.result.outcome if done.ok else "error"
         message = done.result.message if done.ok else str(done.error)
-        if outcome == "present":
+        if isinstance(done.error, CertificateError):
+            self._fail("SignSecretInvalid", message)
+        elif outcome == "missing" and self._plan.sign is not None:
+            self._signature_missing(message)
+        elif outcome == "present":
+            if self._plan.sign is not None:
+                self._signature_present(done.result.signed_by)
             self._backoff.reset()
             self._rechecking = False
             self._image_present = self._plan.image
@@ -234,19 +251,24 @@ class KernelActor(OotoActor):
             self._plan.image,
             extra=self._log_extra("image missing"),
         )
-        self._metrics.build_started()
+        self._begin_build_object(sign=False)
+        self._run(("build", self._plan.image), self._io.start_build(self._module, self._plan))
+
+    def _begin_build_object(self, sign: bool) -> None:
+        if not sign:
+            self._metrics.build_started()
         self._build_started = time.monotonic()
         self._build_name = ""
         self._stale_builds = self._finished_builds()
-        self._run(("build", self._plan.image), self._io.start_build(self._module, self._plan))
 
     def _done_build(self, done: IoDone) -> None:
-        if done.tag[1] != self._plan.image or self._build is not BuildPhase.BUILDING:
+        if done.tag[1] != self._plan.image:
+            return
+        if self._build not in (BuildPhase.BUILDING, BuildPhase.SIGNING):
             return
         if not done.ok:
-            self._build_done(
-                False, f"could not start the build of {self._plan.image}: {done.error}"
-            )
+            what = "sign" if self._build is BuildPhase.SIGNING else "build"
+            self._build_done(False, f"could not start the {what} of {self._target()}: {done.error}")
             return
         self._build_name = done.result
         existing = self._io.builds.get(self._plan.namespace, self._build_name)
@@ -262,7 +284,7 @@ class KernelActor(OotoActor):
             if (obj.get("metadata") or {}).get("namespace") != self._plan.namespace:
                 continue
             observed = self._io.build_observation(obj)
-            if observed.image == self._plan.image and observed.phase != "Running" and uid_of(obj):
+            if observed.image == self._target() and observed.phase != "Running" and uid_of(obj):
                 stale.add(uid_of(obj))
         return frozenset(stale)
 
@@ -270,35 +292,57 @@ class KernelActor(OotoActor):
         if uid_of(obj) in self._stale_builds:
             return
         observed = self._io.build_observation(obj)
-        if observed.image != self._plan.image or observed.phase not in ("Succeeded", "Failed"):
+        if observed.image != self._target() or observed.phase not in ("Succeeded", "Failed"):
             return
         self._build_name = observed.name
         self._build_done(observed.phase == "Succeeded", observed.message)
 
+    def _target(self, signing: bool | None = None) -> str:
+        """The image the build object makes: the kernel's image for a sign build (`signing`, by
+        default: the build phase says Signing), else the build's image (the unsigned one when
+        the mapping signs)."""
+        if signing is None:
+            signing = self._build is BuildPhase.SIGNING
+        build = self._plan.build
+        return build.image if build is not None and not signing else self._plan.image
+
     def _build_done(self, succeeded: bool, message: str) -> None:
-        if self._build_started is not None:
+        signing = self._build is BuildPhase.SIGNING
+        if self._build_started is not None and not signing:
             self._metrics.build_finished(succeeded, time.monotonic() - self._build_started)
-            self._build_started = None
-        if succeeded:
+        self._build_started = None
+        if signing:
+            self._sign_done(succeeded)
+            if succeeded:
+                return
+        elif succeeded and self._plan.sign is not None:
+            self._build = BuildPhase.BUILT
+            self._check_unsigned(fresh=True)
+            return
+        elif succeeded:
             self._build = BuildPhase.BUILT
             check = self._io.check_image(self._module, self._plan, fresh=True)
             self._run(("check", self._plan.image), check)
             return
-        self._build = BuildPhase.FAILED
-        self._fail("BuildFailed", message)
+        reason = "SignFailed" if signing else "BuildFailed"
+        if not signing:
+            self._build = BuildPhase.FAILED
+        self._fail(reason, message)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
-            self._run(("buildlog", self._build_name), detail)
+            self._run(("buildlog", self._build_name, reason, self._target(signing)), detail)
         else:  # it never started: no log, the reason is the message
-            self._build_event(f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT])
+            text = f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT]
+            self._build_event(text, reason)
 
     def _done_buildlog(self, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
-        head = f"kernel {self._plan.kernel}: build of {self._plan.image} failed; log tail:"
-        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT))
+        what = "sign" if done.tag[2] == "SignFailed" else "build"
+        head = f"kernel {self._plan.kernel}: {what} of {done.tag[3]} failed; log tail:"
+        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT), done.tag[2])
 
-    def _build_event(self, message: str) -> None:
-        self._io.record_event(self._module.object_reference(), "Warning", "BuildFailed", message)
+    def _build_event(self, message: str, reason: str) -> None:
+        self._io.record_event(self._module.object_reference(), "Warning", reason, message)
 
     def _deploy(self) -> None:
         targets = self._targets()

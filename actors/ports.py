@@ -33,6 +33,12 @@ class ImageCheck(Protocol):
     def message(self) -> str: ...
 
 
+class SignatureCheck(ImageCheck, Protocol):
+    @property
+    def signed_by(self) -> str:
+        """The signed-by label the image carries ("" when missing or unlabelled)."""
+
+
 class BuildStatus(Protocol):
     @property
     def name(self) -> str: ...
@@ -78,6 +84,23 @@ class OperatorIO(Protocol):
     ) -> Coroutine[Any, Any, ImageCheck]:
         """Does plan.image exist? `fresh` skips shared cached answers (after a build)."""
 
+    def check_signature(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> Coroutine[Any, Any, SignatureCheck]:
+        """Is plan.image present AND signed with the current certificate? CertificateError when
+        the certificate Secret is missing or garbled."""
+
+    def check_unsigned(
+        self, module: Module, plan: KernelPlan, *, fresh: bool
+    ) -> Coroutine[Any, Any, ImageCheck]:
+        """Does plan.sign.unsigned_image exist?"""
+
+    def current_fingerprint(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
+        """`sha256:<hex>` of the current signing certificate (CertificateError as above)."""
+
+    def start_sign(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
+        """Start (or adopt) the sign build of plan.image; returns the build object's name."""
+
     def start_build(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
         """Start (or adopt) the build of plan.image; returns the build object's name."""
 
@@ -97,6 +120,9 @@ class ActorMetrics(Protocol):
 
     def build_started(self) -> None: ...
 
+    def sign_finished(self, succeeded: bool) -> None:
+        """A sign Job finished (or could not start, or its Secrets were unusable)."""
+
     def module_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """A supervisor folded its Module's status (written or not): state and pod gauges."""
 
@@ -110,6 +136,7 @@ class ActorSettings:
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 300.0
     allow_privileged_module_loader: bool = False
+    sign_recheck_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,9 @@ class PhaseCounter:
     def build_finished(self, succeeded: bool, seconds: float) -> None:
         self._metrics.build_finished(self._backend, succeeded=succeeded, seconds=seconds)
 
+    def sign_finished(self, succeeded: bool) -> None:
+        self._metrics.sign_finished(succeeded=succeeded)
+
     def module_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self._metrics.observe_module(namespace, name, status)
 
@@ -150,13 +153,21 @@ class Operator:
             label_selector=BUILD_SELECTOR,
         )
         io = KubeOperatorIO(
-            self.api, daemonsets, builds, self._recorder, self._registry, self._backend
+            self.api,
+            daemonsets,
+            builds,
+            self._recorder,
+            self._registry,
+            self._backend,
+            signer_image=self.settings.signer_image,
+            sign_secret_ttl=self.settings.sign_secrets_recheck_seconds * 0.9,
         )
         settings = ActorSettings(
             status_debounce_seconds=self.settings.status_debounce_seconds,
             backoff_initial_seconds=self.settings.backoff_initial_seconds,
             backoff_max_seconds=self.settings.backoff_max_seconds,
             allow_privileged_module_loader=self.settings.allow_privileged_module_loader,
+            sign_recheck_seconds=self.settings.sign_secrets_recheck_seconds,
         )
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)

@@ -8,13 +8,17 @@ decisions are in actors/ and the pure modules.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ooto.api import Module
-from ooto.builds.model import BuildBackend, BuildObservation
+from ooto.builds.buildah import sign_build
+from ooto.builds.model import BuildBackend, BuildObservation, BuildStartError
 from ooto.kernels import KernelPlan
 from ooto.kube.client import KubeApi
 from ooto.kube.errors import Conflict, NotFound
@@ -23,6 +27,7 @@ from ooto.kube.informer import Informer
 from ooto.kube.resources import DAEMONSETS, MODULES, NODES, SECRETS
 from ooto.kube.writer import Writer
 from ooto.registry import ImageCheck, RegistryAuth, RegistryClient, auth_from_secret
+from ooto.signing import SIGNED_BY_LABEL, CertificateError, SignPlan, fingerprint
 from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,8 @@ class KubeOperatorIO:
         recorder: EventRecorder,
         registry: RegistryClient,
         backend: BuildBackend,
+        signer_image: str = "",
+        sign_secret_ttl: float = 60.0,
     ) -> None:
         self._api = api
         self._writer = Writer(api)
@@ -58,6 +65,9 @@ class KubeOperatorIO:
         self._registry = registry
         self._backend = backend
         self._secrets: dict[tuple[str, str], tuple[float, RegistryAuth | None]] = {}
+        self._signer_image = signer_image
+        self._sign_secret_ttl = sign_secret_ttl
+        self._sign_secrets: dict[tuple[str, str, str], tuple[float, bytes]] = {}
 
     async def apply_daemonset(self, desired: dict[str, Any], current: Obj | None) -> Obj:
         if current is None:
@@ -146,3 +156,94 @@ class KubeOperatorIO:
         self, involved: Obj, kind: Literal["Normal", "Warning"], reason: str, message: str
     ) -> None:
         self._recorder.record(dict(involved), kind, reason, message)
+
+    # --- signing -------------------------------------------------------------------------------
+
+    async def current_fingerprint(self, module: Module, plan: KernelPlan) -> str:
+        """`sha256:<hex>` of the certificate the plan signs with (its Secret read at most once
+        per `sign_secret_ttl` for all kernels). CertificateError when it is missing or garbled."""
+        sign = _sign_of(plan)
+        cert = await self._sign_secret(module, sign.cert_secret, sign.cert_key, "certSecret")
+        return fingerprint(cert)
+
+    async def check_signature(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> SignatureCheck:
+        """ "present" only when the signed image exists AND carries the current certificate's
+        fingerprint in its signed-by label; "missing" (with why) otherwise."""
+        wanted = await self.current_fingerprint(module, plan)
+        auth = await self._registry_auth(module)
+        insecure = _sign_of(plan).push_insecure
+        check = await self._registry.image_exists(
+            plan.image, insecure=insecure, auth=auth, fresh=fresh
+        )
+        if check.outcome != "present":
+            return SignatureCheck(check.outcome, check.message, "")
+        try:
+            labels = await self._registry.image_labels(plan.image, insecure=insecure, auth=auth)
+        except (ValueError, OSError, TimeoutError) as error:
+            return SignatureCheck("error", f"cannot read the config of {plan.image}: {error}", "")
+        signed_by = labels.get(SIGNED_BY_LABEL, "")
+        if signed_by == wanted:
+            return SignatureCheck("present", f"{plan.image} is signed by {wanted}", signed_by)
+        was = f"signed by {signed_by}" if signed_by else "not signed by ooto"
+        return SignatureCheck("missing", f"{plan.image} is {was}, not by {wanted}", signed_by)
+
+    async def check_unsigned(self, module: Module, plan: KernelPlan, *, fresh: bool) -> ImageCheck:
+        sign = _sign_of(plan)
+        auth = await self._registry_auth(module)
+        return await self._registry.image_exists(
+            sign.unsigned_image, insecure=sign.pull_insecure, auth=auth, fresh=fresh
+        )
+
+    async def start_sign(self, module: Module, plan: KernelPlan) -> str:
+        """Start (or adopt) the sign Job of plan.image, after checking both Secrets."""
+        sign = _sign_of(plan)
+        key = await self._sign_secret(module, sign.key_secret, sign.key_key, "keySecret", True)
+        if b"PRIVATE KEY-----" not in key:
+            where = f"Secret {sign.key_secret} key {sign.key_key!r} (sign.keySecret)"
+            raise CertificateError(f"{where} holds no PEM private key")
+        signed_by = await self.current_fingerprint(module, plan)
+        if not self._signer_image or not hasattr(self._backend, "signs"):
+            raise BuildStartError("signing needs the buildah build backend (--build-backend)")
+        ref = await self._backend.start(module, sign_build(plan, self._signer_image, signed_by))
+        return ref.name
+
+    async def _sign_secret(
+        self, module: Module, name: str, key: str, field: str, fresh: bool = False
+    ) -> bytes:
+        cache_key = (module.metadata.namespace, name, key)
+        cached = self._sign_secrets.get(cache_key)
+        if (
+            cached is not None
+            and not fresh
+            and time.monotonic() - cached[0] < self._sign_secret_ttl
+        ):
+            return cached[1]
+        try:
+            secret = await self._api.get(SECRETS, name, module.metadata.namespace)
+        except NotFound:
+            raise CertificateError(f"Secret {name} (sign.{field}) not found") from None
+        encoded = (secret.get("data") or {}).get(key)
+        try:
+            value = base64.b64decode(encoded or "", validate=True)
+        except (binascii.Error, ValueError):
+            value = b""
+        if not value:
+            raise CertificateError(f"Secret {name} (sign.{field}) has no data key {key!r}")
+        if not fresh:
+            self._sign_secrets[cache_key] = (time.monotonic(), value)
+        return value
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    outcome: Literal["present", "missing", "unauthorized", "error"]
+    message: str
+    signed_by: str
+
+
+def _sign_of(plan: KernelPlan) -> SignPlan:
+    if plan.sign is None:
+        raise ValueError(f"kernel {plan.kernel}: its mapping does not sign")
+    return plan.sign

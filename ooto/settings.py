@@ -20,6 +20,7 @@ SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceacc
 DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
 DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
+DEFAULT_SIGNER_IMAGE = "registry.k8s.io/kmm/signer:v1"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -65,6 +66,12 @@ class Settings(BaseSettings):
         description="auto = BuildConfig when the OpenShift build API exists, else buildah.",
     )
     buildah_image: str = Field(default=DEFAULT_BUILDAH_IMAGE, description="Pinned Buildah image.")
+    signer_image: str = Field(
+        default=DEFAULT_SIGNER_IMAGE, description="Pinned image with sh and sign-file (signing)."
+    )
+    sign_secrets_recheck_seconds: float = Field(
+        default=60, gt=0, le=3600, description="Re-read signing certificates this often."
+    )
     kaniko_image: str = Field(default=DEFAULT_KANIKO_IMAGE, description="Pinned Kaniko executor.")
     build_deadline_seconds: int = Field(default=1800, gt=0, description="activeDeadlineSeconds.")
     api_concurrency: int = Field(default=32, ge=1, le=1024, description="In-flight API requests.")
@@ -100,7 +107,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("kaniko_image", "buildah_image")
+    @field_validator("kaniko_image", "buildah_image", "signer_image")
     @classmethod
     def _pinned_image(cls, value: str) -> str:
         last = value.rsplit("/", 1)[-1]

@@ -265,6 +265,9 @@ class BuildPhase(StrEnum):
     BUILDING = "Building"
     BUILT = "Built"
     FAILED = "Failed"
+    SIGNING = "Signing"
+    SIGNED = "Signed"
+    SIGN_FAILED = "SignFailed"
 
 
 class KernelPhase(StrEnum):
@@ -284,7 +287,7 @@ class KernelStatus(ApiModel):
     phase: KernelPhase = KernelPhase.RESOLVING
     """Resolving, Building, Deploying, Ready, Degraded or Invalid."""
     build: BuildPhase = BuildPhase.NOT_NEEDED
-    """NotNeeded, Checking, Building, Built or Failed."""
+    """NotNeeded, Checking, Building, Built, Failed, Signing, Signed or SignFailed."""
     nodes_desired: int = 0
     """Nodes of this kernel that should run the module loader."""
     nodes_ready: int = 0

@@ -234,7 +234,10 @@ class KanikoJobBackend(_JobBackend):
 
 
 class BuildahJobBackend(_JobBackend):
-    """Builds with the upstream Buildah image in a Job (upstream Kubernetes' default)."""
+    """Builds with the upstream Buildah image in a Job (upstream Kubernetes' default). It also
+    runs sign builds (build secrets: the other backends have no equivalent here yet)."""
+
+    signs = True
 
     def __init__(
         self, api: KubeApi, reads: ClusterReads, options: BuildahOptions | None = None
