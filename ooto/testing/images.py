@@ -23,13 +23,14 @@ from ooto.testing.processes import ManagedProcess, free_port, wait_until
 from ooto.testing.registry_server import RegistryServer
 
 BUILDAH = "/usr/bin/buildah"
+SIGN_FILE = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
 BUSYBOX = "/bin/busybox"
 BUSYBOX_LINKS = ("sh", "mkdir", "cp", "ls", "cat", "echo", "touch", "rm", "false", "true", "test")
 
 
 def host_buildah() -> str | None:
     """None when real builds can run here, else why not (for a skip, or a failure in CI)."""
-    for tool in (BUILDAH, BUSYBOX, shutil.which("unshare"), shutil.which("setpriv")):
+    for tool in (BUILDAH, BUSYBOX, SIGN_FILE, shutil.which("unshare"), shutil.which("setpriv")):
         if not tool or not os.access(tool, os.X_OK):
             return f"{tool or 'unshare/setpriv'} is missing (ooto/testing/install-binaries.sh)"
     if os.geteuid() != 0:
@@ -37,8 +38,11 @@ def host_buildah() -> str | None:
     return None
 
 
-def push_busybox_base(registry: RegistryServer, repo: str, tag: str = "1") -> str:
-    """Make `registry.host/repo:tag` (busybox only) and push it; returns the reference."""
+def push_busybox_base(
+    registry: RegistryServer, repo: str, tag: str = "1", extra: Mapping[str, str] | None = None
+) -> str:
+    """Make `registry.host/repo:tag` (busybox, plus `extra` host files: image path -> host path)
+    and push it; returns the reference."""
     image = f"{registry.host}/{repo}:{tag}"
     with tempfile.TemporaryDirectory(prefix="ooto-base-") as work:
         storage = ["--storage-driver=vfs", f"--root={work}/root", f"--runroot={work}/run"]
@@ -56,6 +60,10 @@ def push_busybox_base(registry: RegistryServer, repo: str, tag: str = "1") -> st
         for name in BUSYBOX_LINKS:
             (root / "bin" / name).symlink_to("busybox")
         (root / "tmp").mkdir(mode=0o1777)
+        for inside, outside in (extra or {}).items():
+            target = root / inside.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(outside, target)
         buildah("umount", container)
         buildah("commit", container, image)
         push = ["push", f"--tls-verify={'true' if registry.tls else 'false'}"]
@@ -63,6 +71,19 @@ def push_busybox_base(registry: RegistryServer, repo: str, tag: str = "1") -> st
             push.append(f"--creds={':'.join(registry.credentials)}")
         buildah(*push, image, f"docker://{image}")
     return image
+
+
+def push_signer_image(registry: RegistryServer, repo: str) -> str:
+    """A signer image: busybox and Debian's `sign-file` (as /usr/bin/sign-file) with the shared
+    libraries it links (read from `ldd`)."""
+    files = {"/usr/bin/sign-file": SIGN_FILE}
+    ldd = subprocess.run(["ldd", SIGN_FILE], check=True, capture_output=True, text=True).stdout
+    for line in ldd.splitlines():
+        path = line.split("=>")[-1].split("(")[0].strip()
+        if path.startswith("/"):
+            files[path] = path
+            files[os.path.realpath(path)] = path
+    return push_busybox_base(registry, repo, extra=files)
 
 
 class GitServer:
