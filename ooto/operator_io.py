@@ -204,7 +204,9 @@ class KubeOperatorIO:
             where = f"Secret {sign.key_secret} key {sign.key_key!r} (sign.keySecret)"
             raise CertificateError(f"{where} holds no PEM private key")
         signed_by = await self.current_fingerprint(module, plan)
-        if not self._signer_image or not hasattr(self._backend, "signs"):
+        if not self._signer_image:
+            raise BuildStartError("no signer image: set --signer-image (OOTO_SIGNER_IMAGE)")
+        if not hasattr(self._backend, "signs"):
             raise BuildStartError("signing needs the buildah build backend (--build-backend)")
         ref = await self._backend.start(module, sign_build(plan, self._signer_image, signed_by))
         return ref.name

@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
 DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
-DEFAULT_SIGNER_IMAGE = "registry.k8s.io/kmm/signer:v1"
+DEFAULT_SIGNER_IMAGE = ""
+"""No default: no public image with `sign-file` could be verified and pinned. A Module that signs
+reports SignFailed ("no --signer-image") until one is set."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -67,7 +69,8 @@ class Settings(BaseSettings):
     )
     buildah_image: str = Field(default=DEFAULT_BUILDAH_IMAGE, description="Pinned Buildah image.")
     signer_image: str = Field(
-        default=DEFAULT_SIGNER_IMAGE, description="Pinned image with sh and sign-file (signing)."
+        default=DEFAULT_SIGNER_IMAGE,
+        description="Pinned image with sh and /usr/bin/sign-file, for signing; unset = no signing.",
     )
     sign_secrets_recheck_seconds: float = Field(
         default=60, gt=0, le=3600, description="Re-read signing certificates this often."
@@ -109,7 +112,9 @@ class Settings(BaseSettings):
 
     @field_validator("kaniko_image", "buildah_image", "signer_image")
     @classmethod
-    def _pinned_image(cls, value: str) -> str:
+    def _pinned_image(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name == "signer_image":
+            return value
         last = value.rsplit("/", 1)[-1]
         if not value or " " in value or ("@" not in last and ":" not in last):
             raise ValueError(f"{value!r} must be an image reference with a tag or digest")

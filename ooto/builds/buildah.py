@@ -36,9 +36,6 @@ from ooto.kernels import BuildPlan, KernelPlan
 from ooto.signing import CERT_SECRET_ID, KEY_SECRET_ID, sign_dockerfile
 
 DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
-DEFAULT_SIGNER_IMAGE = "registry.k8s.io/kmm/signer:v1"
-"""Placeholder default signer image: it must hold `sh` and `sign-file` (see docs/operations.md);
-set --signer-image to one you build and pin."""
 SIGN_KEY_DIR, SIGN_CERT_DIR = "/run/ooto/sign-key", "/run/ooto/sign-cert"
 """An upstream Buildah release; pinned so a build never changes under us. Override in settings."""
 BUILDAH = "/usr/bin/buildah"
@@ -53,7 +50,6 @@ APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io"
 @dataclass(frozen=True)
 class BuildahOptions:
     image: str = DEFAULT_BUILDAH_IMAGE
-    signer_image: str = DEFAULT_SIGNER_IMAGE
     cpu_request: str = "250m"
     memory_request: str = "512Mi"
     cpu_limit: str = "2"
