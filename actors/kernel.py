@@ -11,6 +11,7 @@ when the stored spec-hash differs from the rendered one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -74,6 +75,7 @@ class KernelActor(OotoActor, KernelSigning):
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
+        self._digest = ""  # of plan.image as the registry last answered: DaemonSets pin it
 
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
@@ -96,7 +98,7 @@ class KernelActor(OotoActor, KernelSigning):
         regenerated = message.module.metadata.generation != self._module.metadata.generation
         self._module, self._nodes = message.module, message.nodes
         if changed and plan.image != self._plan.image:
-            self._image_present = None
+            self._image_present, self._digest = None, ""
             self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._plan = plan
         if changed or regenerated:
@@ -117,7 +119,8 @@ class KernelActor(OotoActor, KernelSigning):
         registry on an emptyDir restarted), build it again: ask the registry afresh, at most once
         per initial backoff however many pods report it, never while a build runs."""
         image = self._plan.image
-        if self._retiring or self._plan.build is None or failed.image != image:
+        deployed = self._deployed_plan().image  # a pod on an older digest waits for the rollout
+        if self._retiring or self._plan.build is None or failed.image != deployed:
             return
         if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING):
             return
@@ -183,6 +186,7 @@ class KernelActor(OotoActor, KernelSigning):
 
     def _deployed_now(self) -> bool:
         """Our DaemonSets already run this plan: the image was checked when they were made."""
+        self._adopt_digest()
         return all(
             stored_hash(self._io.daemonsets.get(t.namespace, t.name)) == t.spec_hash
             for t in self._targets()
@@ -191,16 +195,35 @@ class KernelActor(OotoActor, KernelSigning):
     def _targets(self) -> list[Target]:
         """Our DaemonSets' names and spec-hashes, rendered once per (Module object, plan): a
         DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
-        cached = self._targets_of
-        if cached is None or cached[0] is not self._module or cached[1] != self._plan:
-            targets = [Target.of(d) for d in render_daemonsets(self._module, self._plan)]
-            cached = self._targets_of = (self._module, self._plan, targets)
+        cached, plan = self._targets_of, self._deployed_plan()
+        if cached is None or cached[0] is not self._module or cached[1] != plan:
+            targets = [Target.of(d) for d in render_daemonsets(self._module, plan)]
+            cached = self._targets_of = (self._module, plan, targets)
         return cached[2]
 
     def _manifest(self, name: str) -> dict[str, Any]:
-        return next(
-            d for d in render_daemonsets(self._module, self._plan) if d["metadata"]["name"] == name
-        )
+        manifests = render_daemonsets(self._module, self._deployed_plan())
+        return next(d for d in manifests if d["metadata"]["name"] == name)
+
+    def _deployed_plan(self) -> KernelPlan:
+        """The plan as DaemonSets run it: an image ooto builds or signs is referenced by the
+        digest the registry answered (`image:tag@sha256:...`), so a new image under the same tag
+        (a rebuild, a re-sign after a key rotation) rolls out like any other change."""
+        plan = self._plan
+        if self._digest and (plan.build is not None or plan.sign is not None):
+            return dataclasses.replace(plan, image=f"{plan.image}@{self._digest}")
+        return plan
+
+    def _adopt_digest(self) -> None:
+        """At first sight (a restart), the digest our loader DaemonSet already runs."""
+        if self._digest or not self._targets():
+            return
+        target = self._targets()[0]
+        images = pod_images(self._io.daemonsets.get(target.namespace, target.name) or {}) or ()
+        prefix = f"{self._plan.image}@"
+        running = [image for _, image in images if image.startswith(prefix)]
+        if running:
+            self._digest = running[0].removeprefix(prefix)
 
     def _resolve_image(self) -> None:
         if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING, *FAILED):
@@ -225,6 +248,7 @@ class KernelActor(OotoActor, KernelSigning):
         elif outcome == "missing" and self._plan.sign is not None:
             self._signature_missing(message)
         elif outcome == "present":
+            self._digest = done.result.digest
             if self._plan.sign is not None:
                 self._signature_present(done.result.signed_by)
             self._backoff.reset()

@@ -32,6 +32,10 @@ class ImageCheck(Protocol):
     @property
     def message(self) -> str: ...
 
+    @property
+    def digest(self) -> str:
+        """The manifest digest of a "present" image ("" when the registry gave none)."""
+
 
 class SignatureCheck(ImageCheck, Protocol):
     @property

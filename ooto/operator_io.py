@@ -178,16 +178,19 @@ class KubeOperatorIO:
             plan.image, insecure=insecure, auth=auth, fresh=fresh
         )
         if check.outcome != "present":
-            return SignatureCheck(check.outcome, check.message, "")
+            return SignatureCheck(check.outcome, check.message, "", check.digest)
         try:
             labels = await self._registry.image_labels(plan.image, insecure=insecure, auth=auth)
         except (ValueError, OSError, TimeoutError) as error:
-            return SignatureCheck("error", f"cannot read the config of {plan.image}: {error}", "")
+            message = f"cannot read the config of {plan.image}: {error}"
+            return SignatureCheck("error", message, "", check.digest)
         signed_by = labels.get(SIGNED_BY_LABEL, "")
         if signed_by == wanted:
-            return SignatureCheck("present", f"{plan.image} is signed by {wanted}", signed_by)
+            message = f"{plan.image} is signed by {wanted}"
+            return SignatureCheck("present", message, signed_by, check.digest)
         was = f"signed by {signed_by}" if signed_by else "not signed by ooto"
-        return SignatureCheck("missing", f"{plan.image} is {was}, not by {wanted}", signed_by)
+        message = f"{plan.image} is {was}, not by {wanted}"
+        return SignatureCheck("missing", message, signed_by, check.digest)
 
     async def check_unsigned(self, module: Module, plan: KernelPlan, *, fresh: bool) -> ImageCheck:
         sign = _sign_of(plan)
@@ -243,6 +246,7 @@ class SignatureCheck:
     outcome: Literal["present", "missing", "unauthorized", "error"]
     message: str
     signed_by: str
+    digest: str = ""
 
 
 def _sign_of(plan: KernelPlan) -> SignPlan:

@@ -70,6 +70,8 @@ def parse_challenges(headers: Iterable[str]) -> list[Challenge]:
 class ImageCheck:
     outcome: Outcome
     message: str
+    digest: str = ""
+    """The manifest digest a "present" answer carried (Docker-Content-Digest), else ""."""
 
 
 class ImageChecker(Protocol):
@@ -406,7 +408,8 @@ def _refusal(ref: ImageReference, credential: RegistryCredential | None, what: s
 def _interpret(ref: ImageReference, status: int, headers: Any) -> ImageCheck:
     if status == 200:
         digest = headers.get("Docker-Content-Digest", "")
-        return ImageCheck("present", f"{ref} is present{f' ({digest})' if digest else ''}")
+        message = f"{ref} is present{f' ({digest})' if digest else ''}"
+        return ImageCheck("present", message, digest if digest.startswith("sha256:") else "")
     if status == 404:
         return ImageCheck("missing", f"{ref} not found in registry {ref.api_host}")
     if status == 403:

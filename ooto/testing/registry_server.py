@@ -182,6 +182,17 @@ class RegistryServer:
                 manifest: dict[str, Any] = json.loads(await resp.read())
         return manifest
 
+    async def digest(self, repo: str, tag: str) -> str:
+        """The manifest digest of `repo:tag`, as the registry reports it."""
+        accept = f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"
+        url = f"{self.url}/v2/{repo}/manifests/{tag}"
+        async with (
+            self._session() as session,
+            session.head(url, headers={"Accept": accept}) as resp,
+        ):
+            await _expect(resp, 200)
+            return resp.headers["Docker-Content-Digest"]
+
     async def blob(self, repo: str, digest: str) -> bytes:
         url = f"{self.url}/v2/{repo}/blobs/{digest}"
         async with self._session() as session, session.get(url) as resp:

@@ -128,7 +128,8 @@ async def test_an_inline_dockerfile_is_built_with_the_kernel_variables_and_pushe
     assert kernel_status(module)[PLUS]["build"] == "Built"
     (ds,) = await daemonsets(admin_rest, namespace, "mod")
     assert (
-        ds["spec"]["template"]["spec"]["containers"][0]["image"] == f"{registry.host}/{repo}:{tag}"
+        ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"{registry.host}/{repo}:{tag}@{await registry.digest(repo, tag)}"
     )
     files = await registry.image_files(repo, tag)
     assert files[f"/opt/lib/modules/{PLUS}/ooto.ko"] == b"rpi-6\n", sorted(files)
@@ -315,10 +316,10 @@ async def test_an_image_the_registry_lost_is_built_again_when_nodes_cannot_pull_
         """What a node's container runtime sees: a pod runs only if its image is there."""
         if pod["metadata"].get("labels", {}).get("job-name"):
             return None
-        image = pod["spec"]["containers"][0]["image"]
+        image, _, digest = pod["spec"]["containers"][0]["image"].partition("@")
         repo, _, tag = image.partition("/")[2].rpartition(":")
         try:
-            await registry.manifest(repo, tag)
+            await registry.manifest(repo, digest or tag)
         except RuntimeError:
             return "ImagePullBackOff"
         return "Ready"

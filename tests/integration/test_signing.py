@@ -149,7 +149,8 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
     assert kernel_status(module)[KERNEL]["build"] == "Signed"
     (ds,) = await daemonsets(admin_rest, namespace, "mod")
     assert (
-        ds["spec"]["template"]["spec"]["containers"][0]["image"] == f"{registry.host}/{repo}:{tag}"
+        ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"{registry.host}/{repo}:{tag}@{await registry.digest(repo, tag)}"
     )
     unsigned = (await registry.image_files(repo, f"{tag}-unsigned"))[file]
     assert unsigned == MODULE_TEXT.format(kernel=KERNEL).encode()
@@ -174,6 +175,14 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
         return bool(config["config"]["Labels"].get(SIGNED_BY_LABEL) == second)
 
     await eventually(resigned, timeout=120)
+    new_digest = await registry.digest(repo, tag)
+
+    async def rolled_to_the_new_digest() -> bool:
+        (ds,) = await daemonsets(admin_rest, namespace, "mod")
+        loader = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        return bool(loader == f"{registry.host}/{repo}:{tag}@{new_digest}")
+
+    await eventually(rolled_to_the_new_digest, timeout=60)
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=60)
     signed = (await registry.image_files(repo, tag))[file]
     assert verify_module_signature(signed, cert2_pem, tmp_path) == unsigned
