@@ -244,9 +244,13 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
         backoff_max_seconds=60,
     )
     base = images["base"]
+    key, _, _ = key_pair(tmp_path, "other")
+    await admin_rest.post(path, secret("signing-key", "key", key))
     missing = {**SIGN, "keySecret": {"name": "absent"}}
     garbled = {**SIGN, "keySecret": {"name": "garbled-key"}}
-    for name, sign in (("nokey", missing), ("badkey", garbled)):
+    nothing = {**SIGN, "filesToSign": ["/opt/lib/modules/${KERNEL_FULL_VERSION}/*.ko.xz"]}
+    cases = (("nokey", missing), ("badkey", garbled), ("nomatch", nothing))
+    for name, sign in cases:
         mapping = signed_mapping(registry, f"ooto-test/{name}-{secrets.token_hex(3)}", base)
         await apply_module(admin_rest, namespace, module_manifest(name, [mapping], sign=sign))
 
@@ -258,6 +262,19 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
         lambda: not_ready_because(admin_rest, namespace, "badkey", "SignFailed"), timeout=120
     )
     assert kernel_status(badkey)[KERNEL]["build"] == "SignFailed"
-    (event,) = await eventually(lambda: events(admin_rest, namespace, "SignFailed"), timeout=30)
+
+    async def event_of(name: str) -> list[dict[str, Any]]:
+        found = await events(admin_rest, namespace, "SignFailed")
+        return [e for e in found if e["involvedObject"]["name"] == name]
+
+    (event,) = await eventually(lambda: event_of("badkey"), timeout=30)
+    assert "sign-file" in event["message"] or "error" in event["message"].lower()
     assert "sign of" in event["message"] and "log tail" in event["message"], event["message"]
     assert not await daemonsets(admin_rest, namespace, "badkey")
+    await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "nomatch", "SignFailed"), timeout=120
+    )
+
+    (nomatch,) = await eventually(lambda: event_of("nomatch"), timeout=30)
+    assert "no file matches" in nomatch["message"], nomatch["message"]
+    assert f"/opt/lib/modules/{KERNEL}/*.ko.xz" in nomatch["message"]
