@@ -32,6 +32,11 @@ class MessageLatencyObserver(Protocol):
     def observe_message_latency(self, actor_kind: str, seconds: float) -> None: ...
 
 
+class ActorFailureObserver(Protocol):
+    def actor_failed(self, actor_kind: str, *, died: bool) -> None:
+        """A handler raised: the actor recovered (`died` False) or stopped (True)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Stamped:
     """A message and when it was told (time.monotonic()), to measure its time in the mailbox."""
@@ -44,11 +49,15 @@ class Bridge:
     """Runs coroutines and timers on `loop` on behalf of actors."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, latency: MessageLatencyObserver | None = None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        latency: MessageLatencyObserver | None = None,
+        failures: ActorFailureObserver | None = None,
     ) -> None:
         self._loop = loop
         self._closed = False
         self._latency = latency
+        self._failures = failures
 
     def tell(self, ref: pykka.ActorRef[Any], message: object) -> None:
         """Tell `ref` (stamped when latency is observed); a stopped actor is simply not told."""
@@ -59,6 +68,11 @@ class Bridge:
         if self._latency is not None:
             seconds = time.monotonic() - stamped.told_at
             self._latency.observe_message_latency(actor_kind, seconds)
+
+    def actor_failed(self, actor_kind: str, *, died: bool) -> None:
+        """Count a handler failure (called from the failing actor's thread)."""
+        if self._failures is not None:
+            self._failures.actor_failed(actor_kind, died=died)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

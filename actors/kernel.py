@@ -18,6 +18,7 @@ from typing import Any
 from actors.base import Backoff, OotoActor
 from actors.messages import (
     BuildObserved,
+    ChildDied,
     DaemonSetObserved,
     IoDone,
     KernelReport,
@@ -29,10 +30,14 @@ from actors.ports import ActorContext, Obj
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
-from ooto.render import render_daemonsets
+from ooto.render import render_daemonsets, render_failure
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
+
+
+class RenderError(Exception):
+    """The Module passed validation but its DaemonSets cannot be rendered (message: why, where)."""
 
 
 class KernelActor(OotoActor):
@@ -68,10 +73,14 @@ class KernelActor(OotoActor):
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
 
-    def on_start(self) -> None:
+    def on_started(self) -> None:
         self._converge()
 
     def on_stop(self) -> None:
+        self._metrics.kernel_phase_changed(self._phase, None)
+
+    def on_death(self, error: BaseException | None) -> None:
+        self.send(self._supervisor, ChildDied(self._plan.kernel, self.actor_ref, repr(error)))
         self._metrics.kernel_phase_changed(self._phase, None)
 
     def on_crash(self, error: Exception) -> None:
@@ -139,6 +148,13 @@ class KernelActor(OotoActor):
     def _converge(self) -> None:
         if self._retiring:
             return
+        try:
+            self._targets()
+        except RenderError as error:
+            # Deterministic for this spec: no retry; a new generation (PlanKernel) tries again.
+            log.warning("%s: %s", self.describe(), error, extra=self._log_extra("RenderFailed"))
+            self._set_phase(KernelPhase.INVALID, "RenderFailed", str(error))
+            return
         if self._plan.build is not None and self._image_present != self._plan.image:
             if not self._deployed_now():
                 self._resolve_image()
@@ -158,14 +174,18 @@ class KernelActor(OotoActor):
         DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
         cached = self._targets_of
         if cached is None or cached[0] is not self._module or cached[1] != self._plan:
-            targets = [Target.of(d) for d in render_daemonsets(self._module, self._plan)]
+            targets = [Target.of(d) for d in self._render()]
             cached = self._targets_of = (self._module, self._plan, targets)
         return cached[2]
 
     def _manifest(self, name: str) -> dict[str, Any]:
-        return next(
-            d for d in render_daemonsets(self._module, self._plan) if d["metadata"]["name"] == name
-        )
+        return next(d for d in self._render() if d["metadata"]["name"] == name)
+
+    def _render(self) -> list[dict[str, Any]]:
+        try:
+            return render_daemonsets(self._module, self._plan)
+        except Exception as error:  # RecursionError from a spec nested too deep, and the like
+            raise RenderError(render_failure(self._module, error)) from error
 
     def _resolve_image(self) -> None:
         if self._build is BuildPhase.BUILDING or self._build is BuildPhase.FAILED:

@@ -124,6 +124,16 @@ class KernelRetired:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildDied:
+    """An actor stopped on a failure its crash guard could not absorb; told to its parent, which
+    replaces it (with backoff) or reports it. `key` names the child (kernel, Module key)."""
+
+    key: str
+    ref: Any  # pykka.ActorRef of the dead child: a newer child under the same key is not it
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class BuildFinished:
     """A build for this kernel's image completed (observed on its Job or Build)."""
 

@@ -18,6 +18,7 @@ from actors.base import Backoff, OotoActor
 from actors.kernel import KernelActor
 from actors.messages import (
     BuildObserved,
+    ChildDied,
     IoDone,
     KernelNodes,
     KernelReport,
@@ -32,7 +33,7 @@ from actors.messages import (
 )
 from actors.ports import ActorContext, ActorSettings
 from actors.routes import RouteKey
-from ooto.api import Module
+from ooto.api import KernelPhase, Module
 from ooto.kernels import (
     KernelPlan,
     SpecError,
@@ -42,7 +43,7 @@ from ooto.kernels import (
     validate_module,
 )
 from ooto.logs import log_fields
-from ooto.render import LABEL_KERNEL
+from ooto.render import LABEL_KERNEL, render_failure
 from ooto.status import KernelProblem, ModuleFacts, fold_status
 from ooto.stored import owned_by
 
@@ -80,9 +81,11 @@ def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
 
 
 class ModuleSupervisor(OotoActor):
-    def __init__(self, context: ActorContext, tracker: Any, module: Module) -> None:
+    def __init__(
+        self, context: ActorContext, tracker: Any, module: Module, parent: Any = None
+    ) -> None:
         super().__init__(context.bridge)
-        self._context, self._tracker = context, tracker
+        self._context, self._tracker, self._parent = context, tracker, parent
         self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
         self._routes = context.routes
         self._module = module
@@ -99,16 +102,25 @@ class ModuleSupervisor(OotoActor):
         self._last_write = float("-inf")
         self._status_due = float("inf")  # when the pending "status" timer fires
         self._orphans_checked = False
-        self._backoff = Backoff(
-            self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
-        )
+        self._backoff = self._new_backoff()
+        self._respawns: dict[str, Backoff] = {}  # kernel -> backoff of replacing its dead actor
+
+    def _new_backoff(self) -> Backoff:
+        return Backoff(self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds)
 
     def describe(self) -> str:
         return f"ModuleSupervisor({self._module.key})"
 
-    def on_start(self) -> None:
+    def on_started(self) -> None:
+        self._subscribe()  # first: even a Module we cannot validate gets its kernels and status
         self._validate()
-        self._subscribe()
+
+    def on_crash(self, error: Exception) -> None:
+        self._schedule_status()
+
+    def on_death(self, error: BaseException | None) -> None:
+        if self._parent is not None:
+            self.send(self._parent, ChildDied(self._module.key, self.actor_ref, repr(error)))
 
     def on_stop(self) -> None:
         self.send(self._tracker, Unsubscribe(self._module.key))
@@ -141,8 +153,11 @@ class ModuleSupervisor(OotoActor):
         self._schedule_status()
 
     def _validate(self) -> None:
-        errors = [str(e) for e in validate_module(self._module)]
-        errors += module_policy_errors(self._module, self._settings)
+        try:
+            errors = [str(e) for e in validate_module(self._module)]
+            errors += module_policy_errors(self._module, self._settings)
+        except RecursionError as error:
+            errors = [render_failure(self._module, error)]
         if errors and errors != self._spec_errors:
             log.warning(
                 "%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra("InvalidSpec")
@@ -200,6 +215,8 @@ class ModuleSupervisor(OotoActor):
             return
         self._problems.pop(kernel, None)
         actor = self._actors.get(kernel)
+        if self.timer_pending(f"respawn:{kernel}"):
+            return  # planned again when the respawn timer fires
         if actor is None:
             self._spawn(plan, nodes)
         else:
@@ -244,13 +261,45 @@ class ModuleSupervisor(OotoActor):
         ref = self._retiring.pop(message.kernel, None)
         if ref is not None:
             self._routes.remove(self._route_key(message.kernel), ref)
+        self._forget_label(message.kernel)
+
+    def _forget_label(self, kernel: str) -> None:
         self._by_label = {
-            label: k
-            for label, k in self._by_label.items()
-            if k != message.kernel or k in self._actors
+            label: k for label, k in self._by_label.items() if k != kernel or k in self._actors
         }
 
+    def _replan(self, kernel: str) -> None:
+        """Plan `kernel` again after its actor died (it may have left meanwhile)."""
+        nodes = (self._kernels or {}).get(kernel)
+        if nodes is None:
+            self._forget_label(kernel)
+        elif not self._spec_errors:
+            self._plan(kernel, nodes)
+        self._schedule_status()
+
+    def on_ChildDied(self, message: ChildDied) -> None:
+        kernel = message.key
+        if self._retiring.get(kernel) == message.ref:
+            self.on_KernelRetired(KernelRetired(kernel))
+            return
+        if self._actors.get(kernel) != message.ref:
+            return
+        # Its DaemonSets stay (its label stays live, so no sweep): the new actor adopts them.
+        del self._actors[kernel]
+        self._reports.pop(kernel, None)
+        self._routes.remove(self._route_key(kernel), message.ref)
+        delay = self._respawns.setdefault(kernel, self._new_backoff()).next_delay()
+        self._problem(
+            kernel,
+            "ActorFailed",
+            f"internal error ({message.error[:200]}); its actor restarts in {delay:.0f}s",
+        )
+        self.set_timer(f"respawn:{kernel}", delay)
+        self._schedule_status()
+
     def on_KernelReport(self, report: KernelReport) -> None:
+        if report.status.phase is KernelPhase.READY:
+            self._respawns.pop(report.kernel, None)
         if report.kernel in self._actors:
             self._reports[report.kernel] = report
             self._schedule_status()
@@ -302,6 +351,10 @@ class ModuleSupervisor(OotoActor):
     def on_timer(self, name: str) -> None:
         if name == "status":
             self._write_status()
+        elif name.startswith("respawn:"):
+            kernel = name.partition(":")[2]
+            self._problems.pop(kernel, None)
+            self._replan(kernel)
 
     def _write_status(self) -> None:
         if self._writing:
