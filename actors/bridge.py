@@ -17,7 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,7 +79,7 @@ class Bridge:
         return self._loop
 
     def run(
-        self, reply_to: pykka.ActorRef[Any], tag: tuple[Any, ...], coro: Coroutine[Any, Any, Any]
+        self, reply_to: pykka.ActorRef[Any], tag: Hashable, coro: Coroutine[Any, Any, Any]
     ) -> None:
         """Run `coro` on the loop; tell `reply_to` IoDone(tag, ...) when it ends."""
         if self._closed:
@@ -105,7 +105,7 @@ class Bridge:
         self._closed = True
 
 
-def _outcome(tag: tuple[Any, ...], done: concurrent.futures.Future[Any]) -> IoDone:
+def _outcome(tag: Hashable, done: concurrent.futures.Future[Any]) -> IoDone:
     if done.cancelled():
         return IoDone(tag, error=asyncio.CancelledError())
     error = done.exception()

@@ -149,7 +149,8 @@ class BuildFinished:
 class IoDone:
     """A coroutine an actor asked the bridge to run has finished (result or error)."""
 
-    tag: tuple[Any, ...]
+    tag: Any
+    """What the actor handed to `Bridge.run`: a tuple, or a frozen dataclass (a typed reply tag)."""
     result: Any = None
     error: BaseException | None = None
 

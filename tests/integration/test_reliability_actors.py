@@ -1,14 +1,17 @@
-"""Actors never die silently (issue 13, section 2), through the real API server and the
-operator."""
+"""Actors never die silently, and retiring a kernel leaves nothing behind (issue 13, sections 2
+and 3), through the real API server and the operator."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from ooto.kernels import kernel_label_value
+from ooto.render import LABEL_KERNEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory
-from tests.integration.reliability_support import GPU, A
+from tests.integration.reliability_support import GPU, A, B
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -57,3 +60,33 @@ async def test_a_module_too_deep_to_render_is_reported_and_the_others_converge(
     assert "spec.additionalVolumes[0].ephemeral.volumeClaimTemplate.metadata" in entry["message"]
     assert await daemonsets(admin_rest, namespace, "deep") == []
     assert operator.metrics.actor_failures_total(died=True) == 0
+
+
+async def test_a_stray_daemonset_of_the_module_is_deleted_when_it_appears(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """A DaemonSet carrying the Module's labels and ownership for a kernel no actor serves (a
+    create that landed after its kernel retired) is deleted, not left loading the module."""
+    await kubelet.add_nodes([("d2-a", A, GPU)])
+    await start_operator(watch_namespace=namespace)
+    await apply_module(admin_rest, namespace, module_manifest("mod", [literal(A, "r.example/m:a")]))
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
+    (live,) = await daemonsets(admin_rest, namespace, "mod")
+
+    stray = copy.deepcopy(live)
+    meta = stray["metadata"]
+    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
+        meta.pop(key, None)
+    stray.pop("status", None)
+    meta["name"] = "mod-ml-stray"
+    for labels in (meta["labels"], stray["spec"]["template"]["metadata"]["labels"]):
+        labels[LABEL_KERNEL] = kernel_label_value(B)
+    if LABEL_KERNEL in stray["spec"]["selector"].get("matchLabels", {}):
+        stray["spec"]["selector"]["matchLabels"][LABEL_KERNEL] = kernel_label_value(B)
+    await admin_rest.post(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", stray)
+
+    async def swept() -> bool:
+        names = {d["metadata"]["name"] for d in await daemonsets(admin_rest, namespace, "mod")}
+        return names == {live["metadata"]["name"]}
+
+    await eventually(swept, timeout=20)
