@@ -21,6 +21,8 @@ from actors.messages import DaemonSetObserved
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
+ModuleRouteKey = tuple[str, str]
+"""(namespace, Module label): where a DaemonSet no kernel actor claims goes (an orphan)."""
 
 
 class DaemonSetRoutes:
@@ -28,6 +30,7 @@ class DaemonSetRoutes:
         self._bridge = bridge
         self._module_label, self._kernel_label = module_label, kernel_label
         self._routes: dict[RouteKey, Any] = {}  # -> pykka.ActorRef of the KernelActor
+        self._modules: dict[ModuleRouteKey, Any] = {}  # -> pykka.ActorRef of the supervisor
 
     # --- from actor threads ---------------------------------------------------------------
 
@@ -38,6 +41,13 @@ class DaemonSetRoutes:
     def remove(self, key: RouteKey, ref: Any) -> None:
         """Stop routing `key` to `ref`; a newer actor's route for the same key stays."""
         self._bridge.call_soon(self._remove, key, ref)
+
+    def add_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        """DaemonSets of `key`'s Module that no kernel route claims go to its supervisor."""
+        self._bridge.call_soon(self._add_module, key, ref)
+
+    def remove_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        self._bridge.call_soon(self._remove_module, key, ref)
 
     # --- on the loop thread ---------------------------------------------------------------
 
@@ -50,8 +60,8 @@ class DaemonSetRoutes:
             labels.get(self._module_label, ""),
             labels.get(self._kernel_label, ""),
         )
-        ref = self._routes.get(key)
-        if ref is not None:  # else nobody owns it (its supervisor's cache scan finds orphans)
+        ref = self._routes.get(key) or self._modules.get(key[:2])
+        if ref is not None:  # else its Module has no supervisor (deleted: the GC removes it)
             self._bridge.tell(ref, DaemonSetObserved(daemonset))
 
     def __len__(self) -> int:
@@ -63,3 +73,10 @@ class DaemonSetRoutes:
     def _remove(self, key: RouteKey, ref: Any) -> None:
         if self._routes.get(key) == ref:
             del self._routes[key]
+
+    def _add_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        self._modules[key] = ref
+
+    def _remove_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        if self._modules.get(key) == ref:
+            del self._modules[key]

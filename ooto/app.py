@@ -129,7 +129,9 @@ class Operator:
     async def start(self) -> None:
         threading.stack_size(ACTOR_STACK_BYTES)
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        bridge = self._bridge = Bridge(asyncio.get_running_loop(), latency=self.metrics)
+        bridge = self._bridge = Bridge(
+            asyncio.get_running_loop(), latency=self.metrics, failures=self.metrics
+        )
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
         routes = DaemonSetRoutes(bridge, LABEL_MODULE, LABEL_KERNEL)

@@ -148,6 +148,13 @@ class Metrics:
         self.loop_lag = Gauge(
             "ooto_event_loop_lag_seconds", "Last measured asyncio event-loop lag.", registry=r
         )
+        self.actor_failures = Counter(
+            "ooto_actor_failures_total",
+            "Actor handlers that raised: outcome=recovered (the crash guard caught it) or "
+            "died (the actor stopped; its parent replaces it).",
+            ["actor_kind", "outcome"],
+            registry=r,
+        )
 
     # --- state -----------------------------------------------------------------------------
 
@@ -228,6 +235,22 @@ class Metrics:
 
     def observe_message_latency(self, actor_kind: str, seconds: float) -> None:
         self.actor_message_latency.labels(actor_kind=actor_kind).observe(seconds)
+
+    def actor_failed(self, actor_kind: str, *, died: bool) -> None:
+        outcome = "died" if died else "recovered"
+        self.actor_failures.labels(actor_kind=actor_kind, outcome=outcome).inc()
+
+    def actor_failures_total(self, *, died: bool) -> int:
+        """Failures so far with that outcome, all actor kinds together (for tests and health)."""
+        outcome = "died" if died else "recovered"
+        return int(
+            sum(
+                sample.value
+                for metric in self.actor_failures.collect()
+                for sample in metric.samples
+                if sample.name.endswith("_total") and sample.labels.get("outcome") == outcome
+            )
+        )
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)

@@ -219,3 +219,33 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted(item) for item in value]
     return value
+
+
+def render_failure(module: Module, error: Exception) -> str:
+    """Why `render_daemonsets` raised, for the kernel's status: the field path where we can."""
+    if isinstance(error, RecursionError):
+        path, depth = deepest_field(module)
+        return f"{path}: nested {depth} levels deep, too deep to render (shallow it)"
+    return f"cannot render the DaemonSets: {type(error).__name__}: {error}"[:512]
+
+
+def deepest_field(module: Module, shown: int = 8) -> tuple[str, int]:
+    """The path of the most deeply nested value in the spec (its first `shown` steps) and depth.
+
+    Iterative, so it works on exactly the specs that make recursive code fail."""
+    spec = module.spec
+    stack: list[tuple[Any, tuple[str, ...]]] = [
+        (getattr(spec, name), (f"spec.{field.alias or name}",))
+        for name, field in type(spec).model_fields.items()
+    ]
+    best: tuple[str, ...] = ("spec",)
+    while stack:
+        value, path = stack.pop()
+        if len(path) > len(best):
+            best = path
+        if isinstance(value, dict):
+            stack.extend((item, (*path, f".{key}")) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (*path, f"[{i}]")) for i, item in enumerate(value))
+    text = "".join(best[:shown]) + ("..." if len(best) > shown else "")
+    return text, len(best) - 1

@@ -35,6 +35,7 @@ def test_issue_6_metrics_are_exposed() -> None:
     m.set_modules_by_state({"Ready": 1})
     m.set_kernel_actors_by_state({"Deploying": 2})
     m.event_dropped()
+    m.actor_failed("KernelActor", died=False)
     # counters also have `_created` series (prometheus-client); they are not ours to list
     assert {name for name in families(m) if not name.endswith("_created")} == {
         "ooto_modules",
@@ -53,6 +54,7 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_leader",
         "ooto_events_dropped",
         "ooto_event_loop_lag_seconds",
+        "ooto_actor_failures",
     }
     text = m.exposition().decode()
     assert 'ooto_kube_requests_total{code="200",resource="nodes",verb="get"} 1.0' in text
@@ -194,3 +196,14 @@ def test_modules_by_state_and_pods_follow_each_module_and_forget_drops_them() ->
     assert after["ooto_modules"] == {("Ready",): 0, ("NotReady",): 0, ("Invalid",): 1}
     assert ("ns", "a") not in after["ooto_module_daemonset_pods_desired"]
     assert ("ns", "a") not in after["ooto_module_daemonset_pods_ready"]
+
+
+def test_actor_failures_are_counted_by_outcome() -> None:
+    m = Metrics()
+    m.actor_failed("KernelActor", died=False)
+    m.actor_failed("KernelActor", died=True)
+    m.actor_failed("ModuleSupervisor", died=True)
+    assert m.actor_failures_total(died=True) == 2
+    assert m.actor_failures_total(died=False) == 1
+    text = m.exposition().decode()
+    assert 'ooto_actor_failures_total{actor_kind="KernelActor",outcome="died"} 1.0' in text
