@@ -29,7 +29,7 @@ from actors.ports import ActorContext, Obj
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
-from ooto.render import render_daemonsets
+from ooto.render import RenderOptions, render_daemonsets
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class KernelActor(OotoActor):
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
+        self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
 
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
@@ -158,14 +159,14 @@ class KernelActor(OotoActor):
         DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
         cached = self._targets_of
         if cached is None or cached[0] is not self._module or cached[1] != self._plan:
-            targets = [Target.of(d) for d in render_daemonsets(self._module, self._plan)]
+            rendered = render_daemonsets(self._module, self._plan, self._render_options)
+            targets = [Target.of(d) for d in rendered]
             cached = self._targets_of = (self._module, self._plan, targets)
         return cached[2]
 
     def _manifest(self, name: str) -> dict[str, Any]:
-        return next(
-            d for d in render_daemonsets(self._module, self._plan) if d["metadata"]["name"] == name
-        )
+        rendered = render_daemonsets(self._module, self._plan, self._render_options)
+        return next(d for d in rendered if d["metadata"]["name"] == name)
 
     def _resolve_image(self) -> None:
         if self._build is BuildPhase.BUILDING or self._build is BuildPhase.FAILED:
