@@ -170,7 +170,7 @@ def _device_plugin(module: Module) -> tuple[dict[str, Any], tuple[HostDir, ...]]
     return container, _DEVICE_PLUGIN_DIRS
 
 
-def _with_mounts(container: dict[str, Any], dirs: tuple[HostDir, ...]) -> dict[str, Any]:
+def with_host_mounts(container: dict[str, Any], dirs: tuple[HostDir, ...]) -> dict[str, Any]:
     """Add our hostPath mounts, skipping a path the user already mounts (their choice wins)."""
     mounts = list(container.get("volumeMounts") or [])
     taken = {mount.get("mountPath") for mount in mounts}
@@ -192,7 +192,7 @@ def _pod_spec(
     spec = module.spec
     volumes = [_host_volume(host) for host in dirs]
     pod: dict[str, Any] = {
-        "containers": [_with_mounts(container, dirs)],
+        "containers": [with_host_mounts(container, dirs)],
         "nodeSelector": {**spec.selector, NODE_KERNEL_LABEL: plan.kernel_label},
         "priorityClassName": spec.priority_class_name,
         "volumes": volumes + copy.deepcopy(spec.additional_volumes),
