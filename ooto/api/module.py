@@ -249,7 +249,7 @@ class ConditionStatus(StrEnum):
 
 class Condition(ApiModel):
     type: str
-    """Progressing or Ready."""
+    """Progressing, Ready, or a warning that is True while it applies (NoUnloadHook)."""
     status: ConditionStatus
     """True, False or Unknown."""
     reason: str = ""
@@ -299,7 +299,7 @@ class KernelStatus(ApiModel):
 
 class ModuleStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
-    """Progressing and Ready."""
+    """Progressing and Ready; NoUnloadHook (True) while nothing unloads the module."""
     kernels: list[KernelStatus] = Field(default_factory=list)
     """One entry per kernel found on the selected nodes, sorted by kernel."""
     observed_generation: int | None = None
