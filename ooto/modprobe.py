@@ -1,10 +1,11 @@
 """`spec.modprobe`: the loader's command and preStop hook, written by ooto, and what it checks.
 
 Pure: no I/O. The scripts run with `/bin/sh -c` in the module image, which must provide a POSIX
-shell, kmod's `modprobe`, and `cp`, `find`, `rm`, `rmdir`, `sleep` (busybox has them all).
+shell, kmod's `modprobe`, and `cp`, `find`, `grep`, `rm`, `rmdir`, `sleep` (busybox has them).
 
-- load: unload the in-tree modules that are loaded, check the image holds modules for the
-  running kernel, copy the firmware, `modprobe -d <dirName>` each module (the last of
+- load: check the image holds modules for the running kernel, unload the in-tree modules that
+  are loaded (an out-of-tree module of the same name, taint `O`, is ours from before a container
+  restart and stays), copy the firmware, `modprobe -d <dirName>` each module (the last of
   modulesLoadingOrder first, moduleName last, with its parameters), then wait for SIGTERM
   without polling.
 - preStop: `modprobe -r -d <dirName>` in list order (moduleName first), then remove the firmware
@@ -82,9 +83,13 @@ def load_script(modprobe: Modprobe, paths: LoaderPaths = LOADER_PATHS) -> str:
         f'[ -d {tree} ] || fail {missing} "$kernel"',
     ]
     for name in modprobe.in_tree_modules_to_remove:
+        # Loaded, and not out of tree (taint O): an in-tree module of the same name as ours
+        # (amdgpu replacing amdgpu) is removed, ours is left alone when the container restarts.
         loaded = q(f"{paths.sys_module}/{_sysfs_name(name)}")
+        taint = q(f"{paths.sys_module}/{_sysfs_name(name)}/taint")
+        in_tree = f"[ -e {loaded} ] && ! grep -q O {taint} 2>/dev/null"
         why = q(f"could not unload the in-tree module {name} (in use?)")
-        lines.append(f"if [ -e {loaded} ]; then modprobe -r {q(name)} || fail {why}; fi")
+        lines.append(f"if {in_tree}; then modprobe -r {q(name)} || fail {why}; fi")
     if modprobe.firmware_path is not None:
         source, target = q(modprobe.firmware_path + "/."), q(paths.firmware + "/")
         why = q(f"could not copy firmware from {modprobe.firmware_path} to the node")

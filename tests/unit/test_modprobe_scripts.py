@@ -29,7 +29,7 @@ KERNEL = os.uname().release
 
 FAKE_MODPROBE = textwrap.dedent(
     """\
-    import json, os, sys
+    import json, os, shutil, sys
     args = sys.argv[1:]
     remove, root, names = False, "", []
     while args:
@@ -51,13 +51,16 @@ FAKE_MODPROBE = textwrap.dedent(
                 code, message = 1, f"modprobe: FATAL: Module {name} is in use."
                 break
             if os.path.isdir(loaded):
-                os.rmdir(loaded)
+                shutil.rmtree(loaded)
     else:
         tree = os.path.join(root or "/", "lib/modules", os.uname().release)
         if not os.path.exists(os.path.join(tree, names[0] + ".ko")):
             code, message = 1, f"modprobe: FATAL: Module {names[0]} not found in directory {tree}"
         else:
-            os.makedirs(os.path.join(sysfs, names[0].replace("-", "_")), exist_ok=True)
+            loaded = os.path.join(sysfs, names[0].replace("-", "_"))
+            os.makedirs(loaded, exist_ok=True)
+            with open(os.path.join(loaded, "taint"), "w") as taint:
+                taint.write("OE\\n")  # what the kernel shows for an unsigned out-of-tree module
     files = sorted(
         os.path.relpath(os.path.join(d, f), firmware)
         for d, _, fs in os.walk(firmware) for f in fs
@@ -220,6 +223,21 @@ class TestLoad:
         assert "could not unload the in-tree module nouveau (in use?)" in done.stderr
         assert [call["exit"] for call in node.calls()] == [1]
         assert node.loaded() == {"nouveau"}
+
+    def test_an_in_tree_module_named_like_ours_is_replaced_once_not_on_every_restart(
+        self, node: Node
+    ) -> None:
+        spec = driver(node, in_tree_modules_to_remove=["my_driver"], modules_loading_order=[])
+        node.load("my_driver")  # the node booted with the in-tree my_driver
+
+        first = node.run_loader(load_script(spec, node.paths))
+        restart = node.run_loader(load_script(spec, node.paths), in_use="my_driver")
+
+        assert first.returncode == 0 and restart.returncode == 0, restart.stderr
+        load = ["-d", spec.dir_name, "my_driver", "debug=1", "names=a b"]
+        assert node.argvs() == [["-r", "my_driver"], load, load], (
+            "the restarted container leaves its own (out-of-tree) my_driver loaded"
+        )
 
     def test_a_module_that_fails_to_load_fails_the_container(self, node: Node) -> None:
         spec = driver(node, modules_loading_order=["my_driver", "missing"])
