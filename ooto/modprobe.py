@@ -100,10 +100,11 @@ def load_script(modprobe: Modprobe, paths: LoaderPaths = LOADER_PATHS) -> str:
         lines.append(f"modprobe -d {q(root)} {argv} || fail {q(f'could not load {name}')}")
     lines += [
         f"say {q('loaded ' + ' '.join(load_order(modprobe)))}",
+        "waiter=",
+        "trap 'kill $waiter 2>/dev/null; exit 0' TERM INT",
         f"sleep {_WAIT_SECONDS} &",
         "waiter=$!",
-        "trap 'kill \"$waiter\" 2>/dev/null; exit 0' TERM INT",
-        'wait "$waiter"',
+        "wait $waiter",
     ]
     return "\n".join(lines) + "\n"
 
