@@ -34,7 +34,7 @@ from actors.retire import Doomed, kernel_daemonsets, retire_step
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
-from ooto.render import render_daemonsets, render_failure
+from ooto.render import RenderOptions, render_daemonsets, render_failure
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class KernelActor(OotoActor):
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
+        self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
 
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
@@ -235,7 +236,7 @@ class KernelActor(OotoActor):
 
     def _render(self) -> list[dict[str, Any]]:
         try:
-            return render_daemonsets(self._module, self._plan)
+            return render_daemonsets(self._module, self._plan, self._render_options)
         except Exception as error:  # RecursionError from a spec nested too deep, and the like
             raise RenderError(render_failure(self._module, error)) from error
 

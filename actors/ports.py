@@ -110,6 +110,7 @@ class ActorSettings:
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 300.0
     allow_privileged_module_loader: bool = False
+    firmware_host_dir: str = "/lib/firmware"
 
 
 @dataclass(frozen=True)

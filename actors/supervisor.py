@@ -45,8 +45,9 @@ from ooto.kernels import (
     validate_module,
 )
 from ooto.logs import log_fields
+from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.render import render_failure
-from ooto.status import KernelProblem, ModuleFacts, fold_status
+from ooto.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ PROGRESS_INTERVAL_MAX = 5.0
 """A status that only reports progress (counts, messages) waits 10 ms per kernel since the last
 write, at most 5 s: a 500-kernel status is ~100 KB that each write sends, stores and echoes back
 to every watcher. A condition that flips is news and goes out after the debounce alone."""
+
+
+_NO_UNLOAD_HOOK = WarningCondition(NO_UNLOAD_HOOK, NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE)
 
 
 def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
@@ -91,6 +95,7 @@ class ModuleSupervisor(OotoActor):
         self._routes = context.routes
         self._module = module
         self._spec_errors: list[str] = []
+        self._warnings: list[WarningCondition] = []
         self._kernels: KernelNodes | None = None
         self._actors: dict[str, Any] = {}
         self._by_label: dict[str, str] = {}
@@ -168,6 +173,14 @@ class ModuleSupervisor(OotoActor):
             )
             self._event("Warning", "InvalidSpec", "; ".join(errors))
         self._spec_errors = errors
+        warnings = [_NO_UNLOAD_HOOK] if unload_hook_missing(self._module) else []
+        for warning in warnings:
+            if warning not in self._warnings:
+                log.warning(
+                    "%s: %s", self.describe(), warning.message, extra=self._extra(warning.reason)
+                )
+                self._event("Warning", warning.reason, warning.message)
+        self._warnings = warnings
 
     def _subscribe(self) -> None:
         self.send(
@@ -417,6 +430,7 @@ class ModuleSupervisor(OotoActor):
             kernels=[r.status for r in self._reports.values()],
             kernel_reasons={r.kernel: r.reason for r in self._reports.values()},
             problems=sorted(self._problems.values(), key=lambda p: p.kernel),
+            warnings=self._warnings,
         )
 
     def on_IoDone(self, done: IoDone) -> None:

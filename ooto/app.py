@@ -151,6 +151,7 @@ class Operator:
             backoff_initial_seconds=self.settings.backoff_initial_seconds,
             backoff_max_seconds=self.settings.backoff_max_seconds,
             allow_privileged_module_loader=self.settings.allow_privileged_module_loader,
+            firmware_host_dir=self.settings.firmware_host_dir,
         )
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)

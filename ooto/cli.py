@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print what the operator would create for one kernel")
     render.add_argument("-f", "--filename", required=True, help="Module YAML file")
     render.add_argument("--kernel", required=True, help="kernel version string of a node")
+    render.add_argument(
+        "--build-backend",
+        choices=["kaniko", "buildconfig"],
+        default=None,
+        help="build objects to show (default: OOTO_BUILD_BACKEND; auto shows kaniko)",
+    )
+    render.add_argument(
+        "--firmware-host-dir",
+        default=None,
+        help="nodes' firmware directory (default: OOTO_FIRMWARE_HOST_DIR or /lib/firmware)",
+    )
     render.set_defaults(func=_render)
 
     run = sub.add_parser("run", help="run the operator")
