@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import yaml
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
@@ -56,8 +57,8 @@ async def make_api_client(kubeconfig: str | None, *, max_connections: int = 100)
             await k8s_config.load_kube_config(
                 config_file=kubeconfig, client_configuration=configuration, persist_config=False
             )
-    except (ConfigException, OSError, ValueError, TypeError, AttributeError) as error:
-        # yaml errors are ValueErrors; a kubeconfig of the wrong shape fails with Type/Attribute.
+    except (ConfigException, yaml.YAMLError, OSError, ValueError, LookupError, TypeError) as error:
+        # A kubeconfig of the wrong shape fails inside the loader with Key/Type errors.
         where = "the in-cluster config" if kubeconfig is None else f"kubeconfig {kubeconfig}"
         cause = _cause(error)
         raise KubeconfigError(f"{where} cannot be used ({cause}); {_FIX}") from error
