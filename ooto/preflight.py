@@ -7,8 +7,12 @@ Both are set-up mistakes no retry can mend, so `ooto run` says what to do and ex
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from ooto.kube.backoff import Backoff
 from ooto.kube.client import KubeApi
-from ooto.kube.errors import AlreadyExists, KubeError, NotFound
+from ooto.kube.errors import AlreadyExists, ApiError, KubeError, NotFound, TransientError
 from ooto.kube.resources import LEASES, MODULES
 from ooto.settings import Settings
 
@@ -23,19 +27,31 @@ class ClusterUnreachableError(StartupError):
     """The checks could not get an answer: maybe temporary (the Deployment retries us)."""
 
 
-async def check_cluster(api: KubeApi, settings: Settings) -> None:
-    """Raise `StartupError` for what the operator cannot work around."""
-    try:
-        await _module_crd_installed(api, settings.watch_namespace)
-        if settings.leader_election:
-            await _lease_namespace_exists(api, settings.operator_namespace, settings.lease_name)
-    except StartupError:
-        raise
-    except KubeError as error:
-        raise ClusterUnreachableError(
-            f"cannot check the cluster ({error}); is the API server up and"
-            " does the kubeconfig point at it?"
-        ) from error
+async def check_cluster(api: KubeApi, settings: Settings, *, patience: float = 30.0) -> None:
+    """Raise `StartupError` for what the operator cannot work around. An API server that does
+    not answer (or answers 429/5xx) is asked again with backoff for `patience` seconds first: it
+    may be restarting."""
+    backoff = Backoff(initial=0.5, maximum=5.0)
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await _module_crd_installed(api, settings.watch_namespace)
+            if settings.leader_election:
+                namespace, lease = settings.operator_namespace, settings.lease_name
+                await _lease_namespace_exists(api, namespace, lease)
+            return
+        except StartupError:
+            raise
+        except KubeError as error:
+            transient = isinstance(error, TransientError) or (
+                isinstance(error, ApiError) and error.retryable
+            )
+            if not transient or time.monotonic() > deadline:
+                raise ClusterUnreachableError(
+                    f"cannot check the cluster ({error}); is the API server up, and does the"
+                    " kubeconfig point at it with credentials it accepts?"
+                ) from error
+        await asyncio.sleep(backoff.next())
 
 
 async def _module_crd_installed(api: KubeApi, namespace: str | None) -> None:

@@ -31,7 +31,7 @@ def resolve_kubeconfig(flag: str | None, environ: Mapping[str, str] = os.environ
     """The kubeconfig to load (one path, or several joined by `os.pathsep`), or `IN_CLUSTER`."""
     if flag:
         if not Path(flag).expanduser().is_file():
-            raise KubeconfigError(f"kubeconfig {flag} (--kubeconfig) does not exist; {_FIX}")
+            raise KubeconfigError(f"kubeconfig {flag} (--kubeconfig) is not a file; {_FIX}")
         return flag
     listed = [path for path in environ.get("KUBECONFIG", "").split(os.pathsep) if path]
     if listed:

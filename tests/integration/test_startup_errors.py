@@ -53,7 +53,7 @@ def test_a_kubeconfig_that_does_not_exist_is_one_line_and_exit_2() -> None:
     code, lines = run_to_exit("--kubeconfig=/nonexistent")
     line = one_clear_line(lines)
     assert code == 2
-    assert "/nonexistent" in line and "does not exist" in line and "KUBECONFIG" in line
+    assert "/nonexistent" in line and "is not a file" in line and "KUBECONFIG" in line
 
 
 @pytest.mark.parametrize(
