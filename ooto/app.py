@@ -344,8 +344,13 @@ async def _act(operator: Operator, health: Health, stop: asyncio.Event, lost: as
 
 
 async def _start_and_run(operator: Operator) -> None:
-    await operator.start()
-    await asyncio.get_running_loop().create_future()  # until cancelled
+    """Start `operator` and wait until cancelled; return (the caller exits 1) if it cannot start."""
+    try:
+        await operator.start()
+    except Exception:
+        log.exception("the operator could not start; exiting", extra={"reason": "StartFailed"})
+        return
+    await asyncio.get_running_loop().create_future()
 
 
 async def _until_unhealthy(health: Health, interval: float = HEALTH_CHECK_SECONDS) -> None:
