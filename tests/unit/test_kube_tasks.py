@@ -104,3 +104,19 @@ async def test_a_long_run_resets_the_count_of_failures_in_a_row() -> None:
     await asyncio.wait_for(done.wait(), 5)
     assert task.failures == 3 and task.failures_in_a_row == 1 and task.problem() is None
     await task.stop()
+
+
+async def test_a_supervisor_that_itself_dies_is_reported_as_ended() -> None:
+    class BrokenObserver:
+        def task_failed(self, task: str) -> None:
+            raise RuntimeError("metrics broke")
+
+    async def fails() -> None:
+        raise ValueError("x")
+
+    task = SupervisedTask("orphan", fails, observer=BrokenObserver())
+    with pytest.raises(RuntimeError, match="metrics broke"):
+        await task.start()
+    assert task.problem() == "task orphan ended"
+    await task.stop()
+    assert task.problem() is None
