@@ -67,14 +67,20 @@ class SupervisedTask:
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._supervise(), name=self.name)
+            self._task.add_done_callback(self._ended)
         return self._task
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # An error of the supervisor itself was logged when it ended (`_ended`).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s: its supervisor died", self.name, exc_info=task.exception())
 
     # -- health -----------------------------------------------------------------------------
 
