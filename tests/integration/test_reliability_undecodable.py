@@ -79,26 +79,17 @@ def deep_volumes_json(depth: int = DEPTH) -> str:
     return '[{"name": "v", "ephemeral": {"volumeClaimTemplate": ' + template + "}}]"
 
 
-async def raw(rest: KubeRest, method: str, path: str, text: str, content_type: str) -> int:
-    """A request whose body is `text`; the reply is not decoded (it may be as deep)."""
-    session = rest._http()
-    headers = {"Content-Type": content_type}
-    async with session.request(method, rest.server + path, data=text, headers=headers) as reply:
-        await reply.read()
-        return reply.status
-
-
 async def create_deep(rest: KubeRest, ns: str, name: str, image: str) -> None:
     manifest = module_manifest(name, [literal(A, image)], additionalVolumes="X")
     text = json.dumps(manifest).replace('"X"', deep_volumes_json())
     path = f"{GROUP_PATH}/namespaces/{ns}/modules"
-    assert await raw(rest, "POST", path, text, "application/json") == 201
+    assert await rest.send_text("POST", path, text, "application/json") == 201
 
 
 async def make_deep(rest: KubeRest, ns: str, name: str) -> None:
     text = '{"spec": {"additionalVolumes": ' + deep_volumes_json() + "}}"
     path = f"{GROUP_PATH}/namespaces/{ns}/modules/{name}"
-    assert await raw(rest, "PATCH", path, text, MERGE_PATCH) == 200
+    assert await rest.send_text("PATCH", path, text, MERGE_PATCH) == 200
 
 
 async def test_a_module_too_deep_to_decode_is_reported_and_every_other_module_converges(
@@ -138,7 +129,7 @@ async def test_a_module_too_deep_to_decode_is_reported_and_every_other_module_co
 
         # Fixed by its owner, the deep Module is read again and converges.
         fix = f"{GROUP_PATH}/namespaces/{ns}/modules/deep"
-        await raw(rest, "PATCH", fix, '{"spec": {"additionalVolumes": null}}', MERGE_PATCH)
+        await rest.send_text("PATCH", fix, '{"spec": {"additionalVolumes": null}}', MERGE_PATCH)
         await eventually(lambda: ready_module(rest, ns, "deep"), timeout=60)
     finally:
         await running.stop()
