@@ -34,7 +34,7 @@ from actors.routes import DaemonSetRoutes
 from ooto.builds.model import BUILD_SELECTOR, BuildBackend
 from ooto.builds.select import select_backend
 from ooto.health import Health
-from ooto.kube.client import JsonObj, KubeApi
+from ooto.kube.client import KubeApi
 from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfig
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import EventGate, Informer
@@ -46,6 +46,7 @@ from ooto.operator_io import KubeOperatorIO
 from ooto.preflight import ClusterUnreachableError, StartupError, check_cluster
 from ooto.registry import RegistryClient
 from ooto.render import LABEL_KERNEL, LABEL_MANAGED_BY, LABEL_MODULE, MANAGED_BY
+from ooto.reports import InformerReports
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
 
@@ -97,45 +98,6 @@ class PhaseCounter:
 
     def module_gone(self, namespace: str, name: str) -> None:
         self._metrics.forget_module(namespace, name)
-
-
-class InformerReports:
-    """`InformerObserver` of the operator's informers: metrics, and a Warning Event on each object
-    an informer cannot decode (it keeps acting on the last version it read, if any)."""
-
-    def __init__(self, metrics: Metrics, recorder: EventRecorder) -> None:
-        self._metrics = metrics
-        self._recorder = recorder
-
-    def watch_restarted(self, resource: str) -> None:
-        self._metrics.watch_restarted(resource)
-
-    def relisted(self, resource: str) -> None:
-        self._metrics.relisted(resource)
-
-    def task_failed(self, task: str) -> None:
-        self._metrics.task_failed(task)
-
-    def observed(self, resource: str, resource_version: str) -> None:
-        self._metrics.observed(resource, resource_version)
-
-    def object_skipped(self, resource: str, obj: JsonObj, reason: str) -> None:
-        self._metrics.object_skipped(resource, obj, reason)
-        meta = obj.get("metadata") or {}
-        if not meta.get("name"):
-            return  # nothing to attach an Event to; the log line and the metric remain
-        keep = ("name", "namespace", "uid", "resourceVersion")
-        involved = {
-            "apiVersion": obj.get("apiVersion"),
-            "kind": obj.get("kind"),
-            "metadata": {key: meta[key] for key in keep if meta.get(key)},
-        }
-        message = (
-            f"ooto cannot read this version of the object ({reason}): it ignores it and keeps"
-            " acting on the last version it could read, if any. Nest its free-form fields less"
-            " deeply."
-        )
-        self._recorder.record(involved, "Warning", "UndecodableObject", message)
 
 
 class Operator:

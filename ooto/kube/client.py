@@ -20,7 +20,7 @@ from kubernetes_asyncio.client import ApiClient
 from ooto.kube.decode import (
     contains_too_deep,
     decode_json,
-    decode_shallow,
+    decode_list_page,
     parse_watch_line,
     split_lines,
 )
@@ -121,7 +121,7 @@ class KubeApi:
         while True:
             page_query = [*query, ("continue", token)] if token else query
             data = await self._request("GET", "list", res.plural, res.path(namespace), page_query)
-            page = _decode_page(data)
+            page = decode_list_page(data)
             for item in page.get("items") or []:
                 (undecodable if page.get("shallow") and contains_too_deep(item) else items).append(
                     item
@@ -368,16 +368,6 @@ async def _read_events(response: aiohttp.ClientResponse) -> AsyncIterator[RawEve
             status = event.get("object") or {}
             raise error_from_status(int(status.get("code") or 500), status)
         yield event
-
-
-def _decode_page(data: bytes) -> JsonObj:
-    """A list page; `shallow` set when an item was too deep to decode (see `ObjectList`)."""
-    try:
-        return cast(JsonObj, decode_json(data))
-    except ValueError:
-        page = cast(JsonObj, decode_shallow(data))
-        page["shallow"] = True
-        return page
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:

@@ -59,6 +59,17 @@ def decode_shallow(data: bytes, max_depth: int = SHALLOW_DEPTH) -> Any:
     return orjson.loads(b"".join(pieces))
 
 
+def decode_list_page(data: bytes) -> dict[str, Any]:
+    """A list page; with `"shallow": True` when an item was too deep to decode (cut items then
+    hold `TOO_DEEP`: `contains_too_deep` finds them)."""
+    try:
+        return dict(decode_json(data))
+    except ValueError:
+        page = dict(decode_shallow(data))
+        page["shallow"] = True
+        return page
+
+
 def contains_too_deep(value: Any) -> bool:
     """Whether `decode_shallow` cut a part of `value` (iterative: the depth may be ~500)."""
     stack = [value]
