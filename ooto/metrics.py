@@ -155,6 +155,25 @@ class Metrics:
             ["actor_kind", "outcome"],
             registry=r,
         )
+        self.task_failures = Counter(
+            "ooto_task_failures_total",
+            "Failures of long-running tasks (each is logged and the task restarted with backoff).",
+            ["task"],
+            registry=r,
+        )
+        self.objects_skipped = Counter(
+            "ooto_watch_objects_skipped_total",
+            "Object versions an informer could not decode (e.g. nested over 1024 levels).",
+            ["resource"],
+            registry=r,
+        )
+        self.observed_version = Gauge(
+            "ooto_informer_resource_version",
+            "The resourceVersion up to which an informer has delivered every change, as a number"
+            " (kube-apiserver's are etcd revisions): the operator has seen every write up to it.",
+            ["resource"],
+            registry=r,
+        )
 
     # --- state -----------------------------------------------------------------------------
 
@@ -260,6 +279,16 @@ class Metrics:
 
     def set_loop_lag(self, seconds: float) -> None:
         self.loop_lag.set(seconds)
+
+    def task_failed(self, task: str) -> None:
+        self.task_failures.labels(task=task).inc()
+
+    def object_skipped(self, resource: str, obj: Mapping[str, Any], reason: str) -> None:
+        self.objects_skipped.labels(resource=resource).inc()
+
+    def observed(self, resource: str, resource_version: str) -> None:
+        if resource_version.isdigit():  # opaque by contract; etcd revisions in practice
+            self.observed_version.labels(resource=resource).set(int(resource_version))
 
     # --- reading back ----------------------------------------------------------------------
 

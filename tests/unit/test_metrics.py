@@ -36,6 +36,9 @@ def test_issue_6_metrics_are_exposed() -> None:
     m.set_kernel_actors_by_state({"Deploying": 2})
     m.event_dropped()
     m.actor_failed("KernelActor", died=False)
+    m.task_failed("informer:nodes/*")
+    m.object_skipped("modules", {"metadata": {"name": "deep"}}, "Recursion limit reached")
+    m.observed("modules", "1234")
     # counters also have `_created` series (prometheus-client); they are not ours to list
     assert {name for name in families(m) if not name.endswith("_created")} == {
         "ooto_modules",
@@ -55,8 +58,12 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_events_dropped",
         "ooto_event_loop_lag_seconds",
         "ooto_actor_failures",
+        "ooto_task_failures",
+        "ooto_watch_objects_skipped",
+        "ooto_informer_resource_version",
     }
     text = m.exposition().decode()
+    assert 'ooto_informer_resource_version{resource="modules"} 1234.0' in text
     assert 'ooto_kube_requests_total{code="200",resource="nodes",verb="get"} 1.0' in text
 
 
