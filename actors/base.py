@@ -5,6 +5,8 @@ from __future__ import annotations
 import _thread
 import logging
 import random
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -35,8 +37,11 @@ class Backoff:
 class OotoActor(pykka.ThreadingActor):
     """Routes each told message to `on_<MessageClass>` and keeps the actor alive on handler bugs.
 
-    pykka stops an actor whose told message raised; one bad object must never take a Module down, so
-    a failing handler is logged with its context and `on_crash` decides how to recover.
+    pykka stops an actor whose told message or `on_start` raised; one bad object must never take a
+    Module down, so start-up work (`on_started`, never `on_start`) and every handler run inside one
+    crash guard: the failure is logged with its context, counted, and `on_crash` decides how to
+    recover. Should the actor die all the same (`on_crash` itself failed), `on_death` tells
+    whoever must replace it or report it: an actor never dies silently.
     """
 
     use_daemon_thread = True
@@ -55,6 +60,16 @@ class OotoActor(pykka.ThreadingActor):
         # `ActorRegistry.stop_all` wait on `actor_stopped`, not on the thread.
         _thread.start_new_thread(self._actor_loop, ())
 
+    def on_start(self) -> None:
+        try:
+            self._guarded("start", self.on_started)
+        except Exception as error:  # on_crash failed too: pykka stops us without on_failure
+            self._announce_death(error)
+            raise
+
+    def on_started(self) -> None:
+        """Start-up work, inside the crash guard (pykka's `on_start` is not)."""
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Stamped):
             self.bridge.message_received(type(self).__name__, message)
@@ -63,15 +78,39 @@ class OotoActor(pykka.ThreadingActor):
         if handler is None:
             log.warning("%s ignored unexpected %r", self.describe(), message)
             return None
+        return self._guarded(type(message).__name__, lambda: handler(message))
+
+    def _guarded(self, what: str, work: Callable[[], Any]) -> Any:
         try:
-            return handler(message)
+            return work()
         except Exception as error:
-            log.exception("%s failed handling %s", self.describe(), type(message).__name__)
+            log.exception("%s failed handling %s", self.describe(), what)
+            self.bridge.actor_failed(type(self).__name__, died=False)
             self.on_crash(error)
             return None
 
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # pykka logged the traceback on its own logger and stops us after this returns.
+        self._announce_death(exception_value)
+
+    def _announce_death(self, error: BaseException | None) -> None:
+        log.error("%s died: %r", self.describe(), error, extra={"reason": "ActorDied"})
+        self.bridge.actor_failed(type(self).__name__, died=True)
+        try:
+            self.on_death(error)
+        except Exception:
+            log.exception("%s could not report its own death", self.describe())
+
     def on_crash(self, error: Exception) -> None:
         """Recover after a handler bug; the default drops the message and carries on."""
+
+    def on_death(self, error: BaseException | None) -> None:
+        """This actor is stopping because of `error`: tell the parent that replaces it."""
 
     def describe(self) -> str:
         return type(self).__name__

@@ -17,7 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +32,11 @@ class MessageLatencyObserver(Protocol):
     def observe_message_latency(self, actor_kind: str, seconds: float) -> None: ...
 
 
+class ActorFailureObserver(Protocol):
+    def actor_failed(self, actor_kind: str, *, died: bool) -> None:
+        """A handler raised: the actor recovered (`died` False) or stopped (True)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Stamped:
     """A message and when it was told (time.monotonic()), to measure its time in the mailbox."""
@@ -44,11 +49,15 @@ class Bridge:
     """Runs coroutines and timers on `loop` on behalf of actors."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, latency: MessageLatencyObserver | None = None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        latency: MessageLatencyObserver | None = None,
+        failures: ActorFailureObserver | None = None,
     ) -> None:
         self._loop = loop
         self._closed = False
         self._latency = latency
+        self._failures = failures
 
     def tell(self, ref: pykka.ActorRef[Any], message: object) -> None:
         """Tell `ref` (stamped when latency is observed); a stopped actor is simply not told."""
@@ -60,12 +69,17 @@ class Bridge:
             seconds = time.monotonic() - stamped.told_at
             self._latency.observe_message_latency(actor_kind, seconds)
 
+    def actor_failed(self, actor_kind: str, *, died: bool) -> None:
+        """Count a handler failure (called from the failing actor's thread)."""
+        if self._failures is not None:
+            self._failures.actor_failed(actor_kind, died=died)
+
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
     def run(
-        self, reply_to: pykka.ActorRef[Any], tag: tuple[Any, ...], coro: Coroutine[Any, Any, Any]
+        self, reply_to: pykka.ActorRef[Any], tag: Hashable, coro: Coroutine[Any, Any, Any]
     ) -> None:
         """Run `coro` on the loop; tell `reply_to` IoDone(tag, ...) when it ends."""
         if self._closed:
@@ -91,7 +105,7 @@ class Bridge:
         self._closed = True
 
 
-def _outcome(tag: tuple[Any, ...], done: concurrent.futures.Future[Any]) -> IoDone:
+def _outcome(tag: Hashable, done: concurrent.futures.Future[Any]) -> IoDone:
     if done.cancelled():
         return IoDone(tag, error=asyncio.CancelledError())
     error = done.exception()

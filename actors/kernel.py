@@ -3,7 +3,9 @@
     Resolving --(image present / no build)--> Deploying --(pods ready)--> Ready
         |                                        ^
         +--(image missing)--> Building --(ok)----+      (failed: Degraded, retry after backoff)
-    Retire: delete our DaemonSets, then KernelRetired to the supervisor, then stop.
+    Retire: delete our DaemonSets (those the cache shows, and those a write still in flight
+    creates), then KernelRetired to the supervisor, then stop: never while a write is in flight
+    or the cache still shows one of them.
 
 Cluster state is the truth: before writing, the actor reads the informer cache, and it writes only
 when the stored spec-hash differs from the rendered one.
@@ -14,12 +16,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from actors.base import Backoff, OotoActor
-from actors.kernel_signing import FAILED, KernelSigning
+from actors.kernel_signing import (
+    FAILED,
+    FingerprintRead,
+    KernelSigning,
+    SignStarted,
+    UnsignedChecked,
+)
 from actors.messages import (
     BuildObserved,
+    ChildDied,
     DaemonSetObserved,
     ImagePullFailed,
     IoDone,
@@ -29,11 +39,12 @@ from actors.messages import (
     Retire,
 )
 from actors.ports import ActorContext, Obj
+from actors.retire import Doomed, kernel_daemonsets, retire_step
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.builds.model import tail_message
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
-from ooto.render import render_daemonsets
+from ooto.render import RenderOptions, render_daemonsets, render_failure
 from ooto.signing import CertificateError
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
@@ -41,6 +52,40 @@ log = logging.getLogger(__name__)
 
 EVENT_MESSAGE_LIMIT = 1024
 """What the event recorder keeps of a message (ooto.kube.events.MAX_MESSAGE)."""
+
+
+# Reply tags: what each IoDone answers (the bridge hands the tag back unchanged).
+@dataclass(frozen=True, slots=True)
+class ImageChecked:
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildStarted:
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildLogRead:
+    build: str
+    reason: str = "BuildFailed"  # or SignFailed
+    image: str = ""  # what the failed build was making
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    name: str
+    spec_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    name: str
+    uid: str
+
+
+class RenderError(Exception):
+    """The Module passed validation but its DaemonSets cannot be rendered (message: why, where)."""
 
 
 class KernelActor(OotoActor, KernelSigning):
@@ -61,34 +106,44 @@ class KernelActor(OotoActor, KernelSigning):
         self._message = ""
         self._reason = ""
         self._image_present: str | None = None  # the image the registry last said exists
-        self._inflight: set[Any] = set()
+        self._inflight: set[object] = set()  # reply tags of the I/O we wait for
+        self._deleted: set[str] = set()  # uids we deleted; the cache may show them a while longer
+        self._delete_failed: set[str] = set()  # ... and those whose delete failed (retry later)
         self._generations: dict[str, tuple[str, int]] = {}  # DaemonSet -> (uid, generation) ours
         self._retiring = False
         self._backoff = Backoff(
             self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
         )
         self._build_started: float | None = None
-        self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
-        self._rechecking = False  # that check (or the build it started) is not over
-        self._signed_by = ""  # the signed-by label of our signed image, as last checked
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
+        self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
+        self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
+        self._rechecking = False  # that check (or the build it started) is not over
+        self._signed_by = ""  # the signed-by label of our signed image, as last checked
         self._digest = ""  # of plan.image as the registry last answered: DaemonSets pin it
 
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
 
-    def on_start(self) -> None:
+    def on_started(self) -> None:
         self._converge()
 
     def on_stop(self) -> None:
         self._metrics.kernel_phase_changed(self._phase, None)
 
     def on_crash(self, error: Exception) -> None:
-        self._set_phase(KernelPhase.DEGRADED, "InternalError", f"internal error: {error}")
+        if self._retiring:
+            self.set_timer("retire", self._backoff.next_delay())
+            return
+        self._set_phase(KernelPhase.DEGRADED, "InternalError", f"internal error: {error!r}")
         self.set_timer("retry", self._backoff.next_delay())
+
+    def on_death(self, error: BaseException | None) -> None:
+        self.send(self._supervisor, ChildDied(self._plan.kernel, self.actor_ref, repr(error)))
+        self._metrics.kernel_phase_changed(self._phase, None)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -112,7 +167,10 @@ class KernelActor(OotoActor, KernelSigning):
 
     def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
         # The cache already holds the new object; converging re-reads it (and repairs drift).
-        self._converge()
+        if self._retiring:
+            self._retire_step()
+        else:
+            self._converge()
 
     def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
         """Nodes cannot pull our image. If ooto builds it and the registry lost it (an in-cluster
@@ -124,7 +182,7 @@ class KernelActor(OotoActor, KernelSigning):
             return
         if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING):
             return
-        if ("check", image) in self._inflight:
+        if ImageChecked(image) in self._inflight:
             return
         now = time.monotonic()
         last = self._pull_checked_at
@@ -135,7 +193,10 @@ class KernelActor(OotoActor, KernelSigning):
         self._image_present = None
         self._build = BuildPhase.CHECKING
         self._set_phase(KernelPhase.RESOLVING, "", f"nodes cannot pull {image}; checking it")
-        self._run(("check", image), self._io.check_image(self._module, self._plan, fresh=True))
+        if self._plan.sign is not None:
+            self._check_signature(fresh=True)
+            return
+        self._run_check(self._io.check_image(self._module, self._plan, fresh=True))
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
         building = self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING)
@@ -152,11 +213,13 @@ class KernelActor(OotoActor, KernelSigning):
     def on_Retire(self, _: Retire) -> None:
         self._retiring = True
         self.cancel_timer("retry")
-        self._delete_daemonsets()
+        self._retire_step()
 
     def on_timer(self, name: str) -> None:
         if name == "retire":
-            self._delete_daemonsets()
+            self._deleted -= self._delete_failed
+            self._delete_failed.clear()
+            self._retire_step()
         elif name == "sign-recheck" and not self._retiring:
             self._recheck_signature()
         elif name == "retry" and not self._retiring:
@@ -166,14 +229,35 @@ class KernelActor(OotoActor, KernelSigning):
 
     def on_IoDone(self, done: IoDone) -> None:
         self._inflight.discard(done.tag)
-        kind = done.tag[0]
-        handler = getattr(self, f"_done_{kind}")
-        handler(done)
+        match done.tag:
+            case Applied() as tag:
+                self._done_apply(tag, done)
+            case Deleted() as tag:
+                self._done_delete(tag, done)
+            case BuildLogRead() as tag:
+                self._done_buildlog(tag, done)
+            case _ if self._retiring:
+                pass  # an image check or build start: nothing to deploy any more
+            case ImageChecked() as tag:
+                self._done_check(tag, done)
+            case BuildStarted(image) | SignStarted(image):
+                self._done_build(image, done)
+            case UnsignedChecked(image):
+                self._done_unsigned(image, done)
+            case FingerprintRead(image):
+                self._done_fingerprint(image, done)
 
     # --- convergence -------------------------------------------------------------------------
 
     def _converge(self) -> None:
         if self._retiring:
+            return
+        try:
+            self._targets()
+        except RenderError as error:
+            # Deterministic for this spec: no retry; a new generation (PlanKernel) tries again.
+            log.warning("%s: %s", self.describe(), error, extra=self._log_extra("RenderFailed"))
+            self._set_phase(KernelPhase.INVALID, "RenderFailed", str(error))
             return
         if self._plan.build is not None and self._image_present != self._plan.image:
             if self._rechecking or not self._deployed_now():
@@ -197,13 +281,18 @@ class KernelActor(OotoActor, KernelSigning):
         DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
         cached, plan = self._targets_of, self._deployed_plan()
         if cached is None or cached[0] is not self._module or cached[1] != plan:
-            targets = [Target.of(d) for d in render_daemonsets(self._module, plan)]
+            targets = [Target.of(d) for d in self._render()]
             cached = self._targets_of = (self._module, plan, targets)
         return cached[2]
 
     def _manifest(self, name: str) -> dict[str, Any]:
-        manifests = render_daemonsets(self._module, self._deployed_plan())
-        return next(d for d in manifests if d["metadata"]["name"] == name)
+        return next(d for d in self._render() if d["metadata"]["name"] == name)
+
+    def _render(self) -> list[dict[str, Any]]:
+        try:
+            return render_daemonsets(self._module, self._deployed_plan(), self._render_options)
+        except Exception as error:  # RecursionError from a spec nested too deep, and the like
+            raise RenderError(render_failure(self._module, error)) from error
 
     def _deployed_plan(self) -> KernelPlan:
         """The plan as DaemonSets run it: an image ooto builds or signs is referenced by the
@@ -225,10 +314,13 @@ class KernelActor(OotoActor, KernelSigning):
         if running:
             self._digest = running[0].removeprefix(prefix)
 
+    def _run_check(self, coro: Any) -> None:
+        self._run(ImageChecked(self._plan.image), coro)
+
     def _resolve_image(self) -> None:
         if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING, *FAILED):
             return
-        tag = ("check", self._plan.image)
+        tag = ImageChecked(self._plan.image)
         if tag in self._inflight:
             return
         self._build = BuildPhase.CHECKING
@@ -238,8 +330,8 @@ class KernelActor(OotoActor, KernelSigning):
         self._set_phase(KernelPhase.RESOLVING, "", f"checking {self._plan.image}")
         self._run(tag, self._io.check_image(self._module, self._plan))
 
-    def _done_check(self, done: IoDone) -> None:
-        if done.tag[1] != self._plan.image:
+    def _done_check(self, tag: ImageChecked, done: IoDone) -> None:
+        if tag.image != self._plan.image:
             return
         outcome = done.result.outcome if done.ok else "error"
         message = done.result.message if done.ok else str(done.error)
@@ -276,7 +368,7 @@ class KernelActor(OotoActor, KernelSigning):
             extra=self._log_extra("image missing"),
         )
         self._begin_build_object(sign=False)
-        self._run(("build", self._plan.image), self._io.start_build(self._module, self._plan))
+        self._run(BuildStarted(self._plan.image), self._io.start_build(self._module, self._plan))
 
     def _begin_build_object(self, sign: bool) -> None:
         if not sign:
@@ -285,10 +377,13 @@ class KernelActor(OotoActor, KernelSigning):
         self._build_name = ""
         self._stale_builds = self._finished_builds()
 
-    def _done_build(self, done: IoDone) -> None:
-        if done.tag[1] != self._plan.image:
+    def _done_build(self, image: str, done: IoDone) -> None:
+        if image != self._plan.image:
             return
         if self._build not in (BuildPhase.BUILDING, BuildPhase.SIGNING):
+            return
+        if isinstance(done.error, CertificateError) and self._build is BuildPhase.SIGNING:
+            self._sign_not_started(done.error)
             return
         if not done.ok:
             what = "sign" if self._build is BuildPhase.SIGNING else "build"
@@ -346,7 +441,7 @@ class KernelActor(OotoActor, KernelSigning):
         elif succeeded:
             self._build = BuildPhase.BUILT
             check = self._io.check_image(self._module, self._plan, fresh=True)
-            self._run(("check", self._plan.image), check)
+            self._run(ImageChecked(self._plan.image), check)
             return
         reason = "SignFailed" if signing else "BuildFailed"
         if not signing:
@@ -354,16 +449,16 @@ class KernelActor(OotoActor, KernelSigning):
         self._fail(reason, message)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
-            self._run(("buildlog", self._build_name, reason, self._target(signing)), detail)
+            self._run(BuildLogRead(self._build_name, reason, self._target(signing)), detail)
         else:  # it never started: no log, the reason is the message
             text = f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT]
             self._build_event(text, reason)
 
-    def _done_buildlog(self, done: IoDone) -> None:
+    def _done_buildlog(self, tag: BuildLogRead, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
-        what = "sign" if done.tag[2] == "SignFailed" else "build"
-        head = f"kernel {self._plan.kernel}: {what} of {done.tag[3]} failed; log tail:"
-        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT), done.tag[2])
+        what = "sign" if tag.reason == "SignFailed" else "build"
+        head = f"kernel {self._plan.kernel}: {what} of {tag.image} failed; log tail:"
+        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT), tag.reason)
 
     def _build_event(self, message: str, reason: str) -> None:
         self._io.record_event(self._module.object_reference(), "Warning", reason, message)
@@ -380,7 +475,7 @@ class KernelActor(OotoActor, KernelSigning):
             reason = self._apply_reason(target, current)
             if reason:
                 waiting = True
-                tag = ("apply", target.name, want)
+                tag = Applied(target.name, want)
                 if tag not in self._inflight:
                     log.info(
                         "%s applies %s",
@@ -415,20 +510,28 @@ class KernelActor(OotoActor, KernelSigning):
             self._generations[name] = seen  # recreated (by us or the user): adopt
         return ""
 
-    def _done_apply(self, done: IoDone) -> None:
-        if done.ok:
-            self._backoff.reset()
-            meta = done.result.get("metadata") or {}
-            written = (meta.get("uid", ""), int(meta.get("generation", 0)))
-            known = self._generations.get(done.tag[1])
-            if known is None or known[0] != written[0] or known[1] < written[1]:
-                self._generations[done.tag[1]] = written  # replies may arrive out of order
-            if _caught_up(self._io.daemonsets.get(meta.get("namespace", ""), done.tag[1]), written):
-                # The watch showed our write before this reply came (a slow reply): those events
-                # were judged against the generation before it and may be all we hear.
-                self._converge()
+    def _done_apply(self, tag: Applied, done: IoDone) -> None:
+        if not done.ok:
+            if self._retiring:
+                self._retire_step()  # nothing written, or the cache will show what was
+            else:
+                self._fail("ApplyFailed", f"could not apply DaemonSet {tag.name}: {done.error}")
             return
-        self._fail("ApplyFailed", f"could not apply DaemonSet {done.tag[1]}: {done.error}")
+        meta = done.result.get("metadata") or {}
+        if self._retiring:
+            # It landed after we were told to retire: it must go too, even if the cache has not
+            # shown it yet (the watch may lag behind this reply).
+            self._delete(Doomed(meta.get("namespace", ""), tag.name, meta.get("uid", "")))
+            return
+        self._backoff.reset()
+        written = (meta.get("uid", ""), int(meta.get("generation", 0)))
+        known = self._generations.get(tag.name)
+        if known is None or known[0] != written[0] or known[1] < written[1]:
+            self._generations[tag.name] = written  # replies may arrive out of order
+        if _caught_up(self._io.daemonsets.get(meta.get("namespace", ""), tag.name), written):
+            # The watch showed our write before this reply came (a slow reply): those events
+            # were judged against the generation before it and may be all we hear.
+            self._converge()
 
     def _report_rollout(self, targets: list[Target], waiting: bool) -> None:
         objs = [self._io.daemonsets.get(t.namespace, t.name) for t in targets]
@@ -441,41 +544,52 @@ class KernelActor(OotoActor, KernelSigning):
             message = f"{nodes_ready}/{want} nodes ready"
             self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
 
-    def _delete_daemonsets(self) -> None:
-        pending = False
-        for target in self._targets():
-            current = self._io.daemonsets.get(target.namespace, target.name)
-            if current is None or not owned_by(current, self._module.metadata.uid):
-                continue
-            pending = True
-            uid = current["metadata"]["uid"]
-            tag = ("delete", target.name)
-            if tag not in self._inflight:
-                log.info(
-                    "%s deletes %s",
-                    self.describe(),
-                    target.name,
-                    extra=self._log_extra("kernel left"),
-                )
-                self._run(
-                    tag, self._io.delete_object("daemonset", target.namespace, target.name, uid)
-                )
-        if not pending:
+    # --- retiring ----------------------------------------------------------------------------
+
+    def _retire_step(self) -> None:
+        owned = kernel_daemonsets(
+            self._io.daemonsets.list(),
+            self._module.metadata.namespace,
+            self._module.metadata.uid,
+            self._plan.kernel_label,
+        )
+        writes = any(isinstance(tag, Applied | Deleted) for tag in self._inflight)
+        step = retire_step(owned, writes, self._deleted)
+        for doomed in step.delete:
+            self._delete(doomed)
+        if step.done:
+            log.info("%s retired", self.describe(), extra=self._log_extra("kernel left"))
             self.send(self._supervisor, KernelRetired(self._plan.kernel))
             self.actor_ref.stop(block=False)
 
-    def _done_delete(self, done: IoDone) -> None:
+    def _delete(self, doomed: Doomed) -> None:
+        if doomed.uid in self._deleted:
+            return
+        self._deleted.add(doomed.uid)
+        log.info(
+            "%s deletes %s", self.describe(), doomed.name, extra=self._log_extra("kernel left")
+        )
+        coro = self._io.delete_object("daemonset", doomed.namespace, doomed.name, doomed.uid)
+        self._run(Deleted(doomed.name, doomed.uid), coro)
+
+    def _done_delete(self, tag: Deleted, done: IoDone) -> None:
         if not done.ok:
-            log.warning("%s could not delete %s: %s", self.describe(), done.tag[1], done.error)
+            self._delete_failed.add(tag.uid)  # retried when the "retire" timer fires
+            message = f"could not delete DaemonSet {tag.name}: {done.error}"
+            log.warning("%s %s", self.describe(), message, extra=self._log_extra("DeleteFailed"))
+            self._io.record_event(
+                self._module.object_reference(),
+                "Warning",
+                "DeleteFailed",
+                f"kernel {self._plan.kernel}: {message}",
+            )
             self.set_timer("retire", self._backoff.next_delay())
             return
-        if not any(tag[0] == "delete" for tag in self._inflight):
-            self.send(self._supervisor, KernelRetired(self._plan.kernel))
-            self.actor_ref.stop(block=False)
+        self._retire_step()
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _run(self, tag: tuple[Any, ...], coro: Any) -> None:
+    def _run(self, tag: object, coro: Any) -> None:
         self._inflight.add(tag)
         self.bridge.run(self.actor_ref, tag, coro)
 

@@ -16,6 +16,7 @@ on the deployed image does it check and sign again, once.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.messages import IoDone
@@ -26,8 +27,23 @@ from ooto.signing import CertificateError
 
 log = logging.getLogger("actors.kernel")
 
-SIGN_STEPS = (BuildPhase.SIGNING,)
 FAILED = (BuildPhase.FAILED, BuildPhase.SIGN_FAILED)
+
+
+# Reply tags of the signing steps (KernelActor.on_IoDone dispatches on them).
+@dataclass(frozen=True, slots=True)
+class UnsignedChecked:
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignStarted:
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintRead:
+    image: str
 
 
 class KernelSigning:
@@ -46,7 +62,7 @@ class KernelSigning:
     def _check_signature(self, fresh: bool = False) -> None:
         image = self._plan.image
         self._set_phase(KernelPhase.RESOLVING, "", f"checking {image} and its signature")
-        self._run(("check", image), self._io.check_signature(self._module, self._plan, fresh=fresh))
+        self._run_check(self._io.check_signature(self._module, self._plan, fresh=fresh))
 
     def _signature_missing(self, message: str) -> None:
         """The signed image is missing or signed with another certificate."""
@@ -59,10 +75,10 @@ class KernelSigning:
     def _check_unsigned(self, fresh: bool) -> None:
         assert self._plan.sign is not None
         check = self._io.check_unsigned(self._module, self._plan, fresh=fresh)
-        self._run(("unsigned", self._plan.sign.unsigned_image), check)
+        self._run(UnsignedChecked(self._plan.sign.unsigned_image), check)
 
-    def _done_unsigned(self, done: IoDone) -> None:
-        if self._plan.sign is None or done.tag[1] != self._plan.sign.unsigned_image:
+    def _done_unsigned(self, image: str, done: IoDone) -> None:
+        if self._plan.sign is None or image != self._plan.sign.unsigned_image:
             return
         outcome = done.result.outcome if done.ok else "error"
         message = done.result.message if done.ok else str(done.error)
@@ -85,17 +101,13 @@ class KernelSigning:
         self._set_phase(KernelPhase.BUILDING, "Signing", f"signing {image}")
         log.info("%s signs %s", self.describe(), image, extra=self._log_extra("Signing"))
         self._begin_build_object(sign=True)
-        self._run(("sign", image), self._io.start_sign(self._module, self._plan))
+        self._run(SignStarted(image), self._io.start_sign(self._module, self._plan))
 
-    def _done_sign(self, done: IoDone) -> None:
-        if done.tag[1] != self._plan.image or self._build is not BuildPhase.SIGNING:
-            return
-        if isinstance(done.error, CertificateError):
-            self._metrics.sign_finished(False)
-            self._build = BuildPhase.SIGN_FAILED
-            self._fail("SignSecretInvalid", str(done.error))
-            return
-        self._done_build(done)
+    def _sign_not_started(self, error: CertificateError) -> None:
+        """start_sign refused: a signing Secret is missing or garbled."""
+        self._metrics.sign_finished(False)
+        self._build = BuildPhase.SIGN_FAILED
+        self._fail("SignSecretInvalid", str(error))
 
     def _sign_done(self, succeeded: bool) -> None:
         self._metrics.sign_finished(succeeded)
@@ -111,10 +123,10 @@ class KernelSigning:
         """Timer: has the certificate changed since the image was signed?"""
         if self._plan.sign is not None:
             fingerprint = self._io.current_fingerprint(self._module, self._plan)
-            self._run(("fingerprint", self._plan.image), fingerprint)
+            self._run(FingerprintRead(self._plan.image), fingerprint)
 
-    def _done_fingerprint(self, done: IoDone) -> None:
-        if self._plan.sign is None or done.tag[1] != self._plan.image:
+    def _done_fingerprint(self, image: str, done: IoDone) -> None:
+        if self._plan.sign is None or image != self._plan.image:
             return
         self.set_timer("sign-recheck", self._settings.sign_recheck_seconds)
         if not done.ok:
@@ -138,9 +150,10 @@ class KernelSigning:
         def describe(self) -> str: ...
         def _log_extra(self, reason: str) -> dict[str, object]: ...
         def _set_phase(self, phase: KernelPhase, reason: str, message: str) -> None: ...
-        def _run(self, tag: tuple[Any, ...], coro: Any) -> None: ...
+        def _run(self, tag: object, coro: Any) -> None: ...
         def _fail(self, reason: str, message: str) -> None: ...
         def _start_build(self) -> None: ...
         def _begin_build_object(self, sign: bool) -> None: ...
-        def _done_build(self, done: IoDone) -> None: ...
+        def _done_build(self, image: str, done: IoDone) -> None: ...
+        def _run_check(self, coro: Any) -> None: ...
         def set_timer(self, name: str, delay: float) -> None: ...

@@ -132,6 +132,16 @@ class KernelRetired:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildDied:
+    """An actor stopped on a failure its crash guard could not absorb; told to its parent, which
+    replaces it (with backoff) or reports it. `key` names the child (kernel, Module key)."""
+
+    key: str
+    ref: Any  # pykka.ActorRef of the dead child: a newer child under the same key is not it
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class BuildFinished:
     """A build for this kernel's image completed (observed on its Job or Build)."""
 
@@ -147,7 +157,8 @@ class BuildFinished:
 class IoDone:
     """A coroutine an actor asked the bridge to run has finished (result or error)."""
 
-    tag: tuple[Any, ...]
+    tag: Any
+    """What the actor handed to `Bridge.run`: a tuple, or a frozen dataclass (a typed reply tag)."""
     result: Any = None
     error: BaseException | None = None
 

@@ -141,6 +141,7 @@ class ActorSettings:
     backoff_max_seconds: float = 300.0
     allow_privileged_module_loader: bool = False
     sign_recheck_seconds: float = 60.0
+    firmware_host_dir: str = "/lib/firmware"
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from actors.base import OotoActor
+from actors.base import Backoff, OotoActor
 from actors.messages import (
     BuildObserved,
+    ChildDied,
     ModuleChanged,
     ModuleObserved,
     ModuleUnreadable,
@@ -36,6 +37,8 @@ class OperatorRoot(OotoActor):
         super().__init__(context.bridge)
         self._context, self._io, self._tracker = context, context.io, tracker
         self._supervisors: dict[str, Any] = {}
+        self._modules: dict[str, Module] = {}  # the newest of each, to replace a dead supervisor
+        self._respawns: dict[str, Backoff] = {}
 
     def on_stop(self) -> None:
         for ref in self._supervisors.values():
@@ -52,12 +55,48 @@ class OperatorRoot(OotoActor):
         except ValidationError as error:
             self._unreadable(key, event.module, validation_message(error))
             return
+        except RecursionError:
+            self._unreadable(key, event.module, "the Module is nested too deeply to be read")
+            return
+        self._modules[key] = module
         supervisor = self._supervisors.get(key)
         if supervisor is None:
-            log.info("module %s appeared", key, extra=log_fields(module=key, reason="added"))
-            self._supervisors[key] = ModuleSupervisor.start(self._context, self._tracker, module)
+            if not self.timer_pending(f"respawn:{key}"):
+                log.info("module %s appeared", key, extra=log_fields(module=key, reason="added"))
+                self._start_supervisor(key, module)
         else:
             self.send(supervisor, ModuleChanged(module))
+
+    def _start_supervisor(self, key: str, module: Module) -> None:
+        self._supervisors[key] = ModuleSupervisor.start(
+            self._context, self._tracker, module, self.actor_ref
+        )
+
+    def on_ChildDied(self, message: ChildDied) -> None:
+        """A supervisor died: start a new one from the newest Module after a backoff."""
+        key = message.key
+        if self._supervisors.get(key) != message.ref:
+            return
+        del self._supervisors[key]
+        settings = self._context.settings
+        backoff = self._respawns.setdefault(
+            key, Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        )
+        delay = backoff.next_delay()
+        log.error(
+            "module %s: its supervisor died (%s); restarting it in %.0fs",
+            key,
+            message.error,
+            delay,
+            extra=log_fields(module=key, reason="ActorFailed"),
+        )
+        self.set_timer(f"respawn:{key}", delay)
+
+    def on_timer(self, name: str) -> None:
+        key = name.partition(":")[2]
+        module = self._modules.get(key)
+        if module is not None and key not in self._supervisors:
+            self._start_supervisor(key, module)
 
     def _unreadable(self, key: str, raw: Obj, error: str) -> None:
         supervisor = self._supervisors.get(key)
@@ -87,6 +126,9 @@ class OperatorRoot(OotoActor):
             log.warning("status write for %s failed: %s", done.tag[1], done.error)
 
     def _forget(self, key: str, meta: Obj) -> None:
+        self._modules.pop(key, None)
+        self._respawns.pop(key, None)
+        self.cancel_timer(f"respawn:{key}")
         supervisor = self._supervisors.pop(key, None)
         if supervisor is not None:
             log.info(

@@ -22,6 +22,8 @@ from ooto.stored import pull_failures
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
+ModuleRouteKey = tuple[str, str]
+"""(namespace, Module label): where a DaemonSet no kernel actor claims goes (an orphan)."""
 
 
 class DaemonSetRoutes:
@@ -29,6 +31,7 @@ class DaemonSetRoutes:
         self._bridge = bridge
         self._module_label, self._kernel_label = module_label, kernel_label
         self._routes: dict[RouteKey, Any] = {}  # -> pykka.ActorRef of the KernelActor
+        self._modules: dict[ModuleRouteKey, Any] = {}  # -> pykka.ActorRef of the supervisor
 
     # --- from actor threads ---------------------------------------------------------------
 
@@ -40,12 +43,19 @@ class DaemonSetRoutes:
         """Stop routing `key` to `ref`; a newer actor's route for the same key stays."""
         self._bridge.call_soon(self._remove, key, ref)
 
+    def add_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        """DaemonSets of `key`'s Module that no kernel route claims go to its supervisor."""
+        self._bridge.call_soon(self._add_module, key, ref)
+
+    def remove_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        self._bridge.call_soon(self._remove_module, key, ref)
+
     # --- on the loop thread ---------------------------------------------------------------
 
     def deliver(self, daemonset: Mapping[str, Any]) -> None:
         """Tell the owning kernel actor that its DaemonSet changed (the cache already has it)."""
-        ref = self._route(daemonset)
-        if ref is not None:  # else nobody owns it (its supervisor's cache scan finds orphans)
+        ref = self._route(daemonset) or self._module_route(daemonset)
+        if ref is not None:  # else its Module has no supervisor (deleted: the GC removes it)
             self._bridge.tell(ref, DaemonSetObserved(daemonset))
 
     def deliver_pod(self, pod: Mapping[str, Any]) -> None:
@@ -66,6 +76,11 @@ class DaemonSetRoutes:
         )
         return self._routes.get(key)
 
+    def _module_route(self, obj: Mapping[str, Any]) -> Any:
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        return self._modules.get((meta.get("namespace", ""), labels.get(self._module_label, "")))
+
     def __len__(self) -> int:
         return len(self._routes)
 
@@ -75,3 +90,10 @@ class DaemonSetRoutes:
     def _remove(self, key: RouteKey, ref: Any) -> None:
         if self._routes.get(key) == ref:
             del self._routes[key]
+
+    def _add_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        self._modules[key] = ref
+
+    def _remove_module(self, key: ModuleRouteKey, ref: Any) -> None:
+        if self._modules.get(key) == ref:
+            del self._modules[key]

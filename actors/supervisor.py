@@ -18,6 +18,8 @@ from actors.base import Backoff, OotoActor
 from actors.kernel import KernelActor
 from actors.messages import (
     BuildObserved,
+    ChildDied,
+    DaemonSetObserved,
     IoDone,
     KernelNodes,
     KernelReport,
@@ -31,8 +33,9 @@ from actors.messages import (
     Unsubscribe,
 )
 from actors.ports import ActorContext, ActorSettings
+from actors.retire import orphans
 from actors.routes import RouteKey
-from ooto.api import Module
+from ooto.api import KernelPhase, Module
 from ooto.kernels import (
     KernelPlan,
     SpecError,
@@ -42,9 +45,9 @@ from ooto.kernels import (
     validate_module,
 )
 from ooto.logs import log_fields
-from ooto.render import LABEL_KERNEL
-from ooto.status import KernelProblem, ModuleFacts, fold_status
-from ooto.stored import owned_by
+from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
+from ooto.render import render_failure
+from ooto.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ PROGRESS_INTERVAL_MAX = 5.0
 """A status that only reports progress (counts, messages) waits 10 ms per kernel since the last
 write, at most 5 s: a 500-kernel status is ~100 KB that each write sends, stores and echoes back
 to every watcher. A condition that flips is news and goes out after the debounce alone."""
+
+
+_NO_UNLOAD_HOOK = WarningCondition(NO_UNLOAD_HOOK, NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE)
 
 
 def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
@@ -80,13 +86,16 @@ def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
 
 
 class ModuleSupervisor(OotoActor):
-    def __init__(self, context: ActorContext, tracker: Any, module: Module) -> None:
+    def __init__(
+        self, context: ActorContext, tracker: Any, module: Module, parent: Any = None
+    ) -> None:
         super().__init__(context.bridge)
-        self._context, self._tracker = context, tracker
+        self._context, self._tracker, self._parent = context, tracker, parent
         self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
         self._routes = context.routes
         self._module = module
         self._spec_errors: list[str] = []
+        self._warnings: list[WarningCondition] = []
         self._kernels: KernelNodes | None = None
         self._actors: dict[str, Any] = {}
         self._by_label: dict[str, str] = {}
@@ -98,19 +107,31 @@ class ModuleSupervisor(OotoActor):
         self._writing = False
         self._last_write = float("-inf")
         self._status_due = float("inf")  # when the pending "status" timer fires
-        self._orphans_checked = False
-        self._backoff = Backoff(
-            self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
-        )
+        self._swept_for: frozenset[str] | None = None  # kernel labels at the last orphan sweep
+        self._sweeping: set[str] = set()  # uids of orphans whose delete is in flight
+        self._backoff = self._new_backoff()
+        self._respawns: dict[str, Backoff] = {}  # kernel -> backoff of replacing its dead actor
+
+    def _new_backoff(self) -> Backoff:
+        return Backoff(self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds)
 
     def describe(self) -> str:
         return f"ModuleSupervisor({self._module.key})"
 
-    def on_start(self) -> None:
+    def on_started(self) -> None:
+        self._subscribe()  # first: even a Module we cannot validate gets its kernels and status
         self._validate()
-        self._subscribe()
+        self._routes.add_module(self._module_route(), self.actor_ref)
+
+    def on_crash(self, error: Exception) -> None:
+        self._schedule_status()
+
+    def on_death(self, error: BaseException | None) -> None:
+        if self._parent is not None:
+            self.send(self._parent, ChildDied(self._module.key, self.actor_ref, repr(error)))
 
     def on_stop(self) -> None:
+        self._routes.remove_module(self._module_route(), self.actor_ref)
         self.send(self._tracker, Unsubscribe(self._module.key))
         self._metrics.module_gone(self._module.metadata.namespace, self._module.metadata.name)
         for kernel, ref in [*self._actors.items(), *self._retiring.items()]:
@@ -141,14 +162,25 @@ class ModuleSupervisor(OotoActor):
         self._schedule_status()
 
     def _validate(self) -> None:
-        errors = [str(e) for e in validate_module(self._module)]
-        errors += module_policy_errors(self._module, self._settings)
+        try:
+            errors = [str(e) for e in validate_module(self._module)]
+            errors += module_policy_errors(self._module, self._settings)
+        except RecursionError as error:
+            errors = [render_failure(self._module, error)]
         if errors and errors != self._spec_errors:
             log.warning(
                 "%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra("InvalidSpec")
             )
             self._event("Warning", "InvalidSpec", "; ".join(errors))
         self._spec_errors = errors
+        warnings = [_NO_UNLOAD_HOOK] if unload_hook_missing(self._module) else []
+        for warning in warnings:
+            if warning not in self._warnings:
+                log.warning(
+                    "%s: %s", self.describe(), warning.message, extra=self._extra(warning.reason)
+                )
+                self._event("Warning", warning.reason, warning.message)
+        self._warnings = warnings
 
     def _subscribe(self) -> None:
         self.send(
@@ -180,9 +212,7 @@ class ModuleSupervisor(OotoActor):
         for kernel, nodes in self._kernels.items():
             if changed is None or kernel in changed:
                 self._plan(kernel, nodes)
-        if not self._orphans_checked:
-            self._orphans_checked = True
-            self._delete_orphans()
+        self._sweep_if_changed()
         self._schedule_status()
 
     def _plan(self, kernel: str, nodes: frozenset[str]) -> None:
@@ -200,6 +230,8 @@ class ModuleSupervisor(OotoActor):
             return
         self._problems.pop(kernel, None)
         actor = self._actors.get(kernel)
+        if kernel in self._retiring or self.timer_pending(f"respawn:{kernel}"):
+            return  # planned again once the old actor retired / when the respawn timer fires
         if actor is None:
             self._spawn(plan, nodes)
         else:
@@ -244,40 +276,89 @@ class ModuleSupervisor(OotoActor):
         ref = self._retiring.pop(message.kernel, None)
         if ref is not None:
             self._routes.remove(self._route_key(message.kernel), ref)
+        self._forget_label(message.kernel)
+        self._replan(message.kernel)  # the kernel may have come back while it retired
+
+    def _forget_label(self, kernel: str) -> None:
         self._by_label = {
-            label: k
-            for label, k in self._by_label.items()
-            if k != message.kernel or k in self._actors
+            label: k for label, k in self._by_label.items() if k != kernel or k in self._actors
         }
 
+    def _replan(self, kernel: str) -> None:
+        """Plan `kernel` again after its actor retired or died (it may have left meanwhile)."""
+        nodes = (self._kernels or {}).get(kernel)
+        if nodes is None:
+            self._forget_label(kernel)
+        elif not self._spec_errors:
+            self._plan(kernel, nodes)
+        self._sweep_if_changed()
+        self._schedule_status()
+
+    def on_ChildDied(self, message: ChildDied) -> None:
+        kernel = message.key
+        if self._retiring.get(kernel) == message.ref:
+            # It died retiring: what it left is swept as an orphan (no live actor has its label).
+            self.on_KernelRetired(KernelRetired(kernel))
+            return
+        if self._actors.get(kernel) != message.ref:
+            return
+        # Its DaemonSets stay (its label stays live, so no sweep): the new actor adopts them.
+        del self._actors[kernel]
+        self._reports.pop(kernel, None)
+        self._routes.remove(self._route_key(kernel), message.ref)
+        delay = self._respawns.setdefault(kernel, self._new_backoff()).next_delay()
+        self._problem(
+            kernel,
+            "ActorFailed",
+            f"internal error ({message.error[:200]}); its actor restarts in {delay:.0f}s",
+        )
+        self.set_timer(f"respawn:{kernel}", delay)
+        self._schedule_status()
+
     def on_KernelReport(self, report: KernelReport) -> None:
+        if report.status.phase is KernelPhase.READY:
+            self._respawns.pop(report.kernel, None)
         if report.kernel in self._actors:
             self._reports[report.kernel] = report
             self._schedule_status()
 
-    def _delete_orphans(self) -> None:
-        """Our DaemonSets for kernels no selected node runs any more (e.g. while we were down)."""
-        wanted = {plan_label for plan_label in self._by_label}
-        uid = self._module.metadata.uid
-        for ds in list(self._io.daemonsets.list()):
-            meta = ds.get("metadata") or {}
-            if meta.get("namespace") != self._module.metadata.namespace or not owned_by(ds, uid):
+    def _sweep_if_changed(self) -> None:
+        """Sweep orphans whenever the set of live kernel actors changes (and at first sight)."""
+        live = frozenset(self._by_label)
+        if live != self._swept_for:
+            self._swept_for = live
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete our DaemonSets whose kernel has no live actor (one that retires counts as
+        live: it deletes its own). Not before the first NodesChanged: until then no kernel is
+        known and everything would look orphaned."""
+        if self._kernels is None:
+            return
+        meta = self._module.metadata
+        for doomed in orphans(self._io.daemonsets.list(), meta.namespace, meta.uid, self._by_label):
+            if doomed.uid in self._sweeping:
                 continue
-            if (meta.get("labels") or {}).get(LABEL_KERNEL) in wanted:
-                continue
+            self._sweeping.add(doomed.uid)
             log.info(
-                "%s deletes orphan %s",
-                self.describe(),
-                meta["name"],
-                extra=self._extra("kernel left"),
+                "%s deletes orphan %s", self.describe(), doomed.name, extra=self._extra("orphan")
             )
             self.bridge.run(
                 self.actor_ref,
-                ("orphan", meta["name"]),
-                self._io.delete_object("daemonset", meta["namespace"], meta["name"], meta["uid"]),
+                ("orphan", doomed.uid, doomed.name),
+                self._io.delete_object("daemonset", doomed.namespace, doomed.name, doomed.uid),
             )
 
+    def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
+        """A DaemonSet of this Module that no kernel actor's route claims (see DaemonSetRoutes)."""
+        if not self.timer_pending("sweep"):
+            self.set_timer("sweep", self._settings.status_debounce_seconds)
+
     # --- routing from informers ---------------------------------------------------------------
+
+    def _module_route(self) -> tuple[str, str]:
+        meta = self._module.metadata
+        return (meta.namespace, label_safe(meta.name))
 
     def _route_key(self, kernel: str) -> RouteKey:
         """The labels this kernel's DaemonSets carry (as `render` writes them)."""
@@ -302,6 +383,12 @@ class ModuleSupervisor(OotoActor):
     def on_timer(self, name: str) -> None:
         if name == "status":
             self._write_status()
+        elif name == "sweep":
+            self._sweep()
+        elif name.startswith("respawn:"):
+            kernel = name.partition(":")[2]
+            self._problems.pop(kernel, None)
+            self._replan(kernel)
 
     def _write_status(self) -> None:
         if self._writing:
@@ -343,14 +430,17 @@ class ModuleSupervisor(OotoActor):
             kernels=[r.status for r in self._reports.values()],
             kernel_reasons={r.kernel: r.reason for r in self._reports.values()},
             problems=sorted(self._problems.values(), key=lambda p: p.kernel),
+            warnings=self._warnings,
         )
 
     def on_IoDone(self, done: IoDone) -> None:
         if done.tag[0] == "orphan":
+            self._sweeping.discard(done.tag[1])
             if not done.ok:
                 log.warning(
-                    "%s: could not delete orphan %s: %s", self.describe(), done.tag[1], done.error
+                    "%s: could not delete orphan %s: %s", self.describe(), done.tag[2], done.error
                 )
+                self.set_timer("sweep", self._backoff.next_delay())
             return
         self._writing = False
         if not done.ok:

@@ -33,7 +33,9 @@ from actors.root import OperatorRoot
 from actors.routes import DaemonSetRoutes
 from ooto.builds.model import BUILD_SELECTOR, BuildBackend
 from ooto.builds.select import select_backend
-from ooto.kube.client import KubeApi, make_api_client
+from ooto.health import Health
+from ooto.kube.client import KubeApi
+from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfig
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import EventGate, Informer
 from ooto.kube.leader import LeaderElector
@@ -41,6 +43,7 @@ from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PODS
 from ooto.logs import configure_logging
 from ooto.metrics import Metrics
 from ooto.operator_io import KubeOperatorIO
+from ooto.preflight import ClusterUnreachableError, StartupError, check_cluster
 from ooto.registry import RegistryClient
 from ooto.render import (
     LABEL_KERNEL,
@@ -50,6 +53,7 @@ from ooto.render import (
     MANAGED_BY,
     MODULE_LOADER,
 )
+from ooto.reports import InformerReports
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
 from ooto.stored import trim_pod
@@ -122,7 +126,9 @@ class Operator:
         self._root: pykka.ActorRef[Any] | None = None
         self._tracker: pykka.ActorRef[Any] | None = None
         self._recorder = EventRecorder(api, observer=metrics)
+        self._reports = InformerReports(metrics, self._recorder)
         self._registry = RegistryClient()
+        self._stopping = False
         self.synced = asyncio.Event()
 
     def _informer(self, resource: Any, on_event: Any, **selectors: Any) -> Informer:
@@ -131,7 +137,7 @@ class Operator:
             resource,
             namespace=self.settings.watch_namespace,
             on_event=on_event,
-            observer=self.metrics,
+            observer=self._reports,
             **selectors,
         )
         self._informers.append(informer)
@@ -140,7 +146,9 @@ class Operator:
     async def start(self) -> None:
         threading.stack_size(ACTOR_STACK_BYTES)
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        bridge = self._bridge = Bridge(asyncio.get_running_loop(), latency=self.metrics)
+        bridge = self._bridge = Bridge(
+            asyncio.get_running_loop(), latency=self.metrics, failures=self.metrics
+        )
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
         routes = DaemonSetRoutes(bridge, LABEL_MODULE, LABEL_KERNEL)
@@ -168,6 +176,7 @@ class Operator:
             backoff_max_seconds=self.settings.backoff_max_seconds,
             allow_privileged_module_loader=self.settings.allow_privileged_module_loader,
             sign_recheck_seconds=self.settings.sign_secrets_recheck_seconds,
+            firmware_host_dir=self.settings.firmware_host_dir,
         )
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)
@@ -180,7 +189,7 @@ class Operator:
             self.api,
             NODES,
             on_event=lambda e: bridge.tell(tracker, NodeObserved(e.type, e.obj)),
-            observer=self.metrics,
+            observer=self._reports,
         )
         self._informers.append(nodes)
         # Nodes feed only the tracker, which reads no cache: they list with our objects' caches.
@@ -210,8 +219,23 @@ class Operator:
             informer.start()
         await asyncio.gather(*(informer.synced.wait() for informer in informers))
 
+    def is_synced(self) -> bool:
+        return self.synced.is_set()
+
+    def problems(self) -> list[str]:
+        """Why this term's parts are not alive (see `ooto.health`); empty when they are."""
+        tasks = [informer.task for informer in self._informers] + [self._recorder.task]
+        found = [problem for task in tasks if (problem := task.problem())]
+        if self._stopping:
+            return found
+        for name, ref in (("OperatorRoot", self._root), ("NodeTracker", self._tracker)):
+            if ref is not None and not ref.is_alive():
+                found.append(f"actor {name} is dead")
+        return found
+
     async def stop(self) -> None:
         """Stop writing at once, then stop actors and watches."""
+        self._stopping = True
         if self._bridge is not None:
             self._bridge.close()
         for informer in reversed(self._informers):
@@ -224,32 +248,26 @@ class Operator:
         await self._registry.close()
 
 
-class Health:
-    """`HealthSource` for the server: ready once this replica's caches synced or it is standby."""
-
-    def __init__(self) -> None:
-        self.operator: Operator | None = None
-        self.standby = False
-
-    def is_alive(self) -> bool:
-        return True
-
-    def is_synced(self) -> bool:
-        if self.operator is None:
-            return self.standby
-        return self.operator.synced.is_set()
+HEALTH_CHECK_SECONDS = 1.0
+"""How often a replica asks itself whether it is alive (`ooto.health`); one that is not gives its
+Lease up and exits within about this long."""
 
 
 async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -> int:
-    """Run until `stop` is set or leadership is lost (exit code 1: the Deployment restarts us)."""
+    """Run until `stop` is set (0), or leadership is lost or this replica is not alive (1: the
+    Deployment restarts us). Raises `KubeconfigError` or `StartupError` before anything starts."""
+    api = KubeApi(await make_api_client(kubeconfig), concurrency=settings.api_concurrency)
+    try:
+        await check_cluster(api, settings)
+    except BaseException:
+        await api.close()
+        raise
     # The process is ours: tune its collector here (not in Operator.start, which tests run in
     # their own process). Imports and settings live as long as the process: never walk them again.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     metrics = Metrics()
-    api = KubeApi(
-        await make_api_client(kubeconfig), concurrency=settings.api_concurrency, observer=metrics
-    )
+    api.observer = metrics
     health = Health()
     runner = await start_server(
         make_app(health, metrics), settings.metrics_host, settings.metrics_port
@@ -273,12 +291,8 @@ async def _lead_and_run(
 ) -> int:
     operator = Operator(settings, api, metrics, backend)
     if not settings.leader_election:
-        health.operator = operator
         metrics.set_leader(True)  # the only replica acts: `max(ooto_leader) == 0` means nobody does
-        await operator.start()
-        await stop.wait()
-        await operator.stop()
-        return 0
+        return await _act(operator, health, stop, asyncio.Event())
     lost = asyncio.Event()
     leading = asyncio.Event()
     elector = LeaderElector(
@@ -291,26 +305,54 @@ async def _lead_and_run(
         retry_period=settings.retry_period_seconds,
         on_started_leading=leading.set,
         on_stopped_leading=lost.set,
+        observer=metrics,
     )
     health.standby = True
+    health.tasks.append(elector.task)
     elector.start()
     try:
-        if await _first(stop.wait(), leading.wait()) == 0:
-            return 0
+        waited = await _first(stop.wait(), leading.wait(), _until_unhealthy(health))
+        if waited != 1:
+            return 0 if waited == 0 else 1
         metrics.set_leader(True)
-        health.operator = operator
-        await operator.start()
-        outcome = await _first(stop.wait(), lost.wait())
-        await operator.stop()
-        if outcome == 1:
-            log.error(
-                "lost the leader lease: stopped writing; exiting", extra={"reason": "LeaseLost"}
-            )
-            return 1
-        return 0
+        return await _act(operator, health, stop, lost)
     finally:
         metrics.set_leader(False)
-        await elector.stop()
+        await elector.stop()  # releases the Lease if we hold it
+
+
+async def _act(operator: Operator, health: Health, stop: asyncio.Event, lost: asyncio.Event) -> int:
+    """Start `operator`; act until `stop` (0), or `lost` or this replica is not alive (1)."""
+    health.operator = operator
+    outcome = await _first(
+        stop.wait(), lost.wait(), _until_unhealthy(health), _start_and_run(operator)
+    )
+    await operator.stop()
+    if outcome == 1:
+        log.error("lost the leader lease: stopped writing; exiting", extra={"reason": "LeaseLost"})
+    return 0 if outcome == 0 else 1
+
+
+async def _start_and_run(operator: Operator) -> None:
+    """Start `operator` and wait until cancelled; return (the caller exits 1) if it cannot start."""
+    try:
+        await operator.start()
+    except Exception:
+        log.exception("the operator could not start; exiting", extra={"reason": "StartFailed"})
+        return
+    await asyncio.get_running_loop().create_future()
+
+
+async def _until_unhealthy(health: Health, interval: float = HEALTH_CHECK_SECONDS) -> None:
+    """Return once this replica is not alive, saying why."""
+    # A poll, like the kubelet's probe: an actor's death is not an event anyone can await.
+    while not (problems := health.problems()):  # noqa: ASYNC110
+        await asyncio.sleep(interval)
+    log.error(
+        "not alive: %s; stopping, giving the Lease up and exiting",
+        "; ".join(problems),
+        extra={"reason": "Unhealthy"},
+    )
 
 
 async def _first(*awaitables: Any) -> int:
@@ -333,7 +375,13 @@ def run_command(args: argparse.Namespace) -> int:
         print(error)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    return asyncio.run(_main(settings, args.kubeconfig))
+    try:
+        kubeconfig = resolve_kubeconfig(args.kubeconfig)
+        return asyncio.run(_main(settings, kubeconfig))
+    except (KubeconfigError, StartupError) as error:
+        # One line with the cause and the fix: a traceback would bury it.
+        print(f"ooto run: {error}", file=sys.stderr)
+        return 1 if isinstance(error, ClusterUnreachableError) else 2
 
 
 async def _main(settings: Settings, kubeconfig: str | None) -> int:

@@ -10,9 +10,12 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from ooto.api.crd import write_crds
+    from ooto.api.crd import render_crd_yaml, write_crds
 
-    write_crds(args.output)
+    if args.output == "-":  # `ooto crds --output - | kubectl apply -f -`
+        sys.stdout.write(render_crd_yaml())
+    else:
+        write_crds(args.output)
     return 0
 
 
@@ -51,16 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="write the CustomResourceDefinition YAML")
-    crds.add_argument("--output", default="crds", help="directory to write into (default: crds)")
+    crds.add_argument(
+        "--output", default="crds", help="directory to write into (default: crds); - = stdout"
+    )
     crds.set_defaults(func=_crds)
 
     render = sub.add_parser("render", help="print what the operator would create for one kernel")
     render.add_argument("-f", "--filename", required=True, help="Module YAML file")
     render.add_argument("--kernel", required=True, help="kernel version string of a node")
+    render.add_argument(
+        "--build-backend",
+        choices=["kaniko", "buildconfig"],
+        default=None,
+        help="build objects to show (default: OOTO_BUILD_BACKEND; auto shows kaniko)",
+    )
+    render.add_argument(
+        "--firmware-host-dir",
+        default=None,
+        help="nodes' firmware directory (default: OOTO_FIRMWARE_HOST_DIR or /lib/firmware)",
+    )
     render.set_defaults(func=_render)
 
     run = sub.add_parser("run", help="run the operator")
-    run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster config)")
+    run.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)",
+    )
     from ooto.settings import add_arguments
 
     add_arguments(run)

@@ -156,6 +156,32 @@ class Metrics:
         self.loop_lag = Gauge(
             "ooto_event_loop_lag_seconds", "Last measured asyncio event-loop lag.", registry=r
         )
+        self.actor_failures = Counter(
+            "ooto_actor_failures_total",
+            "Actor handlers that raised: outcome=recovered (the crash guard caught it) or "
+            "died (the actor stopped; its parent replaces it).",
+            ["actor_kind", "outcome"],
+            registry=r,
+        )
+        self.task_failures = Counter(
+            "ooto_task_failures_total",
+            "Failures of long-running tasks (each is logged and the task restarted with backoff).",
+            ["task"],
+            registry=r,
+        )
+        self.objects_skipped = Counter(
+            "ooto_watch_objects_skipped_total",
+            "Object versions an informer could not decode (e.g. nested over 1024 levels).",
+            ["resource"],
+            registry=r,
+        )
+        self.observed_version = Gauge(
+            "ooto_informer_resource_version",
+            "The resourceVersion up to which an informer has delivered every change, as a number"
+            " (kube-apiserver's are etcd revisions): the operator has seen every write up to it.",
+            ["resource"],
+            registry=r,
+        )
 
     # --- state -----------------------------------------------------------------------------
 
@@ -240,6 +266,22 @@ class Metrics:
     def observe_message_latency(self, actor_kind: str, seconds: float) -> None:
         self.actor_message_latency.labels(actor_kind=actor_kind).observe(seconds)
 
+    def actor_failed(self, actor_kind: str, *, died: bool) -> None:
+        outcome = "died" if died else "recovered"
+        self.actor_failures.labels(actor_kind=actor_kind, outcome=outcome).inc()
+
+    def actor_failures_total(self, *, died: bool) -> int:
+        """Failures so far with that outcome, all actor kinds together (for tests and health)."""
+        outcome = "died" if died else "recovered"
+        return int(
+            sum(
+                sample.value
+                for metric in self.actor_failures.collect()
+                for sample in metric.samples
+                if sample.name.endswith("_total") and sample.labels.get("outcome") == outcome
+            )
+        )
+
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
 
@@ -248,6 +290,16 @@ class Metrics:
 
     def set_loop_lag(self, seconds: float) -> None:
         self.loop_lag.set(seconds)
+
+    def task_failed(self, task: str) -> None:
+        self.task_failures.labels(task=task).inc()
+
+    def object_skipped(self, resource: str, obj: Mapping[str, Any], reason: str) -> None:
+        self.objects_skipped.labels(resource=resource).inc()
+
+    def observed(self, resource: str, resource_version: str) -> None:
+        if resource_version.isdigit():  # opaque by contract; etcd revisions in practice
+            self.observed_version.labels(resource=resource).set(int(resource_version))
 
     # --- reading back ----------------------------------------------------------------------
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from ooto.api.module import API_VERSION, KIND, Module, UpdateStrategyType
 from ooto.kernels import KernelPlan, Role, daemonset_name, kernel_label_value, label_safe
+from ooto.modprobe import FIRMWARE_MOUNT, loader_command, prestop_command
 
 LABEL_MODULE = "ooto.sigs.k8s.io/module"
 LABEL_KERNEL = "ooto.sigs.k8s.io/kernel"
@@ -28,14 +30,36 @@ SPEC_HASH_ANNOTATION = "ooto.sigs.k8s.io/spec-hash"
 MODULE_LOADER: Role = "module-loader"
 DEVICE_PLUGIN: Role = "device-plugin"
 SYS_MODULE = "SYS_MODULE"
-# (volume name, host path, mount read-only); "ooto-" keeps them apart from additionalVolumes.
-_MODULE_DIRS = (
-    ("ooto-lib-modules", "/lib/modules", True),
-    ("ooto-usr-lib-modules", "/usr/lib/modules", True),
-)
-_DEVICE_PLUGIN_DIRS = (("ooto-device-plugins", "/var/lib/kubelet/device-plugins", False),)
+DEFAULT_FIRMWARE_HOST_DIR = "/lib/firmware"
 
-HostDir = tuple[str, str, bool]
+
+@dataclass(frozen=True)
+class HostDir:
+    """A node directory in a pod; "ooto-" names keep them apart from additionalVolumes."""
+
+    name: str
+    path: str
+    read_only: bool
+    mount_path: str = ""
+    """Where the container sees it; empty: at the same path as on the node."""
+    type: str = ""
+    """hostPath type; empty: none (the path must exist, or the kubelet creates a directory)."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Operator settings that shape what is rendered (the same for every Module)."""
+
+    firmware_host_dir: str = DEFAULT_FIRMWARE_HOST_DIR
+    """The node's firmware directory, where spec.modprobe.firmwarePath is copied."""
+
+
+DEFAULT_OPTIONS = RenderOptions()
+_MODULE_DIRS = (
+    HostDir("ooto-lib-modules", "/lib/modules", True),
+    HostDir("ooto-usr-lib-modules", "/usr/lib/modules", True),
+)
+_DEVICE_PLUGIN_DIRS = (HostDir("ooto-device-plugins", "/var/lib/kubelet/device-plugins", False),)
 
 
 def node_kernel_labels(kernel: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -75,15 +99,21 @@ def spec_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def render_daemonsets(module: Module, plan: KernelPlan) -> list[dict[str, Any]]:
+def render_daemonsets(
+    module: Module, plan: KernelPlan, options: RenderOptions = DEFAULT_OPTIONS
+) -> list[dict[str, Any]]:
     """The module-loader DaemonSet and, when the Module has a device plugin, its DaemonSet."""
-    objects = [_daemonset(module, plan, MODULE_LOADER, _module_loader(module, plan))]
+    loader = module_loader_container(module, plan, options)
+    objects = [_daemonset(module, plan, MODULE_LOADER, loader)]
     if module.spec.device_plugin is not None:
         objects.append(_daemonset(module, plan, DEVICE_PLUGIN, _device_plugin(module)))
     return objects
 
 
-def _module_loader(module: Module, plan: KernelPlan) -> tuple[dict[str, Any], tuple[HostDir, ...]]:
+def module_loader_container(
+    module: Module, plan: KernelPlan, options: RenderOptions = DEFAULT_OPTIONS
+) -> tuple[dict[str, Any], tuple[HostDir, ...]]:
+    """The loader container (before our mounts are added) and the node directories it gets."""
     container = copy.deepcopy(module.spec.module_loader)
     container["name"] = MODULE_LOADER
     container["image"] = plan.image
@@ -92,7 +122,20 @@ def _module_loader(module: Module, plan: KernelPlan) -> tuple[dict[str, Any], tu
     # user's explicit choice (the operator's allowPrivilegedModuleLoader setting judges it).
     security["capabilities"] = _with_sys_module(security.get("capabilities"))
     container["securityContext"] = security
-    return container, _MODULE_DIRS
+    modprobe = module.spec.modprobe
+    if modprobe is None:
+        return container, _MODULE_DIRS
+    # validate_module refuses a user command, args or preStop beside modprobe.
+    container["command"] = loader_command(modprobe)
+    lifecycle = dict(container.get("lifecycle") or {})
+    lifecycle["preStop"] = {"exec": {"command": prestop_command(modprobe)}}
+    container["lifecycle"] = lifecycle
+    if modprobe.firmware_path is None:
+        return container, _MODULE_DIRS
+    firmware = HostDir(
+        "ooto-firmware", options.firmware_host_dir, False, FIRMWARE_MOUNT, "DirectoryOrCreate"
+    )
+    return container, (*_MODULE_DIRS, firmware)
 
 
 def _with_sys_module(capabilities: dict[str, Any] | None) -> dict[str, Any]:
@@ -127,23 +170,29 @@ def _device_plugin(module: Module) -> tuple[dict[str, Any], tuple[HostDir, ...]]
     return container, _DEVICE_PLUGIN_DIRS
 
 
-def _with_mounts(container: dict[str, Any], dirs: tuple[HostDir, ...]) -> dict[str, Any]:
+def with_host_mounts(container: dict[str, Any], dirs: tuple[HostDir, ...]) -> dict[str, Any]:
     """Add our hostPath mounts, skipping a path the user already mounts (their choice wins)."""
     mounts = list(container.get("volumeMounts") or [])
     taken = {mount.get("mountPath") for mount in mounts}
-    for name, path, read_only in dirs:
-        if path not in taken:
-            mounts.append({"name": name, "mountPath": path, "readOnly": read_only})
+    for host in dirs:
+        mount_path = host.mount_path or host.path
+        if mount_path not in taken:
+            mounts.append({"name": host.name, "mountPath": mount_path, "readOnly": host.read_only})
     return {**container, "volumeMounts": mounts}
+
+
+def _host_volume(host: HostDir) -> dict[str, Any]:
+    source = {"path": host.path, **({"type": host.type} if host.type else {})}
+    return {"name": host.name, "hostPath": source}
 
 
 def _pod_spec(
     module: Module, plan: KernelPlan, container: dict[str, Any], dirs: tuple[HostDir, ...]
 ) -> dict[str, Any]:
     spec = module.spec
-    volumes = [{"name": name, "hostPath": {"path": path}} for name, path, _ in dirs]
+    volumes = [_host_volume(host) for host in dirs]
     pod: dict[str, Any] = {
-        "containers": [_with_mounts(container, dirs)],
+        "containers": [with_host_mounts(container, dirs)],
         "nodeSelector": {**spec.selector, NODE_KERNEL_LABEL: plan.kernel_label},
         "priorityClassName": spec.priority_class_name,
         "volumes": volumes + copy.deepcopy(spec.additional_volumes),
@@ -219,3 +268,33 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted(item) for item in value]
     return value
+
+
+def render_failure(module: Module, error: Exception) -> str:
+    """Why `render_daemonsets` raised, for the kernel's status: the field path where we can."""
+    if isinstance(error, RecursionError):
+        path, depth = deepest_field(module)
+        return f"{path}: nested {depth} levels deep, too deep to render (shallow it)"
+    return f"cannot render the DaemonSets: {type(error).__name__}: {error}"[:512]
+
+
+def deepest_field(module: Module, shown: int = 8) -> tuple[str, int]:
+    """The path of the most deeply nested value in the spec (its first `shown` steps) and depth.
+
+    Iterative, so it works on exactly the specs that make recursive code fail."""
+    spec = module.spec
+    stack: list[tuple[Any, tuple[str, ...]]] = [
+        (getattr(spec, name), (f"spec.{field.alias or name}",))
+        for name, field in type(spec).model_fields.items()
+    ]
+    best: tuple[str, ...] = ("spec",)
+    while stack:
+        value, path = stack.pop()
+        if len(path) > len(best):
+            best = path
+        if isinstance(value, dict):
+            stack.extend((item, (*path, f".{key}")) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (*path, f"[{i}]")) for i, item in enumerate(value))
+    text = "".join(best[:shown]) + ("..." if len(best) > shown else "")
+    return text, len(best) - 1

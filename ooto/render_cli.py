@@ -1,8 +1,12 @@
-"""`ooto render -f module.yaml --kernel K`: what the operator would create for one kernel.
+"""`ooto render -f module.yaml --kernel K`: every object the operator would create for one kernel.
 
-No cluster needed. Stdout stays valid YAML (explanations are `#` comments), so it can be piped to
-`kubectl apply --dry-run=server -f -`. Exit codes: 0 rendered, 1 no mapping matches the kernel,
-2 bad input (the message names the file and the field path).
+No cluster needed. Stdout is YAML documents one can apply (explanations are `#` comments): the
+DaemonSets and, when the mapping builds its image, the build objects of the chosen backend
+(Kaniko Job and its Dockerfile ConfigMap, or BuildConfig), rendered by the very functions the
+operator uses. Strings are quoted wherever Go's YAML 1.1 (kubectl) would read something else, so
+`ooto render ... | kubectl apply --dry-run=server -f -` checks them against a real API server.
+Exit codes: 0 rendered, 1 no mapping matches the kernel, 2 bad input (the message names the file
+and the field path).
 """
 
 from __future__ import annotations
@@ -11,23 +15,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import yaml
 from pydantic import ValidationError
 
 from ooto.api.module import KIND, Module
+from ooto.builds.buildconfig import render_buildconfig
+from ooto.builds.kaniko import KanikoOptions, render_dockerfile_configmap, render_kaniko_job
 from ooto.kernels import (
     MAX_KERNEL_LENGTH,
-    BuildPlan,
     KernelPlan,
     SpecError,
-    build_job_name,
     mapping_path,
     plan_kernel,
     validate_module,
 )
-from ooto.render import node_kernel_labels, render_daemonsets
+from ooto.manifest_yaml import dump_manifests
+from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
+from ooto.render import RenderOptions, node_kernel_labels, render_daemonsets
+from ooto.settings import Settings, SettingsError
 
 
 class InputError(Exception):
@@ -37,6 +44,7 @@ class InputError(Exception):
 def render_command(args: argparse.Namespace) -> int:
     filename, kernel = str(args.filename), str(args.kernel)
     try:
+        settings = _settings(args)
         module = load_module(filename)
         errors = validate_module(module)
         if errors:
@@ -51,8 +59,20 @@ def render_command(args: argparse.Namespace) -> int:
     if plan is None:
         explain_no_match(module, kernel, sys.stdout)
         return 1
-    write_plan(module, plan, sys.stdout)
+    write_plan(module, plan, sys.stdout, settings)
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The operator settings that shape rendering: OOTO_* variables, then these flags."""
+    flags = {
+        "build_backend": getattr(args, "build_backend", None),
+        "firmware_host_dir": getattr(args, "firmware_host_dir", None),
+    }
+    try:
+        return Settings.load(flags)
+    except SettingsError as error:
+        raise InputError(str(error)) from None
 
 
 def load_module(filename: str) -> Module:
@@ -95,39 +115,65 @@ def explain_no_match(module: Module, kernel: str, out: TextIO) -> None:
         out.write(f"#   {mapping_path(index)}: {reason}\n")
 
 
-def write_plan(module: Module, plan: KernelPlan, out: TextIO) -> None:
+def write_plan(module: Module, plan: KernelPlan, out: TextIO, settings: Settings) -> None:
     mapping = module.spec.kernel_mappings[plan.mapping_index]
     matcher = f"literal {mapping.literal!r}" if mapping.literal else f"regexp {mapping.regexp!r}"
     labels, _ = node_kernel_labels(plan.kernel)
     out.write(f"# kernel {plan.kernel!r} matches {mapping_path(plan.mapping_index)} ({matcher})\n")
     out.write(f"# image: {plan.image}\n")
     out.write(f"# nodes running it are labelled {_inline(labels)}\n")
-    if not module.metadata.uid:
-        out.write("# ownerReferences get the Module's uid once the Module exists in a cluster\n")
+    if unload_hook_missing(module):
+        out.write(_comment_block(f"warning {NO_UNLOAD_HOOK}: {NO_UNLOAD_HOOK_MESSAGE}"))
+    options = RenderOptions(firmware_host_dir=settings.firmware_host_dir)
+    objects = render_daemonsets(module, plan, options)
     if plan.build is not None:
-        out.write(_comment_block(_build_description(module, plan.build)))
-    out.write(yaml.safe_dump_all(render_daemonsets(module, plan), explicit_start=True))
+        backend = _build_backend(settings)
+        out.write(
+            f"# when the registry does not have {plan.build.image}, ooto first creates the "
+            f"build objects below ({backend} backend; --build-backend picks another)\n"
+        )
+        objects += build_objects(module, plan, backend, settings)
+    if not module.metadata.uid:
+        out.write(
+            "# no ownerReferences: the Module has no uid yet (render the Module as the cluster "
+            "returns it, `kubectl get module NAME -o yaml`, to see them)\n"
+        )
+        objects = [_without_owner(obj) for obj in objects]
+    out.write(dump_manifests(objects))
 
 
-def _build_description(module: Module, build: BuildPlan) -> str:
-    job = build_job_name(module.metadata.name, build.image)
-    source: dict[str, Any] = {}
-    if build.git is not None:
-        source = {"git": build.git.model_dump(by_alias=True)}
-    description = {
-        "image": build.image,
-        "job": job,
-        "buildArgs": [{"name": name, "value": value} for name, value in build.build_args],
-        "pullInsecure": build.pull_insecure,
-        "pushInsecure": build.push_insecure,
-        **source,
-    }
-    header = "when the registry does not have the image, ooto builds it first:\n"
-    text = header + yaml.safe_dump(description, sort_keys=False)
-    if build.dockerfile is not None:
-        # Shown as written: the Dockerfile is never substituted, it reads the build args.
-        text += "dockerfile: |\n" + "".join(f"  {line}\n" for line in build.dockerfile.splitlines())
-    return text
+def _build_backend(settings: Settings) -> Literal["kaniko", "buildconfig"]:
+    # "auto" asks the API server (BuildConfig on OpenShift); with no cluster, show Kaniko.
+    return "buildconfig" if settings.build_backend == "buildconfig" else "kaniko"
+
+
+def build_objects(
+    module: Module, plan: KernelPlan, backend: Literal["kaniko", "buildconfig"], settings: Settings
+) -> list[dict[str, Any]]:
+    """The build objects the operator's backend creates for the plan, by the backend's own
+    render functions (the options as `ooto.builds.select.select_backend` sets them)."""
+    if backend == "buildconfig":
+        objects = [render_buildconfig(module, plan, settings.build_deadline_seconds)]
+    else:
+        kaniko = KanikoOptions(
+            executor_image=settings.kaniko_image,
+            active_deadline_seconds=settings.build_deadline_seconds,
+        )
+        configmap = render_dockerfile_configmap(module, plan)
+        objects = [*([configmap] if configmap else []), render_kaniko_job(module, plan, kaniko)]
+    return objects + sign_objects(module, plan)
+
+
+def sign_objects(module: Module, plan: KernelPlan) -> list[dict[str, Any]]:
+    """HOOK for image signing: the sign Job (and what it needs) once ooto/builds renders one.
+    Nothing to show until then."""
+    del module, plan
+    return []
+
+
+def _without_owner(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}
+    return {**obj, "metadata": metadata}
 
 
 def _comment_block(text: str) -> str:

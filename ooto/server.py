@@ -1,6 +1,7 @@
 """The operator's HTTP endpoints: `/healthz`, `/readyz` and `/metrics` on one aiohttp app.
 
-- `/healthz` (liveness): the process says it is alive and the event loop is responsive. A
+- `/healthz` (liveness): the process is alive (`HealthSource.problems()` is empty: see
+  `ooto.health`; the body lists the problems otherwise) and the event loop is responsive. A
   background task sleeps a fixed interval and measures how late it wakes up (loop lag). While
   the loop is blocked the probe itself hangs and the kubelet's timeout fails it. A loop blocked
   over and over can still let probes slip through between blocks, so a lag over the limit is
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,6 +22,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ooto.kube.tasks import SupervisedTask
 from ooto.metrics import Metrics
 
 LAG_INTERVAL_SECONDS = 1.0
@@ -33,6 +34,10 @@ class HealthSource(Protocol):
 
     def is_alive(self) -> bool:
         """False when a part that must run (actor system, informer tasks) has died."""
+        ...
+
+    def problems(self) -> list[str]:
+        """Why it is not alive, one line each (empty when alive)."""
         ...
 
     def is_synced(self) -> bool:
@@ -79,18 +84,24 @@ async def _measure_loop_lag(lag: LoopLag, metrics: Metrics) -> None:
 
 
 async def _lag_monitor(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_measure_loop_lag(app[LAG_KEY], app[METRICS_KEY]), name="loop-lag")
+    lag, metrics = app[LAG_KEY], app[METRICS_KEY]
+    task = SupervisedTask("loop-lag", lambda: _measure_loop_lag(lag, metrics), observer=metrics)
+    task.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await task.stop()
 
 
 async def healthz(request: web.Request) -> web.Response:
     lag = request.app[LAG_KEY]
-    alive = request.app[HEALTH_KEY].is_alive()
+    problems = request.app[HEALTH_KEY].problems()
+    alive = not problems
     responsive = lag.healthy(asyncio.get_running_loop().time())
-    body = {"alive": alive, "loop_responsive": responsive, "loop_lag_seconds": lag.last_lag}
+    body = {
+        "alive": alive,
+        "problems": problems,
+        "loop_responsive": responsive,
+        "loop_lag_seconds": lag.last_lag,
+    }
     return web.json_response(body, status=200 if alive and responsive else 503)
 
 

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     allow_privileged_module_loader: bool = Field(
         default=False, description="Accept Modules whose moduleLoader asks for privileged."
     )
+    firmware_host_dir: str = Field(
+        default="/lib/firmware",
+        pattern=r"^/([A-Za-z0-9._+-]+/?)*$",
+        description="Nodes' firmware directory, where spec.modprobe.firmwarePath is copied.",
+    )
     backoff_initial_seconds: float = Field(default=5, gt=0)
     backoff_max_seconds: float = Field(default=300, gt=0)
 

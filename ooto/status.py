@@ -27,6 +27,16 @@ class KernelProblem:
 
 
 @dataclass(frozen=True)
+class WarningCondition:
+    """A condition that is True while something is wrong but harmless to readiness (for
+    example NoUnloadHook); it is absent from the status otherwise."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class ModuleFacts:
     """Everything the Module status is computed from."""
 
@@ -35,6 +45,7 @@ class ModuleFacts:
     kernels: Sequence[KernelStatus] = ()
     kernel_reasons: Mapping[str, str] | None = None
     problems: Sequence[KernelProblem] = ()
+    warnings: Sequence[WarningCondition] = ()
 
 
 def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
@@ -45,6 +56,7 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
     conditions = [
         _compact(_condition(ConditionType.PROGRESSING, *progressing, facts.generation, old, now)),
         _compact(_condition(ConditionType.READY, *ready, facts.generation, old, now)),
+        *(_compact(_warning(warning, facts.generation, old, now)) for warning in facts.warnings),
     ]
     return {
         "conditions": conditions,
@@ -127,6 +139,23 @@ def _condition(
         "status": status.value,
         "reason": reason,
         "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": previous["lastTransitionTime"] if same else now,
+    }
+
+
+def _warning(
+    warning: WarningCondition, generation: int, old: Mapping[Any, Mapping[str, Any]], now: str
+) -> dict[str, Any]:
+    previous = old.get(warning.type, {})
+    same = previous.get("status") == ConditionStatus.TRUE.value and previous.get(
+        "lastTransitionTime"
+    )
+    return {
+        "type": warning.type,
+        "status": ConditionStatus.TRUE.value,
+        "reason": warning.reason,
+        "message": warning.message[:MAX_MESSAGE],
         "observedGeneration": generation,
         "lastTransitionTime": previous["lastTransitionTime"] if same else now,
     }

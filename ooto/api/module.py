@@ -187,6 +187,53 @@ class UpdateStrategy(ApiModel):
     """Pacing of a RollingUpdate; default maxUnavailable 1."""
 
 
+MODULE_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+MODULE_NAME_MAX = 55
+"""A kernel module name as modprobe takes it (the kernel allows 55 characters; `-` and `_` are
+the same to modprobe). Nothing else: these names end up in the loader's shell script."""
+MODULE_PARAMETER_PATTERN = r"^[A-Za-z0-9_-]+(=[ !#%&(-~]*)?$"
+"""`name` or `name=value`, printable ASCII without quote characters (modprobe quotes a value with
+spaces itself; a quote would change how the kernel splits the parameters) and without `$` (the
+kubelet expands `$(NAME)` and `$$` in a container's command)."""
+IMAGE_PATH_PATTERN = r"^/([A-Za-z0-9._+-]+/?)*$"
+"""An absolute path in the module image: letters, digits and `._+-` between slashes."""
+
+ModuleName = Annotated[
+    str, Field(min_length=1, max_length=MODULE_NAME_MAX, pattern=MODULE_NAME_PATTERN)
+]
+ModuleParameter = Annotated[
+    str, Field(min_length=1, max_length=1024, pattern=MODULE_PARAMETER_PATTERN)
+]
+ImagePath = Annotated[str, Field(min_length=1, max_length=1024, pattern=IMAGE_PATH_PATTERN)]
+
+
+class Modprobe(ApiModel):
+    """Load the module with modprobe: ooto writes the loader's command and its preStop hook.
+
+    The loader mounts the node's /lib/modules and /usr/lib/modules read-only over the image's, so
+    the image keeps its modules under `<dirName>/lib/modules/<kernel>` (with the modules.dep that
+    depmod writes there) and ooto runs `modprobe -d <dirName>`."""
+
+    module_name: ModuleName
+    """The module to load, e.g. `my_driver` (letters, digits, `_` and `-` only)."""
+    dir_name: ImagePath = "/opt"
+    """Root of the module tree in the image: modules live under <dirName>/lib/modules/<kernel>.
+    Not `/` or `/usr`: the node's module directories are mounted over those."""
+    parameters: list[ModuleParameter] = Field(default_factory=list, max_length=64)
+    """Module parameters, `name=value` each, given to modprobe when moduleName is loaded. Changing
+    them changes the load digest: the module is reloaded."""
+    modules_loading_order: list[ModuleName] = Field(default_factory=list, max_length=32)
+    """Modules that depend on each other without depmod knowing (soft dependencies), as in KMM:
+    moduleName first, then the module it needs loaded before it, and so on. ooto loads them from
+    the last entry to the first and unloads them in list order (moduleName first)."""
+    in_tree_modules_to_remove: list[ModuleName] = Field(default_factory=list, max_length=32)
+    """Modules of the node's own kernel to unload before loading (such as nouveau before a GPU
+    driver); a module that is not loaded is skipped. Loading fails while one is in use."""
+    firmware_path: ImagePath | None = None
+    """Directory in the image whose content is copied into the node's firmware directory (an
+    operator setting, /lib/firmware by default) before loading, and removed after unloading."""
+
+
 class ModuleSpec(ApiModel):
     selector: dict[str, str] = Field(default_factory=dict)
     """Node labels a node must carry to get the module. Non-string values (such as an unquoted
@@ -195,8 +242,12 @@ class ModuleSpec(ApiModel):
     """Kernel-to-image mappings, tried in order; the first that matches a node's kernel wins."""
     module_loader: K8sContainer
     """Container that loads the module (name and image are set by ooto). It gets CAP_SYS_MODULE,
-    never privileged, and /lib/modules and /usr/lib/modules read-only. Keep a preStop hook to
-    unload."""
+    never privileged, and /lib/modules and /usr/lib/modules read-only. With `modprobe`, ooto
+    writes its command and preStop hook; without it, give a command and a preStop hook that
+    unloads the module (ooto warns with the condition NoUnloadHook when there is none)."""
+    modprobe: Modprobe | None = None
+    """Load, order and unload the module with modprobe; ooto writes the loader's command and
+    preStop hook (a command, args or preStop of your own is then an error)."""
     device_plugin: K8sContainer | None = None
     """Optional device-plugin container (name and image kept as given); it runs privileged with
     /var/lib/kubelet/device-plugins."""
@@ -245,7 +296,7 @@ class ConditionStatus(StrEnum):
 
 class Condition(ApiModel):
     type: str
-    """Progressing or Ready."""
+    """Progressing, Ready, or a warning that is True while it applies (NoUnloadHook)."""
     status: ConditionStatus
     """True, False or Unknown."""
     reason: str = ""
@@ -298,7 +349,7 @@ class KernelStatus(ApiModel):
 
 class ModuleStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
-    """Progressing and Ready."""
+    """Progressing and Ready; NoUnloadHook (True) while nothing unloads the module."""
     kernels: list[KernelStatus] = Field(default_factory=list)
     """One entry per kernel found on the selected nodes, sorted by kernel."""
     observed_generation: int | None = None

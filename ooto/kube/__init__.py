@@ -10,8 +10,8 @@ from ooto.kube.client import (
     ObjectList,
     RawEvent,
     RequestObserver,
-    make_api_client,
 )
+from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfig
 from ooto.kube.errors import (
     AlreadyExists,
     ApiError,
@@ -73,6 +73,7 @@ __all__ = [
     "JsonObj",
     "KubeApi",
     "KubeError",
+    "KubeconfigError",
     "LeaderElector",
     "NotFound",
     "ObjectList",
@@ -84,4 +85,5 @@ __all__ = [
     "WatchEvent",
     "Writer",
     "make_api_client",
+    "resolve_kubeconfig",
 ]

@@ -9,17 +9,21 @@ calls) and is reported to a `RequestObserver` (metrics).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict, cast
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast
 
 import aiohttp
-import orjson
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client import ApiClient
 
+from ooto.kube.decode import (
+    contains_too_deep,
+    decode_json,
+    decode_list_page,
+    parse_watch_line,
+    split_lines,
+)
 from ooto.kube.errors import TransientError, error_from_status
 from ooto.kube.resources import Resource
 
@@ -50,49 +54,24 @@ class NullObserver:
 
 
 class RawEvent(TypedDict):
-    """One line of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK, and the object."""
+    """One line of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK, and the object.
+
+    `undecodable` (the reason) when the line could not be decoded: then `object` has what the
+    shallow decode recovered (deep parts cut, see `ooto.kube.decode`), or is empty."""
 
     type: str
     object: JsonObj
+    undecodable: NotRequired[str]
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectList:
+    """`undecodable`: objects too deeply nested to decode, with their deep parts cut (metadata
+    intact); they are not in `items`."""
+
     items: list[JsonObj]
     resource_version: str
-
-
-async def make_api_client(kubeconfig: str | None, *, max_connections: int = 100) -> ApiClient:
-    """An `ApiClient` from a kubeconfig file, or from the pod's service account when None."""
-    configuration = Configuration()
-    if kubeconfig is None:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await k8s_config.load_kube_config(
-            config_file=kubeconfig, client_configuration=configuration, persist_config=False
-        )
-    # Each open watch holds one connection for its whole life (HTTP/1.1).
-    configuration.connection_pool_maxsize = max_connections
-    api_client = ApiClient(configuration=configuration)
-    _skip_netrc_lookups(api_client)
-    return api_client
-
-
-_PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY")
-
-
-def _skip_netrc_lookups(api_client: ApiClient) -> None:
-    """Stop aiohttp from reading ~/.netrc in a worker thread before every request.
-
-    kubernetes-asyncio's session trusts the environment, which makes aiohttp look for netrc
-    credentials per request (an executor round trip each: two GIL hand-offs that queue behind
-    busy actor threads). We authenticate with the kubeconfig only, so when no proxy variable asks
-    for the environment to be trusted, the session stops trusting it.
-    """
-    if any(os.environ.get(name) for name in (*_PROXY_VARIABLES, "ALL_PROXY")):
-        return
-    session = api_client.rest_client.pool_manager
-    session._trust_env = False  # aiohttp has no public setter; the constructor hard-codes True
+    undecodable: list[JsonObj] = field(default_factory=list)
 
 
 class KubeApi:
@@ -131,25 +110,36 @@ class KubeApi:
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = 500,
+        first_page_only: bool = False,
     ) -> ObjectList:
-        """All objects (paged with limit/continue) and the collection's resourceVersion."""
+        """All objects (paged with limit/continue) and the collection's resourceVersion; only
+        the first `page_size` with `first_page_only`."""
         items: list[JsonObj] = []
+        undecodable: list[JsonObj] = []
         query = [*_selectors(label_selector, field_selector), ("limit", str(page_size))]
         token = ""
         while True:
             page_query = [*query, ("continue", token)] if token else query
-            page = await self._json("GET", "list", res.plural, res.path(namespace), page_query)
-            items.extend(page.get("items") or [])
+            data = await self._request("GET", "list", res.plural, res.path(namespace), page_query)
+            page = decode_list_page(data)
+            for item in page.get("items") or []:
+                (undecodable if page.get("shallow") and contains_too_deep(item) else items).append(
+                    item
+                )
             meta = page.get("metadata") or {}
-            token = meta.get("continue") or ""
+            token = "" if first_page_only else meta.get("continue") or ""
             if not token:
-                return ObjectList(items, str(meta.get("resourceVersion") or ""))
+                return ObjectList(items, str(meta.get("resourceVersion") or ""), undecodable)
 
     # -- writes -----------------------------------------------------------------------------
 
-    async def create(self, res: Resource, obj: JsonObj, namespace: str | None = None) -> JsonObj:
+    async def create(
+        self, res: Resource, obj: JsonObj, namespace: str | None = None, *, dry_run: bool = False
+    ) -> JsonObj:
+        """POST; with `dry_run` the server validates and admits it but stores nothing."""
         ns = namespace or _namespace_of(res, obj)
-        return await self._json("POST", "create", res.plural, res.path(ns), body=obj)
+        query: Query = [("dryRun", "All")] if dry_run else []
+        return await self._json("POST", "create", res.plural, res.path(ns), query, body=obj)
 
     async def replace(self, res: Resource, obj: JsonObj, *, subresource: str = "") -> JsonObj:
         """PUT the whole object; its metadata.resourceVersion makes it an optimistic update."""
@@ -276,6 +266,21 @@ class KubeApi:
         body: JsonObj | Sequence[JsonObj] | None = None,
         headers: dict[str, str] | None = None,
     ) -> JsonObj:
+        data = await self._request(method, verb, resource, path, query, body=body, headers=headers)
+        return cast(JsonObj, decode_json(data)) if data else {}
+
+    async def _request(
+        self,
+        method: str,
+        verb: Verb,
+        resource: str,
+        path: str,
+        query: Query | None = None,
+        *,
+        body: JsonObj | Sequence[JsonObj] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """The body of a 2xx answer; an `ApiError` for any other."""
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         async with self._semaphore:
             started = time.perf_counter()
@@ -295,7 +300,7 @@ class KubeApi:
                 self.in_flight -= 1
         if code >= 300:
             raise error_from_status(code, data)
-        return cast(JsonObj, decode_json(data)) if data else {}
+        return data
 
     async def _open_stream(
         self, verb: Verb, resource: str, path: str, query: Query, timeout: float
@@ -353,19 +358,13 @@ class KubeApi:
                 headers[setting["key"]] = setting["value"]
 
 
-def decode_json(data: bytes) -> Any:
-    """orjson, 3-4x faster than `json` on the API server's replies and watch events, which were a
-    third of the operator's time while converging. It is exact for every number the API server
-    sends (it decodes free-form JSON to int64 or float64 itself); errors are ValueErrors."""
-    return orjson.loads(data)
-
-
 async def _read_events(response: aiohttp.ClientResponse) -> AsyncIterator[RawEvent]:
-    async for line in response.content:
-        if not line.strip():
+    # Our own line splitter: aiohttp's stops the stream at a line over 128 KiB.
+    async for line in split_lines(response.content.iter_any()):
+        if line is not None and not line.strip():
             continue
-        event = cast(RawEvent, decode_json(line))
-        if event.get("type") == "ERROR":
+        event = cast(RawEvent, parse_watch_line(line))
+        if event.get("type") == "ERROR" and "undecodable" not in event:
             status = event.get("object") or {}
             raise error_from_status(int(status.get("code") or 500), status)
         yield event

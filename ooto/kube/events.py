@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 from ooto.kube.client import JsonObj, KubeApi
 from ooto.kube.errors import KubeError, NotFound
 from ooto.kube.resources import EVENTS
+from ooto.kube.tasks import SupervisedTask
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,14 @@ class EventObserver(Protocol):
 
     def event_dropped(self) -> None: ...
 
+    def task_failed(self, task: str) -> None: ...
+
 
 class _NullEventObserver:
     def event_dropped(self) -> None:
+        return None
+
+    def task_failed(self, task: str) -> None:
         return None
 
 
@@ -105,7 +111,7 @@ class EventRecorder:
         self._idle.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._task: asyncio.Task[None] | None = None
+        self.task = SupervisedTask("event-recorder", self._run, observer=self._observer)
         self.dropped = 0
         self.written = 0  # Events created or patched
 
@@ -151,9 +157,7 @@ class EventRecorder:
     def start(self) -> asyncio.Task[None]:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="event-recorder")
-        return self._task
+        return self.task.start()
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is written (or given up on)."""
@@ -163,18 +167,14 @@ class EventRecorder:
         """Write what is pending (for at most `timeout` seconds), then stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), timeout)
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.task.stop()
 
     # -- the writer's side ------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Write what is pending, then wait for more. Anything but a `KubeError` ends the run
+        (its event is dropped) and the supervisor starts a new one, which resumes the queue."""
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
             while self._pending:
                 key, pending = self._pending.popitem(last=False)
                 try:
@@ -184,6 +184,8 @@ class EventRecorder:
                     # Events are best effort: log and move on, never retry forever.
                     log.warning("event %s for %s not written: %s", pending.reason, key[2], exc)
             self._idle.set()
+            await self._wakeup.wait()
+            self._wakeup.clear()
 
     async def _write(self, key: AggregationKey, pending: _Pending) -> None:
         known = self._written.get(key)

@@ -3,7 +3,14 @@
 Three layers, as in kopf's watching.py: `run` never returns (it reconnects with backoff),
 `_watch_stream` follows one watch stream, and `_relist` rebuilds the cache. Unlike kopf, a relist
 (after 410 Gone) is diffed against the cache, so objects deleted while we were not watching get a
-DELETED event and unchanged objects get none.
+DELETED event and unchanged objects get none. `run` runs in a `SupervisedTask`: anything it does
+not expect restarts it (with backoff) from the last resourceVersion it reached.
+
+An object the decoder cannot read (nested deeper than orjson's 1024 levels) is skipped, never
+fatal: it is reported (`object_skipped`: log, metric, an Event on it) and the cache keeps the last
+version it could read, so consumers keep acting on that one, as they do for an invalid spec.
+Its deletion is still seen (the shallow decode keeps its identity): the cached version is removed
+and delivered as DELETED. A new object that was never readable is not in the cache at all.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from ooto.kube.backoff import Backoff
 from ooto.kube.client import JsonObj, KubeApi, RawEvent
 from ooto.kube.errors import Gone, KubeError
 from ooto.kube.resources import Resource
+from ooto.kube.tasks import SupervisedTask
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +50,22 @@ class WatchEvent:
 
 
 class InformerObserver(Protocol):
-    """Told when a watch reconnects after a failure (error or 410 Gone) and on every relist.
+    """Told when a watch reconnects after a failure (error or 410 Gone), on every relist, when
+    the informer's task fails, when an object cannot be decoded (`obj` has what was recovered:
+    at least its metadata, or nothing), and of each resourceVersion it has fully delivered.
 
-    `ooto.metrics.Metrics` implements it.
+    `ooto.metrics.Metrics` implements it; the operator adds an Event for skipped objects.
     """
 
     def watch_restarted(self, resource: str) -> None: ...
 
     def relisted(self, resource: str) -> None: ...
+
+    def task_failed(self, task: str) -> None: ...
+
+    def object_skipped(self, resource: str, obj: JsonObj, reason: str) -> None: ...
+
+    def observed(self, resource: str, resource_version: str) -> None: ...
 
 
 class _NullInformerObserver:
@@ -57,6 +73,15 @@ class _NullInformerObserver:
         return None
 
     def relisted(self, resource: str) -> None:
+        return None
+
+    def task_failed(self, task: str) -> None:
+        return None
+
+    def object_skipped(self, resource: str, obj: JsonObj, reason: str) -> None:
+        return None
+
+    def observed(self, resource: str, resource_version: str) -> None:
         return None
 
 
@@ -155,11 +180,14 @@ class Informer:
         self._watch_timeout = watch_timeout
         self._trim = trim
         self._cache: dict[Key, JsonObj] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = SupervisedTask(
+            f"informer:{self._describe()}", self.run, observer=self._observer
+        )
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.restarts = 0  # watch reconnects after a failure
         self.relists = 0  # lists after the first one
+        self.skipped = 0  # object versions that could not be decoded
 
     # -- cache (read it on the loop; actors get objects through their messages) -------------
 
@@ -172,17 +200,16 @@ class Informer:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
-        """Run in a named task; `stop()` ends it."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name=f"informer:{self._describe()}")
-        return self._task
+        """Run in a named, supervised task; `stop()` ends it."""
+        return self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
+
+    @property
+    def task(self) -> SupervisedTask:
+        """The supervised task (for health: `task.problem()`)."""
+        return self._task
 
     async def run(self) -> None:
         """Forever: keep the cache current and deliver every change to `on_event`."""
@@ -217,11 +244,14 @@ class Informer:
             label_selector=self._label_selector,
             field_selector=self._field_selector,
         )
-        for obj in listing.items:  # list items come without them; watch events carry them
+        for obj in (*listing.items, *listing.undecodable):  # watch events carry these two
             obj.setdefault("apiVersion", self.resource.api_version)
             obj.setdefault("kind", self.resource.kind)
+        for obj in listing.items:
             self._trimmed(obj)
-        events, self._cache = diff_relist(self._cache, listing.items)
+        kept = [self._skip(obj, "nested too deeply to decode") for obj in listing.undecodable]
+        fresh = [*listing.items, *(obj for obj in kept if obj is not None)]
+        events, self._cache = diff_relist(self._cache, fresh)
         self.resource_version = listing.resource_version
         if self.synced.is_set():
             self.relists += 1
@@ -230,6 +260,7 @@ class Informer:
         log.debug("informer %s: listed %d, %d changes", self._describe(), count, len(events))
         for event in events:
             self._deliver(event)
+        self._observer.observed(self.resource.plural, self.resource_version)
         self.synced.set()
 
     async def _watch_stream(self, backoff: Backoff) -> None:
@@ -250,17 +281,47 @@ class Informer:
     def _apply(self, raw: RawEvent) -> None:
         obj = raw["object"]
         kind = raw["type"]
+        reason = raw.get("undecodable")
+        if reason is not None:
+            self._apply_undecodable(kind, obj, reason)
+        elif kind in ("ADDED", "MODIFIED", "DELETED"):
+            self._trimmed(obj)
+            key = object_key(obj)
+            if kind == "DELETED":
+                self._cache.pop(key, None)
+                self._deliver(WatchEvent("DELETED", obj))
+            else:
+                self._cache[key] = obj
+                self._deliver(WatchEvent("ADDED" if kind == "ADDED" else "MODIFIED", obj))
+        # Only now: a failure above makes the restarted watch deliver this event again.
         self.resource_version = _meta(obj, "resourceVersion") or self.resource_version
-        if kind == "BOOKMARK":
+        self._observer.observed(self.resource.plural, self.resource_version)
+
+    def _apply_undecodable(self, kind: str, obj: JsonObj, reason: str) -> None:
+        """A watch event whose object could not be decoded (see the module docstring)."""
+        if kind == "DELETED" and _meta(obj, "name"):
+            old = self._cache.pop(object_key(obj), None)
+            if old is not None:
+                self._deliver(WatchEvent("DELETED", old))
             return
-        self._trimmed(obj)
+        self._skip(obj, reason)
+
+    def _skip(self, obj: JsonObj, reason: str) -> JsonObj | None:
+        """Report an unreadable object; the cached version of the same object, if any."""
+        self.skipped += 1
         key = object_key(obj)
-        if kind == "DELETED":
-            self._cache.pop(key, None)
-            self._deliver(WatchEvent("DELETED", obj))
-        elif kind in ("ADDED", "MODIFIED"):
-            self._cache[key] = obj
-            self._deliver(WatchEvent("ADDED" if kind == "ADDED" else "MODIFIED", obj))
+        log.warning(
+            "informer %s: skipped %s/%s: cannot decode it (%s); keeping the last version read",
+            self._describe(),
+            *key,
+            reason,
+            extra={"reason": "UndecodableObject"},
+        )
+        self._observer.object_skipped(self.resource.plural, obj, reason)
+        old = self._cache.get(key)
+        if old is None or _meta(old, "uid") != _meta(obj, "uid"):
+            return None
+        return old
 
     def _trimmed(self, obj: JsonObj) -> None:
         _strip_managed_fields(obj)

@@ -8,7 +8,6 @@ resourceVersion we read (optimistic concurrency): two candidates never both win.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import enum
 import logging
@@ -21,6 +20,7 @@ from typing import Any
 from ooto.kube.client import JsonObj, KubeApi
 from ooto.kube.errors import AlreadyExists, Conflict, KubeError, NotFound
 from ooto.kube.resources import LEASES
+from ooto.kube.tasks import SupervisedTask, TaskObserver
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class LeaderElector:
         retry_period: float = 2.0,
         on_started_leading: Callable[[], None],
         on_stopped_leading: Callable[[], None],
+        observer: TaskObserver | None = None,
     ) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("need retry_period < renew_deadline < lease_duration")
@@ -67,7 +68,7 @@ class LeaderElector:
         self._leading = False
         self._observed_spec: dict[str, Any] | None = None
         self._observed_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self.task = SupervisedTask(f"leader-election:{name}", self.run, observer=observer)
 
     @property
     def is_leader(self) -> bool:
@@ -76,30 +77,30 @@ class LeaderElector:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self.run(), name=f"leader-election:{self.name}")
-        return self._task
+        """Run in a supervised task (restarted after a failure)."""
+        return self.task.start()
 
     async def stop(self) -> None:
         """Clean shutdown: stop renewing and hand the Lease over at once (release)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._leading:
-            self._set_leading(False)
-            await self.release()
+        await self.task.stop()
+        await self.release()
 
     async def run(self) -> None:
-        """Forever: wait to acquire, lead while renewals succeed, then stand by again."""
-        while True:
-            await self._acquire()
-            log.info("leader election %s: %s is the leader", self.name, self.identity)
-            self._set_leading(True)
-            await self._renew_until_lost()
-            log.warning("leader election %s: %s lost the lease", self.name, self.identity)
-            self._set_leading(False)
+        """Forever: wait to acquire, lead while renewals succeed, then stand by again.
+
+        However a run ends (a failure, or `stop`), leadership ends with it: the callback is told
+        before anything else can run, so the operator never acts on a Lease nobody renews."""
+        try:
+            while True:
+                await self._acquire()
+                log.info("leader election %s: %s is the leader", self.name, self.identity)
+                self._set_leading(True)
+                await self._renew_until_lost()
+                log.warning("leader election %s: %s lost the lease", self.name, self.identity)
+                self._set_leading(False)
+        finally:
+            if self._leading:
+                self._set_leading(False)
 
     async def release(self) -> None:
         """Give the Lease up if we hold it, so a standby need not wait for it to expire."""

@@ -111,6 +111,17 @@ class KubeRest:
     async def delete(self, path: str, body: JSON | None = None) -> Any:
         return await self.request("DELETE", path, body)
 
+    async def send_text(self, method: str, path: str, text: str, content_type: str) -> int:
+        """Send `text` as the body; the HTTP status, the reply unread as JSON (for objects nested
+        deeper than Python's json module goes, which the API server stores)."""
+        headers = {"Content-Type": content_type}
+        async with (
+            self._limit,
+            self._http().request(method, self.server + path, data=text, headers=headers) as reply,
+        ):
+            await reply.read()
+            return reply.status
+
     async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[JSON]:
         """Events of one watch request, until the server ends it; raises WatchGoneError on 410."""
         query = {**params, "watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "290"}

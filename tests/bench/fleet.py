@@ -116,7 +116,11 @@ def module_manifest(name: str) -> JSON:
         "metadata": {"name": name},
         "spec": {
             "selector": {"kubernetes.io/os": "linux"},
-            "moduleLoader": {"name": "loader", "image": "ignored"},
+            "moduleLoader": {
+                "name": "loader",
+                "image": "ignored",
+                "lifecycle": {"preStop": {"exec": {"command": ["modprobe", "-r", "mod"]}}},
+            },
             "kernelMappings": [
                 {
                     "regexp": "^.+$",

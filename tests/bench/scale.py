@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from ooto.kernels import daemonset_name
-from ooto.kube.client import KubeApi, make_api_client
+from ooto.kube.client import KubeApi
+from ooto.kube.config import make_api_client
 from ooto.settings import Settings
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster

@@ -24,7 +24,8 @@ import yaml
 
 from ooto.app import Operator
 from ooto.builds.select import select_backend
-from ooto.kube.client import KubeApi, make_api_client
+from ooto.kube.client import KubeApi
+from ooto.kube.config import make_api_client
 from ooto.metrics import Metrics
 from ooto.settings import Settings
 from ooto.testing.cluster import LocalCluster

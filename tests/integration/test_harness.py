@@ -243,9 +243,7 @@ async def test_operator_user_is_forbidden_before_rbac_is_granted(cluster: LocalC
 async def test_crd_is_accepted_and_the_sample_module_round_trips(
     admin_rest: KubeRest, namespace: str
 ) -> None:
-    crd_file = REPO / "crds" / "ooto.sigs.k8s.io_modules.yaml"
-    if not crd_file.exists():
-        pytest.skip(f"{crd_file} not generated yet")
+    crd_file = REPO / "crds" / "ooto.sigs.k8s.io_modules.yaml"  # committed: missing is a bug
     crd = yaml.safe_load(crd_file.read_text())
     await _apply_crd(admin_rest, crd)
     sample = yaml.safe_load((REPO / "examples" / "module-demo.yaml").read_text())

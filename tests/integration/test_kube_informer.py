@@ -82,7 +82,8 @@ async def test_label_selector_filters_what_is_delivered(kube: KubeApi, namespace
         await kube.create(CONFIGMAPS, configmap(namespace, "ignored"))
         await kube.create(CONFIGMAPS, configmap(namespace, "picked", {"pick": "me"}))
         await seen.until(lambda: len(seen.events) >= 1)
-        await asyncio.sleep(0.3)
+        # A watch delivers in resourceVersion order: had "ignored" (created first) passed the
+        # selector, it would have been delivered before "picked".
         assert seen.names() == [("ADDED", "picked")]
     finally:
         await informer.stop()

@@ -1,6 +1,7 @@
 """Leader election between candidates on one Lease: exactly one leads; a standby takes over
 when the leader stops renewing (within the lease duration) or at once when it releases; a leader
-that sees another holder stops leading at once."""
+that sees another holder stops leading at once; a renewal that fails with anything ends
+leadership before the supervisor starts the elector again."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest_asyncio
 
 from ooto.kube import LEASES, KubeApi, LeaderElector, make_api_client
+from ooto.kube.backoff import Backoff
+from ooto.kube.tasks import SupervisedTask
+from ooto.metrics import Metrics
 from ooto.testing.cluster import LocalCluster
 
 LEASE_DURATION = 3.0
@@ -134,3 +139,39 @@ async def test_a_leader_that_sees_another_holder_stops_at_once(
         await a.elector.stop()
     lease = await kube.get(LEASES, "ooto-leader", namespace)
     assert lease["spec"]["holderIdentity"] == "intruder"  # stop() releases only its own lease
+
+
+class FailsOneRenewal(KubeApi):
+    """The real client, whose next Lease update raises a non-Kubernetes error once asked to."""
+
+    armed = False
+
+    async def replace(self, res: Any, obj: Any, *, subresource: str = "") -> Any:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("a bug in a renewal")
+        return await super().replace(res, obj, subresource=subresource)
+
+
+async def test_a_renewal_that_raises_anything_ends_leadership_first_then_restarts(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    api = FailsOneRenewal(await make_api_client(str(cluster.admin_kubeconfig)))
+    metrics = Metrics()
+    leader = Candidate(api, namespace, "a")
+    leader.elector.task = SupervisedTask(
+        "leader-election:test", leader.elector.run, observer=metrics, backoff=Backoff(0.1, 0.1)
+    )
+    leader.elector.start()
+    try:
+        await leader.wait_for("started", 5)
+        api.armed = True
+        await leader.wait_for("stopped", 5)  # told before anything else runs: stop acting
+        async with asyncio.timeout(10):
+            while [entry for entry, _ in leader.log] != ["started", "stopped", "started"]:
+                leader.changed.clear()
+                await leader.changed.wait()
+        assert metrics.task_failures.labels(task="leader-election:test")._value.get() == 1
+    finally:
+        await leader.elector.stop()
+        await api.close()

@@ -19,6 +19,7 @@ from ooto.render import NODE_KERNEL_LABEL
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
+from tests.integration.barrier import has_seen, version_of
 from tests.integration.fault_proxy import FaultProxy
 from tests.integration.reliability_support import (
     GPU,
@@ -39,6 +40,7 @@ from tests.integration.scenario_support import (
     apply_module,
     daemonsets,
     eventually,
+    get_module,
     kernel_status,
     literal,
     module_manifest,
@@ -134,7 +136,9 @@ async def test_watches_gone_after_a_restart_relist_miss_nothing_and_write_nothin
         )
         modules = next(i for i in informers if i.resource.plural == "modules")
         assert modules.get(ns, "mod")["metadata"]["labels"] == {"touched": "yes"}
-        await asyncio.sleep(2.0)
+        # Everything the relists brought, and the node as labelled, seen and answered:
+        await has_seen(operator, "nodes", version_of(await rest.get("/api/v1/nodes/r2-new")))
+        await has_seen(operator, "modules", version_of(await get_module(rest, ns, "mod")))
         writes = write_log(operator) - before
         print(f"\nrelists: {relists(operator)}; writes after the restart: {dict(writes)}")
         assert writes == Counter({("patch", "nodes", "200"): 1}), "only the new node's label"

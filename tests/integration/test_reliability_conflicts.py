@@ -9,10 +9,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-import pytest
-
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import STRATEGIC_PATCH, KubeRest, RestError
+from tests.integration.barrier import has_seen, version_of
 from tests.integration.conftest import OperatorFactory
 from tests.integration.reliability_support import GPU, A, B, settled, write_log
 from tests.integration.scenario_support import (
@@ -73,7 +72,9 @@ async def test_a_hand_edited_daemonset_is_repaired_once(
     await eventually(repaired, timeout=20)
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
     assert (await pods_on(admin_rest, namespace))["c1-a"] == "r.example/m:a"
-    await asyncio.sleep(1.5)
+    # The repaired DaemonSet as it is now: once the operator has seen it, a second repair
+    # would already have been asked for.
+    await has_seen(operator, "daemonsets", version_of(await admin_rest.get(ds_path(ours))))
     writes = write_log(operator) - before
     print(f"\nwrites to repair a hand-edited DaemonSet: {dict(writes)}")
     assert writes[("update", "daemonsets", "200")] == 1
@@ -123,7 +124,7 @@ async def test_an_overwritten_status_is_rewritten_once_not_fought_over(
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=20)
     assert condition(module, "Ready")["reason"] != "Forged"
     assert len(module["status"]["kernels"]) == 2
-    await asyncio.sleep(2.0)
+    await has_seen(operator, "modules", version_of(module))  # its own rewrite: no answer to it
     rewrites = count(verb="patch", resource="modules/status") - writes_before
     print(f"\nstatus writes after a foreign overwrite: {rewrites}")
     assert rewrites == 1
@@ -218,14 +219,11 @@ async def test_a_daemonset_edited_while_the_operator_was_down_is_repaired_on_res
     )
 
     second = await start_operator(watch_namespace=namespace)
-    cached = next(i for i in second.operator._informers if i.resource.plural == "daemonsets")
-    if any("template" not in (ds.get("spec") or {}) for ds in cached.list()):
-        pytest.skip("the DaemonSet cache drops pod templates: an edit made while down is adopted")
 
     async def repaired() -> bool:
         return image_of(await admin_rest.get(ds_path(ours))) == "r.example/m:a"
 
     await eventually(repaired, timeout=20)
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
-    await settled(second)
+    await has_seen(second, "daemonsets", version_of(await admin_rest.get(ds_path(ours))))
     assert second.metrics.requests_total(verb="update", resource="daemonsets", code=200) == 1

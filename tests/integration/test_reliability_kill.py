@@ -124,7 +124,10 @@ async def test_killed_mid_build_the_restarted_operator_adopts_the_running_build(
 
     second = spawn("second")
     await eventually(lambda: ready_replica(second), timeout=30)
-    await asyncio.sleep(1.0)  # the new operator has seen the running Job
+    # The new operator's decision about the build, as it logs it ("adopting running Job ..." or,
+    # were the bug back, "started Job ..."): only after it is the Job count evidence.
+    await eventually(lambda: asyncio.sleep(0, "build of " in second.log_tail(400)), timeout=30)
+    assert "adopting running Job" in second.log_tail(400)
     assert [j["metadata"]["uid"] for j in await jobs(admin_rest, namespace)] == [
         job["metadata"]["uid"]
     ], "the restarted operator must adopt the running build, not start another"

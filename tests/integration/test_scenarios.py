@@ -12,6 +12,7 @@ from typing import Any
 from ooto.kernels import kernel_label_value
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
+from tests.integration.barrier import has_seen, idle, version_of
 from tests.integration.conftest import OperatorFactory
 from tests.integration.scenario_support import (
     apply_module,
@@ -149,8 +150,10 @@ async def test_changing_the_image_rolls_the_daemonset_and_no_change_writes_nothi
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
     before = operator.writes()
 
-    await patch_module(admin_rest, namespace, "mod", {"metadata": {"labels": {"touched": "yes"}}})
-    await kubelet_quiet(2.0)
+    touched = await patch_module(
+        admin_rest, namespace, "mod", {"metadata": {"labels": {"touched": "yes"}}}
+    )
+    await has_seen(operator, "modules", version_of(touched))
     assert operator.writes() == before, "a change outside the spec must write nothing"
 
     await patch_module(
@@ -163,12 +166,6 @@ async def test_changing_the_image_rolls_the_daemonset_and_no_change_writes_nothi
     await eventually(rolled)
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
     assert module["status"]["observedGeneration"] == module["metadata"]["generation"]
-
-
-async def kubelet_quiet(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 async def test_selector_changes_move_pods_between_nodes(
@@ -277,7 +274,10 @@ async def test_restart_on_a_converged_cluster_adopts_everything_and_writes_nothi
     await first.stop()
 
     second = await start_operator(watch_namespace=namespace)
-    await kubelet_quiet(3.0)
+    # A change that needs no write, after everything the restart must judge: once the operator
+    # has seen it and gone idle, it has judged all of it.
+    touched = await patch_module(admin_rest, namespace, "mod", {"metadata": {"labels": {"t": "1"}}})
+    await has_seen(second, "modules", version_of(touched))
 
     assert second.writes() == {}, f"restart wrote {second.metrics.exposition().decode()}"
     names = {ds["metadata"]["name"] for ds in await daemonsets(admin_rest, namespace)}
@@ -319,6 +319,10 @@ async def test_an_invalid_mapping_is_reported_and_other_modules_carry_on(
     assert await eventually(lambda: events(admin_rest, namespace, "InvalidSpec"))
     assert not await daemonsets(admin_rest, namespace, "bad-regexp")
 
+    await idle(operator)
     settled = operator.writes()
-    await kubelet_quiet(3.0)
+    touched = await patch_module(
+        admin_rest, namespace, "bad-regexp", {"metadata": {"labels": {"t": "1"}}}
+    )
+    await has_seen(operator, "modules", version_of(touched))
     assert operator.writes() == settled, "the operator keeps writing for an invalid Module"

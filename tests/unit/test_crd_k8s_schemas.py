@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,11 @@ def test_the_committed_extract_holds_the_roots_and_only_their_closure() -> None:
     assert extract_definitions({"definitions": definitions}) == definitions
 
 
-@pytest.mark.skipif(not SWAGGER.exists(), reason="upstream swagger.json not downloaded")
 def test_the_committed_extract_matches_upstream_1_20_2() -> None:
+    if not SWAGGER.exists():  # install-binaries.sh extracts it; CI (the flag below) must have it
+        if os.environ.get("OOTO_REQUIRE_CLUSTER"):
+            pytest.fail(f"OOTO_REQUIRE_CLUSTER is set but {SWAGGER} is missing")
+        pytest.skip("upstream swagger.json not extracted (ooto cluster install)")
     swagger = json.loads(SWAGGER.read_text())
     assert extract_definitions(swagger) == json.loads(DEFINITIONS_FILE.read_text())
 

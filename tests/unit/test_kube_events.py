@@ -1,9 +1,13 @@
-"""Event aggregation: which records fold into one Event, and the bounds on what waits."""
+"""Event aggregation: which records fold into one Event, the bounds on what waits, and a
+writer that survives an unexpected error."""
 
+import asyncio
 from typing import Any
 
+from ooto.kube.backoff import Backoff
 from ooto.kube.events import MAX_MESSAGE, EventRecorder, aggregation_key, event_timestamp
 from ooto.kube.leader import micro_time
+from ooto.metrics import Metrics
 
 
 def subject(name: str = "m", uid: str = "u1", ns: str = "ns") -> dict[str, Any]:
@@ -47,3 +51,37 @@ def test_waiting_repeats_take_no_extra_room_and_overflow_is_dropped() -> None:
 def test_timestamp_formats() -> None:
     assert event_timestamp(0) == "1970-01-01T00:00:00Z"
     assert len(micro_time()) == len("2024-01-01T00:00:00.000000Z")
+
+
+class FlakyEventsApi:
+    """`KubeApi.create` for Events that fails once with a non-Kubernetes error (a bug's shape)."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.failed = False
+
+    async def create(self, resource: Any, body: dict[str, Any]) -> dict[str, Any]:
+        if not self.failed:
+            self.failed = True
+            raise TypeError("something unexpected")
+        self.created.append(body["reason"])
+        return {"metadata": {"name": body["metadata"]["name"], "namespace": "ns"}}
+
+
+async def test_an_unexpected_error_restarts_the_writer_and_later_events_are_written() -> None:
+    api = FlakyEventsApi()
+    metrics = Metrics()
+    recorder = EventRecorder(api, observer=metrics)  # type: ignore[arg-type]
+    recorder.task._backoff = Backoff(0.01, 0.01)  # restart at once in a test
+    recorder.start()
+    try:
+        recorder.record(subject(), "Warning", "First", "lost with the failure")
+        recorder.record(subject(), "Warning", "Second", "written after the restart")
+        await asyncio.wait_for(recorder.flush(), 5)
+        assert api.created == ["Second"]
+        assert metrics.task_failures.labels(task="event-recorder")._value.get() == 1
+        recorder.record(subject(), "Normal", "Third", "and the next one")
+        await asyncio.wait_for(recorder.flush(), 5)
+        assert api.created == ["Second", "Third"]
+    finally:
+        await recorder.stop()

@@ -35,6 +35,10 @@ def test_issue_6_metrics_are_exposed() -> None:
     m.set_modules_by_state({"Ready": 1})
     m.set_kernel_actors_by_state({"Deploying": 2})
     m.event_dropped()
+    m.actor_failed("KernelActor", died=False)
+    m.task_failed("informer:nodes/*")
+    m.object_skipped("modules", {"metadata": {"name": "deep"}}, "Recursion limit reached")
+    m.observed("modules", "1234")
     # counters also have `_created` series (prometheus-client); they are not ours to list
     assert {name for name in families(m) if not name.endswith("_created")} == {
         "ooto_modules",
@@ -54,8 +58,13 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_leader",
         "ooto_events_dropped",
         "ooto_event_loop_lag_seconds",
+        "ooto_actor_failures",
+        "ooto_task_failures",
+        "ooto_watch_objects_skipped",
+        "ooto_informer_resource_version",
     }
     text = m.exposition().decode()
+    assert 'ooto_informer_resource_version{resource="modules"} 1234.0' in text
     assert 'ooto_kube_requests_total{code="200",resource="nodes",verb="get"} 1.0' in text
 
 
@@ -202,3 +211,14 @@ def test_sign_jobs_are_counted_by_outcome_from_zero() -> None:
     m.sign_finished(succeeded=True)
     samples = {s[1]["outcome"]: s[2] for s in families(m)["ooto_sign_jobs"]}
     assert samples == {"succeeded": 1.0, "failed": 0.0}
+
+
+def test_actor_failures_are_counted_by_outcome() -> None:
+    m = Metrics()
+    m.actor_failed("KernelActor", died=False)
+    m.actor_failed("KernelActor", died=True)
+    m.actor_failed("ModuleSupervisor", died=True)
+    assert m.actor_failures_total(died=True) == 2
+    assert m.actor_failures_total(died=False) == 1
+    text = m.exposition().decode()
+    assert 'ooto_actor_failures_total{actor_kind="KernelActor",outcome="died"} 1.0' in text

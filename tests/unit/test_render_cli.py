@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ooto.builds.buildconfig import render_buildconfig
+from ooto.builds.kaniko import KanikoOptions, render_dockerfile_configmap, render_kaniko_job
 from ooto.cli import main
-from ooto.render_cli import field_path
+from ooto.kernels import plan_kernel
+from ooto.render_cli import field_path, load_module
+from ooto.settings import Settings
 
 SAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
 
@@ -38,15 +42,100 @@ def test_a_literal_kernel_prints_both_daemonsets(
     assert "builds it first" not in out
 
 
-def test_a_build_mapping_says_the_image_would_be_built(
+def test_a_build_mapping_prints_the_build_objects_the_operator_would_create(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, write(tmp_path, SAMPLE), "5.10.0-1-gke")
     assert code == 0
     assert "matches spec.kernelMappings[2]" in out
-    assert "ooto builds it first" in out
-    assert "#   value: 5.10.0-1-gke" in out
-    assert "#   FROM some-image" in out
+    assert "ooto first creates the build objects below (kaniko backend" in out
+    documents = list(yaml.safe_load_all(out))
+    assert [doc["kind"] for doc in documents] == ["DaemonSet", "DaemonSet", "ConfigMap", "Job"]
+    configmap, job = documents[2:]
+    assert configmap["data"]["Dockerfile"] == "FROM some-image\nRUN some-command\n"
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--build-arg=KERNEL_FULL_VERSION=5.10.0-1-gke" in args
+    assert "--destination=quay.io/vendor/module-sample:gke" in args
+    assert job["metadata"]["name"] == configmap["metadata"]["name"]
+
+
+def test_the_build_objects_are_the_backends_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SAMPLE.replace("metadata: {name: module-sample}", "metadata: {name: m, uid: u-1}")
+    path = write(tmp_path, text)
+    module = load_module(path)
+    plan = plan_kernel(module, "5.10.0-1-gke")
+    assert plan is not None
+    code = main(["render", "-f", path, "--kernel", "5.10.0-1-gke", "--build-backend", "kaniko"])
+    kaniko = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert code == 0
+    settings = Settings.load()  # what select_backend gives the operator's backends
+    options = KanikoOptions(
+        executor_image=settings.kaniko_image,
+        active_deadline_seconds=settings.build_deadline_seconds,
+    )
+    configmap = render_dockerfile_configmap(module, plan)
+    assert kaniko[2:] == [configmap, render_kaniko_job(module, plan, options)]
+    code = main(
+        ["render", "-f", path, "--kernel", "5.10.0-1-gke", "--build-backend", "buildconfig"]
+    )
+    openshift = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert code == 0
+    assert openshift[2:] == [render_buildconfig(module, plan, settings.build_deadline_seconds)]
+    assert openshift[0]["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_without_a_uid_nothing_carries_an_owner_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, write(tmp_path, SAMPLE), "5.10.0-1-gke")
+    assert code == 0 and "no ownerReferences: the Module has no uid yet" in out
+    assert all("ownerReferences" not in doc["metadata"] for doc in yaml.safe_load_all(out))
+
+
+def test_values_go_would_read_as_bools_or_numbers_are_quoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SAMPLE.replace(
+        "feature.node.kubernetes.io/cpu-cpuid.VMX: true",
+        "feature.node.kubernetes.io/cpu-cpuid.VMX: y\n    tier: '1.10'\n    zone: 'on'",
+    )
+    code, out, _ = run(capsys, write(tmp_path, text), "5.4.0-1054-gke")
+    assert code == 0
+    assert "feature.node.kubernetes.io/cpu-cpuid.VMX: 'y'" in out
+    assert "tier: '1.10'" in out and "zone: 'on'" in out
+    selector = next(yaml.safe_load_all(out))["spec"]["template"]["spec"]["nodeSelector"]
+    assert selector["feature.node.kubernetes.io/cpu-cpuid.VMX"] == "y"
+
+
+def test_a_module_without_an_unload_hook_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, write(tmp_path, SAMPLE), "5.4.0-1054-gke")
+    assert code == 0 and "# warning NoUnloadHook: spec.moduleLoader has no" in out
+    text = SAMPLE.replace(
+        "securityContext:", "lifecycle: {preStop: {exec: {command: [x]}}}\n    securityContext:"
+    )
+    code, out, _ = run(capsys, write(tmp_path, text), "5.4.0-1054-gke")
+    assert code == 0 and "NoUnloadHook" not in out
+
+
+def test_a_modprobe_module_shows_its_scripts_as_literal_blocks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SAMPLE.replace(
+        "  selector:", "  modprobe: {moduleName: sample, firmwarePath: /firmware}\n  selector:"
+    )
+    path = write(tmp_path, text)
+    code = main(["render", "-f", path, "--kernel", "5.4.0-1054-gke", "--firmware-host-dir", "/fw"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "      - |\n" in out, "the scripts read as scripts"
+    loader = next(yaml.safe_load_all(out))["spec"]["template"]["spec"]
+    assert "modprobe -d /opt sample ||" in loader["containers"][0]["command"][2]
+    volumes = {volume["name"]: volume for volume in loader["volumes"]}
+    assert volumes["ooto-firmware"]["hostPath"] == {"path": "/fw", "type": "DirectoryOrCreate"}
 
 
 def test_no_match_explains_every_mapping(

@@ -25,6 +25,9 @@ class FakeHealth:
     def is_alive(self) -> bool:
         return self.alive
 
+    def problems(self) -> list[str]:
+        return [] if self.alive else ["a part died"]
+
     def is_synced(self) -> bool:
         return self.synced
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ooto.api import KernelPhase, KernelStatus
-from ooto.status import KernelProblem, ModuleFacts, fold_status
+from ooto.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
 
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
 
@@ -98,3 +98,29 @@ def test_long_messages_are_bounded_and_empty_strings_dropped() -> None:
     assert len(str(conditions(status)["Ready"]["message"])) <= 1024
     quiet = fold_status(ModuleFacts(generation=1, kernels=[ready("a", 1)]), None, NOW)
     assert all("message" not in k for k in quiet["kernels"])  # type: ignore[attr-defined]
+
+
+NO_HOOK = WarningCondition("NoUnloadHook", "NoUnloadHook", "nothing unloads the module")
+
+
+def test_a_warning_condition_is_true_and_leaves_ready_alone() -> None:
+    facts = ModuleFacts(generation=2, kernels=[ready("a", 1)], warnings=[NO_HOOK])
+    status = fold_status(facts, None, NOW)
+    cond = conditions(status)
+    assert cond["Ready"]["status"] == "True" and cond["Ready"]["reason"] == "AllKernelsReady"
+    assert cond["NoUnloadHook"] == {
+        "type": "NoUnloadHook",
+        "status": "True",
+        "reason": "NoUnloadHook",
+        "message": "nothing unloads the module",
+        "observedGeneration": 2,
+        "lastTransitionTime": NOW,
+    }
+    again = fold_status(facts, status, LATER)
+    assert again == status, "an unchanged warning keeps its transition time: nothing to write"
+
+
+def test_a_warning_goes_away_when_its_cause_does() -> None:
+    warned = fold_status(ModuleFacts(generation=1, warnings=[NO_HOOK]), None, NOW)
+    fixed = fold_status(ModuleFacts(generation=2), warned, LATER)
+    assert "NoUnloadHook" in conditions(warned) and "NoUnloadHook" not in conditions(fixed)
