@@ -27,7 +27,13 @@ from ooto.kube.informer import Informer
 from ooto.kube.resources import DAEMONSETS, MODULES, NODES, SECRETS
 from ooto.kube.writer import Writer
 from ooto.registry import ImageCheck, RegistryAuth, RegistryClient, auth_from_secret
-from ooto.signing import SIGNED_BY_LABEL, CertificateError, SignPlan, fingerprint
+from ooto.signing import (
+    SIGNED_BY_LABEL,
+    CertificateError,
+    SignPlan,
+    fingerprint,
+    private_key_problem,
+)
 from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
@@ -203,9 +209,10 @@ class KubeOperatorIO:
         """Start (or adopt) the sign Job of plan.image, after checking both Secrets."""
         sign = _sign_of(plan)
         key = await self._sign_secret(module, sign.key_secret, sign.key_key, "keySecret", True)
-        if b"PRIVATE KEY-----" not in key:
+        problem = private_key_problem(key)
+        if problem is not None:
             where = f"Secret {sign.key_secret} key {sign.key_key!r} (sign.keySecret)"
-            raise CertificateError(f"{where} holds no PEM private key")
+            raise CertificateError(f"{where} {problem}")
         signed_by = await self.current_fingerprint(module, plan)
         if not self._signer_image:
             raise BuildStartError("no signer image: set --signer-image (OOTO_SIGNER_IMAGE)")

@@ -34,6 +34,9 @@ _MAX_TAG = 128
 SAFE_GLOB = re.compile(r"/[A-Za-z0-9_.+*?\[\]/@:=,~-]*")
 """A file glob safe to leave unquoted in the signer's shell (no spaces, quotes, `$` or `;`)."""
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+_PEM_KEY = re.compile(
+    rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----(.+?)-----END \1PRIVATE KEY-----", re.S
+)
 
 
 class CertificateError(ValueError):
@@ -93,6 +96,23 @@ def certificate_der(data: bytes) -> bytes:
     if len(der) < 64 or der[:1] != b"\x30":
         raise CertificateError("not an X.509 certificate (DER SEQUENCE expected)")
     return der
+
+
+def private_key_problem(data: bytes) -> str | None:
+    """Why `data` is not a PEM private key sign-file can read (None when it looks like one). The
+    answer never quotes the data."""
+    found = _PEM_KEY.search(data)
+    if found is None:
+        return "holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)"
+    if b"ENCRYPTED" in found.group(1) or b"Proc-Type: 4,ENCRYPTED" in found.group(2):
+        return "holds an encrypted private key (sign-file needs it unencrypted)"
+    try:
+        der = base64.b64decode(b"".join(found.group(2).split()), validate=True)
+    except binascii.Error:
+        return "holds a PEM private key that is not valid base64"
+    if len(der) < 64 or der[:1] != b"\x30":
+        return "holds a PEM private key whose content is not a key (DER SEQUENCE expected)"
+    return None
 
 
 def fingerprint(cert: bytes) -> str:

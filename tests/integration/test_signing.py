@@ -41,6 +41,7 @@ from tests.integration.test_builds_buildah import GPU, _require_buildah, real_bu
 from tests.integration.test_builds_operator import jobs, not_ready_because
 
 KERNEL = "6.1.0-rpi7-rpi-v8+"
+GARBLED_KEY = b"-----BEGIN PRIVATE KEY-----\nno\n-----END PRIVATE KEY-----\n"
 MAGIC = b"~Module signature appended~\n"
 MODULE_TEXT = "an out-of-tree module built for {kernel}\n"
 
@@ -234,7 +235,7 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
     _, _, cert_der = key_pair(tmp_path, "only")
     path = f"/api/v1/namespaces/{namespace}/secrets"
     await admin_rest.post(path, secret("signing-cert", "cert", cert_der))
-    await admin_rest.post(path, secret("garbled-key", "key", b"-----BEGIN PRIVATE KEY-----\nno\n"))
+    await admin_rest.post(path, secret("garbled-key", "key", GARBLED_KEY))
     await real_builds.add_nodes([("sg2-a", KERNEL, GPU)])
     await start_operator(
         watch_namespace=namespace,
@@ -249,7 +250,8 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
     missing = {**SIGN, "keySecret": {"name": "absent"}}
     garbled = {**SIGN, "keySecret": {"name": "garbled-key"}}
     nothing = {**SIGN, "filesToSign": ["/opt/lib/modules/${KERNEL_FULL_VERSION}/*.ko.xz"]}
-    cases = (("nokey", missing), ("badkey", garbled), ("nomatch", nothing))
+    # signing-key holds a real key, but not the one of signing-cert: sign-file refuses it.
+    cases = (("nokey", missing), ("badkey", garbled), ("nomatch", nothing), ("wrongkey", SIGN))
     for name, sign in cases:
         mapping = signed_mapping(registry, f"ooto-test/{name}-{secrets.token_hex(3)}", base)
         await apply_module(admin_rest, namespace, module_manifest(name, [mapping], sign=sign))
@@ -259,17 +261,24 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
     )
     assert "Secret absent (sign.keySecret) not found" in condition(nokey, "Ready")["message"]
     badkey = await eventually(
-        lambda: not_ready_because(admin_rest, namespace, "badkey", "SignFailed"), timeout=120
+        lambda: not_ready_because(admin_rest, namespace, "badkey", "SignSecretInvalid"), timeout=120
     )
-    assert kernel_status(badkey)[KERNEL]["build"] == "SignFailed"
+    message = condition(badkey, "Ready")["message"]
+    assert "Secret garbled-key key 'key' (sign.keySecret) holds a PEM private key" in message
+    assert "\nno\n" not in message
+    wrongkey = await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "wrongkey", "SignFailed"), timeout=120
+    )
+    assert kernel_status(wrongkey)[KERNEL]["build"] == "SignFailed"
 
     async def event_of(name: str) -> list[dict[str, Any]]:
         found = await events(admin_rest, namespace, "SignFailed")
         return [e for e in found if e["involvedObject"]["name"] == name]
 
-    (event,) = await eventually(lambda: event_of("badkey"), timeout=30)
+    (event,) = await eventually(lambda: event_of("wrongkey"), timeout=30)
     assert "sign-file" in event["message"] or "error" in event["message"].lower()
     assert "sign of" in event["message"] and "log tail" in event["message"], event["message"]
+    assert not await daemonsets(admin_rest, namespace, "wrongkey")
     assert not await daemonsets(admin_rest, namespace, "badkey")
     await eventually(
         lambda: not_ready_because(admin_rest, namespace, "nomatch", "SignFailed"), timeout=120

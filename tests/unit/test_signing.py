@@ -22,6 +22,7 @@ from ooto.signing import (
     certificate_der,
     fingerprint,
     glob_problem,
+    private_key_problem,
     sign_dockerfile,
     unsigned_tag,
 )
@@ -123,6 +124,18 @@ def test_the_fingerprint_is_the_sha256_of_the_der_certificate_pem_or_der(tmp_pat
     for garbled in (b"", b"hello", pem.replace(b"M", b"!", 3), base64.b64encode(der)):
         with pytest.raises(CertificateError):
             fingerprint(garbled)
+
+
+def test_a_private_key_is_checked_without_quoting_it(tmp_path: Path) -> None:
+    certificate(tmp_path)
+    key = (tmp_path / "key.pem").read_bytes()
+    assert private_key_problem(key) is None
+    garbled = b"-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n"
+    encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----"
+    for data, words in ((b"", "no PEM"), (garbled, "base64"), (encrypted, "encrypted")):
+        problem = private_key_problem(data)
+        assert problem is not None and words in problem
+        assert "not base64!" not in problem
 
 
 def test_the_sign_job_mounts_the_secrets_into_the_build_step_only() -> None:
