@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from ooto.api.k8s_schemas import structural_schema
 from ooto.api.module import GROUP, K8S_REF, KIND, PLURAL, VERSION, Module, ModuleSpec, ModuleStatus
 
+Schema = dict[str, Any]
+
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
 APPROVAL = "unapproved, experimental-only"
@@ -28,8 +30,15 @@ EXACTLY_ONE: dict[str, tuple[str, str]] = {
     "Build": ("dockerfile", "git"),
 }
 # Node selector values may be written as unquoted YAML booleans or numbers (`true`), which the
-# Module model reads as their label text; a string-typed schema would reject them.
+# Module model reads as their label text; a string-typed schema would reject them. A structural
+# schema cannot say "string, number or boolean", so the value is left untyped but may hold no
+# property and no item: scalars only, never a subtree nested deeper than a decoder accepts.
 _ANY_SCALAR_MAPS = {("ModuleSpec", "selector")}
+_SCALAR: Schema = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "maxProperties": 0,
+    "maxItems": 0,
+}
 # ooto overwrites the module loader's name, so the Container schema must not require it.
 _NAME_OPTIONAL = {("ModuleSpec", "moduleLoader")}
 _KEPT = (
@@ -60,8 +69,6 @@ _PRINTER_COLUMNS = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.nodesDesired"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
-
-Schema = dict[str, Any]
 
 
 class _Converter:
@@ -111,8 +118,7 @@ class _Converter:
             return {"type": "array", "items": self.node(schema["items"], where)}
         if schema.get("type") == "object":
             if where in _ANY_SCALAR_MAPS:
-                values = {"x-kubernetes-preserve-unknown-fields": True}
-                return {"type": "object", "additionalProperties": values}
+                return {"type": "object", "additionalProperties": dict(_SCALAR)}
             return self._object(schema, where[0])
         return {"type": schema["type"]}
 
