@@ -13,6 +13,7 @@ from ooto.cli import main
 from ooto.kernels import plan_kernel
 from ooto.render_cli import field_path, load_module
 from ooto.settings import Settings
+from ooto.validation import ModulePolicy
 
 SAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
 
@@ -64,7 +65,7 @@ def test_the_build_objects_are_the_backends_own(
 ) -> None:
     text = SAMPLE.replace("metadata: {name: module-sample}", "metadata: {name: m, uid: u-1}")
     path = write(tmp_path, text)
-    module = load_module(path)
+    module = load_module(path, ModulePolicy())
     plan = plan_kernel(module, "5.10.0-1-gke")
     assert plan is not None
     code = main(["render", "-f", path, "--kernel", "5.10.0-1-gke", "--build-backend", "kaniko"])
