@@ -150,12 +150,16 @@ class AdmissionServer:
         self._task = asyncio.create_task(self._run(), name="admission-webhook")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Close the port; a second call does nothing."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._runner is not None:
-            await self._runner.cleanup()
+                await task
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self.serving.clear()
 
     async def _run(self) -> None:
         await self._until_certificate()

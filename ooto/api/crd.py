@@ -29,17 +29,12 @@ EXACTLY_ONE: dict[str, tuple[str, str]] = {
     "KernelMapping": ("literal", "regexp"),
     "Build": ("dockerfile", "git"),
 }
-# Node selector values may be written as unquoted YAML booleans or numbers (`true`), which the
-# Module model reads as their label text; a string-typed schema would reject them. A structural
-# schema cannot say "string, number or boolean", so the value is left untyped but may hold no
-# property and no item: scalars only, never a subtree nested deeper than a decoder accepts.
+# Node selector values: strings, or unquoted numbers the Module model reads as their label text.
+# Not an untyped value: on Kubernetes 1.20 an untyped (preserve-unknown-fields) subtree here costs
+# the API server time exponential in its depth before any validation runs (18 levels: 10 s of
+# CPU; 100: a request that times out and keeps a core busy), so a YAML boolean must be quoted.
 _ANY_SCALAR_MAPS = {("ModuleSpec", "selector")}
-_SCALAR: Schema = {
-    "x-kubernetes-preserve-unknown-fields": True,
-    "maxProperties": 0,
-    "maxItems": 0,
-}
-# ooto overwrites the module loader's name, so the Container schema must not require it.
+_SCALAR: Schema = {"x-kubernetes-int-or-string": True}
 _NAME_OPTIONAL = {("ModuleSpec", "moduleLoader")}
 _KEPT = (
     "description",
