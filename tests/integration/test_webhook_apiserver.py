@@ -13,19 +13,23 @@ import asyncio
 import base64
 import copy
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
+from ooto.testing.cluster import LocalCluster
 from ooto.testing.pki import make_ca, make_serving_cert
 from ooto.testing.rest import KubeRest, RestError
 from ooto.testing.waiting import eventually
 from ooto.validation import ModulePolicy
 from ooto.webhook import PATH, AdmissionServer, WebhookConfig
+from tests.integration.operator_process import free_port, start
 from tests.integration.scenario_support import GROUP_PATH
 
 WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
@@ -208,3 +212,54 @@ async def test_with_the_webhook_down_module_writes_are_refused_only_where_it_app
         await admin_rest.post(f"{GROUP_PATH}/namespaces/{other}/modules", module("elsewhere"))
     finally:
         await admin_rest.delete(f"/api/v1/namespaces/{other}")
+
+
+async def _answer(port: int, ca_file: Path, review: dict[str, Any]) -> dict[str, Any] | None:
+    tls = ssl.create_default_context(cafile=str(ca_file))
+    url = f"https://127.0.0.1:{port}{PATH}"
+    try:
+        async with aiohttp.ClientSession() as http, http.post(url, json=review, ssl=tls) as answer:
+            body: dict[str, Any] = await answer.json()
+            return body["response"]
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def test_every_replica_of_ooto_run_serves_it_the_standby_too(
+    cluster: LocalCluster, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    """`ooto run` with leader election: the replica that does not lead answers reviews too."""
+    ca = make_ca(tmp_path, "webhook-ca")
+    make_serving_cert(ca, tmp_path, "tls")
+    ports = [free_port(), free_port()]
+    flags = [f"--operator-namespace={namespace}", f"--watch-namespace={namespace}"]
+    flags += [f"--lease-name=webhook-{secrets.token_hex(3)}", f"--webhook-cert-dir={tmp_path}"]
+    replicas = [
+        start(f"ooto-{i}", cluster.admin_kubeconfig, tmp_path, *flags, f"--webhook-port={port}")
+        for i, port in enumerate(ports)
+    ]
+    try:
+
+        async def leaders() -> list[float] | None:
+            values = [await replica.value("ooto_leader") for replica in replicas]
+            return values if sorted(values, key=lambda v: v or 0) == [0, 1] else None
+
+        await eventually(leaders, what="one leader and one standby")
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "ooto.sigs.k8s.io", "version": "v1alpha1", "kind": "Module"},
+                "operation": "CREATE",
+                "object": module("m", serviceAccountName="powerful"),
+            },
+        }
+        for port in ports:
+            answer = await eventually(lambda port=port: _answer(port, ca.cert, review))
+            assert answer["uid"] == "u-1" and answer["allowed"] is False
+            assert "spec.serviceAccountName" in answer["status"]["message"]
+    finally:
+        for replica in replicas:
+            await replica.stop()
+            print(f"--- {replica.name} ---\n{replica.log_tail()}")
