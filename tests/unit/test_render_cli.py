@@ -205,3 +205,32 @@ def test_field_path_formats_pydantic_locations() -> None:
         == "spec.kernelMappings[0].containerImage"
     )
     assert field_path(()) == "(document)"
+
+
+HOST_PATH = (
+    "configMap: {name: some-configmap}",
+    "hostPath: {path: /etc}",
+)
+
+
+def test_the_operator_policy_from_the_environment_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same validation, same policy as the webhook and the operator: safe unless OOTO_* says."""
+    monkeypatch.delenv("OOTO_ALLOW_HOST_PATH_VOLUMES", raising=False)
+    assert HOST_PATH[0] in SAMPLE
+    path = write(tmp_path, SAMPLE.replace(*HOST_PATH))
+    code, _, err = run(capsys, path, "5.4.0-1054-gke")
+    assert code == 2
+    assert "spec.additionalVolumes[0].hostPath: " in err and "allowHostPathVolumes" in err
+    monkeypatch.setenv("OOTO_ALLOW_HOST_PATH_VOLUMES", "true")
+    code, out, _ = run(capsys, path, "5.4.0-1054-gke")
+    assert code == 0 and "path: /etc" in out
+
+
+def test_a_bad_policy_setting_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OOTO_ALLOWED_SERVICE_ACCOUNTS", "Not_Valid")
+    code, _, err = run(capsys, write(tmp_path, SAMPLE), "5.4.0-1054-gke")
+    assert code == 2 and "OOTO_ALLOWED_SERVICE_ACCOUNTS" in err
