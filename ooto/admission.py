@@ -73,11 +73,19 @@ def judge(request: Mapping[str, Any], policy: ModulePolicy) -> tuple[list[FieldE
     new = request.get("object")
     if not isinstance(new, dict):
         return [FieldError("(object)", "missing")], []
-    errors = validate_module(new, policy)
+    errors = validate_module(_in_namespace(new, request.get("namespace")), policy)
     old = request.get("oldObject")
     if errors and isinstance(old, dict) and old.get("spec") == new.get("spec"):
         return [], [_warning(error) for error in errors[:MAX_WARNINGS]]
     return errors, []
+
+
+def _in_namespace(obj: dict[str, Any], namespace: Any) -> dict[str, Any]:
+    """The object with the request's namespace in its metadata, which the policy reads."""
+    meta = obj.get("metadata")
+    if not isinstance(namespace, str) or not isinstance(meta, dict) or meta.get("namespace"):
+        return obj
+    return {**obj, "metadata": {**meta, "namespace": namespace}}
 
 
 def denial_status(request: Mapping[str, Any], errors: list[FieldError]) -> dict[str, Any]:

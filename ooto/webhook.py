@@ -37,8 +37,9 @@ PATH = "/validate-module"
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 CERT_POLL_SECONDS = 2.0
-MAX_REVIEW_BYTES = 16 * 1024 * 1024
-"""An UPDATE review carries the object twice; the API server stores objects up to ~1.5 MiB."""
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
+"""An UPDATE review carries the object twice, and etcd keeps objects up to 1.5 MiB: 8 MiB leaves
+room, and bounds what any client reaching the port can make the loop decode."""
 RETRY_SECONDS = 5.0
 
 FileStamp = tuple[int, int, int]  # inode, size, mtime: a Secret volume swaps a symlink

@@ -122,3 +122,14 @@ def test_an_undecodable_body_is_denied_with_its_uid_echoed() -> None:
     assert "cannot be decoded" in out["response"]["status"]["message"]
     with pytest.raises(ReviewError):
         undecodable_response(b"{{{")
+
+
+def test_the_request_namespace_counts_when_the_object_has_none() -> None:
+    """`NAMESPACE/NAME` entries of allowedServiceAccounts match the namespace of the request."""
+    body = module(serviceAccountName="loader")
+    del body["metadata"]["namespace"]
+    policy = ModulePolicy(allowed_service_accounts=frozenset({"ns/loader"}))
+    assert answer(review(body), policy)["allowed"] is True
+    elsewhere = review(body)
+    elsewhere["request"]["namespace"] = "other"
+    assert answer(elsewhere, policy)["allowed"] is False
