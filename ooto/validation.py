@@ -221,23 +221,36 @@ def modprobe_check(module: Module, policy: ModulePolicy) -> Iterator[FieldError]
 # --- the operator's policy ----------------------------------------------------------------------
 
 
+_SECURITY = "spec.moduleLoader.securityContext"
+
+
+def loader_shape_errors(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
+    """securityContext and its capabilities are objects: `ooto render` reads files that no
+    schema checked, and the privilege check must see what it judges."""
+    security = module.spec.module_loader.get("securityContext") or {}
+    if not isinstance(security, Mapping):
+        yield FieldError(_SECURITY, "must be an object")
+    elif not isinstance(security.get("capabilities") or {}, Mapping):
+        yield FieldError(f"{_SECURITY}.capabilities", "must be an object")
+
+
 def loader_privilege_errors(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
     """The module loader needs CAP_SYS_MODULE only: `privileged`, or any capability beyond it
     (SYS_ADMIN or ALL are as good as privileged), runs only where the policy allows it."""
     if policy.allow_privileged_module_loader:
         return
-    security = module.spec.module_loader.get("securityContext") or {}
+    security = _mapping(module.spec.module_loader.get("securityContext"))
     refusal = (
         "the module loader needs only CAP_SYS_MODULE; this operator is configured to refuse "
         "privileged module loaders (chart value allowPrivilegedModuleLoader)"
     )
     if security.get("privileged"):
-        yield FieldError("spec.moduleLoader.securityContext.privileged", refusal)
-    added = (security.get("capabilities") or {}).get("add") or []
-    more = [str(c) for c in added if str(c).upper().removeprefix("CAP_") != "SYS_MODULE"]
+        yield FieldError(f"{_SECURITY}.privileged", refusal)
+    added = _mapping(security.get("capabilities")).get("add")
+    listed = added if isinstance(added, list) else [added] if added else []
+    more = [str(c) for c in listed if str(c).upper().removeprefix("CAP_") != "SYS_MODULE"]
     if more:
-        path = "spec.moduleLoader.securityContext.capabilities.add"
-        yield FieldError(path, f"{', '.join(more)}: {refusal}")
+        yield FieldError(f"{_SECURITY}.capabilities.add", f"{', '.join(more)}: {refusal}")
 
 
 def host_path_errors(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
@@ -245,7 +258,7 @@ def host_path_errors(module: Module, policy: ModulePolicy) -> Iterator[FieldErro
     if policy.allow_host_path_volumes:
         return
     for index, volume in enumerate(module.spec.additional_volumes):
-        if volume.get("hostPath") is not None:
+        if _mapping(volume).get("hostPath") is not None:
             yield FieldError(
                 f"spec.additionalVolumes[{index}].hostPath",
                 "this operator is configured to refuse hostPath volumes "
@@ -273,12 +286,18 @@ def _listed(allowed: frozenset[str]) -> str:
     return ", ".join(sorted(allowed)) if allowed else "empty, only the namespace's default"
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A free-form field as a mapping: without the API server's schema (`ooto render` reads a
+    file) a field may hold anything, and a check must judge it, not crash on it."""
+    return value if isinstance(value, Mapping) else {}
+
+
 # --- tolerations (the rules of the API server's pod validation, as KMM's webhook applies) -------
 
 
 def toleration_errors(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
     for index, toleration in enumerate(module.spec.tolerations):
-        yield from _toleration_errors(toleration, f"spec.tolerations[{index}]")
+        yield from _toleration_errors(_mapping(toleration), f"spec.tolerations[{index}]")
 
 
 def _toleration_errors(toleration: Mapping[str, Any], path: str) -> Iterator[FieldError]:
@@ -315,6 +334,7 @@ def _is_label_value(value: str) -> bool:
 CHECKS: tuple[Check, ...] = (
     kernel_mapping_errors,
     modprobe_check,
+    loader_shape_errors,
     loader_privilege_errors,
     host_path_errors,
     service_account_errors,

@@ -260,3 +260,29 @@ def test_summary_quotes_the_first_twenty_and_counts_the_rest() -> None:
     text = summary(errors)
     assert text.startswith("spec.tolerations[0]: bad; spec.tolerations[1]: bad")
     assert "spec.tolerations[19]: bad; and 5 more" in text and "[20]" not in text
+
+
+LOADER = "spec.moduleLoader.securityContext"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"moduleLoader": {"image": "x", "securityContext": "privileged"}}, [LOADER]),
+        (
+            {"moduleLoader": {"image": "x", "securityContext": {"capabilities": "ALL"}}},
+            [f"{LOADER}.capabilities"],
+        ),
+        (
+            {"moduleLoader": {"image": "x", "securityContext": {"capabilities": {"add": "ALL"}}}},
+            [f"{LOADER}.capabilities.add"],
+        ),
+        ({"tolerations": ["Exists"]}, ["spec.tolerations[0]"]),
+        ({"additionalVolumes": [["hostPath"]]}, ["spec.additionalVolumes[0]"]),
+    ],
+)
+def test_free_form_fields_of_the_wrong_shape_are_judged_not_crashed_on(
+    spec: dict[str, Any], expected: list[str]
+) -> None:
+    """`ooto render` reads files the API server's schema never saw."""
+    assert [e.path for e in validate_module(raw(**spec), SAFE)] == expected
