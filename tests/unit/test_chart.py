@@ -497,6 +497,14 @@ class TestWebhook:
         assert [p["name"] for p in operator["ports"]] == ["metrics"]
         assert "webhook-certs" not in {m["name"] for m in operator["volumeMounts"]}
 
+    def test_with_watch_namespace_only_that_namespace_is_judged(self) -> None:
+        (hook,) = only(render("watchNamespace=team-a"), "ValidatingWebhookConfiguration")[
+            "webhooks"
+        ]
+        assert hook["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "team-a"}
+        }
+
     def test_namespace_selector_and_failure_policy_are_values(self) -> None:
         docs = render(
             "webhook.namespaceSelector.matchLabels.team=a", "webhook.failurePolicy=Ignore"
