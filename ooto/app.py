@@ -247,6 +247,8 @@ async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -
         make_app(health, metrics), settings.metrics_host, settings.metrics_port
     )
     webhook = start_webhook(settings, metrics)
+    if webhook is not None:
+        health.tasks.append(webhook.task)
     try:
         backend = await select_backend(api, settings)
         return await _lead_and_run(settings, api, metrics, backend, health, stop)

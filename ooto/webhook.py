@@ -16,7 +16,6 @@ says which files are missing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ooto.admission import ReviewError, encode, review_response, undecodable_response
+from ooto.kube.tasks import SupervisedTask, TaskObserver
 from ooto.logs import log_fields
 from ooto.validation import ModulePolicy
 
@@ -40,13 +40,16 @@ CERT_POLL_SECONDS = 2.0
 MAX_REVIEW_BYTES = 8 * 1024 * 1024
 """An UPDATE review carries the object twice, and etcd keeps objects up to 1.5 MiB: 8 MiB leaves
 room, and bounds what any client reaching the port can make the loop decode."""
-RETRY_SECONDS = 5.0
 
 FileStamp = tuple[int, int, int]  # inode, size, mtime: a Secret volume swaps a symlink
 
 
 class ReviewObserver(Protocol):
     def webhook_reviewed(self, allowed: bool) -> None: ...
+
+
+class WebhookObserver(ReviewObserver, TaskObserver, Protocol):
+    """`ooto.metrics.Metrics`: reviews answered, and failures of the serving task."""
 
 
 class ServingCertificate:
@@ -136,27 +139,26 @@ def _answer(body: bytes, policy: ModulePolicy) -> dict[str, Any]:
 
 
 class AdmissionServer:
-    """Serves the webhook from a background task: waits for the certificate, binds, reloads."""
+    """Serves the webhook from a supervised task: waits for the certificate, binds, reloads.
 
-    def __init__(self, config: WebhookConfig, observer: ReviewObserver | None = None) -> None:
+    A failure (the port taken, anything unexpected) is logged and counted, and the task restarts
+    with backoff (`ooto.kube.tasks`); one that keeps failing makes the replica not alive."""
+
+    def __init__(self, config: WebhookConfig, observer: WebhookObserver | None = None) -> None:
         self.config = config
         self.certificate = ServingCertificate(config.cert_dir)
         self.serving = asyncio.Event()
         self.port: int | None = None
         self._app = make_app(config.policy, observer)
         self._runner: web.AppRunner | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.task = SupervisedTask("admission-webhook", self._run, observer=observer)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="admission-webhook")
+        self.task.start()
 
     async def stop(self) -> None:
         """Close the port; a second call does nothing."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.task.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -164,24 +166,15 @@ class AdmissionServer:
 
     async def _run(self) -> None:
         await self._until_certificate()
-        while self._runner is None:
-            try:
-                await self._bind()
-            except OSError as error:
-                log.error(
-                    "webhook cannot listen on port %s: %s",
-                    self.config.port,
-                    error,
-                    extra=log_fields(reason="WebhookListenFailed"),
-                )
-                await asyncio.sleep(RETRY_SECONDS)
+        if self._runner is None:
+            await self._bind()
         while True:
             await asyncio.sleep(CERT_POLL_SECONDS)
             self.certificate.reload_if_changed()
 
     async def _until_certificate(self) -> None:
         warned = False
-        while not self.certificate.reload_if_changed():
+        while not self.certificate.reload_if_changed() and self.certificate.loaded is None:
             if not warned:
                 warned = True
                 log.warning(

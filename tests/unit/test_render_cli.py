@@ -98,9 +98,10 @@ def test_without_a_uid_nothing_carries_an_owner_reference(
 def test_values_go_would_read_as_bools_or_numbers_are_quoted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    quoted = 'feature.node.kubernetes.io/cpu-cpuid.VMX: "true"'
+    assert quoted in SAMPLE
     text = SAMPLE.replace(
-        "feature.node.kubernetes.io/cpu-cpuid.VMX: true",
-        "feature.node.kubernetes.io/cpu-cpuid.VMX: y\n    tier: '1.10'\n    zone: 'on'",
+        quoted, "feature.node.kubernetes.io/cpu-cpuid.VMX: y\n    tier: '1.10'\n    zone: 'on'"
     )
     code, out, _ = run(capsys, write(tmp_path, text), "5.4.0-1054-gke")
     assert code == 0

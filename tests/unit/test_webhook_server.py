@@ -31,8 +31,13 @@ UID = "0c7f4a4e-8d4b-4a53-9a57-6f1e2b3c4d5e"
 class Reviews:
     allowed: list[bool] = field(default_factory=list)
 
+    failed: list[str] = field(default_factory=list)
+
     def webhook_reviewed(self, allowed: bool) -> None:
         self.allowed.append(allowed)
+
+    def task_failed(self, task: str) -> None:
+        self.failed.append(task)
 
 
 def issue(directory: Path, name: str) -> tuple[CertPair, CertPair]:
@@ -191,3 +196,24 @@ async def test_the_port_opens_once_the_certificate_appears(tmp_path: Path) -> No
         assert server.port is not None and await handshake_ok(server.port, ca)
     finally:
         await server.stop()
+
+
+async def test_a_port_that_cannot_be_bound_is_a_task_failure_retried(
+    served: Served, tmp_path: Path
+) -> None:
+    """Another replica's port (here: the fixture's) is taken: the failure is counted and the
+    task retried, never silently gone."""
+    taken = served.server.port
+    assert taken is not None
+    reviews = Reviews()
+    config = WebhookConfig(ModulePolicy(), served.cert_dir, "127.0.0.1", taken)
+    second = AdmissionServer(config, observer=reviews)
+    second.start()
+    try:
+        await eventually(
+            lambda: asyncio.sleep(0, result=reviews.failed or None), what="a counted failure"
+        )
+        assert reviews.failed == ["admission-webhook"]
+        assert not second.serving.is_set() and second.task.failures_in_a_row >= 1
+    finally:
+        await second.stop()
