@@ -7,11 +7,12 @@ another. Methods returning coroutines are run through the Bridge; the others nev
 from __future__ import annotations
 
 from collections.abc import Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ooto.api import Module
 from ooto.kernels import KernelPlan
+from ooto.validation import ModulePolicy
 
 Obj = Mapping[str, Any]
 EventKind = Literal["Normal", "Warning"]
@@ -139,9 +140,9 @@ class ActorSettings:
     status_debounce_seconds: float = 0.2
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 300.0
-    allow_privileged_module_loader: bool = False
     sign_recheck_seconds: float = 60.0
     firmware_host_dir: str = "/lib/firmware"
+    module_policy: ModulePolicy = field(default_factory=ModulePolicy)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from actors.messages import (
     Subscribe,
     Unsubscribe,
 )
-from actors.ports import ActorContext, ActorSettings
+from actors.ports import ActorContext
 from actors.retire import orphans
 from actors.routes import RouteKey
 from ooto.api import KernelPhase, Module
@@ -42,12 +42,12 @@ from ooto.kernels import (
     kernel_label_value,
     label_safe,
     plan_kernel,
-    validate_module,
 )
 from ooto.logs import log_fields
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.render import render_failure
 from ooto.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
+from ooto.validation import validate_module
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +59,6 @@ to every watcher. A condition that flips is news and goes out after the debounce
 
 
 _NO_UNLOAD_HOOK = WarningCondition(NO_UNLOAD_HOOK, NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE)
-
-
-def module_policy_errors(module: Module, settings: ActorSettings) -> list[str]:
-    """Spec problems that are the operator's policy rather than the schema's.
-
-    The module loader needs CAP_SYS_MODULE only: `privileged`, or any capability beyond it (such
-    as SYS_ADMIN or ALL, which are as good as privileged), runs only where the setting allows it.
-    """
-    if settings.allow_privileged_module_loader:
-        return []
-    security = module.spec.module_loader.get("securityContext") or {}
-    refusal = (
-        "the module loader needs only CAP_SYS_MODULE; this operator is configured to refuse "
-        "privileged module loaders (chart value allowPrivilegedModuleLoader)"
-    )
-    errors = []
-    if security.get("privileged"):
-        errors.append(f"spec.moduleLoader.securityContext.privileged: {refusal}")
-    added = (security.get("capabilities") or {}).get("add") or []
-    more = [str(c) for c in added if str(c).upper().removeprefix("CAP_") != "SYS_MODULE"]
-    if more:
-        path = "spec.moduleLoader.securityContext.capabilities.add"
-        errors.append(f"{path}: {', '.join(more)}: {refusal}")
-    return errors
 
 
 class ModuleSupervisor(OotoActor):
@@ -163,8 +139,7 @@ class ModuleSupervisor(OotoActor):
 
     def _validate(self) -> None:
         try:
-            errors = [str(e) for e in validate_module(self._module)]
-            errors += module_policy_errors(self._module, self._settings)
+            errors = [str(e) for e in validate_module(self._module, self._settings.module_policy)]
         except RecursionError as error:
             errors = [render_failure(self._module, error)]
         if errors and errors != self._spec_errors:

@@ -57,6 +57,7 @@ from ooto.reports import InformerReports
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
 from ooto.stored import trim_pod
+from ooto.webhook import AdmissionServer, WebhookConfig
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +175,9 @@ class Operator:
             status_debounce_seconds=self.settings.status_debounce_seconds,
             backoff_initial_seconds=self.settings.backoff_initial_seconds,
             backoff_max_seconds=self.settings.backoff_max_seconds,
-            allow_privileged_module_loader=self.settings.allow_privileged_module_loader,
             sign_recheck_seconds=self.settings.sign_secrets_recheck_seconds,
             firmware_host_dir=self.settings.firmware_host_dir,
+            module_policy=self.settings.module_policy(),
         )
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)
@@ -272,13 +273,33 @@ async def run(settings: Settings, kubeconfig: str | None, stop: asyncio.Event) -
     runner = await start_server(
         make_app(health, metrics), settings.metrics_host, settings.metrics_port
     )
+    webhook = start_webhook(settings, metrics)
+    if webhook is not None:
+        health.tasks.append(webhook.task)
     try:
         backend = await select_backend(api, settings)
         return await _lead_and_run(settings, api, metrics, backend, health, stop)
     finally:
         await asyncio.to_thread(pykka.ActorRegistry.stop_all, block=True, timeout=10)
+        if webhook is not None:
+            await webhook.stop()
         await stop_server(runner)
         await api.close()
+
+
+def start_webhook(settings: Settings, metrics: Metrics) -> AdmissionServer | None:
+    """The admission webhook, served by every replica (leader or not) unless its port is 0."""
+    if settings.webhook_port == 0:
+        return None
+    config = WebhookConfig(
+        policy=settings.module_policy(),
+        cert_dir=settings.webhook_cert_dir,
+        host=settings.metrics_host,
+        port=settings.webhook_port,
+    )
+    server = AdmissionServer(config, observer=metrics)
+    server.start()
+    return server
 
 
 async def _lead_and_run(
@@ -395,6 +416,11 @@ async def _main(settings: Settings, kubeconfig: str | None) -> int:
 async def run_demo_operator(kubeconfig: str, stop: asyncio.Event) -> None:
     """The operator as `ooto demo` runs it: no leader election, a free metrics port."""
     settings = Settings.load(
-        {"leader_election": False, "metrics_port": 0, "status_debounce_seconds": 0.5}
+        {
+            "leader_election": False,
+            "metrics_port": 0,
+            "status_debounce_seconds": 0.5,
+            "webhook_port": 0,
+        }
     )
     await run(settings, kubeconfig, stop)

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import re2
 
 from ooto.api.module import GitSource, KernelMapping, Module, RegistryAccess, Sign
-from ooto.modprobe import modprobe_errors
 from ooto.signing import SignPlan, glob_problem, unsigned_tag
 from ooto.variables import (
     BUILTIN_VARIABLES,
@@ -28,8 +27,6 @@ from ooto.variables import (
     kernel_variables,
     substitute,
     tag_safe,
-    template_variables,
-    unknown_variable_message,
 )
 
 Role = Literal["module-loader", "device-plugin"]
@@ -151,7 +148,7 @@ def compile_regexp(pattern: str, field_path: str) -> Any:
         raise SpecError(field_path, f"invalid RE2 regexp: {text}") from None
 
 
-def _group_names(mapping: KernelMapping, path: str) -> list[str]:
+def group_names(mapping: KernelMapping, path: str) -> list[str]:
     if mapping.regexp is None:
         return []
     names = sorted(compile_regexp(mapping.regexp, f"{path}.regexp").groupindex)
@@ -161,7 +158,7 @@ def _group_names(mapping: KernelMapping, path: str) -> list[str]:
     return names
 
 
-def _templates(mapping: KernelMapping, path: str) -> list[tuple[str, str]]:
+def mapping_templates(mapping: KernelMapping, path: str) -> list[tuple[str, str]]:
     """(field path, template) for every substituted field of a mapping."""
     found = [(f"{path}.containerImage", mapping.container_image)]
     if mapping.sign is not None:
@@ -178,34 +175,6 @@ def _templates(mapping: KernelMapping, path: str) -> list[tuple[str, str]]:
     return found
 
 
-def _validate_mapping(mapping: KernelMapping, path: str) -> list[SpecError]:
-    try:
-        known = {*BUILTIN_VARIABLES, *_group_names(mapping, path)}
-    except SpecError as error:
-        return [error]
-    errors: list[SpecError] = []
-    for field_path, template in _templates(mapping, path):
-        try:
-            unknown = [name for name in template_variables(template) if name not in known]
-        except TemplateError as error:
-            errors.append(SpecError(field_path, str(error)))
-            continue
-        if unknown:
-            message = unknown_variable_message(unknown[0], dict.fromkeys(known, ""))
-            errors.append(SpecError(field_path, message))
-    return errors
-
-
-def validate_module(module: Module) -> list[SpecError]:
-    """Every problem found without a kernel: regexps compile, templates parse, names are known."""
-    errors: list[SpecError] = []
-    for index, mapping in enumerate(module.spec.kernel_mappings):
-        errors.extend(_validate_mapping(mapping, mapping_path(index)))
-    # Until ooto/validation.py holds every check, the modprobe checks live beside their scripts.
-    errors.extend(SpecError(path, message) for path, message in modprobe_errors(module))
-    return errors
-
-
 def _match(mapping: KernelMapping, kernel: str, path: str) -> dict[str, str] | None:
     """Named groups when the mapping matches the kernel (empty for literals), else None."""
     if mapping.literal is not None:
@@ -214,7 +183,7 @@ def _match(mapping: KernelMapping, kernel: str, path: str) -> dict[str, str] | N
     found = compile_regexp(mapping.regexp, f"{path}.regexp").search(kernel)
     if found is None:
         return None
-    _group_names(mapping, path)
+    group_names(mapping, path)
     return {name: value or "" for name, value in found.groupdict().items()}
 
 

@@ -135,6 +135,12 @@ class Metrics:
         self.relists = Counter(
             "ooto_watch_relists_total", "Full relists (start, 410 Gone).", ["resource"], registry=r
         )
+        self.webhook_reviews = Counter(
+            "ooto_webhook_reviews_total",
+            "Module admission reviews answered, by whether the write was allowed.",
+            ["allowed"],
+            registry=r,
+        )
 
     def _define_runtime_metrics(self) -> None:
         r = self.registry
@@ -284,6 +290,9 @@ class Metrics:
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
+
+    def webhook_reviewed(self, allowed: bool) -> None:
+        self.webhook_reviews.labels(allowed="true" if allowed else "false").inc()
 
     def event_dropped(self) -> None:
         self.events_dropped.inc()

@@ -6,19 +6,18 @@ DaemonSets and, when the mapping builds its image, the build objects of the chos
 operator uses. Strings are quoted wherever Go's YAML 1.1 (kubectl) would read something else, so
 `ooto render ... | kubectl apply --dry-run=server -f -` checks them against a real API server.
 Exit codes: 0 rendered, 1 no mapping matches the kernel, 2 bad input (the message names the file
-and the field path).
+and the field path). The Module is validated exactly as the admission webhook and the operator
+do, under the policy the `OOTO_*` environment sets (the chart's defaults when unset).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import yaml
-from pydantic import ValidationError
 
 from ooto.api.module import KIND, Module
 from ooto.builds.buildconfig import render_buildconfig
@@ -29,12 +28,14 @@ from ooto.kernels import (
     SpecError,
     mapping_path,
     plan_kernel,
-    validate_module,
 )
 from ooto.manifest_yaml import dump_manifests
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.render import RenderOptions, node_kernel_labels, render_daemonsets
 from ooto.settings import Settings, SettingsError
+from ooto.validation import ModulePolicy, field_path, validate_module
+
+__all__ = ["field_path", "load_module", "render_command"]
 
 
 class InputError(Exception):
@@ -45,10 +46,7 @@ def render_command(args: argparse.Namespace) -> int:
     filename, kernel = str(args.filename), str(args.kernel)
     try:
         settings = _settings(args)
-        module = load_module(filename)
-        errors = validate_module(module)
-        if errors:
-            raise InputError("\n".join(f"{filename}: {error}" for error in errors))
+        module = load_module(filename, settings.module_policy())
         plan = plan_kernel(module, kernel)
     except InputError as error:
         print(error, file=sys.stderr)
@@ -75,8 +73,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise InputError(str(error)) from None
 
 
-def load_module(filename: str) -> Module:
-    """The Module in a YAML file; InputError naming the file and field path otherwise."""
+def load_module(filename: str, policy: ModulePolicy) -> Module:
+    """The valid Module in a YAML file; InputError naming the file and each field path otherwise."""
     try:
         text = Path(filename).read_text(encoding="utf-8")
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
@@ -87,19 +85,10 @@ def load_module(filename: str) -> Module:
     modules = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == KIND]
     if len(modules) != 1:
         raise InputError(f"{filename}: expected one document of kind {KIND}, found {len(modules)}")
-    try:
-        return Module.model_validate(modules[0])
-    except ValidationError as error:
-        lines = [f"{filename}: {field_path(e['loc'])}: {e['msg']}" for e in error.errors()]
-        raise InputError("\n".join(lines)) from None
-
-
-def field_path(location: Sequence[int | str]) -> str:
-    """A pydantic error location as a field path: `spec.kernelMappings[0].containerImage`."""
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(document)"
+    errors = validate_module(modules[0], policy)
+    if errors:
+        raise InputError("\n".join(f"{filename}: {error}" for error in errors))
+    return Module.model_validate(modules[0])
 
 
 def explain_no_match(module: Module, kernel: str, out: TextIO) -> None:

@@ -11,10 +11,12 @@ import argparse
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ooto.validation import ModulePolicy
 
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
@@ -23,8 +25,10 @@ DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
 DEFAULT_SIGNER_IMAGE = ""
 """No default: no public image with `sign-file` could be verified and pinned. A Module that signs
 reports SignFailed ("no --signer-image") until one is set."""
+DEFAULT_WEBHOOK_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 BuildBackendName = Literal["auto", "buildah", "kaniko", "buildconfig"]
@@ -89,6 +93,21 @@ class Settings(BaseSettings):
         pattern=r"^/([A-Za-z0-9._+-]+/?)*$",
         description="Nodes' firmware directory, where spec.modprobe.firmwarePath is copied.",
     )
+    allow_host_path_volumes: bool = Field(
+        default=False, description="Accept Modules whose additionalVolumes mount host paths."
+    )
+    allowed_service_accounts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated service accounts a Module may name for its pods (NAME, "
+        "NAMESPACE/NAME or *); empty = only the namespace's default.",
+    )
+    webhook_port: int = Field(
+        default=9443, ge=0, le=65535, description="Admission webhook HTTPS port; 0 = off."
+    )
+    webhook_cert_dir: Path = Field(
+        default=Path(DEFAULT_WEBHOOK_CERT_DIR),
+        description="Directory holding the webhook's tls.crt and tls.key (re-read on change).",
+    )
     backoff_initial_seconds: float = Field(default=5, gt=0)
     backoff_max_seconds: float = Field(default=300, gt=0)
 
@@ -105,6 +124,23 @@ class Settings(BaseSettings):
     def _dns_label(cls, value: str | None) -> str | None:
         if value is not None and (len(value) > 63 or not _DNS_LABEL.match(value)):
             raise ValueError(f"{value!r} is not a valid name (lowercase DNS label, max 63 chars)")
+        return value
+
+    @field_validator("allowed_service_accounts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # One env var or flag: "a,b,team-x/c". A YAML list rendered by the chart joins the same way.
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("allowed_service_accounts")
+    @classmethod
+    def _account_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parts = item.split("/")
+            if item != "*" and (len(parts) > 2 or not all(_DNS_SUBDOMAIN.match(p) for p in parts)):
+                raise ValueError(f"{item!r} is not NAME, NAMESPACE/NAME or *")
         return value
 
     @field_validator("log_level", mode="before")
@@ -135,6 +171,14 @@ class Settings(BaseSettings):
         if self.backoff_initial_seconds > self.backoff_max_seconds:
             raise ValueError("backoff_initial_seconds must not exceed backoff_max_seconds")
         return self
+
+    def module_policy(self) -> ModulePolicy:
+        """What Modules this operator accepts beyond the schema (webhook, operator, render)."""
+        return ModulePolicy(
+            allow_privileged_module_loader=self.allow_privileged_module_loader,
+            allow_host_path_volumes=self.allow_host_path_volumes,
+            allowed_service_accounts=frozenset(self.allowed_service_accounts),
+        )
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> Settings:

@@ -24,7 +24,10 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from ooto.api.module import Module
 
 SIGNED_BY_LABEL = "ooto.sigs.k8s.io/signed-by"
 KEY_SECRET_ID, CERT_SECRET_ID = "ooto-sign-key", "ooto-sign-cert"
@@ -56,6 +59,26 @@ class SignPlan:
     hash_algorithm: str
     pull_insecure: bool
     push_insecure: bool
+
+
+def sign_problems(module: Module) -> Iterator[tuple[str, str]]:
+    """(field path, message) for every `sign` that no kernel can use: an unsigned image that
+    cannot be derived (no build), a filesToSign entry that is unsafe as written. Entries with
+    variables are judged per kernel, once substituted."""
+    for index, mapping in enumerate(module.spec.kernel_mappings):
+        own = mapping.sign is not None
+        sign = mapping.sign or module.spec.sign
+        if sign is None:
+            continue
+        where = f"spec.kernelMappings[{index}].sign" if own else "spec.sign"
+        if sign.unsigned_image is None and mapping.build is None:
+            path = f"{where}.unsignedImage"
+            yield path, f"required for spec.kernelMappings[{index}], which has no build"
+        if own or index == 0:  # spec.sign's own fields once, not once per mapping
+            for j, pattern in enumerate(sign.files_to_sign):
+                problem = None if "$" in pattern else glob_problem(pattern)
+                if problem is not None:
+                    yield f"{where}.filesToSign[{j}]", problem
 
 
 def unsigned_tag(image: str) -> str:

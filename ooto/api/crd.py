@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from ooto.api.k8s_schemas import structural_schema
 from ooto.api.module import GROUP, K8S_REF, KIND, PLURAL, VERSION, Module, ModuleSpec, ModuleStatus
 
+Schema = dict[str, Any]
+
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
 APPROVAL = "unapproved, experimental-only"
@@ -27,10 +29,12 @@ EXACTLY_ONE: dict[str, tuple[str, str]] = {
     "KernelMapping": ("literal", "regexp"),
     "Build": ("dockerfile", "git"),
 }
-# Node selector values may be written as unquoted YAML booleans or numbers (`true`), which the
-# Module model reads as their label text; a string-typed schema would reject them.
+# Node selector values: strings, or unquoted numbers the Module model reads as their label text.
+# Not an untyped value: on Kubernetes 1.20 an untyped (preserve-unknown-fields) subtree here costs
+# the API server time exponential in its depth before any validation runs (18 levels: 10 s of
+# CPU; 100: a request that times out and keeps a core busy), so a YAML boolean must be quoted.
 _ANY_SCALAR_MAPS = {("ModuleSpec", "selector")}
-# ooto overwrites the module loader's name, so the Container schema must not require it.
+_SCALAR: Schema = {"x-kubernetes-int-or-string": True}
 _NAME_OPTIONAL = {("ModuleSpec", "moduleLoader")}
 _KEPT = (
     "description",
@@ -60,8 +64,6 @@ _PRINTER_COLUMNS = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.nodesDesired"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
-
-Schema = dict[str, Any]
 
 
 class _Converter:
@@ -111,8 +113,7 @@ class _Converter:
             return {"type": "array", "items": self.node(schema["items"], where)}
         if schema.get("type") == "object":
             if where in _ANY_SCALAR_MAPS:
-                values = {"x-kubernetes-preserve-unknown-fields": True}
-                return {"type": "object", "additionalProperties": values}
+                return {"type": "object", "additionalProperties": dict(_SCALAR)}
             return self._object(schema, where[0])
         return {"type": schema["type"]}
 

@@ -7,12 +7,17 @@ into `k8s_core_v1_definitions.json` next to this file, so `ooto crds` works offl
 
 Turning them into structural schemas (what apiextensions.k8s.io/v1 demands): every `$ref`
 inlined, a `type` on every node, IntOrString and Quantity as `x-kubernetes-int-or-string`,
-open-ended objects as `x-kubernetes-preserve-unknown-fields`, and the strategic-merge extensions
-(which CRDs do not know) dropped.
+and the strategic-merge extensions (which CRDs do not know) dropped.
+
+No subtree is free-form: a field the API server stores without a schema can be nested as deep as
+a client likes (1,100 levels were stored), deeper than ooto's JSON decoder accepts. ObjectMeta,
+the only open-ended definition reached (a volume claim template's metadata), becomes what the
+API server accepts there anyway: labels and annotations.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections.abc import Mapping
@@ -27,19 +32,37 @@ ROOTS = (
     "io.k8s.api.core.v1.Toleration",
 )
 _REF_PREFIX = "#/definitions/"
+Schema = dict[str, Any]
 _INT_OR_STRING = (
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
     "io.k8s.apimachinery.pkg.api.resource.Quantity",
 )
-# Metadata nested in a volume claim template: the API server validates it where it is used.
-_OPEN_OBJECTS = ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",)
+
+
+def _string_map(description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "additionalProperties": {"type": "string"},
+    }
+
+
+# Metadata nested in a volume claim template: "may contain labels and annotations ... no other
+# fields are allowed" (core/v1 PersistentVolumeClaimTemplate); anything else is pruned.
+_TEMPLATE_METADATA: Schema = {
+    "type": "object",
+    "description": "Labels and annotations copied into the PersistentVolumeClaim.",
+    "properties": {
+        "labels": _string_map("Labels of the PersistentVolumeClaim."),
+        "annotations": _string_map("Annotations of the PersistentVolumeClaim."),
+    },
+}
+_BOUNDED = {"io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta": _TEMPLATE_METADATA}
 _KEPT = ("description", "format", "enum", "required", "x-kubernetes-map-type")
 # CRD formats the API server validates; others (int-or-string, ...) are dropped.
 _FORMATS = frozenset({"int32", "int64", "float", "double", "byte", "date", "date-time"})
 # A list-map key must be required or defaulted in a CRD; this is the upstream default.
 _LIST_MAP_KEY_DEFAULTS = {("io.k8s.api.core.v1.ContainerPort", "protocol"): "TCP"}
-
-Schema = dict[str, Any]
 
 
 def _refs(node: Any) -> set[str]:
@@ -81,8 +104,8 @@ def _convert_definition(
         raise ValueError(f"recursive definition {name} cannot be inlined")
     if name in _INT_OR_STRING:
         return {"x-kubernetes-int-or-string": True}
-    if name in _OPEN_OBJECTS:
-        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if name in _BOUNDED:
+        return copy.deepcopy(_BOUNDED[name])
     return _convert(definitions[name], definitions, (*stack, name))
 
 
@@ -101,7 +124,7 @@ def _convert(node: Schema, definitions: Mapping[str, Schema], stack: tuple[str, 
         out["items"] = _convert(node["items"], definitions, stack)
         out |= _list_type(node, out["items"], node["items"].get("$ref", ""))
     if out.get("type") == "object" and not {"properties", "additionalProperties"} & set(out):
-        out["x-kubernetes-preserve-unknown-fields"] = True
+        raise ValueError(f"{stack[-1]}: an object without properties would be free-form")
     return out
 
 

@@ -236,8 +236,8 @@ class Modprobe(ApiModel):
 
 class ModuleSpec(ApiModel):
     selector: dict[str, str] = Field(default_factory=dict)
-    """Node labels a node must carry to get the module. Non-string values (such as an unquoted
-    `true`) are read as their label text ("true")."""
+    """Node labels a node must carry to get the module. Values are label text: quote `"true"`
+    (an unquoted number is read as its text)."""
     kernel_mappings: list[KernelMapping] = Field(min_length=1)
     """Kernel-to-image mappings, tried in order; the first that matches a node's kernel wins."""
     module_loader: K8sContainer

@@ -49,6 +49,8 @@ class OperatorProcess:
             str(self.port),
             "--metrics-host",
             "127.0.0.1",
+            "--webhook-port",
+            "0",
             *settings,
         ]
         self.log_file = log_file

@@ -112,6 +112,7 @@ def start(name: str, kubeconfig: Path, log_dir: Path, *flags: str) -> OperatorPr
         f"--kubeconfig={kubeconfig}",
         "--metrics-host=127.0.0.1",
         f"--metrics-port={port}",
+        "--webhook-port=0",  # the webhook is tested on its own (test_webhook_apiserver.py)
         "--log-format=json",
         *flags,
     ]

@@ -26,6 +26,7 @@ from tests.integration.scenario_support import eventually
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "ooto"
 RBAC_GROUP = "rbac.authorization.k8s.io"
+WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 
 # (verb, group, resource): everything docs/operations.md's RBAC table grants, cluster-wide
 # (without watchNamespace; test_operator_rbac.py installs with it).
@@ -92,6 +93,15 @@ async def helm(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess
     )
 
 
+SCOPE_LABEL = "ooto-test-release"
+
+
+def webhook_scope(release: str) -> str:
+    """The chart's webhook sees only namespaces labelled for this release: a Fail webhook that
+    nobody serves must never refuse Module writes of other tests sharing the cluster."""
+    return f"--set=webhook.namespaceSelector.matchLabels.{SCOPE_LABEL}={release}"
+
+
 @contextlib.asynccontextmanager
 async def installed_chart(
     cluster: LocalCluster, namespace: str, *sets: str, bind_operator_user: bool = False
@@ -103,7 +113,7 @@ async def installed_chart(
     test process has the permissions the chart gives the in-cluster ServiceAccount.
     """
     release = Release(f"r{secrets.token_hex(3)}", namespace, cluster)
-    flags = [f"--set={s}" for s in sets]
+    flags = [webhook_scope(release.name), *(f"--set={s}" for s in sets)]
     if bind_operator_user:
         subject = "rbac.extraSubjects[0]"
         flags += [
@@ -177,6 +187,9 @@ async def test_install_creates_every_object_of_the_chart(
         f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}-module-editor",
         f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}-module-viewer",
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modules.ooto.sigs.k8s.io",
+        f"/api/v1/namespaces/{ns}/services/{name}-webhook",
+        f"/api/v1/namespaces/{ns}/secrets/{name}-webhook-tls",
+        f"{WEBHOOKS}/{name}-webhook",
     ):
         await admin_rest.get(path)  # raises RestError 404 if missing
     deployment = await admin_rest.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
@@ -276,7 +289,9 @@ async def test_uninstall_removes_the_operator_and_its_rbac(
     cluster: LocalCluster, namespace: str, admin_rest: KubeRest
 ) -> None:
     name = f"u{secrets.token_hex(3)}"
-    install = await helm(cluster, "install", name, str(CHART), "--namespace", namespace)
+    install = await helm(
+        cluster, "install", name, str(CHART), "--namespace", namespace, webhook_scope(name)
+    )
     assert install.returncode == 0, install.stderr
     uninstall = await helm(cluster, "uninstall", name, "--namespace", namespace, "--wait")
     assert uninstall.returncode == 0, uninstall.stderr
@@ -285,6 +300,7 @@ async def test_uninstall_removes_the_operator_and_its_rbac(
         f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}-ooto",
         f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}-ooto",
         f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}-ooto",
+        f"{WEBHOOKS}/{name}-ooto-webhook",
     ):
         with pytest.raises(RestError) as gone:
             await admin_rest.get(path)
@@ -314,3 +330,56 @@ async def test_operator_user_can_be_given_the_chart_roles(
         async with KubeRest(cluster.server, cluster.operator_token, cluster.ca_file) as operator:
             await operator.get("/api/v1/nodes")
     assert after.value.status == 403
+
+
+async def test_the_webhook_certificate_survives_an_upgrade(
+    cluster: LocalCluster, release: Release, admin_rest: KubeRest
+) -> None:
+    secret_path = f"/api/v1/namespaces/{release.namespace}/secrets/{release.fullname}-webhook-tls"
+    before = (await admin_rest.get(secret_path))["data"]
+    configuration = await admin_rest.get(f"{WEBHOOKS}/{release.fullname}-webhook")
+    assert configuration["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
+    upgrade = await helm(
+        cluster, "upgrade", release.name, str(CHART), "-n", release.namespace,
+        "--reuse-values", "--set=logging.level=DEBUG",
+    )  # fmt: skip
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert (await admin_rest.get(secret_path))["data"] == before
+    configuration = await admin_rest.get(f"{WEBHOOKS}/{release.fullname}-webhook")
+    assert configuration["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
+
+
+async def test_with_no_replica_serving_module_writes_are_refused_where_the_webhook_applies(
+    release: Release, admin_rest: KubeRest, crd: str
+) -> None:
+    """No kubelet runs the operator pods here: exactly the "operator down" case of
+    docs/operations.md. Namespaces outside the webhook's selector are not affected."""
+    module = {
+        "apiVersion": "ooto.sigs.k8s.io/v1alpha1",
+        "kind": "Module",
+        "metadata": {"name": "m"},
+        "spec": {
+            "moduleLoader": {"image": "x"},
+            "kernelMappings": [{"literal": "5.4", "containerImage": "r.example/m:v1"}],
+        },
+    }
+    selected = f"t-selected-{secrets.token_hex(3)}"
+    labels = {SCOPE_LABEL: release.name}
+    await admin_rest.post("/api/v1/namespaces", {"metadata": {"name": selected, "labels": labels}})
+    try:
+        path = f"/apis/ooto.sigs.k8s.io/v1alpha1/namespaces/{selected}/modules"
+
+        async def refused() -> str | None:
+            try:
+                await admin_rest.post(path, module)
+            except RestError as error:
+                return str(error.body)
+            await admin_rest.delete(f"{path}/m")  # the configuration is not loaded yet
+            return None
+
+        message = await eventually(refused)  # until the API server loads the configuration
+        assert 'failed calling webhook "modules.ooto.sigs.k8s.io"' in message
+        other = f"/apis/ooto.sigs.k8s.io/v1alpha1/namespaces/{release.namespace}/modules"
+        await admin_rest.post(other, module)
+    finally:
+        await admin_rest.delete(f"/api/v1/namespaces/{selected}")

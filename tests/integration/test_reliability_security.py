@@ -84,6 +84,48 @@ async def test_the_module_loader_gets_only_sys_module_unless_asked_and_allowed(
         assert loader_security(ds) == {"capabilities": {"add": ["SYS_MODULE"]}, **security}
 
 
+POLICY_CASES = {
+    "host-path": (
+        {"additionalVolumes": [{"name": "root", "hostPath": {"path": "/"}}]},
+        "allowHostPathVolumes",
+    ),
+    "service-account": ({"serviceAccountName": "powerful"}, "allowedServiceAccounts"),
+}
+
+
+async def test_host_paths_and_service_accounts_run_only_where_the_policy_allows(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """With the webhook off, such Modules get in; the operator refuses them (InvalidSpec plus a
+    Warning Event naming the setting) until the admin allows them, then deploys them."""
+    await kubelet.add_nodes([("x1-p", A, GPU)])
+    strict = await start_operator(watch_namespace=namespace)
+    for name, (spec, _) in POLICY_CASES.items():
+        manifest = module_manifest(name, [literal(A, "r.example/p:1")], **spec)
+        await apply_module(admin_rest, namespace, manifest)
+    for name, (_, setting) in POLICY_CASES.items():
+        ready = await eventually(lambda name=name: invalid_spec(admin_rest, namespace, name))
+        assert setting in ready["message"], ready["message"]
+        assert not await daemonsets(admin_rest, namespace, name), f"{name} must not run"
+    events = await admin_rest.get(f"/api/v1/namespaces/{namespace}/events")
+    warned = {e["involvedObject"]["name"] for e in events["items"] if e["reason"] == "InvalidSpec"}
+    assert set(POLICY_CASES) <= warned
+    await strict.stop()
+
+    await start_operator(
+        watch_namespace=namespace,
+        allow_host_path_volumes=True,
+        allowed_service_accounts=f"{namespace}/powerful",
+    )
+    for name in POLICY_CASES:
+        await eventually(lambda name=name: ready_module(admin_rest, namespace, name))
+    [host] = await daemonsets(admin_rest, namespace, "host-path")
+    volumes = host["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "root", "hostPath": {"path": "/", "type": ""}} in volumes
+    [account] = await daemonsets(admin_rest, namespace, "service-account")
+    assert account["spec"]["template"]["spec"]["serviceAccountName"] == "powerful"
+
+
 class SecretReads:
     """Wraps the operator's KubeApi: every request for Secrets, as (verb, namespace, name)."""
 

@@ -5,6 +5,7 @@ Skipped only when helm is missing and OOTO_REQUIRE_CLUSTER is unset (CI sets it)
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ import yaml
 
 from ooto.settings import Settings
 from ooto.testing.binaries import Binaries
+from ooto.validation import ModulePolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ooto"
@@ -220,7 +222,7 @@ class TestDeployment:
 
     def test_probes_hit_healthz_and_readyz_on_the_metrics_port(self) -> None:
         operator = container(render("metrics.port=9100"))
-        assert operator["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+        assert operator["ports"][0] == {"name": "metrics", "containerPort": 9100, "protocol": "TCP"}
         assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
         assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
@@ -247,6 +249,8 @@ class TestDeployment:
             "watchNamespace=team-a",
             "buildBackend=kaniko",
             "allowPrivilegedModuleLoader=true",
+            "allowHostPathVolumes=true",
+            "allowedServiceAccounts={loader,team-a/builder}",
             "extraEnv[0].name=OOTO_BACKOFF_MAX_SECONDS",
             "extraEnv[0].value=120",
         ]
@@ -261,6 +265,13 @@ class TestDeployment:
         assert settings.watch_namespace == "team-a"
         assert settings.build_backend == "kaniko"
         assert settings.allow_privileged_module_loader is True
+        assert settings.module_policy() == ModulePolicy(
+            allow_privileged_module_loader=True,
+            allow_host_path_volumes=True,
+            allowed_service_accounts=frozenset({"loader", "team-a/builder"}),
+        )
+        assert settings.webhook_port == 9443
+        assert settings.webhook_cert_dir == Path("/tmp/k8s-webhook-server/serving-certs")
         assert settings.backoff_max_seconds == 120
         assert settings.log_format == "json"
 
@@ -272,6 +283,9 @@ class TestDeployment:
         assert env["OOTO_LEASE_NAME"] == defaults.lease_name
         assert int(env["OOTO_METRICS_PORT"]) == defaults.metrics_port
         assert int(env["OOTO_API_CONCURRENCY"]) == defaults.api_concurrency
+        assert int(env["OOTO_WEBHOOK_PORT"]) == defaults.webhook_port
+        assert env["OOTO_ALLOW_HOST_PATH_VOLUMES"] == "false"
+        assert env["OOTO_ALLOWED_SERVICE_ACCOUNTS"] == ""  # the safe default: namespace default
 
 
 class TestOptionalParts:
@@ -286,8 +300,11 @@ class TestOptionalParts:
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
+            "Secret",
+            "Service",
             "Service",
             "ServiceAccount",
+            "ValidatingWebhookConfiguration",
         ]
 
     def test_a_drain_keeps_one_replica_to_hold_the_lease(self) -> None:
@@ -351,7 +368,12 @@ class TestSelectors:
                 name for name, labels in pods.items() if matches(selector["matchLabels"], labels)
             ]
             assert picked == [owner], what
-        for suffix, owner in (("-metrics", "rel-ooto"), ("-registry", "rel-ooto-registry")):
+        services = (
+            ("-metrics", "rel-ooto"),
+            ("-webhook", "rel-ooto"),
+            ("-registry", "rel-ooto-registry"),
+        )
+        for suffix, owner in services:
             selector = only(docs, "Service", suffix)["spec"]["selector"]
             assert [name for name, labels in pods.items() if matches(selector, labels)] == [owner]
 
@@ -373,6 +395,126 @@ class TestSelectors:
         }
 
 
+def openssl(*args: str, stdin: bytes | None = None) -> str:
+    result = subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+class TestWebhook:
+    """The admission webhook: registered for Module writes, served by the Deployment over TLS."""
+
+    def test_registered_for_module_create_and_update_failing_closed(self) -> None:
+        docs = render(namespace="kmods")
+        (hook,) = only(docs, "ValidatingWebhookConfiguration")["webhooks"]
+        assert hook["rules"] == [
+            {
+                "apiGroups": ["ooto.sigs.k8s.io"],
+                "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["modules"],
+                "scope": "Namespaced",
+            }
+        ]
+        assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+        assert hook["admissionReviewVersions"] == ["v1"] and hook["timeoutSeconds"] <= 10
+        assert "namespaceSelector" not in hook  # every namespace
+        service = hook["clientConfig"]["service"]
+        assert service == {
+            "name": "rel-ooto-webhook",
+            "namespace": "kmods",
+            "path": "/validate-module",
+            "port": 443,
+        }
+        webhook_service = only(docs, "Service", "-webhook")["spec"]
+        assert webhook_service["ports"][0]["targetPort"] == "webhook"
+        pod = only(docs, "Deployment")["spec"]["template"]
+        assert webhook_service["selector"].items() <= pod["metadata"]["labels"].items()
+
+    def test_the_deployment_serves_it_from_the_secret(self) -> None:
+        docs = render("webhook.port=10443")
+        operator = container(docs)
+        assert {"name": "webhook", "containerPort": 10443, "protocol": "TCP"} in operator["ports"]
+        env = {e["name"]: e.get("value") for e in operator["env"]}
+        assert env["OOTO_WEBHOOK_PORT"] == "10443"
+        mount = {m["name"]: m for m in operator["volumeMounts"]}["webhook-certs"]
+        assert mount["mountPath"] == env["OOTO_WEBHOOK_CERT_DIR"] and mount["readOnly"] is True
+        volumes = only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        secret = {v["name"]: v for v in volumes}["webhook-certs"]["secret"]["secretName"]
+        assert only(docs, "Secret")["metadata"]["name"] == secret
+
+    def test_generated_certificate_is_trusted_through_the_ca_bundle_for_the_service(
+        self, tmp_path: Path
+    ) -> None:
+        docs = render(namespace="kmods")
+        data = only(docs, "Secret")["data"]
+        (hook,) = only(docs, "ValidatingWebhookConfiguration")["webhooks"]
+        assert hook["clientConfig"]["caBundle"] == data["ca.crt"]
+        for name in ("ca.crt", "tls.crt", "tls.key"):
+            (tmp_path / name).write_bytes(base64.b64decode(data[name]))
+        ca, cert = str(tmp_path / "ca.crt"), str(tmp_path / "tls.crt")
+        assert "OK" in openssl("verify", "-CAfile", ca, cert)
+        names = openssl("x509", "-in", cert, "-noout", "-ext", "subjectAltName")
+        assert "DNS:rel-ooto-webhook.kmods.svc" in names
+        public = openssl("x509", "-in", cert, "-noout", "-pubkey")
+        key = openssl("pkey", "-in", str(tmp_path / "tls.key"), "-pubout")
+        assert public == key
+
+    def test_cert_manager_issues_it_instead(self) -> None:
+        docs = render("webhook.certManager.enabled=true", namespace="kmods")
+        kinds = {d["kind"] for d in docs}
+        assert "Secret" not in kinds and {"Issuer", "Certificate"} <= kinds
+        certificate = only(docs, "Certificate")
+        assert "rel-ooto-webhook.kmods.svc" in certificate["spec"]["dnsNames"]
+        assert certificate["spec"]["issuerRef"]["name"] == only(docs, "Issuer")["metadata"]["name"]
+        configuration = only(docs, "ValidatingWebhookConfiguration")
+        annotations = configuration["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == "kmods/rel-ooto-webhook"
+        assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+        volumes = only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        secret = {v["name"]: v for v in volumes}["webhook-certs"]["secret"]["secretName"]
+        assert certificate["spec"]["secretName"] == secret
+
+    def test_cert_manager_with_an_existing_issuer(self) -> None:
+        docs = render(
+            "webhook.certManager.enabled=true",
+            "webhook.certManager.issuerRef.name=corp-ca",
+            "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        )
+        assert "Issuer" not in {d["kind"] for d in docs}
+        assert only(docs, "Certificate")["spec"]["issuerRef"] == {
+            "name": "corp-ca",
+            "kind": "ClusterIssuer",
+        }
+
+    def test_disabled_it_is_all_gone_and_the_operator_serves_no_port(self) -> None:
+        docs = render("webhook.enabled=false")
+        kinds = {d["kind"] for d in docs}
+        assert not kinds & {"ValidatingWebhookConfiguration", "Secret", "Certificate", "Issuer"}
+        assert [d for d in docs if d["metadata"]["name"].endswith("-webhook")] == []
+        operator = container(docs)
+        env = {e["name"]: e.get("value") for e in operator["env"]}
+        assert env["OOTO_WEBHOOK_PORT"] == "0" and "OOTO_WEBHOOK_CERT_DIR" not in env
+        assert [p["name"] for p in operator["ports"]] == ["metrics"]
+        assert "webhook-certs" not in {m["name"] for m in operator["volumeMounts"]}
+
+    def test_with_watch_namespace_only_that_namespace_is_judged(self) -> None:
+        (hook,) = only(render("watchNamespace=team-a"), "ValidatingWebhookConfiguration")[
+            "webhooks"
+        ]
+        assert hook["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "team-a"}
+        }
+
+    def test_namespace_selector_and_failure_policy_are_values(self) -> None:
+        docs = render(
+            "webhook.namespaceSelector.matchLabels.team=a", "webhook.failurePolicy=Ignore"
+        )
+        (hook,) = only(docs, "ValidatingWebhookConfiguration")["webhooks"]
+        assert hook["namespaceSelector"] == {"matchLabels": {"team": "a"}}
+        assert hook["failurePolicy"] == "Ignore"
+
+
 class TestValuesSchema:
     @pytest.mark.parametrize(
         ("setting", "message"),
@@ -382,6 +524,9 @@ class TestValuesSchema:
             ("apiConcurrency=0", "/apiConcurrency"),
             ("watchNamespace=Team_A", "/watchNamespace"),
             ("metrics.port=70000", "/metrics/port"),
+            ("webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"),
+            ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
+            ("allowedServiceAccounts={Not_Valid}", "/allowedServiceAccounts/0"),
         ],
     )
     def test_bad_values_are_refused_before_anything_is_installed(

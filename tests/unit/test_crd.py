@@ -16,7 +16,7 @@ from ooto.api.crd import APPROVAL, CRD_FILENAME, module_crd, render_crd_yaml, wr
 REPO = Path(__file__).parents[2]
 COMMITTED = REPO / "crds" / CRD_FILENAME
 
-# The design notes' example (issue 2), as written: note the unquoted boolean selector value.
+# The design notes' example (issue 2); its selector value is quoted, as the schema requires.
 EXAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
 
 
@@ -173,6 +173,13 @@ class TestMeaning:
         assert limits["additionalProperties"] == {"x-kubernetes-int-or-string": True}
         port = spec_node(schema, "moduleLoader", "ports", "[]", "containerPort")
         assert port["type"] == "integer"
+
+    def test_no_subtree_is_free_form(self, schema: dict[str, Any]) -> None:
+        """Issue 13: untyped subtrees let a Module nest deeper than any decoder accepts."""
+        for path, node in nodes(schema):
+            assert not node.get("x-kubernetes-preserve-unknown-fields"), path
+        selector = spec_node(schema, "selector")
+        assert selector["additionalProperties"] == {"x-kubernetes-int-or-string": True}
 
     def test_enums_and_defaults(self, schema: dict[str, Any]) -> None:
         strategy = spec_node(schema, "updateStrategy", "type")

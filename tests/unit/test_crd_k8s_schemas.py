@@ -30,7 +30,6 @@ FAKE: dict[str, Any] = {
                 "name": {"type": "string", "description": "Name."},
                 "port": {"$ref": REF + "io.k8s.apimachinery.pkg.util.intstr.IntOrString"},
                 "meta": {"$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
-                "open": {"type": "object", "description": "Anything."},
                 "count": {"type": "integer", "format": "int32"},
                 "kind": {"type": "string", "format": "int-or-string"},
                 "items": {
@@ -49,6 +48,7 @@ FAKE: dict[str, Any] = {
             "properties": {"key": {"type": "string"}, "other": {"type": "string"}},
         },
         "a.Loop": {"type": "object", "properties": {"self": {"$ref": REF + "a.Loop"}}},
+        "a.Open": {"type": "object", "properties": {"any": {"type": "object"}}},
         "a.Unused": {"type": "string"},
         "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
             "type": "string",
@@ -74,8 +74,11 @@ def test_conversion_inlines_and_makes_it_structural() -> None:
     assert root["type"] == "object" and root["required"] == ["name"]
     assert properties["name"] == {"type": "string", "description": "Name."}
     assert properties["port"] == {"x-kubernetes-int-or-string": True}
-    assert properties["meta"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    assert properties["open"]["x-kubernetes-preserve-unknown-fields"] is True
+    # ObjectMeta in a claim template: only what the API server keeps there, nothing free-form.
+    meta = properties["meta"]["properties"]
+    assert sorted(meta) == ["annotations", "labels"]
+    for field in meta.values():
+        assert field["type"] == "object" and field["additionalProperties"] == {"type": "string"}
     assert properties["count"] == {"type": "integer", "format": "int32"}
     assert properties["kind"] == {"type": "string"}  # formats CRDs do not know are dropped
     items = properties["items"]
@@ -85,6 +88,17 @@ def test_conversion_inlines_and_makes_it_structural() -> None:
     # "other" is neither required nor has a known default: the list-map marker cannot stay.
     assert "x-kubernetes-list-type" not in items
     assert items["items"]["properties"]["key"] == {"type": "string"}
+
+
+def test_an_object_without_properties_is_refused_rather_than_left_free_form() -> None:
+    """A free-form subtree can be nested deeper than any JSON decoder accepts (issue 13)."""
+    with pytest.raises(ValueError, match="free-form"):
+        _convert_definition("a.Open", FAKE["definitions"], ())
+
+
+def test_no_embedded_core_v1_schema_has_a_free_form_subtree() -> None:
+    for root in ROOTS:
+        assert "x-kubernetes-preserve-unknown-fields" not in json.dumps(structural_schema(root))
 
 
 def test_recursive_definitions_are_refused() -> None:

@@ -5,6 +5,7 @@ that is followed by a steady run does not."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -52,9 +53,15 @@ async def test_a_task_that_keeps_failing_makes_healthz_fail_with_the_reason(
             await asyncio.wait_for(failed.wait(), 5)
         status, body = await healthz(url)
         assert status == 503 and body["alive"] is False
-        assert body["problems"] == [
-            "task broken failed 3 times in a row: ConnectionResetError: the thing it needs is gone"
-        ]
+        # It keeps failing (10 ms apart) while the probe is served: at least the limit, maybe more.
+        problems = body["problems"]
+        assert isinstance(problems, list) and len(problems) == 1
+        found = re.fullmatch(
+            r"task broken failed (\d+) times in a row: "
+            r"ConnectionResetError: the thing it needs is gone",
+            problems[0],
+        )
+        assert found is not None and int(found.group(1)) >= 3, problems
     finally:
         await task.stop()
     assert (await healthz(url))[0] == 200  # stopped on purpose: not a problem

@@ -18,8 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.ports import ActorSettings
-from actors.supervisor import module_policy_errors
 from ooto.api import Module
 from ooto.kernels import (
     MAX_KERNEL_LENGTH,
@@ -27,9 +25,9 @@ from ooto.kernels import (
     find_mapping,
     kernel_label_value,
     plan_kernel,
-    validate_module,
 )
 from ooto.registry import RegistryAuthError, auth_from_secret
+from ooto.validation import ModulePolicy, validate_module
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 CATASTROPHIC = ["(a+)+$", "^(a|a)*!$", "(a|aa)+$", "^(([a-z])+.)+[A-Z]([a-z])+$", "(.*a){20}"]
@@ -53,7 +51,7 @@ def module(*mappings: dict[str, Any], loader: dict[str, Any] | None = None) -> M
 @pytest.mark.parametrize("pattern", CATASTROPHIC)
 def test_catastrophic_regexps_run_in_linear_time(pattern: str) -> None:
     mod = module({"regexp": pattern, "containerImage": "r.example/m:v1"})
-    assert validate_module(mod) == []
+    assert validate_module(mod, ModulePolicy()) == []
     for kernel in ("a" * (MAX_KERNEL_LENGTH - 1) + "!", "ab" * 100 + "!", "a" * 30 + "X"):
         find_mapping(mod, kernel)
 
@@ -124,9 +122,10 @@ def test_a_module_loader_asking_for_more_than_sys_module_is_refused_unless_allow
         {"literal": "k", "containerImage": "r.example/m:v1"},
         loader={"name": "x", "image": "y", "securityContext": security},
     )
-    errors = module_policy_errors(mod, ActorSettings(allow_privileged_module_loader=False))
-    assert errors and all("allowPrivilegedModuleLoader" in e for e in errors)
-    assert module_policy_errors(mod, ActorSettings(allow_privileged_module_loader=True)) == []
+    errors = validate_module(mod, ModulePolicy(allow_privileged_module_loader=False))
+    assert errors and all("allowPrivilegedModuleLoader" in e.message for e in errors)
+    assert all(e.path.startswith("spec.moduleLoader.securityContext.") for e in errors)
+    assert validate_module(mod, ModulePolicy(allow_privileged_module_loader=True)) == []
 
 
 @pytest.mark.parametrize(
@@ -143,7 +142,7 @@ def test_a_module_loader_with_sys_module_only_is_accepted(security: dict[str, An
         {"literal": "k", "containerImage": "r.example/m:v1"},
         loader={"name": "x", "image": "y", "securityContext": security},
     )
-    assert module_policy_errors(mod, ActorSettings()) == []
+    assert validate_module(mod, ModulePolicy()) == []
 
 
 MARKER = "s3cr3t-Marker-0xDEADBEEF"

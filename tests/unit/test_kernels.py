@@ -12,7 +12,6 @@ from ooto.kernels import (
     SpecError,
     build_job_name,
     plan_kernel,
-    validate_module,
 )
 
 
@@ -170,37 +169,6 @@ class TestSpecErrors:
         assert plan is not None and plan.image == image
 
 
-class TestValidateModule:
-    def test_a_valid_module_has_no_errors(self) -> None:
-        build = dockerfile_build(buildArgs=[{"name": "A", "value": "${KERNEL_X}-${flavor}"}])
-        module = make_module(
-            literal("5.4", "q.io/m:${KERNEL_FULL_VERSION}"),
-            regexp(r"(?P<flavor>gke)", "q.io/m:${flavor}", build=build),
-        )
-        assert validate_module(module) == []
-
-    def test_every_problem_is_reported_with_its_field(self) -> None:
-        git = {"url": "https://example.com/r.git", "ref": "${"}
-        module = make_module(
-            regexp("(", "q.io/m:a"),
-            literal("5.4", "q.io/m:${flavor}"),
-            regexp("x", "q.io/m:a", build={"git": git}),
-        )
-        assert [error.field_path for error in validate_module(module)] == [
-            "spec.kernelMappings[0].regexp",
-            "spec.kernelMappings[1].containerImage",
-            "spec.kernelMappings[2].build.git.ref",
-        ]
-
-    def test_the_dockerfile_is_never_parsed_as_a_template(self) -> None:
-        build = {"dockerfile": "FROM x\nARG UNKNOWN\nRUN echo ${UNKNOWN} ${"}
-        module = make_module(regexp(".", "q.io/m:a", build=build))
-        assert validate_module(module) == []
-        plan = plan_kernel(module, "5.4.0")
-        assert plan is not None and plan.build is not None
-        assert plan.build.dockerfile == build["dockerfile"]
-
-
 class TestBuildPlan:
     def test_no_build_section_means_no_build_plan(self) -> None:
         plan = plan_kernel(make_module(regexp(".", "q.io/m:a")), "5.4.0")
@@ -255,9 +223,9 @@ class TestBoundedTime:
 
     def test_a_pattern_beyond_re2_limits_is_a_spec_error(self) -> None:
         module = make_module(regexp("((a{1000}){1000}){1000}", "q.io/m:a"))
-        assert [error.field_path for error in validate_module(module)] == [
-            "spec.kernelMappings[0].regexp"
-        ]
+        with pytest.raises(SpecError) as caught:
+            plan_kernel(module, "a")
+        assert caught.value.field_path == "spec.kernelMappings[0].regexp"
 
 
 def test_build_job_name_depends_on_module_and_image() -> None:

@@ -23,6 +23,15 @@ def test_every_metric_has_the_ooto_prefix_and_its_own_registry() -> None:
     assert families(b)["ooto_leader"][0][2] == 0
 
 
+def test_webhook_reviews_are_counted_by_outcome() -> None:
+    m = Metrics()
+    m.webhook_reviewed(True)
+    m.webhook_reviewed(False)
+    m.webhook_reviewed(False)
+    samples = {labels["allowed"]: value for _, labels, value in families(m)["ooto_webhook_reviews"]}
+    assert samples == {"true": 1, "false": 2}
+
+
 def test_issue_6_metrics_are_exposed() -> None:
     m = Metrics()
     m.observe("get", "nodes", 200, 0.01)
@@ -62,6 +71,7 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_task_failures",
         "ooto_watch_objects_skipped",
         "ooto_informer_resource_version",
+        "ooto_webhook_reviews",
     }
     text = m.exposition().decode()
     assert 'ooto_informer_resource_version{resource="modules"} 1234.0' in text

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ooto.api.module import MODULE_PARAMETER_PATTERN, Modprobe, Module
-from ooto.kernels import plan_kernel, validate_module
+from ooto.kernels import plan_kernel
 from ooto.modprobe import (
     FIRMWARE_MOUNT,
     load_script,
@@ -20,6 +20,7 @@ from ooto.modprobe import (
     unload_script,
 )
 from ooto.render import RenderOptions, render_daemonsets
+from ooto.validation import ModulePolicy, validate_module
 
 KERNEL = "6.1.0-18-amd64"
 
@@ -36,7 +37,7 @@ def module(modprobe: dict[str, Any] | None = None, **loader: Any) -> Module:
 
 
 def errors(mod: Module) -> list[str]:
-    return [str(error) for error in validate_module(mod)]
+    return [str(error) for error in validate_module(mod, ModulePolicy())]
 
 
 def loader_of(mod: Module, options: RenderOptions | None = None) -> tuple[dict[str, Any], Any]:

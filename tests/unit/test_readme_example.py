@@ -9,9 +9,10 @@ from pathlib import Path
 import yaml
 
 from ooto.api.module import Module
-from ooto.kernels import plan_kernel, validate_module
+from ooto.kernels import plan_kernel
 from ooto.modprobe import unload_hook_missing
 from ooto.render import render_daemonsets
+from ooto.validation import ModulePolicy, validate_module
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
@@ -25,7 +26,7 @@ def example() -> Module:
 
 def test_the_readme_module_is_valid_and_loads_from_its_own_module_root() -> None:
     module = example()
-    assert validate_module(module) == []
+    assert validate_module(module, ModulePolicy()) == []
     assert not unload_hook_missing(module)
     assert module.spec.modprobe is not None and module.spec.modprobe.dir_name not in ("/", "/usr")
     plan = plan_kernel(module, "6.1.0-18-amd64")

@@ -13,6 +13,7 @@ from ooto.cli import main
 from ooto.kernels import plan_kernel
 from ooto.render_cli import field_path, load_module
 from ooto.settings import Settings
+from ooto.validation import ModulePolicy
 
 SAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
 
@@ -64,7 +65,7 @@ def test_the_build_objects_are_the_backends_own(
 ) -> None:
     text = SAMPLE.replace("metadata: {name: module-sample}", "metadata: {name: m, uid: u-1}")
     path = write(tmp_path, text)
-    module = load_module(path)
+    module = load_module(path, ModulePolicy())
     plan = plan_kernel(module, "5.10.0-1-gke")
     assert plan is not None
     code = main(["render", "-f", path, "--kernel", "5.10.0-1-gke", "--build-backend", "kaniko"])
@@ -97,9 +98,10 @@ def test_without_a_uid_nothing_carries_an_owner_reference(
 def test_values_go_would_read_as_bools_or_numbers_are_quoted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    quoted = 'feature.node.kubernetes.io/cpu-cpuid.VMX: "true"'
+    assert quoted in SAMPLE
     text = SAMPLE.replace(
-        "feature.node.kubernetes.io/cpu-cpuid.VMX: true",
-        "feature.node.kubernetes.io/cpu-cpuid.VMX: y\n    tier: '1.10'\n    zone: 'on'",
+        quoted, "feature.node.kubernetes.io/cpu-cpuid.VMX: y\n    tier: '1.10'\n    zone: 'on'"
     )
     code, out, _ = run(capsys, write(tmp_path, text), "5.4.0-1054-gke")
     assert code == 0
@@ -204,3 +206,32 @@ def test_field_path_formats_pydantic_locations() -> None:
         == "spec.kernelMappings[0].containerImage"
     )
     assert field_path(()) == "(document)"
+
+
+HOST_PATH = (
+    "configMap: {name: some-configmap}",
+    "hostPath: {path: /etc}",
+)
+
+
+def test_the_operator_policy_from_the_environment_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same validation, same policy as the webhook and the operator: safe unless OOTO_* says."""
+    monkeypatch.delenv("OOTO_ALLOW_HOST_PATH_VOLUMES", raising=False)
+    assert HOST_PATH[0] in SAMPLE
+    path = write(tmp_path, SAMPLE.replace(*HOST_PATH))
+    code, _, err = run(capsys, path, "5.4.0-1054-gke")
+    assert code == 2
+    assert "spec.additionalVolumes[0].hostPath: " in err and "allowHostPathVolumes" in err
+    monkeypatch.setenv("OOTO_ALLOW_HOST_PATH_VOLUMES", "true")
+    code, out, _ = run(capsys, path, "5.4.0-1054-gke")
+    assert code == 0 and "path: /etc" in out
+
+
+def test_a_bad_policy_setting_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OOTO_ALLOWED_SERVICE_ACCOUNTS", "Not_Valid")
+    code, _, err = run(capsys, write(tmp_path, SAMPLE), "5.4.0-1054-gke")
+    assert code == 2 and "OOTO_ALLOWED_SERVICE_ACCOUNTS" in err

@@ -9,6 +9,7 @@ import pytest
 
 from ooto import settings as settings_module
 from ooto.settings import Settings, SettingsError, add_arguments
+from ooto.validation import ModulePolicy
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +52,12 @@ def test_defaults_match_the_documented_values() -> None:
     assert s.status_debounce_seconds == 0.2
     assert (s.log_format, s.log_level) == ("auto", "INFO")
     assert s.allow_privileged_module_loader is False
+    assert s.allow_host_path_volumes is False
+    assert s.allowed_service_accounts == ()
+    assert (s.webhook_port, s.webhook_cert_dir) == (
+        9443,
+        Path("/tmp/k8s-webhook-server/serving-certs"),
+    )
     assert (s.backoff_initial_seconds, s.backoff_max_seconds) == (5, 300)
 
 
@@ -145,3 +152,54 @@ def test_unknown_override_is_an_error() -> None:
 def test_kaniko_image_pinned_by_digest_is_accepted() -> None:
     image = "registry.local:5000/kaniko@sha256:" + "a" * 64
     assert Settings.load({"kaniko_image": image}).kaniko_image == image
+
+
+class TestModulePolicySettings:
+    """allowHostPathVolumes and allowedServiceAccounts: safe by default, set by env or flag."""
+
+    def test_the_default_policy_is_the_safe_one(self) -> None:
+        policy = Settings.load().module_policy()
+        assert policy == ModulePolicy()
+        assert not policy.allow_host_path_volumes and not policy.allow_privileged_module_loader
+        assert policy.allowed_service_accounts == frozenset()
+
+    def test_environment_sets_the_policy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OOTO_ALLOW_HOST_PATH_VOLUMES", "true")
+        monkeypatch.setenv("OOTO_ALLOWED_SERVICE_ACCOUNTS", " loader, team-a/builder ,")
+        monkeypatch.setenv("OOTO_ALLOW_PRIVILEGED_MODULE_LOADER", "true")
+        policy = Settings.load().module_policy()
+        assert policy == ModulePolicy(
+            allow_privileged_module_loader=True,
+            allow_host_path_volumes=True,
+            allowed_service_accounts=frozenset({"loader", "team-a/builder"}),
+        )
+
+    def test_flags_set_the_policy(self) -> None:
+        args = parse("--allow-host-path-volumes", "--allowed-service-accounts", "*")
+        policy = Settings.from_args(args).module_policy()
+        assert policy.allow_host_path_volumes is True
+        assert policy.allowed_service_accounts == frozenset({"*"})
+
+    @pytest.mark.parametrize("value", ["Not_Valid", "a/b/c", "team a"])
+    def test_a_bad_service_account_entry_is_named(
+        self, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        monkeypatch.setenv("OOTO_ALLOWED_SERVICE_ACCOUNTS", value)
+        with pytest.raises(SettingsError, match="OOTO_ALLOWED_SERVICE_ACCOUNTS"):
+            Settings.load()
+
+
+class TestWebhookSettings:
+    def test_env_and_flags(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OOTO_WEBHOOK_PORT", "10443")
+        monkeypatch.setenv("OOTO_WEBHOOK_CERT_DIR", "/certs")
+        s = Settings.load()
+        assert (s.webhook_port, s.webhook_cert_dir) == (10443, Path("/certs"))
+        flagged = Settings.from_args(parse("--webhook-port", "0", "--webhook-cert-dir", "/x"))
+        assert (flagged.webhook_port, flagged.webhook_cert_dir) == (0, Path("/x"))
+
+    @pytest.mark.parametrize("port", ["-1", "65536", "https"])
+    def test_a_bad_port_is_named(self, monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+        monkeypatch.setenv("OOTO_WEBHOOK_PORT", port)
+        with pytest.raises(SettingsError, match="OOTO_WEBHOOK_PORT"):
+            Settings.load()

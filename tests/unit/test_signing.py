@@ -178,3 +178,16 @@ def test_the_dockerfile_signs_every_match_and_labels_the_result() -> None:
         "COPY --from=signer /signed/ /",
         'LABEL ooto.sigs.k8s.io/signed-by="sha256:abc"',
     ]
+
+
+def test_signing_fields_no_kernel_can_use_are_validation_errors() -> None:
+    from ooto.validation import ModulePolicy, validate_module
+
+    no_build = module({"sign": {**SIGN, "filesToSign": ["/a b/*.ko"]}})
+    errors = {e.path: e.message for e in validate_module(no_build, ModulePolicy())}
+    assert "spec.kernelMappings[0].sign.unsignedImage" in errors
+    assert "spec.kernelMappings[0].sign.filesToSign[0]" in errors
+    assert not validate_module(module({"build": BUILD}, sign=SIGN), ModulePolicy())
+    unknown = module({"build": BUILD, "sign": {**SIGN, "filesToSign": ["/x/${NOPE}/*.ko"]}})
+    paths = [e.path for e in validate_module(unknown, ModulePolicy())]
+    assert paths == ["spec.kernelMappings[0].sign.filesToSign[0]"]

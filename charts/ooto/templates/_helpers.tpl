@@ -64,3 +64,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{- define "ooto.webhookName" -}}
+{{- printf "%s-webhook" (include "ooto.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ooto.webhookSecretName" -}}
+{{- printf "%s-webhook-tls" (include "ooto.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* Where the operator reads tls.crt and tls.key (controller-runtime's default directory). */}}
+{{- define "ooto.webhookCertDir" -}}
+/tmp/k8s-webhook-server/serving-certs
+{{- end -}}
