@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ooto.kernels import build_job_name
 from ooto.testing.images import GitServer, host_buildah, push_busybox_base
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
@@ -279,9 +280,15 @@ async def test_a_build_that_cannot_start_gets_an_event(
         watch_namespace=namespace, backoff_initial_seconds=60, backoff_max_seconds=60, **BUILDAH
     )
     image = f"{registry.host}/{repo_of(registry, 'refused')}:v1"
-    # Fits in a Module (etcd takes 1.5 MB), not in the ConfigMap the build needs (1 MiB).
-    dockerfile = "FROM scratch\n" + "# padding\n" * 110_000
-    mapping = {"literal": GKE, **built(image, {"dockerfile": dockerfile})}
+    # Someone made an immutable ConfigMap under the name the build's Dockerfile needs: the API
+    # server refuses to replace it, so the build cannot start.
+    squatter = {
+        "metadata": {"name": build_job_name("mod", image)},
+        "data": {"Dockerfile": "FROM elsewhere\n"},
+        "immutable": True,
+    }
+    await admin_rest.post(f"/api/v1/namespaces/{namespace}/configmaps", squatter)
+    mapping = {"literal": GKE, **built(image, {"dockerfile": "FROM scratch\n"})}
     await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
 
     module = await eventually(
@@ -291,7 +298,7 @@ async def test_a_build_that_cannot_start_gets_an_event(
     (event,) = await eventually(lambda: events(admin_rest, namespace, "BuildFailed"), timeout=30)
     assert event["type"] == "Warning"
     assert f"kernel {GKE}: could not start the build of {image}" in event["message"]
-    assert "1048576" in event["message"], event["message"]
+    assert "immutable" in event["message"], event["message"]
     assert await jobs(admin_rest, namespace) == []
 
 
