@@ -80,11 +80,13 @@ class KernelActor(OotoActor):
         module: Module,
         plan: KernelPlan,
         nodes: frozenset[str],
+        unavailable: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(context.bridge)
         self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
         self._supervisor = supervisor
         self._module, self._plan, self._nodes = module, plan, nodes
+        self._unavailable = unavailable  # of our nodes: NotReady or unschedulable
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._message = ""
@@ -132,6 +134,7 @@ class KernelActor(OotoActor):
         changed = plan != self._plan or message.module.metadata.uid != self._module.metadata.uid
         regenerated = message.module.metadata.generation != self._module.metadata.generation
         self._module, self._nodes = message.module, message.nodes
+        self._unavailable = message.unavailable
         if changed and plan.image != self._plan.image:
             self._image_present = None
             self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
@@ -415,14 +418,19 @@ class KernelActor(OotoActor):
             self._converge()
 
     def _report_rollout(self, targets: list[Target], waiting: bool) -> None:
+        """Ready when every available node runs our pods: a NotReady or cordoned node is
+        counted (nodesUnavailable) but not waited for."""
         objs = [self._io.daemonsets.get(t.namespace, t.name) for t in targets]
-        readiness = [daemonset_ready(obj) for obj in objs]
+        excused = len(self._unavailable)
+        readiness = [daemonset_ready(obj, excused) for obj in objs]
         nodes_ready = min(ready for ready, _ in readiness)
-        want = len(self._nodes)
+        want = len(self._nodes) - excused
         if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
             self._set_phase(KernelPhase.READY, "", "", nodes_ready)
         else:
             message = f"{nodes_ready}/{want} nodes ready"
+            if excused:
+                message += f" ({excused} unavailable)"
             self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
 
     # --- retiring ----------------------------------------------------------------------------
@@ -491,6 +499,8 @@ class KernelActor(OotoActor):
             build=self._build,
             nodes_desired=len(self._nodes),
             nodes_ready=min(ready, len(self._nodes)),
+            nodes_unavailable=len(self._unavailable),
+            reason=reason,
             message=message,
         )
         report = KernelReport(self._plan.kernel, status, reason)
