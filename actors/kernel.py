@@ -27,6 +27,7 @@ from actors.messages import (
     KernelReport,
     KernelRetired,
     PlanKernel,
+    PodCreateFailed,
     Retire,
 )
 from actors.ports import ActorContext, Obj
@@ -87,6 +88,7 @@ class KernelActor(OotoActor):
         self._supervisor = supervisor
         self._module, self._plan, self._nodes = module, plan, nodes
         self._unavailable = unavailable  # of our nodes: NotReady or unschedulable
+        self._create_failures: dict[str, PodCreateFailed] = {}  # DaemonSet -> its latest
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._message = ""
@@ -153,6 +155,11 @@ class KernelActor(OotoActor):
         if self._retiring:
             self._retire_step()
         else:
+            self._converge()
+
+    def on_PodCreateFailed(self, failure: PodCreateFailed) -> None:
+        self._create_failures[failure.daemonset] = failure
+        if not self._retiring:
             self._converge()
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
@@ -425,13 +432,32 @@ class KernelActor(OotoActor):
         readiness = [daemonset_ready(obj, excused) for obj in objs]
         nodes_ready = min(ready for ready, _ in readiness)
         want = len(self._nodes) - excused
+        blocked = self._pod_create_failure(objs)
         if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
             self._set_phase(KernelPhase.READY, "", "", nodes_ready)
+        elif blocked:
+            # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
+            message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
+            self._set_phase(KernelPhase.DEGRADED, "PodCreateFailed", message, nodes_ready)
         else:
             message = f"{nodes_ready}/{want} nodes ready"
             if excused:
                 message += f" ({excused} unavailable)"
             self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
+
+    def _pod_create_failure(self, objs: list[Obj | None]) -> str:
+        """The latest FailedCreate message of a DaemonSet of ours that still lacks pods."""
+        for obj in objs:
+            meta, status = (obj or {}).get("metadata") or {}, (obj or {}).get("status") or {}
+            failure = self._create_failures.get(meta.get("name", ""))
+            if failure is None or failure.uid != meta.get("uid"):
+                continue
+            # Not desiredNumberScheduled: the controller may not count nodes it failed on.
+            if status.get("currentNumberScheduled", 0) >= len(self._nodes - self._unavailable):
+                del self._create_failures[failure.daemonset]  # every pod exists now
+                continue
+            return failure.message
+        return ""
 
     # --- retiring ----------------------------------------------------------------------------
 

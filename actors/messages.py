@@ -48,6 +48,16 @@ class DaemonSetObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class PodCreateFailed:
+    """The DaemonSet controller could not create a pod of one of the kernel actor's DaemonSets
+    (its `FailedCreate` Event: PodSecurity, SCC, ResourceQuota ...)."""
+
+    daemonset: str
+    uid: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class BuildObserved:
     """A build object (Job or Build) changed; the root tells every supervisor of its namespace."""
 

@@ -10,9 +10,10 @@ from ooto.render import NODE_KERNEL_LABEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import STRATEGIC_PATCH, KubeRest
 from tests.integration.conftest import OperatorFactory
-from tests.integration.reliability_support import GPU, A, B
+from tests.integration.reliability_support import GPU, A, B, settled
 from tests.integration.scenario_support import (
     apply_module,
+    condition,
     daemonsets,
     eventually,
     get_module,
@@ -87,3 +88,32 @@ async def test_a_node_with_a_hostile_kernel_string_gets_nothing_but_an_event_and
         return NODE_KERNEL_LABEL not in (node["metadata"].get("labels") or {})
 
     await eventually(label_removed, timeout=15)
+
+
+async def test_pods_the_daemonset_controller_cannot_create_are_the_kernels_reason(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Reproduced: a ResourceQuota (PodSecurity, an SCC ...) refusing the loader pods showed only
+    as "0/1 nodes ready", Rolling for ever. Now the DaemonSet controller's FailedCreate Event is
+    the kernel's message, with reason PodCreateFailed, and nothing is written over and over."""
+    await kubelet.add_nodes([("s3-a", A, GPU)])
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"}}
+    quota["spec"] = {"hard": {"pods": "0"}}
+    path = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await admin_rest.post(path, quota)
+    # Admission enforces a quota once its status is computed; the local control plane runs no
+    # resourcequota controller, so write the status it would write.
+    computed = {"status": {"hard": {"pods": "0"}, "used": {"pods": "0"}}}
+    await admin_rest.patch(f"{path}/no-pods/status", computed)
+    operator = await start_operator(watch_namespace=namespace)
+    await apply_module(admin_rest, namespace, module_manifest("mod", [literal(A, "r.example/m:a")]))
+
+    async def reported() -> dict[str, Any] | None:
+        module = await get_module(admin_rest, namespace, "mod")
+        return module if condition(module, "Ready").get("reason") == "PodCreateFailed" else None
+
+    module = await eventually(reported, timeout=60)
+    entry = kernel_status(module)[A]
+    assert entry["reason"] == "PodCreateFailed"
+    assert "quota" in entry["message"], entry["message"]
+    await settled(operator)  # the controller's repeated Events cause no write storm
