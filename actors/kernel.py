@@ -58,6 +58,19 @@ class BuildLogRead:
 
 
 @dataclass(frozen=True, slots=True)
+class BuildDeleted:
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedBuild:
+    name: str
+    uid: str
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     name: str
     spec_hash: str
@@ -105,6 +118,7 @@ class KernelActor(OotoActor):
         self._build_started: float | None = None
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
+        self._failed_build: FailedBuild | None = None  # kept for inspection until the next one
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
         self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
@@ -199,6 +213,11 @@ class KernelActor(OotoActor):
                 self._done_delete(tag, done)
             case BuildLogRead():
                 self._done_buildlog(done)
+            case BuildDeleted() as tag:
+                if not done.ok:
+                    log.warning(
+                        "%s: could not delete build %s: %s", self.describe(), tag.name, done.error
+                    )
             case _ if self._retiring:
                 pass  # an image check or build start: nothing to deploy any more
             case ImageChecked() as tag:
@@ -223,6 +242,7 @@ class KernelActor(OotoActor):
                 self._resolve_image()
                 return
             self._image_present = self._plan.image
+            self._delete_succeeded_builds()
         self._deploy()
 
     def _deployed_now(self) -> bool:
@@ -293,7 +313,17 @@ class KernelActor(OotoActor):
         self._build_started = time.monotonic()
         self._build_name = ""
         self._stale_builds = self._finished_builds()
+        self._forget_older_failure()
         self._run(BuildStarted(self._plan.image), self._io.start_build(self._module, self._plan))
+
+    def _forget_older_failure(self) -> None:
+        """Keep only the newest failed build per kernel: the one of an image we no longer build
+        goes when a build of another image starts (the same image's retry replaces it anyway)."""
+        failed, self._failed_build = self._failed_build, None
+        if failed is None or failed.image == self._plan.image:
+            return
+        tag = BuildDeleted(failed.name, failed.uid)
+        self._run(tag, self._io.delete_object("build", self._plan.namespace, tag.name, tag.uid))
 
     def _done_build(self, tag: BuildStarted, done: IoDone) -> None:
         if tag.image != self._plan.image or self._build is not BuildPhase.BUILDING:
@@ -341,9 +371,35 @@ class KernelActor(OotoActor):
             return
         self._build = BuildPhase.FAILED
         self._fail("BuildFailed", message)
+        stored = self._io.builds.get(self._plan.namespace, self._build_name or "-")
+        if stored is not None:
+            self._failed_build = FailedBuild(self._build_name, uid_of(stored), self._plan.image)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
             self._run(BuildLogRead(self._build_name), detail)
+
+    def _delete_succeeded_builds(self) -> None:
+        """A succeeded build of our image has served its purpose once a DaemonSet uses the image.
+        Failed builds stay for inspection (a retry replaces the one of the same image)."""
+        if self._plan.build is None:
+            return
+        for obj in self._io.builds.list():
+            meta = obj.get("metadata") or {}
+            if meta.get("namespace") != self._plan.namespace or meta.get("deletionTimestamp"):
+                continue
+            observed = self._io.build_observation(obj)
+            tag = BuildDeleted(observed.name, uid_of(obj))
+            if observed.image != self._plan.image or observed.phase != "Succeeded":
+                continue
+            if tag not in self._inflight:
+                log.info(
+                    "%s deletes build %s",
+                    self.describe(),
+                    observed.name,
+                    extra=self._log_extra("image in use"),
+                )
+                coro = self._io.delete_object("build", self._plan.namespace, observed.name, tag.uid)
+                self._run(tag, coro)
 
     def _done_buildlog(self, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
@@ -415,6 +471,7 @@ class KernelActor(OotoActor):
             self._delete(Doomed(meta.get("namespace", ""), tag.name, meta.get("uid", "")))
             return
         self._backoff.reset()
+        self._delete_succeeded_builds()  # the image is in use now
         written = (meta.get("uid", ""), int(meta.get("generation", 0)))
         known = self._generations.get(tag.name)
         if known is None or known[0] != written[0] or known[1] < written[1]:
