@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from actors.base import Backoff, OotoActor
@@ -31,6 +30,15 @@ from actors.messages import (
     Retire,
 )
 from actors.ports import ActorContext, Obj
+from actors.replies import (
+    Applied,
+    BuildDeleted,
+    BuildLogRead,
+    BuildStarted,
+    Deleted,
+    FailedBuild,
+    ImageChecked,
+)
 from actors.retire import Doomed, kernel_daemonsets, retire_step
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
@@ -39,47 +47,6 @@ from ooto.render import RenderOptions, render_daemonsets, render_failure
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
-
-
-# Reply tags: what each IoDone answers (the bridge hands the tag back unchanged).
-@dataclass(frozen=True, slots=True)
-class ImageChecked:
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildStarted:
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildLogRead:
-    build: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildDeleted:
-    name: str
-    uid: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailedBuild:
-    name: str
-    uid: str
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    name: str
-    spec_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    name: str
-    uid: str
 
 
 class RenderError(Exception):
