@@ -214,10 +214,12 @@ class ModuleSupervisor(OotoActor):
             if kernel in self._actors:
                 self._retire(kernel)
             return
+        if self.timer_pending(f"respawn:{kernel}"):
+            return  # its actor died: planned again (and ActorFailed cleared) when the timer fires
         self._problems.pop(kernel, None)
         actor = self._actors.get(kernel)
-        if kernel in self._retiring or self.timer_pending(f"respawn:{kernel}"):
-            return  # planned again once the old actor retired / when the respawn timer fires
+        if kernel in self._retiring:
+            return  # planned again once the old actor has retired
         if actor is None:
             self._spawn(plan, nodes)
         else:
