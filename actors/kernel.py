@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from actors.base import Backoff, OotoActor
@@ -27,9 +26,19 @@ from actors.messages import (
     KernelReport,
     KernelRetired,
     PlanKernel,
+    PodCreateFailed,
     Retire,
 )
 from actors.ports import ActorContext, Obj
+from actors.replies import (
+    Applied,
+    BuildDeleted,
+    BuildLogRead,
+    BuildStarted,
+    Deleted,
+    FailedBuild,
+    ImageChecked,
+)
 from actors.retire import Doomed, kernel_daemonsets, retire_step
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.kernels import KernelPlan
@@ -38,34 +47,6 @@ from ooto.render import RenderOptions, render_daemonsets, render_failure
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
-
-
-# Reply tags: what each IoDone answers (the bridge hands the tag back unchanged).
-@dataclass(frozen=True, slots=True)
-class ImageChecked:
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildStarted:
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildLogRead:
-    build: str
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    name: str
-    spec_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    name: str
-    uid: str
 
 
 class RenderError(Exception):
@@ -80,11 +61,14 @@ class KernelActor(OotoActor):
         module: Module,
         plan: KernelPlan,
         nodes: frozenset[str],
+        unavailable: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(context.bridge)
         self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
         self._supervisor = supervisor
         self._module, self._plan, self._nodes = module, plan, nodes
+        self._unavailable = unavailable  # of our nodes: NotReady or unschedulable
+        self._create_failures: dict[str, PodCreateFailed] = {}  # DaemonSet -> its latest
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._message = ""
@@ -101,6 +85,7 @@ class KernelActor(OotoActor):
         self._build_started: float | None = None
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
+        self._failed_build: FailedBuild | None = None  # kept for inspection until the next one
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
         self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
@@ -132,6 +117,7 @@ class KernelActor(OotoActor):
         changed = plan != self._plan or message.module.metadata.uid != self._module.metadata.uid
         regenerated = message.module.metadata.generation != self._module.metadata.generation
         self._module, self._nodes = message.module, message.nodes
+        self._unavailable = message.unavailable
         if changed and plan.image != self._plan.image:
             self._image_present = None
             self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
@@ -150,6 +136,11 @@ class KernelActor(OotoActor):
         if self._retiring:
             self._retire_step()
         else:
+            self._converge()
+
+    def on_PodCreateFailed(self, failure: PodCreateFailed) -> None:
+        self._create_failures[failure.daemonset] = failure
+        if not self._retiring:
             self._converge()
 
     def on_BuildObserved(self, event: BuildObserved) -> None:
@@ -189,6 +180,11 @@ class KernelActor(OotoActor):
                 self._done_delete(tag, done)
             case BuildLogRead():
                 self._done_buildlog(done)
+            case BuildDeleted() as tag:
+                if not done.ok:
+                    log.warning(
+                        "%s: could not delete build %s: %s", self.describe(), tag.name, done.error
+                    )
             case _ if self._retiring:
                 pass  # an image check or build start: nothing to deploy any more
             case ImageChecked() as tag:
@@ -213,6 +209,7 @@ class KernelActor(OotoActor):
                 self._resolve_image()
                 return
             self._image_present = self._plan.image
+            self._delete_succeeded_builds()
         self._deploy()
 
     def _deployed_now(self) -> bool:
@@ -283,7 +280,17 @@ class KernelActor(OotoActor):
         self._build_started = time.monotonic()
         self._build_name = ""
         self._stale_builds = self._finished_builds()
+        self._forget_older_failure()
         self._run(BuildStarted(self._plan.image), self._io.start_build(self._module, self._plan))
+
+    def _forget_older_failure(self) -> None:
+        """Keep only the newest failed build per kernel: the one of an image we no longer build
+        goes when a build of another image starts (the same image's retry replaces it anyway)."""
+        failed, self._failed_build = self._failed_build, None
+        if failed is None or failed.image == self._plan.image:
+            return
+        tag = BuildDeleted(failed.name, failed.uid)
+        self._run(tag, self._io.delete_object("build", self._plan.namespace, tag.name, tag.uid))
 
     def _done_build(self, tag: BuildStarted, done: IoDone) -> None:
         if tag.image != self._plan.image or self._build is not BuildPhase.BUILDING:
@@ -331,9 +338,35 @@ class KernelActor(OotoActor):
             return
         self._build = BuildPhase.FAILED
         self._fail("BuildFailed", message)
+        stored = self._io.builds.get(self._plan.namespace, self._build_name or "-")
+        if stored is not None:
+            self._failed_build = FailedBuild(self._build_name, uid_of(stored), self._plan.image)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
             self._run(BuildLogRead(self._build_name), detail)
+
+    def _delete_succeeded_builds(self) -> None:
+        """A succeeded build of our image has served its purpose once a DaemonSet uses the image.
+        Failed builds stay for inspection (a retry replaces the one of the same image)."""
+        if self._plan.build is None:
+            return
+        for obj in self._io.builds.list():
+            meta = obj.get("metadata") or {}
+            if meta.get("namespace") != self._plan.namespace or meta.get("deletionTimestamp"):
+                continue
+            observed = self._io.build_observation(obj)
+            tag = BuildDeleted(observed.name, uid_of(obj))
+            if observed.image != self._plan.image or observed.phase != "Succeeded":
+                continue
+            if tag not in self._inflight:
+                log.info(
+                    "%s deletes build %s",
+                    self.describe(),
+                    observed.name,
+                    extra=self._log_extra("image in use"),
+                )
+                coro = self._io.delete_object("build", self._plan.namespace, observed.name, tag.uid)
+                self._run(tag, coro)
 
     def _done_buildlog(self, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
@@ -405,6 +438,7 @@ class KernelActor(OotoActor):
             self._delete(Doomed(meta.get("namespace", ""), tag.name, meta.get("uid", "")))
             return
         self._backoff.reset()
+        self._delete_succeeded_builds()  # the image is in use now
         written = (meta.get("uid", ""), int(meta.get("generation", 0)))
         known = self._generations.get(tag.name)
         if known is None or known[0] != written[0] or known[1] < written[1]:
@@ -415,15 +449,39 @@ class KernelActor(OotoActor):
             self._converge()
 
     def _report_rollout(self, targets: list[Target], waiting: bool) -> None:
+        """Ready when every available node runs our pods: a NotReady or cordoned node is
+        counted (nodesUnavailable) but not waited for."""
         objs = [self._io.daemonsets.get(t.namespace, t.name) for t in targets]
-        readiness = [daemonset_ready(obj) for obj in objs]
+        excused = len(self._unavailable)
+        readiness = [daemonset_ready(obj, excused) for obj in objs]
         nodes_ready = min(ready for ready, _ in readiness)
-        want = len(self._nodes)
+        want = len(self._nodes) - excused
+        blocked = self._pod_create_failure(objs)
         if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
             self._set_phase(KernelPhase.READY, "", "", nodes_ready)
+        elif blocked:
+            # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
+            message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
+            self._set_phase(KernelPhase.DEGRADED, "PodCreateFailed", message, nodes_ready)
         else:
             message = f"{nodes_ready}/{want} nodes ready"
+            if excused:
+                message += f" ({excused} unavailable)"
             self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
+
+    def _pod_create_failure(self, objs: list[Obj | None]) -> str:
+        """The latest FailedCreate message of a DaemonSet of ours that still lacks pods."""
+        for obj in objs:
+            meta, status = (obj or {}).get("metadata") or {}, (obj or {}).get("status") or {}
+            failure = self._create_failures.get(meta.get("name", ""))
+            if failure is None or failure.uid != meta.get("uid"):
+                continue
+            # Not desiredNumberScheduled: the controller may not count nodes it failed on.
+            if status.get("currentNumberScheduled", 0) >= len(self._nodes - self._unavailable):
+                del self._create_failures[failure.daemonset]  # every pod exists now
+                continue
+            return failure.message
+        return ""
 
     # --- retiring ----------------------------------------------------------------------------
 
@@ -491,6 +549,8 @@ class KernelActor(OotoActor):
             build=self._build,
             nodes_desired=len(self._nodes),
             nodes_ready=min(ready, len(self._nodes)),
+            nodes_unavailable=len(self._unavailable),
+            reason=reason,
             message=message,
         )
         report = KernelReport(self._plan.kernel, status, reason)

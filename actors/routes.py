@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.messages import DaemonSetObserved
+from actors.messages import DaemonSetObserved, PodCreateFailed
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
@@ -53,16 +53,34 @@ class DaemonSetRoutes:
 
     def deliver(self, daemonset: Mapping[str, Any]) -> None:
         """Tell the owning kernel actor that its DaemonSet changed (the cache already has it)."""
+        key = self._key(daemonset)
+        ref = self._routes.get(key) or self._modules.get(key[:2])
+        if ref is not None:  # else its Module has no supervisor (deleted: the GC removes it)
+            self._bridge.tell(ref, DaemonSetObserved(daemonset))
+
+    def deliver_failed_create(self, event: Mapping[str, Any], daemonsets: Any) -> None:
+        """A `FailedCreate` Event of the DaemonSet controller: tell the kernel actor whose
+        DaemonSet it is about (`daemonsets`: the DaemonSet informer's cache)."""
+        involved = event.get("involvedObject") or {}
+        daemonset = daemonsets.get(involved.get("namespace"), involved.get("name", ""))
+        if daemonset is None:
+            return  # not one of ours (the informer caches only ours), or gone
+        uid = (daemonset.get("metadata") or {}).get("uid", "")
+        if involved.get("uid") not in (None, "", uid):
+            return  # about an earlier DaemonSet of that name
+        ref = self._routes.get(self._key(daemonset))
+        if ref is not None:
+            message = str(event.get("message") or "")[:512]
+            self._bridge.tell(ref, PodCreateFailed(involved.get("name", ""), uid, message))
+
+    def _key(self, daemonset: Mapping[str, Any]) -> RouteKey:
         meta = daemonset.get("metadata") or {}
         labels = meta.get("labels") or {}
-        key = (
+        return (
             meta.get("namespace", ""),
             labels.get(self._module_label, ""),
             labels.get(self._kernel_label, ""),
         )
-        ref = self._routes.get(key) or self._modules.get(key[:2])
-        if ref is not None:  # else its Module has no supervisor (deleted: the GC removes it)
-            self._bridge.tell(ref, DaemonSetObserved(daemonset))
 
     def __len__(self) -> int:
         return len(self._routes)
