@@ -51,6 +51,9 @@ from ooto.validation import validate_module
 
 log = logging.getLogger(__name__)
 
+KEEPS_WHAT_RUNS = frozenset({"InvalidSpec", "ActorFailed"})
+"""Kernel problems under which the kernel's DaemonSets are kept (NoMatchingMapping retires)."""
+
 PROGRESS_SECONDS_PER_KERNEL = 0.01
 PROGRESS_INTERVAL_MAX = 5.0
 """A status that only reports progress (counts, messages) waits 10 ms per kernel since the last
@@ -315,10 +318,21 @@ class ModuleSupervisor(OotoActor):
 
     def _sweep_if_changed(self) -> None:
         """Sweep orphans whenever the set of live kernel actors changes (and at first sight)."""
-        live = frozenset(self._by_label)
+        live = self._kept_labels()
         if live != self._swept_for:
             self._swept_for = live
             self._sweep()
+
+    def _kept_labels(self) -> frozenset[str]:
+        """Kernel labels whose DaemonSets stay: live actors', and kernels still on selected nodes
+        whose mapping is invalid for them (an invalid spec changes nothing that runs, also after
+        a restart, when no actor exists for them)."""
+        held = {
+            kernel_label_value(kernel)
+            for kernel, problem in self._problems.items()
+            if problem.reason in KEEPS_WHAT_RUNS and kernel in (self._kernels or {})
+        }
+        return frozenset(self._by_label) | held
 
     def _sweep(self) -> None:
         """Delete our DaemonSets whose kernel has no live actor (one that retires counts as
@@ -327,7 +341,8 @@ class ModuleSupervisor(OotoActor):
         if self._kernels is None:
             return
         meta = self._module.metadata
-        for doomed in orphans(self._io.daemonsets.list(), meta.namespace, meta.uid, self._by_label):
+        kept = self._kept_labels()
+        for doomed in orphans(self._io.daemonsets.list(), meta.namespace, meta.uid, kept):
             if doomed.uid in self._sweeping:
                 continue
             self._sweeping.add(doomed.uid)
