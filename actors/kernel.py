@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from actors.base import Backoff, OotoActor
@@ -36,9 +35,19 @@ from actors.messages import (
     KernelReport,
     KernelRetired,
     PlanKernel,
+    PodCreateFailed,
     Retire,
 )
 from actors.ports import ActorContext, Obj
+from actors.replies import (
+    Applied,
+    BuildDeleted,
+    BuildLogRead,
+    BuildStarted,
+    Deleted,
+    FailedBuild,
+    ImageChecked,
+)
 from actors.retire import Doomed, kernel_daemonsets, retire_step
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.builds.model import tail_message
@@ -54,36 +63,6 @@ EVENT_MESSAGE_LIMIT = 1024
 """What the event recorder keeps of a message (ooto.kube.events.MAX_MESSAGE)."""
 
 
-# Reply tags: what each IoDone answers (the bridge hands the tag back unchanged).
-@dataclass(frozen=True, slots=True)
-class ImageChecked:
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildStarted:
-    image: str
-
-
-@dataclass(frozen=True, slots=True)
-class BuildLogRead:
-    build: str
-    reason: str = "BuildFailed"  # or SignFailed
-    image: str = ""  # what the failed build was making
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    name: str
-    spec_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    name: str
-    uid: str
-
-
 class RenderError(Exception):
     """The Module passed validation but its DaemonSets cannot be rendered (message: why, where)."""
 
@@ -96,11 +75,14 @@ class KernelActor(OotoActor, KernelSigning):
         module: Module,
         plan: KernelPlan,
         nodes: frozenset[str],
+        unavailable: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(context.bridge)
         self._io, self._settings, self._metrics = context.io, context.settings, context.metrics
         self._supervisor = supervisor
         self._module, self._plan, self._nodes = module, plan, nodes
+        self._unavailable = unavailable  # of our nodes: NotReady or unschedulable
+        self._create_failures: dict[str, PodCreateFailed] = {}  # DaemonSet -> its latest
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._message = ""
@@ -117,13 +99,14 @@ class KernelActor(OotoActor, KernelSigning):
         self._build_started: float | None = None
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
-        self._last_report: KernelReport | None = None
-        self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
-        self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
+        self._failed_build: FailedBuild | None = None  # kept for inspection until the next one
         self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
         self._rechecking = False  # that check (or the build it started) is not over
         self._signed_by = ""  # the signed-by label of our signed image, as last checked
         self._digest = ""  # of plan.image as the registry last answered: DaemonSets pin it
+        self._last_report: KernelReport | None = None
+        self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
+        self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
 
     def describe(self) -> str:
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
@@ -152,6 +135,7 @@ class KernelActor(OotoActor, KernelSigning):
         changed = plan != self._plan or message.module.metadata.uid != self._module.metadata.uid
         regenerated = message.module.metadata.generation != self._module.metadata.generation
         self._module, self._nodes = message.module, message.nodes
+        self._unavailable = message.unavailable
         if changed and plan.image != self._plan.image:
             self._image_present, self._digest = None, ""
             self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
@@ -170,6 +154,11 @@ class KernelActor(OotoActor, KernelSigning):
         if self._retiring:
             self._retire_step()
         else:
+            self._converge()
+
+    def on_PodCreateFailed(self, failure: PodCreateFailed) -> None:
+        self._create_failures[failure.daemonset] = failure
+        if not self._retiring:
             self._converge()
 
     def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
@@ -236,6 +225,11 @@ class KernelActor(OotoActor, KernelSigning):
                 self._done_delete(tag, done)
             case BuildLogRead() as tag:
                 self._done_buildlog(tag, done)
+            case BuildDeleted() as tag:
+                if not done.ok:
+                    log.warning(
+                        "%s: could not delete build %s: %s", self.describe(), tag.name, done.error
+                    )
             case _ if self._retiring:
                 pass  # an image check or build start: nothing to deploy any more
             case ImageChecked() as tag:
@@ -264,6 +258,7 @@ class KernelActor(OotoActor, KernelSigning):
                 self._resolve_image()
                 return
             self._image_present = self._plan.image
+            self._delete_succeeded_builds()
             if self._plan.sign is not None and not self.timer_pending("sign-recheck"):
                 self.set_timer("sign-recheck", 0)  # trusted as deployed: is its signature current?
         self._deploy()
@@ -376,6 +371,16 @@ class KernelActor(OotoActor, KernelSigning):
         self._build_started = time.monotonic()
         self._build_name = ""
         self._stale_builds = self._finished_builds()
+        self._forget_older_failure()
+
+    def _forget_older_failure(self) -> None:
+        """Keep only the newest failed build per kernel: the one of an image we no longer build
+        goes when a build of another image starts (the same image's retry replaces it anyway)."""
+        failed, self._failed_build = self._failed_build, None
+        if failed is None or failed.image == self._target():
+            return
+        tag = BuildDeleted(failed.name, failed.uid)
+        self._run(tag, self._io.delete_object("build", self._plan.namespace, tag.name, tag.uid))
 
     def _done_build(self, image: str, done: IoDone) -> None:
         if image != self._plan.image:
@@ -443,16 +448,42 @@ class KernelActor(OotoActor, KernelSigning):
             check = self._io.check_image(self._module, self._plan, fresh=True)
             self._run(ImageChecked(self._plan.image), check)
             return
-        reason = "SignFailed" if signing else "BuildFailed"
+        reason, image = ("SignFailed" if signing else "BuildFailed"), self._target(signing)
         if not signing:
             self._build = BuildPhase.FAILED
         self._fail(reason, message)
+        stored = self._io.builds.get(self._plan.namespace, self._build_name or "-")
+        if stored is not None:
+            self._failed_build = FailedBuild(self._build_name, uid_of(stored), image)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
-            self._run(BuildLogRead(self._build_name, reason, self._target(signing)), detail)
+            self._run(BuildLogRead(self._build_name, reason, image), detail)
         else:  # it never started: no log, the reason is the message
             text = f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT]
             self._build_event(text, reason)
+
+    def _delete_succeeded_builds(self) -> None:
+        """A succeeded build of our image has served its purpose once a DaemonSet uses the image.
+        Failed builds stay for inspection (a retry replaces the one of the same image)."""
+        if self._plan.build is None:
+            return
+        for obj in self._io.builds.list():
+            meta = obj.get("metadata") or {}
+            if meta.get("namespace") != self._plan.namespace or meta.get("deletionTimestamp"):
+                continue
+            observed = self._io.build_observation(obj)
+            tag = BuildDeleted(observed.name, uid_of(obj))
+            if observed.image != self._plan.image or observed.phase != "Succeeded":
+                continue
+            if tag not in self._inflight:
+                log.info(
+                    "%s deletes build %s",
+                    self.describe(),
+                    observed.name,
+                    extra=self._log_extra("image in use"),
+                )
+                coro = self._io.delete_object("build", self._plan.namespace, observed.name, tag.uid)
+                self._run(tag, coro)
 
     def _done_buildlog(self, tag: BuildLogRead, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
@@ -524,6 +555,7 @@ class KernelActor(OotoActor, KernelSigning):
             self._delete(Doomed(meta.get("namespace", ""), tag.name, meta.get("uid", "")))
             return
         self._backoff.reset()
+        self._delete_succeeded_builds()  # the image is in use now
         written = (meta.get("uid", ""), int(meta.get("generation", 0)))
         known = self._generations.get(tag.name)
         if known is None or known[0] != written[0] or known[1] < written[1]:
@@ -534,15 +566,39 @@ class KernelActor(OotoActor, KernelSigning):
             self._converge()
 
     def _report_rollout(self, targets: list[Target], waiting: bool) -> None:
+        """Ready when every available node runs our pods: a NotReady or cordoned node is
+        counted (nodesUnavailable) but not waited for."""
         objs = [self._io.daemonsets.get(t.namespace, t.name) for t in targets]
-        readiness = [daemonset_ready(obj) for obj in objs]
+        excused = len(self._unavailable)
+        readiness = [daemonset_ready(obj, excused) for obj in objs]
         nodes_ready = min(ready for ready, _ in readiness)
-        want = len(self._nodes)
+        want = len(self._nodes) - excused
+        blocked = self._pod_create_failure(objs)
         if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
             self._set_phase(KernelPhase.READY, "", "", nodes_ready)
+        elif blocked:
+            # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
+            message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
+            self._set_phase(KernelPhase.DEGRADED, "PodCreateFailed", message, nodes_ready)
         else:
             message = f"{nodes_ready}/{want} nodes ready"
+            if excused:
+                message += f" ({excused} unavailable)"
             self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
+
+    def _pod_create_failure(self, objs: list[Obj | None]) -> str:
+        """The latest FailedCreate message of a DaemonSet of ours that still lacks pods."""
+        for obj in objs:
+            meta, status = (obj or {}).get("metadata") or {}, (obj or {}).get("status") or {}
+            failure = self._create_failures.get(meta.get("name", ""))
+            if failure is None or failure.uid != meta.get("uid"):
+                continue
+            # Not desiredNumberScheduled: the controller may not count nodes it failed on.
+            if status.get("currentNumberScheduled", 0) >= len(self._nodes - self._unavailable):
+                del self._create_failures[failure.daemonset]  # every pod exists now
+                continue
+            return failure.message
+        return ""
 
     # --- retiring ----------------------------------------------------------------------------
 
@@ -610,6 +666,8 @@ class KernelActor(OotoActor, KernelSigning):
             build=self._build,
             nodes_desired=len(self._nodes),
             nodes_ready=min(ready, len(self._nodes)),
+            nodes_unavailable=len(self._unavailable),
+            reason=reason,
             message=message,
         )
         report = KernelReport(self._plan.kernel, status, reason)

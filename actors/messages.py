@@ -48,6 +48,16 @@ class DaemonSetObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class PodCreateFailed:
+    """The DaemonSet controller could not create a pod of one of the kernel actor's DaemonSets
+    (its `FailedCreate` Event: PodSecurity, SCC, ResourceQuota ...)."""
+
+    daemonset: str
+    uid: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImagePullFailed:
     """A module-loader pod of the kernel actor cannot pull `image` (told by DaemonSetRoutes, from
     the loader pod informer)."""
@@ -85,6 +95,10 @@ class NodesChanged:
     """The kernels of a supervisor's selected nodes, in full (not a delta: easy to reason about)."""
 
     kernels: KernelNodes
+    unavailable: frozenset[str] = frozenset()
+    """Selected nodes (in `kernels`) that are NotReady or unschedulable."""
+    invalid_kernel: frozenset[str] = frozenset()
+    """Selected nodes whose kernel string ooto refuses (`valid_kernel`): in no kernel's list."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +123,8 @@ class PlanKernel:
     module: Module
     plan: KernelPlan
     nodes: frozenset[str]
+    unavailable: frozenset[str] = frozenset()
+    """Those of `nodes` that are NotReady or unschedulable: counted, not waited for."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from actors.messages import (
     Unsubscribe,
 )
 from actors.ports import OperatorIO
+from ooto.kernels import valid_kernel
 from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL, node_kernel_labels
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,12 @@ log = logging.getLogger(__name__)
 class NodeView:
     labels: Mapping[str, str]
     kernel: str | None
+    """The kernel to place modules for: None when the node reports none, or one we refuse."""
     annotation: str | None
+    refused: str | None = None
+    """A kernel string `valid_kernel` refuses (what a compromised node may write)."""
+    available: bool = True
+    """Ready and schedulable: a node that is not is counted apart and not waited for."""
 
 
 @dataclass
@@ -40,17 +46,34 @@ class Subscription:
     selector: Mapping[str, str]
     subscriber: Any
     kernels: dict[str, set[str]] = field(default_factory=dict)
+    unavailable: set[str] = field(default_factory=set)  # selected, placed, not available
+    refused: set[str] = field(default_factory=set)  # selected, with a refused kernel string
 
 
 def node_view(node: Mapping[str, Any]) -> NodeView:
     meta = node.get("metadata") or {}
-    kernel = ((node.get("status") or {}).get("nodeInfo") or {}).get("kernelVersion") or ""
+    status = node.get("status") or {}
+    raw = str((status.get("nodeInfo") or {}).get("kernelVersion") or "").strip()
     annotations = meta.get("annotations") or {}
+    ok = valid_kernel(raw)
     return NodeView(
         labels=meta.get("labels") or {},
-        kernel=kernel.strip() or None,
+        kernel=raw if ok else None,
         annotation=annotations.get(NODE_KERNEL_ANNOTATION),
+        refused=raw if raw and not ok else None,
+        available=node_available(node),
     )
+
+
+def node_available(node: Mapping[str, Any]) -> bool:
+    """Not cordoned and not reported NotReady (a node without a Ready condition yet counts as
+    available: its kubelet has not said otherwise)."""
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    for condition in (node.get("status") or {}).get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return True
 
 
 def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -60,7 +83,7 @@ def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 def kernel_patch(view: NodeView) -> tuple[dict[str, str | None], dict[str, str | None]] | None:
     """The label/annotation change a node needs (None values delete), or None when it is right."""
     if view.kernel is None:
-        # No kernel reported: a stale label would pin the wrong module here, so drop ours.
+        # No kernel reported (or one we refuse): a stale label would pin a module here: drop ours.
         if NODE_KERNEL_LABEL in view.labels or view.annotation is not None:
             return {NODE_KERNEL_LABEL: None}, {NODE_KERNEL_ANNOTATION: None}
         return None
@@ -81,6 +104,7 @@ class NodeTracker(OotoActor):
         self._dirty: set[str] = set()
         self._flush_queued = False
         self._patching: dict[str, tuple[Any, Any]] = {}
+        self._warned: dict[str, str] = {}  # node -> the refused kernel string we reported
         self._backoff = backoff
 
     def on_NodeObserved(self, event: NodeObserved) -> None:
@@ -91,17 +115,35 @@ class NodeTracker(OotoActor):
             self._nodes.pop(name, None)
         else:
             self._nodes[name] = new
-            if new.kernel is None and (old is None or old.kernel is not None):
+            if new.kernel is None and new.refused is None and (old is None or old.kernel):
                 log.warning(
                     "node %s reports no kernel version: no module is placed there",
                     name,
                     extra={"node": name, "reason": "NoKernelVersion"},
                 )
+            self._refuse(event.node, new)
             self._label(name, new)
         for key, sub in self._subscriptions.items():
             if _reindex(sub, name, old, new):
                 self._dirty.add(key)
         self._queue_flush()
+
+    def _refuse(self, node: Mapping[str, Any], view: NodeView) -> None:
+        """Say once per (node, kernel string) that the node's kernel string is refused."""
+        name = (node.get("metadata") or {}).get("name", "")
+        if view.refused is None:
+            self._warned.pop(name, None)
+            return
+        if self._warned.get(name) == view.refused:
+            return
+        self._warned[name] = view.refused
+        shown = repr(view.refused[:200])
+        message = (
+            f"kernel version {shown} is not a kernel release string (allowed: "
+            "[A-Za-z0-9._+~-], 1 to 128 characters): no kernel module is placed on this node"
+        )
+        log.warning("node %s: %s", name, message, extra={"node": name, "reason": "InvalidKernel"})
+        self._io.record_event(node, "Warning", "InvalidKernel", message)
 
     def on_Subscribe(self, message: Subscribe) -> None:
         sub = Subscription(message.selector, message.subscriber)
@@ -121,7 +163,8 @@ class NodeTracker(OotoActor):
             sub = self._subscriptions.get(key)
             if sub is not None:
                 kernels = {kernel: frozenset(nodes) for kernel, nodes in sub.kernels.items()}
-                self.send(sub.subscriber, NodesChanged(kernels))
+                changed = NodesChanged(kernels, frozenset(sub.unavailable), frozenset(sub.refused))
+                self.send(sub.subscriber, changed)
         self._dirty.clear()
 
     def _queue_flush(self) -> None:
@@ -154,7 +197,28 @@ class NodeTracker(OotoActor):
 
 
 def _reindex(sub: Subscription, name: str, old: NodeView | None, new: NodeView | None) -> bool:
-    """Move `name` within `sub`'s kernel index; True when the index changed."""
+    """Move `name` within `sub`'s kernel index and flag sets; True when any of them changed."""
+    flags = _reflag(sub, name, new)
+    return _rekernel(sub, name, old, new) or flags
+
+
+def _reflag(sub: Subscription, name: str, new: NodeView | None) -> bool:
+    selected = new is not None and selects(sub.selector, new.labels)
+    changed = False
+    for members, member in (
+        (sub.unavailable, selected and new is not None and new.kernel and not new.available),
+        (sub.refused, selected and new is not None and new.refused is not None),
+    ):
+        if bool(member) != (name in members):
+            changed = True
+            if member:
+                members.add(name)
+            else:
+                members.discard(name)
+    return changed
+
+
+def _rekernel(sub: Subscription, name: str, old: NodeView | None, new: NodeView | None) -> bool:
     before = (
         old.kernel if old is not None and old.kernel and selects(sub.selector, old.labels) else None
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.messages import DaemonSetObserved, ImagePullFailed
+from actors.messages import DaemonSetObserved, ImagePullFailed, PodCreateFailed
 from ooto.stored import pull_failures
 
 RouteKey = tuple[str, str, str]
@@ -54,32 +54,42 @@ class DaemonSetRoutes:
 
     def deliver(self, daemonset: Mapping[str, Any]) -> None:
         """Tell the owning kernel actor that its DaemonSet changed (the cache already has it)."""
-        ref = self._route(daemonset) or self._module_route(daemonset)
+        key = self._key(daemonset)
+        ref = self._routes.get(key) or self._modules.get(key[:2])
         if ref is not None:  # else its Module has no supervisor (deleted: the GC removes it)
             self._bridge.tell(ref, DaemonSetObserved(daemonset))
+
+    def deliver_failed_create(self, event: Mapping[str, Any], daemonsets: Any) -> None:
+        """A `FailedCreate` Event of the DaemonSet controller: tell the kernel actor whose
+        DaemonSet it is about (`daemonsets`: the DaemonSet informer's cache)."""
+        involved = event.get("involvedObject") or {}
+        daemonset = daemonsets.get(involved.get("namespace"), involved.get("name", ""))
+        if daemonset is None:
+            return  # not one of ours (the informer caches only ours), or gone
+        uid = (daemonset.get("metadata") or {}).get("uid", "")
+        if involved.get("uid") not in (None, "", uid):
+            return  # about an earlier DaemonSet of that name
+        ref = self._routes.get(self._key(daemonset))
+        if ref is not None:
+            message = str(event.get("message") or "")[:512]
+            self._bridge.tell(ref, PodCreateFailed(involved.get("name", ""), uid, message))
 
     def deliver_pod(self, pod: Mapping[str, Any]) -> None:
         """Tell the owning kernel actor when one of its loader pods cannot pull an image; pods
         that pull fine cost nothing beyond this check (no message)."""
         failed = pull_failures(pod)
-        ref = self._route(pod) if failed else None
+        ref = self._routes.get(self._key(pod)) if failed else None
         for image in sorted(failed) if ref is not None else ():
             self._bridge.tell(ref, ImagePullFailed(image))
 
-    def _route(self, obj: Mapping[str, Any]) -> Any:
-        meta = obj.get("metadata") or {}
+    def _key(self, daemonset: Mapping[str, Any]) -> RouteKey:
+        meta = daemonset.get("metadata") or {}
         labels = meta.get("labels") or {}
-        key = (
+        return (
             meta.get("namespace", ""),
             labels.get(self._module_label, ""),
             labels.get(self._kernel_label, ""),
         )
-        return self._routes.get(key)
-
-    def _module_route(self, obj: Mapping[str, Any]) -> Any:
-        meta = obj.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        return self._modules.get((meta.get("namespace", ""), labels.get(self._module_label, "")))
 
     def __len__(self) -> int:
         return len(self._routes)

@@ -51,6 +51,9 @@ from ooto.validation import validate_module
 
 log = logging.getLogger(__name__)
 
+KEEPS_WHAT_RUNS = frozenset({"InvalidSpec", "ActorFailed"})
+"""Kernel problems under which the kernel's DaemonSets are kept (NoMatchingMapping retires)."""
+
 PROGRESS_SECONDS_PER_KERNEL = 0.01
 PROGRESS_INTERVAL_MAX = 5.0
 """A status that only reports progress (counts, messages) waits 10 ms per kernel since the last
@@ -73,6 +76,8 @@ class ModuleSupervisor(OotoActor):
         self._spec_errors: list[str] = []
         self._warnings: list[WarningCondition] = []
         self._kernels: KernelNodes | None = None
+        self._unavailable: frozenset[str] = frozenset()  # selected nodes NotReady/unschedulable
+        self._refused_nodes = 0  # selected nodes whose kernel string is refused
         self._actors: dict[str, Any] = {}
         self._by_label: dict[str, str] = {}
         self._retiring: dict[str, Any] = {}
@@ -167,12 +172,21 @@ class ModuleSupervisor(OotoActor):
 
     def on_NodesChanged(self, message: NodesChanged) -> None:
         previous, self._kernels = self._kernels, message.kernels
+        was_unavailable, self._unavailable = self._unavailable, message.unavailable
+        self._refused_nodes = len(message.invalid_kernel)
         if previous is None:
             self._reconcile()
             return
         # Only kernels whose nodes changed need a new plan: one node rebooting into a new kernel
         # costs O(1) messages, not one per kernel of the Module.
-        self._reconcile({k for k, nodes in message.kernels.items() if previous.get(k) != nodes})
+        self._reconcile(
+            {
+                k
+                for k, nodes in message.kernels.items()
+                if previous.get(k) != nodes
+                or nodes & was_unavailable != nodes & message.unavailable
+            }
+        )
 
     def _reconcile(self, changed: set[str] | None = None) -> None:
         """Retire kernels that left; plan `changed` kernels (None: all, e.g. the spec changed)."""
@@ -203,19 +217,22 @@ class ModuleSupervisor(OotoActor):
             if kernel in self._actors:
                 self._retire(kernel)
             return
+        if self.timer_pending(f"respawn:{kernel}"):
+            return  # its actor died: planned again (and ActorFailed cleared) when the timer fires
         self._problems.pop(kernel, None)
         actor = self._actors.get(kernel)
-        if kernel in self._retiring or self.timer_pending(f"respawn:{kernel}"):
-            return  # planned again once the old actor retired / when the respawn timer fires
+        if kernel in self._retiring:
+            return  # planned again once the old actor has retired
         if actor is None:
             self._spawn(plan, nodes)
         else:
-            self.send(actor, PlanKernel(self._module, plan, nodes))
+            self.send(actor, PlanKernel(self._module, plan, nodes, nodes & self._unavailable))
 
     def _problem(self, kernel: str, reason: str, message: str) -> None:
-        problem = KernelProblem(kernel, reason, message)
-        if self._problems.get(kernel) != problem:
-            self._problems[kernel] = problem
+        problem = KernelProblem(kernel, reason, message, len((self._kernels or {}).get(kernel, ())))
+        old = self._problems.get(kernel)
+        self._problems[kernel] = problem
+        if old is None or (old.reason, old.message) != (reason, message):
             log.warning(
                 "%s: kernel %s: %s",
                 self.describe(),
@@ -233,7 +250,9 @@ class ModuleSupervisor(OotoActor):
             plan.image,
             extra=self._extra("kernel appeared", plan.kernel),
         )
-        ref = KernelActor.start(self._context, self.actor_ref, self._module, plan, nodes)
+        ref = KernelActor.start(
+            self._context, self.actor_ref, self._module, plan, nodes, nodes & self._unavailable
+        )
         self._actors[plan.kernel] = ref
         self._by_label[plan.kernel_label] = plan.kernel
         self._routes.add(self._route_key(plan.kernel), ref)
@@ -299,10 +318,21 @@ class ModuleSupervisor(OotoActor):
 
     def _sweep_if_changed(self) -> None:
         """Sweep orphans whenever the set of live kernel actors changes (and at first sight)."""
-        live = frozenset(self._by_label)
+        live = self._kept_labels()
         if live != self._swept_for:
             self._swept_for = live
             self._sweep()
+
+    def _kept_labels(self) -> frozenset[str]:
+        """Kernel labels whose DaemonSets stay: live actors', and kernels still on selected nodes
+        whose mapping is invalid for them (an invalid spec changes nothing that runs, also after
+        a restart, when no actor exists for them)."""
+        held = {
+            kernel_label_value(kernel)
+            for kernel, problem in self._problems.items()
+            if problem.reason in KEEPS_WHAT_RUNS and kernel in (self._kernels or {})
+        }
+        return frozenset(self._by_label) | held
 
     def _sweep(self) -> None:
         """Delete our DaemonSets whose kernel has no live actor (one that retires counts as
@@ -311,7 +341,8 @@ class ModuleSupervisor(OotoActor):
         if self._kernels is None:
             return
         meta = self._module.metadata
-        for doomed in orphans(self._io.daemonsets.list(), meta.namespace, meta.uid, self._by_label):
+        kept = self._kept_labels()
+        for doomed in orphans(self._io.daemonsets.list(), meta.namespace, meta.uid, kept):
             if doomed.uid in self._sweeping:
                 continue
             self._sweeping.add(doomed.uid)
@@ -406,6 +437,7 @@ class ModuleSupervisor(OotoActor):
             kernel_reasons={r.kernel: r.reason for r in self._reports.values()},
             problems=sorted(self._problems.values(), key=lambda p: p.kernel),
             warnings=self._warnings,
+            nodes_invalid_kernel=self._refused_nodes,
         )
 
     def on_IoDone(self, done: IoDone) -> None:

@@ -39,7 +39,7 @@ from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfi
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import EventGate, Informer
 from ooto.kube.leader import LeaderElector
-from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PODS
+from ooto.kube.resources import DAEMONSETS, EVENTS, MODULES, NODES, PODS
 from ooto.logs import configure_logging
 from ooto.metrics import Metrics
 from ooto.operator_io import KubeOperatorIO
@@ -65,6 +65,8 @@ ACTOR_STACK_BYTES = 512 * 1024
 """Actor threads run short handlers; 512 KiB instead of 8 MiB keeps 5000 actors cheap. Not less:
 at 256 KiB a Module nested 500 levels deep in a free-form field crashes the process (SIGSEGV in
 pydantic's validation) instead of failing validation."""
+
+FAILED_CREATE_EVENTS = "involvedObject.kind=DaemonSet,reason=FailedCreate"
 
 GC_THRESHOLDS = (50_000, 20, 100)
 """The cyclic collector runs after 50,000 net allocations instead of 700. Converging allocates
@@ -198,6 +200,14 @@ class Operator:
         # shared limiter), but reach the root only once the caches their actors read are synced.
         gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
         modules = self._informer(MODULES, gate)
+
+        # The DaemonSet controller's FailedCreate Events (quota, PodSecurity, SCC) become the
+        # kernel's reason; only those are listed and watched, and they are never written.
+        def failed_create(event: Any) -> None:
+            if event.type != "DELETED":
+                routes.deliver_failed_create(event.obj, daemonsets)
+
+        self._informer(EVENTS, failed_create, field_selector=FAILED_CREATE_EVENTS).start()
         await self._sync(daemonsets, builds, nodes, modules)
         gate.open()
         # Loader pods, only to hear of images nodes cannot pull (a registry that lost a built

@@ -35,6 +35,7 @@ MAX_KERNEL_LENGTH = 256
 MAX_LABEL_LENGTH = 63
 HASH_LENGTH = 10
 
+_VALID_KERNEL = re.compile(r"[A-Za-z0-9._+~-]{1,128}")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _NOT_LABEL_CHAR = re.compile(r"[^-A-Za-z0-9_.]")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -193,6 +194,15 @@ def _is_utf8(kernel: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate from a hostile JSON string
         return False
     return True
+
+
+def valid_kernel(kernel: str) -> bool:
+    """A kernel string ooto acts on: `[A-Za-z0-9._+~-]{1,128}`.
+
+    Nodes report their kernel themselves, so a compromised node can write anything there; a
+    string outside this set (shell syntax, spaces, control characters) gets no loader and no
+    build. Real release strings (`uname -r`, at most 64 bytes) always fit."""
+    return _VALID_KERNEL.fullmatch(kernel) is not None
 
 
 def find_mapping(module: Module, kernel: str) -> tuple[int, dict[str, str]] | None:

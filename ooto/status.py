@@ -24,6 +24,8 @@ class KernelProblem:
     kernel: str
     reason: str
     message: str
+    nodes: int = 0
+    """Selected nodes running this kernel."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ModuleFacts:
     kernel_reasons: Mapping[str, str] | None = None
     problems: Sequence[KernelProblem] = ()
     warnings: Sequence[WarningCondition] = ()
+    nodes_invalid_kernel: int = 0
 
 
 def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
@@ -58,14 +61,34 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
         _compact(_condition(ConditionType.READY, *ready, facts.generation, old, now)),
         *(_compact(_warning(warning, facts.generation, old, now)) for warning in facts.warnings),
     ]
+    reasons = facts.kernel_reasons or {}
+    listed = sorted(
+        [k.model_copy(update={"reason": reasons.get(k.kernel, "")}) for k in kernels]
+        + [_problem_entry(p) for p in facts.problems],
+        key=lambda k: k.kernel,
+    )
     return {
         "conditions": conditions,
-        "kernels": [_compact(k.model_dump(by_alias=True, mode="json")) for k in kernels],
+        "kernels": [_compact(k.model_dump(by_alias=True, mode="json")) for k in listed],
         "observedGeneration": facts.generation,
         "kernelCount": len(kernels) + len(facts.problems),
         "nodesDesired": sum(k.nodes_desired for k in kernels),
         "nodesReady": sum(k.nodes_ready for k in kernels),
+        "nodesUnavailable": sum(k.nodes_unavailable for k in kernels),
+        "nodesInvalidKernel": facts.nodes_invalid_kernel,
     }
+
+
+def _problem_entry(problem: KernelProblem) -> KernelStatus:
+    """A kernel without an actor (no mapping, an invalid one, an actor being replaced)."""
+    phase = KernelPhase.DEGRADED if problem.reason == "ActorFailed" else KernelPhase.INVALID
+    return KernelStatus(
+        kernel=problem.kernel,
+        phase=phase,
+        nodes_desired=problem.nodes,
+        reason=problem.reason,
+        message=problem.message,
+    )
 
 
 Verdict = tuple[ConditionStatus, str, str]
@@ -77,7 +100,8 @@ def _conditions(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> tuple[Ve
     if facts.spec_errors:
         message = _join(facts.spec_errors)
         return (false, "InvalidSpec", message), (false, "InvalidSpec", message)
-    busy = [k for k in kernels if k.phase not in (KernelPhase.READY, KernelPhase.DEGRADED)]
+    settled = (KernelPhase.READY, KernelPhase.DEGRADED, KernelPhase.INVALID)
+    busy = [k for k in kernels if k.phase not in settled]
     progressing: Verdict = (
         (true, _busy_reason(busy), _join(f"{k.kernel}: {k.message or k.phase}" for k in busy))
         if busy

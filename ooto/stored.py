@@ -29,13 +29,16 @@ def stored_hash(obj: Obj | None) -> str | None:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
 
 
-def daemonset_ready(obj: Obj | None) -> tuple[int, bool]:
-    """(ready pods, fully rolled out) of a DaemonSet as its controller last reported it."""
+def daemonset_ready(obj: Obj | None, excused: int = 0) -> tuple[int, bool]:
+    """(ready pods, fully rolled out) of a DaemonSet as its controller last reported it.
+
+    `excused`: pods that may be missing (nodes NotReady or cordoned, where the DaemonSet still
+    schedules a pod that cannot become ready or be replaced)."""
     if obj is None:
         return 0, False
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation", 0)
-    desired = status.get("desiredNumberScheduled", 0)
+    desired = max(0, status.get("desiredNumberScheduled", 0) - excused)
     ready = status.get("numberReady", 0)
     current = status.get("observedGeneration", 0) >= generation
     rolled = current and status.get("updatedNumberScheduled", 0) >= desired and ready >= desired

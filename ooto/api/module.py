@@ -343,6 +343,11 @@ class KernelStatus(ApiModel):
     """Nodes of this kernel that should run the module loader."""
     nodes_ready: int = 0
     """Nodes of this kernel whose module-loader pod is ready."""
+    nodes_unavailable: int = 0
+    """Nodes of this kernel that are NotReady or unschedulable: not waited for."""
+    reason: str = ""
+    """Why this kernel is not Ready, as a condition reason (RenderFailed, PodCreateFailed,
+    NoMatchingMapping, ...)."""
     message: str = ""
     """Why this kernel is not Ready, when it is not."""
 
@@ -360,6 +365,11 @@ class ModuleStatus(ApiModel):
     """Selected nodes, all kernels together."""
     nodes_ready: int = 0
     """Selected nodes whose module-loader pod is ready."""
+    nodes_unavailable: int = 0
+    """Selected nodes that are NotReady or unschedulable: left out of Ready's requirement."""
+    nodes_invalid_kernel: int = 0
+    """Selected nodes whose reported kernel string is refused (not `[A-Za-z0-9._+~-]{1,128}`):
+    no module is placed there."""
 
 
 class ObjectMeta(BaseModel):

@@ -42,6 +42,7 @@ from tests.integration.test_builds_operator import (
     docker_config_secret,
     jobs,
     not_ready_because,
+    one_job,
 )
 
 PLUS = "6.1.0-rpi7-rpi-v8+"  # `+` is not tag-safe: the tag gets `_`, build args the raw string
@@ -122,6 +123,7 @@ async def test_an_inline_dockerfile_is_built_with_the_kernel_variables_and_pushe
         ),
     }
     await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
+    job = await eventually(lambda: one_job(admin_rest, namespace), timeout=30)
 
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=90)
 
@@ -135,7 +137,6 @@ async def test_an_inline_dockerfile_is_built_with_the_kernel_variables_and_pushe
     files = await registry.image_files(repo, tag)
     assert files[f"/opt/lib/modules/{PLUS}/ooto.ko"] == b"rpi-6\n", sorted(files)
     assert "/bin/busybox" in files, "built FROM the local base image"
-    (job,) = await jobs(admin_rest, namespace)
     pod = job["spec"]["template"]["spec"]
     assert [c["command"] for c in (*pod["initContainers"], *pod["containers"])] == [
         ["/usr/bin/buildah"],
@@ -182,6 +183,7 @@ async def test_a_git_context_is_cloned_at_its_ref_and_directory_and_built(
         ),
     }
     await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
+    job = await eventually(lambda: one_job(admin_rest, namespace), timeout=30)
 
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=90)
 
@@ -189,7 +191,6 @@ async def test_a_git_context_is_cloned_at_its_ref_and_directory_and_built(
     files = await registry.image_files(repo, "gke-5.4.0")
     assert files[f"/opt/lib/modules/{GKE}/ooto.ko"] == b"gke\n"
     assert files["/opt/extra.txt"] == b"from the release branch\n"
-    (job,) = await jobs(admin_rest, namespace)
     args = job["spec"]["template"]["spec"]["initContainers"][0]["args"]
     assert args[-1] == f"{git_server.url(name)}#release-5.4:driver/linux"
 
@@ -252,6 +253,7 @@ async def test_push_to_a_registry_with_auth_uses_the_modules_secret(
         mapping = {"literal": GKE, **built(f"{auth_registry.host}/{repo}-{name}:v1", source)}
         manifest = module_manifest(name, [mapping], imageRepoSecret={"name": name})
         await apply_module(admin_rest, namespace, manifest)
+    job = await eventually(lambda: one_job(admin_rest, namespace), timeout=30)
 
     await eventually(lambda: ready_module(admin_rest, namespace, "right"), timeout=90)
     files = await auth_registry.image_files(f"{repo}-right", "v1")
@@ -261,7 +263,8 @@ async def test_push_to_a_registry_with_auth_uses_the_modules_secret(
     )
     message = condition(wrong, "Ready")["message"]
     assert f"rejected the credentials for user '{user}'" in message, message
-    (job,) = await jobs(admin_rest, namespace)
+    # The succeeded build goes once its image runs; 'wrong' never got one.
+    await eventually(lambda: _no_jobs(admin_rest, namespace), timeout=30)
     assert job["metadata"]["labels"]["ooto.sigs.k8s.io/module"] == "right"
     every_event = json.dumps(await admin_rest.get(f"/api/v1/namespaces/{namespace}/events"))
     assert password not in every_event and password not in json.dumps(job)
@@ -344,15 +347,15 @@ async def test_an_image_the_registry_lost_is_built_again_when_nodes_cannot_pull_
     }
     created = await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
     await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=90)
-    (first_job,) = await jobs(admin_rest, namespace)
+    builds = operator.metrics.requests_total(verb="create", resource="jobs", code=201)
+    assert builds == 1
 
     registry.wipe()  # the registry's pod restarted on an emptyDir: every image is gone
     push_busybox_base(registry, "base/busybox")  # the base image comes from elsewhere
     await real_builds.add_node("bb6-b", GKE, GPU)  # a new node must pull the module image
 
     async def rebuilt() -> dict[str, Any] | None:
-        found = await jobs(admin_rest, namespace)
-        if [j["metadata"]["uid"] for j in found] == [first_job["metadata"]["uid"]]:
+        if operator.metrics.requests_total(verb="create", resource="jobs", code=201) < 2:
             return None
         module = await ready_module(admin_rest, namespace, "mod")
         return module if module and module["status"]["nodesReady"] == 2 else None
@@ -364,3 +367,9 @@ async def test_an_image_the_registry_lost_is_built_again_when_nodes_cannot_pull_
     assert f"/opt/lib/modules/{GKE}/ooto.ko" in await registry.image_files(repo, "v1")
     # One build, then exactly one more (a Job replaced under its name: 201, 409, 201).
     assert operator.metrics.requests_total(verb="create", resource="jobs", code=201) == 2
+
+
+async def _no_jobs(rest: KubeRest, namespace: str) -> bool:
+    return not [
+        j for j in await jobs(rest, namespace) if not j["metadata"].get("deletionTimestamp")
+    ]

@@ -34,6 +34,7 @@ from tests.integration.scenario_support import (
     daemonsets,
     events,
     eventually,
+    exists,
     get_module,
     kernel_status,
     module_manifest,
@@ -54,7 +55,8 @@ class BuildPlayer:
     """A kubelet `job_outcome` hook playing Kaniko: the first `failing_attempts` Jobs of each name
     fail; after that a build pod's outcome is what `kubelet.job_outcomes` / `default_job_outcome`
     say, and a pod that succeeds first pushes its destination image to `registry`.
-    `attempts` maps a Job name to the uids of the Jobs seen, in order."""
+    `attempts` maps a Job name to the uids of the Jobs seen, in order; `dockerfiles` to the inline
+    Dockerfile each attempt built (read while it runs: a succeeded build's objects are deleted)."""
 
     def __init__(
         self, kubelet: SimulatedKubelet, registry: RegistryServer, failing_attempts: int = 0
@@ -62,6 +64,8 @@ class BuildPlayer:
         self.kubelet = kubelet
         self.failing_attempts = failing_attempts
         self.attempts: dict[str, list[str]] = {}
+        self.dockerfiles: dict[str, list[str]] = {}
+        self.pods: list[JSON] = []  # every build pod decided, as the kubelet saw it
         self._push = pushing_builds(registry)
         kubelet.job_outcome = self
 
@@ -69,15 +73,25 @@ class BuildPlayer:
         meta = pod["metadata"]
         job = meta["labels"]["job-name"]
         seen = self.attempts.setdefault(job, [])
+        self.pods.append(pod)
         for ref in meta.get("ownerReferences") or []:
             if ref["kind"] == "Job" and ref["uid"] not in seen:
                 seen.append(ref["uid"])
+                await self._read_dockerfile(pod, job)
         if len(seen) <= self.failing_attempts:
             return "Failed"
         outcome = self.kubelet.job_outcomes.get(job, self.kubelet.default_job_outcome)
         if outcome == "Succeeded":
             return await self._push(pod)
         return outcome
+
+    async def _read_dockerfile(self, pod: JSON, job: str) -> None:
+        for volume in pod["spec"].get("volumes") or []:
+            name = (volume.get("configMap") or {}).get("name")
+            if name:
+                path = f"/api/v1/namespaces/{pod['metadata']['namespace']}/configmaps/{name}"
+                found = await self.kubelet.rest.get(path)
+                self.dockerfiles.setdefault(job, []).append(found["data"]["Dockerfile"])
 
 
 def unique_repo(registry: RegistryServer, name: str) -> str:
@@ -108,6 +122,14 @@ async def not_ready_because(
     module = await get_module(rest, namespace, name)
     ready = condition(module, "Ready")
     return module if (ready.get("status"), ready.get("reason")) == ("False", reason) else None
+
+
+async def no_build_objects(rest: KubeRest, namespace: str, name: str) -> bool:
+    gone = [
+        not await exists(rest, f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"),
+        not await exists(rest, f"/api/v1/namespaces/{namespace}/configmaps/{name}"),
+    ]
+    return all(gone)
 
 
 async def jobs(rest: KubeRest, namespace: str) -> list[dict[str, Any]]:
@@ -187,6 +209,8 @@ async def test_a_missing_image_is_built_by_a_job_then_deployed(
     pinned = f"{image}@{await registry.digest(repo.partition('/')[2], A)}"
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == pinned, "by digest"
     assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
+    # Its image in use, the succeeded Job (and its Dockerfile ConfigMap) have served their turn.
+    await eventually(lambda: no_build_objects(admin_rest, namespace, job["metadata"]["name"]))
 
 
 async def test_an_image_already_in_the_registry_needs_no_build(
@@ -250,8 +274,7 @@ async def test_a_failed_build_degrades_the_module_with_an_event_and_is_retried(
 
     assert kernel_status(module)[A]["build"] == "Built"
     name = build_job_name("mod", image)
-    (job,) = await jobs(admin_rest, namespace)
-    assert player.attempts == {name: [player.attempts[name][0], job["metadata"]["uid"]]}
+    assert len(player.attempts[name]) == 2 and set(player.attempts) == {name}
     failures = [r.getMessage() for r in caplog.records if reason_of(r) == "BuildFailed"]
     assert len(failures) == 1, f"one failed attempt, one failure: {failures}"
 
@@ -287,11 +310,43 @@ async def test_a_new_module_generation_retries_a_failed_build_at_once(
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=20)
     assert kernel_status(module)[A]["build"] == "Built"
     assert [len(uids) for uids in player.attempts.values()] == [2]
-    (job,) = await jobs(admin_rest, namespace)
-    dockerfile = await admin_rest.get(
-        f"/api/v1/namespaces/{namespace}/configmaps/{job['metadata']['name']}"
+    ((first, second),) = player.dockerfiles.values()
+    assert not first.endswith("RUN make modules\n") and second.endswith("RUN make modules\n")
+
+
+async def test_a_failed_build_stays_until_the_kernel_builds_another_image(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    """Failed builds are kept for inspection, the newest per kernel: a build of another image
+    for that kernel replaces it, and a succeeded one goes once its image is in use."""
+    player = BuildPlayer(kubelet, registry)
+    old = unique_repo(registry, "old")
+    kubelet.job_outcomes[build_job_name("mod", f"{old}:5.14.0")] = "Failed"  # the old image's
+    await kubelet.add_nodes([("b3n-a", A, GPU)])
+    await start_operator(
+        watch_namespace=namespace, backoff_initial_seconds=60, backoff_max_seconds=60, **KANIKO
     )
-    assert dockerfile["data"]["Dockerfile"].endswith("RUN make modules\n")
+    mapping = built_mapping({"literal": A}, f"{old}:${{KERNEL_XYZ}}")
+    await apply_module(admin_rest, namespace, module_manifest("mod", [mapping]))
+    await eventually(
+        lambda: not_ready_because(admin_rest, namespace, "mod", "BuildFailed"), timeout=30
+    )
+    (failed,) = await jobs(admin_rest, namespace)  # kept for `kubectl logs`
+
+    mapping["containerImage"] = f"{unique_repo(registry, 'new')}:${{KERNEL_XYZ}}"
+    await patch_module(admin_rest, namespace, "mod", {"spec": {"kernelMappings": [mapping]}})
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=30)
+    await eventually(lambda: no_build_objects(admin_rest, namespace, failed["metadata"]["name"]))
+    assert len(player.attempts) == 2
+
+    async def no_jobs() -> bool:
+        return await jobs(admin_rest, namespace) == []
+
+    await eventually(no_jobs, timeout=20)
 
 
 # -- 4, 5: one Job per image, whoever asks ---------------------------------------------------
@@ -328,9 +383,6 @@ async def test_an_operator_restarted_mid_build_adopts_the_running_job(
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=30)
 
     assert kernel_status(module)[A]["build"] == "Built"
-    assert [
-        (j["metadata"]["name"], j["metadata"]["uid"]) for j in await jobs(admin_rest, namespace)
-    ] == [(name, uid)]
     assert second.metrics.requests_total(verb="create", resource="jobs") == 0
     assert player.attempts == {name: [uid]}
 
@@ -361,9 +413,8 @@ async def test_an_operator_restarted_after_a_failed_build_replaces_the_job_at_on
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=20)
 
     assert kernel_status(module)[A]["build"] == "Built"
-    (job,) = await jobs(admin_rest, namespace)
     (uids,) = player.attempts.values()
-    assert len(uids) == 2 and uids[-1] == job["metadata"]["uid"]
+    assert len(uids) == 2  # the failed Job, then the one that replaced it
 
 
 async def test_two_kernels_resolving_to_one_image_share_one_job(
@@ -392,7 +443,6 @@ async def test_two_kernels_resolving_to_one_image_share_one_job(
 
     assert {k: s["build"] for k, s in kernel_status(module).items()} == {A: "Built", B: "Built"}
     assert len(await daemonsets(admin_rest, namespace, "mod")) == 2
-    assert len(await jobs(admin_rest, namespace)) == 1
     assert operator.metrics.requests_total(verb="create", resource="jobs") == 1
     assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
 
@@ -458,7 +508,7 @@ async def test_registry_credentials_come_from_the_secret_and_never_leak(
     wrong_secret = docker_config_secret("wrong", auth_registry.host, user, wrong)
     for body in (right_secret, wrong_secret):
         await admin_rest.post(secrets_path, body)
-    BuildPlayer(kubelet, auth_registry)
+    player = BuildPlayer(kubelet, auth_registry)
     await kubelet.add_nodes([("b6-a", A, GPU)])
     await start_operator(watch_namespace=namespace, **KANIKO)
     repo = unique_repo(auth_registry, "private")
@@ -469,8 +519,8 @@ async def test_registry_credentials_come_from_the_secret_and_never_leak(
 
     good = await eventually(lambda: ready_module(admin_rest, namespace, "right"), timeout=30)
     assert kernel_status(good)[A]["build"] == "Built", "missing, built and pushed, re-checked"
-    (job,) = await jobs(admin_rest, namespace)
-    mounted = [v["secret"] for v in job["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    pod = player.pods[-1]  # its Job is deleted once the image is in use
+    mounted = [v["secret"] for v in pod["spec"]["volumes"] if "secret" in v]
     assert [(s["secretName"], s["items"]) for s in mounted] == [
         ("right", [{"key": ".dockerconfigjson", "path": "config.json"}])
     ], "Kaniko pushes with the Module's secret as its docker config"

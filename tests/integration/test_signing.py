@@ -287,3 +287,9 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
     (nomatch,) = await eventually(lambda: event_of("nomatch"), timeout=30)
     assert "no file matches" in nomatch["message"], nomatch["message"]
     assert f"/opt/lib/modules/{KERNEL}/*.ko.xz" in nomatch["message"]
+    # The failed sign Jobs stay for inspection: they name the Secrets, never hold the key.
+    failed_jobs = json.dumps(await jobs(admin_rest, namespace))
+    configmaps = json.dumps(await admin_rest.get(f"/api/v1/namespaces/{namespace}/configmaps"))
+    assert "signing-key" in failed_jobs, "the sign Job mounts the key Secret by name"
+    for text in (failed_jobs, configmaps):
+        assert key.decode().splitlines()[1] not in text

@@ -71,3 +71,51 @@ def test_only_objects_we_control_count_as_ours() -> None:
     ours = {"metadata": {"ownerReferences": [{"uid": "u1", "controller": True}]}}
     assert owned_by(ours, "u1") and not owned_by(ours, "u2")
     assert not owned_by({"metadata": {"ownerReferences": [{"uid": "u1"}]}}, "u1")
+
+
+def test_a_notready_or_cordoned_node_is_unavailable() -> None:
+    ready = node("A")
+    ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]  # type: ignore[index]
+    assert node_view(ready).available
+    not_ready = node("A")
+    not_ready["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]  # type: ignore[index]
+    assert not node_view(not_ready).available
+    cordoned = {**ready, "spec": {"unschedulable": True}}
+    assert not node_view(cordoned).available
+    assert node_view(node("A")).available  # no Ready condition yet: nothing says otherwise
+
+
+def test_a_hostile_kernel_string_places_nothing_and_loses_our_label() -> None:
+    hostile = "6.1.0-9-amd64; touch /tmp/x $(id)"
+    view = node_view(node(hostile, {NODE_KERNEL_LABEL: "6.1.0-9-amd64"}))
+    assert view.kernel is None and view.refused == hostile
+    assert kernel_patch(view) == ({NODE_KERNEL_LABEL: None}, {NODE_KERNEL_ANNOTATION: None})
+    sub = Subscription({}, subscriber=None)
+    assert _reindex(sub, "n1", None, view)
+    assert sub.kernels == {} and sub.refused == {"n1"}
+    fixed = node_view(node("6.1.0-9-amd64"))
+    assert _reindex(sub, "n1", view, fixed)
+    assert sub.kernels == {"6.1.0-9-amd64": {"n1"}} and sub.refused == set()
+
+
+def test_unavailable_selected_nodes_are_flagged_in_the_subscription() -> None:
+    sub = Subscription({"gpu": "true"}, subscriber=None)
+    up = NodeView({"gpu": "true"}, "A", None)
+    down = NodeView({"gpu": "true"}, "A", None, available=False)
+    assert _reindex(sub, "n1", None, down) and sub.unavailable == {"n1"}
+    assert _reindex(sub, "n1", down, up) and sub.unavailable == set()
+    assert sub.kernels == {"A": {"n1"}}
+
+
+def test_daemonset_readiness_excuses_unavailable_nodes() -> None:
+    ds = {
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "desiredNumberScheduled": 3,
+            "numberReady": 2,
+            "updatedNumberScheduled": 2,
+        },
+    }
+    assert daemonset_ready(ds) == (2, False)
+    assert daemonset_ready(ds, excused=1) == (2, True)

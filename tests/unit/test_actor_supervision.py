@@ -191,3 +191,42 @@ def test_a_dead_kernel_actor_tells_its_parent(loop: asyncio.AbstractEventLoop) -
     assert died is not None and died.key == KERNEL and died.ref == actor
     assert "metrics bug" in died.error
     parent.stop()
+
+
+class NodeIO:
+    def __init__(self) -> None:
+        self.events: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    async def patch_node_kernel(self, *args: Any) -> None:
+        pass
+
+    def record_event(self, involved: Any, kind: str, reason: str, message: str) -> None:
+        self.events.put((involved["metadata"]["name"], reason))
+
+
+def test_a_refused_kernel_string_is_reported_once_per_node_and_kernel(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    from actors.base import Backoff
+    from actors.messages import NodeObserved
+    from actors.node_tracker import NodeTracker
+
+    io = NodeIO()
+    tracker = NodeTracker.start(Bridge(loop), io, Backoff(0.05, 0.2))
+
+    def observed(kernel: str, label: str) -> NodeObserved:
+        meta = {"name": "evil", "labels": {"x": label}}
+        return NodeObserved(
+            "MODIFIED", {"metadata": meta, "status": {"nodeInfo": {"kernelVersion": kernel}}}
+        )
+
+    hostile = "6.1.0-9-amd64; touch /tmp/x $(id)"
+    for label in ("1", "2", "3"):  # the node's other fields change: no new Event
+        tracker.tell(observed(hostile, label))
+    tracker.tell(observed(hostile + "2", "3"))  # a different string: one more
+    tracker.ask("barrier")
+    assert [io.events.get_nowait() for _ in range(io.events.qsize())] == [
+        ("evil", "InvalidKernel"),
+        ("evil", "InvalidKernel"),
+    ]
+    tracker.stop()

@@ -38,7 +38,7 @@ DESIGN_CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
     ("build.openshift.io", "buildconfigs/instantiate"): {"create"},
     ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list", "watch"},
 }
 # Cluster-wide without watchNamespace; in a Role in the watched namespace with it.
 DESIGN_NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {

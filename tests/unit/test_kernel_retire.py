@@ -209,3 +209,29 @@ def test_an_unclaimed_daemonset_event_makes_the_supervisor_sweep(
     assert len(io.names()) == 1  # the live kernel's DaemonSet stays
     supervisor.stop()
     tracker.stop()
+
+
+def test_a_kernel_whose_mapping_is_invalid_for_it_keeps_its_daemonsets_after_a_restart(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """An invalid spec changes nothing that runs. A restarted supervisor has no actor for such a
+    kernel, so its DaemonSets must not look orphaned to the sweep."""
+    from ooto.kernels import kernel_label_value
+
+    long_kernel = "6.1.0-" + "x" * 64  # its doubled tag is over 128 characters: invalid for it
+    image = "r.example/m:${KERNEL_FULL_VERSION}${KERNEL_FULL_VERSION}"
+    spec = {"kernelMappings": [{"regexp": "^.*$", "containerImage": image}]}
+    io = FakeCluster(loop)
+    bridge = Bridge(loop)
+    context = ActorContext(bridge, io, FAST, Metrics(), Routes())  # type: ignore[arg-type]
+    running = ds("mod-running", "running-uid", kernel=kernel_label_value(long_kernel))
+    io.daemonsets.objects[("ns", "mod-running")] = running
+    tracker = Tracker.start(bridge, queue.Queue())
+    supervisor = ModuleSupervisor.start(context, tracker, module(spec))
+    supervisor.tell(NodesChanged({long_kernel: frozenset({"node-a"})}))
+    settle(loop, supervisor)
+    supervisor.tell(NodesChanged({long_kernel: frozenset({"node-a", "node-b"})}))
+    settle(loop, supervisor)
+    assert ("ns", "mod-running") in io.daemonsets.objects
+    supervisor.stop()
+    tracker.stop()

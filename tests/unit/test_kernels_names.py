@@ -106,3 +106,13 @@ def test_kernel_hash_is_ten_hex_of_sha256() -> None:
 @given(st.text(max_size=300))
 def test_label_safe_is_total(value: str) -> None:
     assert is_label_value(label_safe(value))
+
+
+def test_only_kernel_release_strings_are_valid() -> None:
+    from ooto.kernels import valid_kernel
+
+    for good in ("6.1.0-9-amd64", "5.14.0-70.13.1.el9_0.x86_64", "6.1.0-rpi7-rpi-v8+", "4.4~rc1"):
+        assert valid_kernel(good), good
+    for bad in ("", "6.1.0-9-amd64; touch /tmp/x $(id)", "5.4.0 x", "a" * 129, "6.1\n", "é"):
+        assert not valid_kernel(bad), bad
+    assert valid_kernel("a" * 128)

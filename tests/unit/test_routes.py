@@ -91,3 +91,43 @@ def test_removing_an_older_actor_keeps_the_newer_route(loop: asyncio.AbstractEve
     assert len(routes) == 0
     old.stop()
     new.stop()
+
+
+class Failures(OotoActor):
+    def __init__(self, bridge: Bridge, seen: queue.Queue[object]) -> None:
+        super().__init__(bridge)
+        self.seen = seen
+
+    def on_PodCreateFailed(self, failure: object) -> None:
+        self.seen.put(failure)
+
+
+def test_failed_create_events_reach_the_kernel_actor_of_that_daemonset(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    from actors.messages import PodCreateFailed
+
+    bridge = Bridge(loop)
+    routes = DaemonSetRoutes(bridge, MODULE, KERNEL)
+    seen: queue.Queue[object] = queue.Queue()
+    actor = Failures.start(bridge, seen)
+    routes.add(("ns", "mod", "k1"), actor)
+    ours = daemonset("ns", "mod", "k1")
+    ours["metadata"]["uid"] = "u1"
+    cache = {("ns", "ds"): ours}
+
+    class Cache:
+        def get(self, namespace: str, name: str) -> Any:
+            return cache.get((namespace, name))
+
+    def event(name: str, uid: str) -> dict[str, Any]:
+        involved = {"kind": "DaemonSet", "namespace": "ns", "name": name, "uid": uid}
+        return {"involvedObject": involved, "message": "exceeded quota: q"}
+
+    on_loop(loop, lambda: routes.deliver_failed_create(event("other", "u9"), Cache()))
+    on_loop(loop, lambda: routes.deliver_failed_create(event("ds", "old-uid"), Cache()))
+    on_loop(loop, lambda: routes.deliver_failed_create(event("ds", "u1"), Cache()))
+    assert seen.get(timeout=5) == PodCreateFailed("ds", "u1", "exceeded quota: q")
+    actor.ask("barrier")
+    assert seen.empty(), "events about other or earlier DaemonSets are not ours"
+    actor.stop()

@@ -124,3 +124,42 @@ def test_a_warning_goes_away_when_its_cause_does() -> None:
     warned = fold_status(ModuleFacts(generation=1, warnings=[NO_HOOK]), None, NOW)
     fixed = fold_status(ModuleFacts(generation=2), warned, LATER)
     assert "NoUnloadHook" in conditions(warned) and "NoUnloadHook" not in conditions(fixed)
+
+
+def test_kernels_without_an_actor_get_their_own_entry_with_the_reason() -> None:
+    problems = [
+        KernelProblem("6.9.9", "NoMatchingMapping", "no kernelMappings entry matches", nodes=2),
+        KernelProblem("7.0.0", "InvalidSpec", "spec.kernelMappings[0].containerImage: bad", 1),
+    ]
+    status = fold_status(
+        ModuleFacts(generation=1, kernels=[ready("a", 1)], problems=problems), None, NOW
+    )
+    entries = {k["kernel"]: k for k in status["kernels"]}  # type: ignore[attr-defined]
+    assert sorted(entries) == ["6.9.9", "7.0.0", "a"]
+    assert entries["6.9.9"]["reason"] == "NoMatchingMapping"
+    assert entries["6.9.9"]["nodesDesired"] == 2 and entries["6.9.9"]["phase"] == "Invalid"
+    assert entries["7.0.0"]["message"] == "spec.kernelMappings[0].containerImage: bad"
+    assert status["kernelCount"] == 3
+
+
+def test_unavailable_nodes_and_refused_kernels_are_counted() -> None:
+    partly = KernelStatus(
+        kernel="a", phase=KernelPhase.READY, nodes_desired=3, nodes_ready=2, nodes_unavailable=1
+    )
+    facts = ModuleFacts(generation=1, kernels=[partly], nodes_invalid_kernel=4)
+    status = fold_status(facts, None, NOW)
+    assert (status["nodesUnavailable"], status["nodesInvalidKernel"]) == (1, 4)
+    assert conditions(status)["Ready"]["status"] == "True"
+
+
+def test_a_kernel_that_cannot_render_is_not_progressing() -> None:
+    invalid = KernelStatus(kernel="a", phase=KernelPhase.INVALID, message="too deep")
+    status = fold_status(
+        ModuleFacts(generation=1, kernels=[invalid], kernel_reasons={"a": "RenderFailed"}),
+        None,
+        NOW,
+    )
+    cond = conditions(status)
+    assert cond["Ready"]["reason"] == "RenderFailed"
+    assert cond["Progressing"]["status"] == "False"
+    assert status["kernels"][0]["reason"] == "RenderFailed"  # type: ignore[index]
