@@ -197,7 +197,7 @@ class Operator:
             self.api,
             PREFLIGHTVALIDATIONS,
             on_event=lambda e: self._tell_root(PreflightObserved(e.type, e.obj)),
-            observer=self.metrics,
+            observer=self._reports,
         )
         self._informers.append(preflights)
         self.metrics.watching(PREFLIGHTVALIDATIONS.plural)

@@ -10,10 +10,10 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from ooto.api.crd import render_crd_yaml, write_crds
+    from ooto.api.crd import all_crds, render_crd_yaml, write_crds
 
-    if args.output == "-":  # `ooto crds --output - | kubectl apply -f -`
-        sys.stdout.write(render_crd_yaml())
+    if args.output == "-":  # `ooto crds --output - | kubectl apply -f -`: every CRD, one stream
+        sys.stdout.write("---\n".join(render_crd_yaml(crd) for crd in all_crds().values()))
     else:
         write_crds(args.output)
     return 0

@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
@@ -29,7 +27,8 @@ from pydantic import ValidationError
 from ooto.api import Module
 from ooto.api.preflight import MAX_KERNELS, MODULE_KEY_PATTERN, Verdict
 from ooto.kernels import MAX_KERNEL_LENGTH
-from ooto.kube.client import KubeApi, make_api_client
+from ooto.kube.client import KubeApi
+from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfig
 from ooto.kube.resources import MODULES
 from ooto.module_images import ModuleImages
 from ooto.preflight_verdicts import Finding, judge_check, plan_or_finding, selected, sort_findings
@@ -62,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig",
         default=None,
-        help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)",
+        help="kubeconfig file (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)",
     )
     parser.add_argument(
         "-o",
@@ -78,7 +77,7 @@ def preflight_command(args: argparse.Namespace) -> int:
     try:
         kernels = checked_kernels(args.kernel)
         wanted = checked_modules(args.module)
-        findings = asyncio.run(assess(_kubeconfig(args.kubeconfig), kernels, wanted))
+        findings = asyncio.run(assess(args.kubeconfig, kernels, wanted))
     except InputError as error:
         print(f"ooto preflight: {error}", file=sys.stderr)
         return 2
@@ -106,22 +105,13 @@ def checked_modules(modules: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(modules))
 
 
-def _kubeconfig(given: str | None) -> str | None:
-    if given:
-        return given
-    from_env = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    if from_env:
-        return from_env
-    default = Path.home() / ".kube" / "config"
-    return str(default) if default.exists() else None
-
-
-async def assess(kubeconfig: str | None, kernels: list[str], wanted: list[str]) -> list[Finding]:
-    """Every (Module, kernel) finding; InputError when the cluster cannot be asked."""
+async def assess(flag: str | None, kernels: list[str], wanted: list[str]) -> list[Finding]:
+    """Every (Module, kernel) finding; InputError when the cluster cannot be asked. `flag` is
+    --kubeconfig; without it, as `ooto run` and kubectl: KUBECONFIG, in-cluster, ~/.kube/config."""
     try:
-        api = KubeApi(await make_api_client(kubeconfig))
-    except Exception as error:  # a missing file, a bad context: say it, no traceback
-        raise InputError(f"cannot use kubeconfig {kubeconfig or '(in-cluster)'}: {error}") from None
+        api = KubeApi(await make_api_client(resolve_kubeconfig(flag)))
+    except KubeconfigError as error:  # one line naming the file and the fix, no traceback
+        raise InputError(str(error)) from None
     try:
         raw = await _list_modules(api, wanted)
         async with RegistryClient() as registry:

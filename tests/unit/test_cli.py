@@ -73,4 +73,17 @@ def test_preflight_unknown_output_format_is_a_usage_error() -> None:
 
 def test_preflight_without_a_usable_kubeconfig_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["preflight", "--kernel", "6.1", "--kubeconfig", "/nonexistent/kubeconfig"]) == 2
-    assert "cannot use kubeconfig /nonexistent/kubeconfig" in capsys.readouterr().err
+    assert (
+        "kubeconfig /nonexistent/kubeconfig (--kubeconfig) is not a file" in capsys.readouterr().err
+    )
+
+
+def test_crds_to_stdout_is_one_stream_of_every_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    assert main(["crds", "--output", "-"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["metadata"]["name"] for d in documents] == [
+        "modules.ooto.sigs.k8s.io",
+        "preflightvalidations.ooto.sigs.k8s.io",
+    ]
