@@ -27,7 +27,6 @@ from pydantic import ValidationError
 from actors.base import Backoff, OotoActor
 from actors.messages import BuildObserved, ChildDied, IoDone, PreflightChanged
 from actors.ports import ActorContext, Obj
-from actors.supervisor import module_policy_errors
 from ooto.api import Module
 from ooto.api.preflight import PreflightValidation, Verdict
 from ooto.kernels import KernelPlan
@@ -137,7 +136,7 @@ class PreflightActor(OotoActor):
         if isinstance(module, str):
             self._decide(Finding(key, kernel, Verdict.INVALID_SPEC, message=module))
             return
-        planned = plan_or_finding(module, kernel, module_policy_errors(module, self._settings))
+        planned = plan_or_finding(module, kernel, self._settings.module_policy)
         if isinstance(planned, Finding):
             self._decide(planned)
             return

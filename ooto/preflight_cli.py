@@ -33,6 +33,8 @@ from ooto.kube.resources import MODULES
 from ooto.module_images import ModuleImages
 from ooto.preflight_verdicts import Finding, judge_check, plan_or_finding, selected, sort_findings
 from ooto.registry import RegistryClient
+from ooto.settings import Settings, SettingsError
+from ooto.validation import ModulePolicy
 
 OUTPUTS = ("table", "yaml", "json")
 CHECK_CONCURRENCY = 16
@@ -77,12 +79,22 @@ def preflight_command(args: argparse.Namespace) -> int:
     try:
         kernels = checked_kernels(args.kernel)
         wanted = checked_modules(args.module)
-        findings = asyncio.run(assess(args.kubeconfig, kernels, wanted))
+        policy = _policy()
+        findings = asyncio.run(assess(args.kubeconfig, kernels, wanted, policy))
     except InputError as error:
         print(f"ooto preflight: {error}", file=sys.stderr)
         return 2
     write_findings(findings, args.output, sys.stdout)
     return 0 if all(f.ready for f in findings) else 1
+
+
+def _policy() -> ModulePolicy:
+    """The operator's Module policy as `ooto render` reads it: OOTO_* variables, else defaults
+    (the command cannot see the running operator's settings)."""
+    try:
+        return Settings.load().module_policy()
+    except SettingsError as error:
+        raise InputError(str(error)) from None
 
 
 def checked_kernels(kernels: Sequence[str]) -> list[str]:
@@ -105,7 +117,9 @@ def checked_modules(modules: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(modules))
 
 
-async def assess(flag: str | None, kernels: list[str], wanted: list[str]) -> list[Finding]:
+async def assess(
+    flag: str | None, kernels: list[str], wanted: list[str], policy: ModulePolicy
+) -> list[Finding]:
     """Every (Module, kernel) finding; InputError when the cluster cannot be asked. `flag` is
     --kubeconfig; without it, as `ooto run` and kubectl: KUBECONFIG, in-cluster, ~/.kube/config."""
     try:
@@ -116,7 +130,7 @@ async def assess(flag: str | None, kernels: list[str], wanted: list[str]) -> lis
         raw = await _list_modules(api, wanted)
         async with RegistryClient() as registry:
             images = ModuleImages(api, registry)
-            return await _findings(images, raw, kernels, wanted)
+            return await _findings(images, raw, kernels, wanted, policy)
     finally:
         await api.close()
 
@@ -136,7 +150,11 @@ async def _list_modules(api: KubeApi, wanted: list[str]) -> list[dict[str, Any]]
 
 
 async def _findings(
-    images: ModuleImages, raw: list[dict[str, Any]], kernels: list[str], wanted: list[str]
+    images: ModuleImages,
+    raw: list[dict[str, Any]],
+    kernels: list[str],
+    wanted: list[str],
+    policy: ModulePolicy,
 ) -> list[Finding]:
     limit = asyncio.Semaphore(CHECK_CONCURRENCY)
     modules = {f"{m['metadata']['namespace']}/{m['metadata']['name']}": m for m in raw}
@@ -156,15 +174,19 @@ async def _findings(
             message = f"the Module cannot be read: {error.error_count()} problem(s)"
             found += [Finding(key, k, Verdict.INVALID_SPEC, message=message) for k in kernels]
             continue
-        tasks += [_one(images, module, kernel, limit) for kernel in kernels]
+        tasks += [_one(images, module, kernel, policy, limit) for kernel in kernels]
     found += await asyncio.gather(*tasks)
     return sort_findings(found)
 
 
 async def _one(
-    images: ModuleImages, module: Module, kernel: str, limit: asyncio.Semaphore
+    images: ModuleImages,
+    module: Module,
+    kernel: str,
+    policy: ModulePolicy,
+    limit: asyncio.Semaphore,
 ) -> Finding:
-    planned = plan_or_finding(module, kernel)
+    planned = plan_or_finding(module, kernel, policy)
     if isinstance(planned, Finding):
         return planned
     async with limit:

@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 from ooto.api import Module
 from ooto.api.preflight import READY_VERDICTS, Verdict
-from ooto.kernels import KernelPlan, SpecError, plan_kernel, validate_module
+from ooto.kernels import KernelPlan, SpecError, plan_kernel
+from ooto.validation import ModulePolicy, validate_module
+from ooto.validation import summary as errors_summary
 
 MAX_MESSAGE = 1024
 MAX_STATUS_ENTRIES = 500
@@ -54,16 +56,13 @@ class Finding:
         return found
 
 
-def plan_or_finding(
-    module: Module, kernel: str, policy_errors: Sequence[str] = ()
-) -> KernelPlan | Finding:
-    """The plan to check, or the final Finding when the spec alone decides (no mapping, invalid).
-    `policy_errors`: what the operator's own policy refuses in this Module (the operator knows
-    its settings; the command line does not)."""
+def plan_or_finding(module: Module, kernel: str, policy: ModulePolicy) -> KernelPlan | Finding:
+    """The plan to check, or the final Finding when the spec alone decides: invalid (the one
+    validation the webhook and the operator use, under `policy`), or no mapping."""
     key = module.key
-    errors = [*map(str, validate_module(module)), *policy_errors]
+    errors = validate_module(module, policy)
     if errors:
-        return Finding(key, kernel, Verdict.INVALID_SPEC, message="; ".join(errors))
+        return Finding(key, kernel, Verdict.INVALID_SPEC, message=errors_summary(errors))
     try:
         plan = plan_kernel(module, kernel)
     except SpecError as error:

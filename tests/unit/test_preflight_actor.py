@@ -24,6 +24,7 @@ from ooto.api import Module
 from ooto.api.preflight import PreflightValidation
 from ooto.builds.model import BuildObservation
 from ooto.kernels import KernelPlan
+from ooto.validation import ModulePolicy
 from tests.unit.actor_fakes import Parent, next_of
 
 A, B = "6.8.0-31-generic", "6.8.0-31-lowlatency"
@@ -244,7 +245,7 @@ def test_a_module_the_operators_policy_refuses_is_invalid_spec(
     raw["spec"]["moduleLoader"]["securityContext"] = {"privileged": True}
     io = FakeIO(raw)
     io.images["r.io/drv:one"] = "present"
-    settings = ActorSettings(allow_privileged_module_loader=allowed)
+    settings = ActorSettings(module_policy=ModulePolicy(allow_privileged_module_loader=allowed))
     context = ActorContext(Bridge(loop), io, settings, Metrics(), routes=None)  # type: ignore[arg-type]
     actor = PreflightActor.start(context, validation(1))
     try:

@@ -22,8 +22,10 @@ from ooto.preflight_verdicts import (
     status_entries,
     summary,
 )
+from ooto.validation import ModulePolicy
 
 K = "6.8.0-31-generic"
+POLICY = ModulePolicy()
 
 
 def make_module(*mappings: dict[str, Any]) -> Module:
@@ -36,7 +38,7 @@ def make_module(*mappings: dict[str, Any]) -> Module:
 
 
 def planned(module: Module, kernel: str = K) -> KernelPlan:
-    plan = plan_or_finding(module, kernel)
+    plan = plan_or_finding(module, kernel, POLICY)
     assert isinstance(plan, KernelPlan), plan
     return plan
 
@@ -48,20 +50,20 @@ NO_BUILD = {"literal": K, "containerImage": "r.io/drv:v1"}
 
 class TestPlanning:
     def test_no_mapping_is_decided_without_a_registry(self) -> None:
-        found = plan_or_finding(make_module(NO_BUILD), "5.4.0-1")
+        found = plan_or_finding(make_module(NO_BUILD), "5.4.0-1", POLICY)
         assert isinstance(found, Finding)
         assert (found.verdict, found.module) == (Verdict.NO_MAPPING, "ns/drv")
         assert "5.4.0-1" in found.message
 
     def test_an_unknown_variable_is_invalid_spec_naming_the_field(self) -> None:
         bad = {"literal": K, "containerImage": "r.io/drv:${NOPE}"}
-        found = plan_or_finding(make_module(bad), K)
+        found = plan_or_finding(make_module(bad), K, POLICY)
         assert isinstance(found, Finding) and found.verdict is Verdict.INVALID_SPEC
         assert "spec.kernelMappings[0].containerImage" in found.message
 
     def test_an_image_invalid_for_this_kernel_only_is_invalid_spec(self) -> None:
         mapping = {"regexp": "^(?P<v>.*)$", "containerImage": "r.io/drv${v}"}
-        found = plan_or_finding(make_module(mapping), "A:B:C")
+        found = plan_or_finding(make_module(mapping), "A:B:C", POLICY)
         assert isinstance(found, Finding) and found.verdict is Verdict.INVALID_SPEC
 
     def test_a_usable_mapping_gives_the_operators_plan(self) -> None:
@@ -181,7 +183,12 @@ def test_a_huge_question_lists_not_ready_entries_first_within_the_cap() -> None:
 
 
 def test_the_operators_policy_refusals_are_invalid_spec() -> None:
-    refused = "spec.moduleLoader.securityContext.privileged: refused by policy"
-    found = plan_or_finding(make_module(NO_BUILD), K, [refused])
+    privileged = make_module({**NO_BUILD})
+    raw = privileged.model_dump(by_alias=True)
+    raw["spec"]["moduleLoader"]["securityContext"] = {"privileged": True}
+    module = Module.model_validate(raw)
+    found = plan_or_finding(module, K, POLICY)
     assert isinstance(found, Finding) and found.verdict is Verdict.INVALID_SPEC
-    assert found.message == refused
+    assert "spec.moduleLoader.securityContext.privileged" in found.message
+    allowed = ModulePolicy(allow_privileged_module_loader=True)
+    assert isinstance(plan_or_finding(module, K, allowed), KernelPlan)
