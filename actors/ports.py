@@ -36,6 +36,9 @@ class ImageCheck(Protocol):
 
 class BuildStatus(Protocol):
     @property
+    def namespace(self) -> str: ...
+
+    @property
     def name(self) -> str: ...
 
     @property
@@ -55,6 +58,10 @@ class OperatorIO(Protocol):
     @property
     def builds(self) -> ObjectStore:
         """Build objects (Jobs or Builds); read-only views, like every informer cache here."""
+
+    @property
+    def modules(self) -> ObjectStore:
+        """Modules (raw objects), for PreflightValidations."""
 
     def apply_daemonset(
         self, desired: dict[str, Any], current: Obj | None
@@ -79,8 +86,15 @@ class OperatorIO(Protocol):
     ) -> Coroutine[Any, Any, ImageCheck]:
         """Does plan.image exist? `fresh` skips shared cached answers (after a build)."""
 
-    def start_build(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
-        """Start (or adopt) the build of plan.image; returns the build object's name."""
+    def start_build(
+        self, module: Module, plan: KernelPlan, owner: Obj | None = None
+    ) -> Coroutine[Any, Any, str]:
+        """Start (or adopt) the build of plan.image; returns the build object's name. `owner`:
+        the build objects' ownerReference (default: the Module)."""
+
+    def patch_preflight_status(
+        self, name: str, status: dict[str, Any]
+    ) -> Coroutine[Any, Any, Obj]: ...
 
     def build_observation(self, build: Obj) -> BuildStatus: ...
 

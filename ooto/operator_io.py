@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -17,18 +16,18 @@ from ooto.api import Module
 from ooto.builds.model import BuildBackend, BuildObservation
 from ooto.kernels import KernelPlan
 from ooto.kube.client import KubeApi
-from ooto.kube.errors import Conflict, NotFound
+from ooto.kube.errors import Conflict
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import Informer
-from ooto.kube.resources import DAEMONSETS, MODULES, NODES, SECRETS
+from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PREFLIGHTVALIDATIONS
 from ooto.kube.writer import Writer
-from ooto.registry import ImageCheck, RegistryAuth, RegistryClient, auth_from_secret
+from ooto.module_images import ModuleImages
+from ooto.registry import ImageCheck, RegistryClient
 from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
-SECRET_TTL_SECONDS = 30.0
 
 
 class ForeignObject(Exception):  # noqa: N818 (a refusal, read as a sentence)
@@ -49,15 +48,16 @@ class KubeOperatorIO:
         recorder: EventRecorder,
         registry: RegistryClient,
         backend: BuildBackend,
+        modules: Informer,
     ) -> None:
         self._api = api
         self._writer = Writer(api)
         self.daemonsets = daemonsets
         self.builds = builds
+        self.modules = modules
         self._recorder = recorder
-        self._registry = registry
+        self._images = ModuleImages(api, registry)
         self._backend = backend
-        self._secrets: dict[tuple[str, str], tuple[float, RegistryAuth | None]] = {}
 
     async def apply_daemonset(self, desired: dict[str, Any], current: Obj | None) -> Obj:
         if current is None:
@@ -105,33 +105,14 @@ class KubeOperatorIO:
     async def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False
     ) -> ImageCheck:
-        auth = await self._registry_auth(module)
-        insecure = plan.build.push_insecure if plan.build is not None else False
-        return await self._registry.image_exists(
-            plan.image, insecure=insecure, auth=auth, fresh=fresh
-        )
+        return await self._images.check(module, plan, fresh=fresh)
 
-    async def _registry_auth(self, module: Module) -> RegistryAuth | None:
-        secret_ref = module.spec.image_repo_secret
-        if secret_ref is None:
-            return None
-        key = (module.metadata.namespace, secret_ref.name)
-        cached = self._secrets.get(key)
-        if cached is not None and time.monotonic() - cached[0] < SECRET_TTL_SECONDS:
-            return cached[1]
-        try:
-            secret = await self._api.get(SECRETS, secret_ref.name, module.metadata.namespace)
-        except NotFound as error:
-            raise LookupError(
-                f"Secret {secret_ref.name} (spec.imageRepoSecret) not found"
-            ) from error
-        auth = auth_from_secret(secret)
-        self._secrets[key] = (time.monotonic(), auth)
-        return auth
-
-    async def start_build(self, module: Module, plan: KernelPlan) -> str:
-        ref = await self._backend.start(module, plan)
+    async def start_build(self, module: Module, plan: KernelPlan, owner: Obj | None = None) -> str:
+        ref = await self._backend.start(module, plan, owner=owner)
         return ref.name
+
+    async def patch_preflight_status(self, name: str, status: dict[str, Any]) -> Obj:
+        return await self._api.patch_status(PREFLIGHTVALIDATIONS, name, {"status": status})
 
     def build_observation(self, build: Obj) -> BuildObservation:
         return self._backend.observe(build)

