@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ooto.api import KernelStatus, Module
+from ooto.api.preflight import PreflightValidation
 from ooto.kernels import KernelPlan
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -73,6 +74,14 @@ class BuildObserved:
     build: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class PreflightObserved:
+    """A PreflightValidation was added, changed or deleted (told to the OperatorRoot)."""
+
+    type: EventType
+    validation: Mapping[str, Any]
+
+
 # --- between actors --------------------------------------------------------------------------
 
 
@@ -106,6 +115,13 @@ class ModuleChanged:
     """A newer view of the supervisor's Module (spec, generation or status)."""
 
     module: Module
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightChanged:
+    """A newer view of a PreflightActor's PreflightValidation."""
+
+    validation: PreflightValidation
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,9 @@ class SignatureCheck(ImageCheck, Protocol):
 
 class BuildStatus(Protocol):
     @property
+    def namespace(self) -> str: ...
+
+    @property
     def name(self) -> str: ...
 
     @property
@@ -65,6 +68,10 @@ class OperatorIO(Protocol):
     @property
     def builds(self) -> ObjectStore:
         """Build objects (Jobs or Builds); read-only views, like every informer cache here."""
+
+    @property
+    def modules(self) -> ObjectStore:
+        """Modules (raw objects), for PreflightValidations."""
 
     def apply_daemonset(
         self, desired: dict[str, Any], current: Obj | None
@@ -106,8 +113,15 @@ class OperatorIO(Protocol):
     def start_sign(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
         """Start (or adopt) the sign build of plan.image; returns the build object's name."""
 
-    def start_build(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
-        """Start (or adopt) the build of plan.image; returns the build object's name."""
+    def start_build(
+        self, module: Module, plan: KernelPlan, owner: Obj | None = None
+    ) -> Coroutine[Any, Any, str]:
+        """Start (or adopt) the build of plan.image; returns the build object's name. `owner`:
+        the build objects' ownerReference (default: the Module)."""
+
+    def patch_preflight_status(
+        self, name: str, status: dict[str, Any]
+    ) -> Coroutine[Any, Any, Obj]: ...
 
     def build_observation(self, build: Obj) -> BuildStatus: ...
 

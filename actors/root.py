@@ -14,10 +14,14 @@ from actors.messages import (
     ModuleChanged,
     ModuleObserved,
     ModuleUnreadable,
+    PreflightChanged,
+    PreflightObserved,
 )
 from actors.ports import ActorContext, Obj
+from actors.preflight import PreflightActor
 from actors.supervisor import ModuleSupervisor
 from ooto.api import Module
+from ooto.api.preflight import PreflightValidation
 from ooto.logs import log_fields
 
 log = logging.getLogger(__name__)
@@ -39,9 +43,11 @@ class OperatorRoot(OotoActor):
         self._supervisors: dict[str, Any] = {}
         self._modules: dict[str, Module] = {}  # the newest of each, to replace a dead supervisor
         self._respawns: dict[str, Backoff] = {}
+        self._preflights: dict[str, Any] = {}
+        self._validations: dict[str, PreflightValidation] = {}  # newest, to replace a dead actor
 
     def on_stop(self) -> None:
-        for ref in self._supervisors.values():
+        for ref in [*self._supervisors.values(), *self._preflights.values()]:
             ref.stop(block=False)
 
     def on_ModuleObserved(self, event: ModuleObserved) -> None:
@@ -73,8 +79,12 @@ class OperatorRoot(OotoActor):
         )
 
     def on_ChildDied(self, message: ChildDied) -> None:
-        """A supervisor died: start a new one from the newest Module after a backoff."""
+        """A supervisor or preflight actor died: start a new one from the newest object after a
+        backoff."""
         key = message.key
+        if self._preflights.get(key) == message.ref:
+            self._preflight_died(key, message.error)
+            return
         if self._supervisors.get(key) != message.ref:
             return
         del self._supervisors[key]
@@ -93,6 +103,9 @@ class OperatorRoot(OotoActor):
         self.set_timer(f"respawn:{key}", delay)
 
     def on_timer(self, name: str) -> None:
+        if name.startswith("preflight:"):
+            self._respawn_preflight(name.partition(":")[2])
+            return
         key = name.partition(":")[2]
         module = self._modules.get(key)
         if module is not None and key not in self._supervisors:
@@ -145,6 +158,58 @@ class OperatorRoot(OotoActor):
         for key, supervisor in self._supervisors.items():
             if key.partition("/")[0] == namespace:
                 self.send(supervisor, event)
+        for preflight in self._preflights.values():  # few, and each filters by its own images
+            self.send(preflight, event)
+
+    def on_PreflightObserved(self, event: PreflightObserved) -> None:
+        meta = event.validation.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        if event.type == "DELETED" or meta.get("deletionTimestamp"):
+            self._validations.pop(name, None)
+            self._respawns.pop(f"preflight:{name}", None)
+            self.cancel_timer(f"preflight:{name}")
+            actor = self._preflights.pop(name, None)
+            if actor is not None:
+                log.info("preflight %s deleted: stopping its work", name)
+                actor.stop(block=False)
+            return
+        try:
+            validation = PreflightValidation.model_validate(event.validation)
+        except ValidationError as error:  # the schema makes this rare: say so, do nothing
+            log.warning("preflight %s is unreadable: %s", name, validation_message(error))
+            return
+        self._validations[name] = validation
+        actor = self._preflights.get(name)
+        if actor is not None:
+            self.send(actor, PreflightChanged(validation))
+        elif not self.timer_pending(f"preflight:{name}"):
+            log.info("preflight %s appeared", name, extra=log_fields(reason="added"))
+            self._start_preflight(name)
+
+    def _start_preflight(self, name: str) -> None:
+        validation = self._validations[name]
+        self._preflights[name] = PreflightActor.start(self._context, validation, self.actor_ref)
+
+    def _preflight_died(self, name: str, error: str) -> None:
+        del self._preflights[name]
+        settings = self._context.settings
+        backoff = self._respawns.setdefault(
+            f"preflight:{name}",
+            Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds),
+        )
+        delay = backoff.next_delay()
+        log.error(
+            "preflight %s: its actor died (%s); restarting it in %.0fs",
+            name,
+            error,
+            delay,
+            extra=log_fields(reason="ActorFailed"),
+        )
+        self.set_timer(f"preflight:{name}", delay)
+
+    def _respawn_preflight(self, name: str) -> None:
+        if name in self._validations and name not in self._preflights:
+            self._start_preflight(name)
 
 
 def _already_reported(raw: Obj, error: str) -> bool:

@@ -26,7 +26,7 @@ import pykka
 
 from actors.base import Backoff
 from actors.bridge import Bridge
-from actors.messages import BuildObserved, ModuleObserved, NodeObserved
+from actors.messages import BuildObserved, ModuleObserved, NodeObserved, PreflightObserved
 from actors.node_tracker import NodeTracker
 from actors.ports import ActorContext, ActorSettings
 from actors.root import OperatorRoot
@@ -39,7 +39,7 @@ from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfi
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import EventGate, Informer
 from ooto.kube.leader import LeaderElector
-from ooto.kube.resources import DAEMONSETS, EVENTS, MODULES, NODES, PODS
+from ooto.kube.resources import DAEMONSETS, EVENTS, MODULES, NODES, PODS, PREFLIGHTVALIDATIONS
 from ooto.logs import configure_logging
 from ooto.metrics import Metrics
 from ooto.operator_io import KubeOperatorIO
@@ -86,6 +86,7 @@ class PhaseCounter:
     def __init__(self, metrics: Metrics, backend: str) -> None:
         self._metrics = metrics
         self._backend = backend
+        metrics.declare_build_backend(backend)
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
@@ -144,6 +145,7 @@ class Operator:
             **selectors,
         )
         self._informers.append(informer)
+        self.metrics.watching(resource.plural)
         return informer
 
     async def start(self) -> None:
@@ -163,6 +165,11 @@ class Operator:
             lambda e: root_tell(BuildObserved(e.type, e.obj)),
             label_selector=BUILD_SELECTOR,
         )
+        # Modules list at the same time as the caches above (before the tracker's burst of label
+        # patches queues on the shared limiter), but reach the root only once the caches their
+        # actors read are synced.
+        gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
+        modules = self._informer(MODULES, gate)
         io = KubeOperatorIO(
             self.api,
             daemonsets,
@@ -170,6 +177,7 @@ class Operator:
             self._recorder,
             self._registry,
             self._backend,
+            modules,
             signer_image=self.settings.signer_image,
             sign_secret_ttl=self.settings.sign_secrets_recheck_seconds * 0.9,
         )
@@ -195,11 +203,8 @@ class Operator:
             observer=self._reports,
         )
         self._informers.append(nodes)
+        self.metrics.watching(NODES.plural)
         # Nodes feed only the tracker, which reads no cache: they list with our objects' caches.
-        # Modules list at the same time (before the tracker's burst of label patches queues on the
-        # shared limiter), but reach the root only once the caches their actors read are synced.
-        gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
-        modules = self._informer(MODULES, gate)
 
         # The DaemonSet controller's FailedCreate Events (quota, PodSecurity, SCC) become the
         # kernel's reason; only those are listed and watched, and they are never written.
@@ -218,8 +223,23 @@ class Operator:
             label_selector=f"{LABEL_ROLE}={MODULE_LOADER},{ours}",
             trim=trim_pod,
         ).start()
+        self._watch_preflights()
         self.synced.set()
         log.info("operator started: caches synced", extra={"reason": "started"})
+
+    def _watch_preflights(self) -> None:
+        """PreflightValidations read the Module cache, so they start once it is synced. Not part
+        of readiness: an operator upgraded before its new CRD was applied still runs Modules (the
+        informer logs the missing resource and retries with backoff)."""
+        preflights = Informer(
+            self.api,
+            PREFLIGHTVALIDATIONS,
+            on_event=lambda e: self._tell_root(PreflightObserved(e.type, e.obj)),
+            observer=self._reports,
+        )
+        self._informers.append(preflights)
+        self.metrics.watching(PREFLIGHTVALIDATIONS.plural)
+        preflights.start()
 
     def _tell_root(self, message: object) -> None:
         if self._root is not None and self._bridge is not None:

@@ -10,10 +10,10 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from ooto.api.crd import render_crd_yaml, write_crds
+    from ooto.api.crd import all_crds, render_crd_yaml, write_crds
 
-    if args.output == "-":  # `ooto crds --output - | kubectl apply -f -`
-        sys.stdout.write(render_crd_yaml())
+    if args.output == "-":  # `ooto crds --output - | kubectl apply -f -`: every CRD, one stream
+        sys.stdout.write("---\n".join(render_crd_yaml(crd) for crd in all_crds().values()))
     else:
         write_crds(args.output)
     return 0
@@ -23,6 +23,12 @@ def _render(args: argparse.Namespace) -> int:
     from ooto.render_cli import render_command
 
     return render_command(args)
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from ooto.preflight_cli import preflight_command
+
+    return preflight_command(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,8 +55,22 @@ def _install_binaries(args: argparse.Namespace) -> int:
     return install_command(args)
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("ooto")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ooto", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"ooto {version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="write the CustomResourceDefinition YAML")
@@ -74,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="nodes' firmware directory (default: OOTO_FIRMWARE_HOST_DIR or /lib/firmware)",
     )
     render.set_defaults(func=_render)
+
+    preflight = sub.add_parser(
+        "preflight",
+        help="check that every Module has an image for the given kernels (creates nothing)",
+        description="Exit 0 when every Module is ready for every kernel (WillBuild counts as "
+        "ready), 1 when some are not, 2 on bad input or when the cluster cannot be asked.",
+    )
+    from ooto.preflight_cli import add_arguments as add_preflight_arguments
+
+    add_preflight_arguments(preflight)
+    preflight.set_defaults(func=_preflight)
 
     run = sub.add_parser("run", help="run the operator")
     run.add_argument(

@@ -9,12 +9,16 @@ Label cardinality is bounded by design:
 - `namespace`/`module` labels are bounded by the number of Module objects (which users create
   deliberately, tens not thousands), and their series are removed when a Module goes away
   (`forget_module`).
+- `ooto_module_ready` has one series per Module (1 while its Ready condition is True), so an alert
+  can name the Module; its reason stays in the Module's status (a reason label would add a series
+  per reason seen).
 - `state`, `verb`, `resource`, `code`, `backend`, `actor_kind` and `outcome` come from small
   fixed sets in the code (HTTP status codes are a bounded set too).
 
 `Metrics` is also the Kubernetes client's `RequestObserver`, and can read its own totals back
 (`writes_total`, `requests_by_code`) so tests and benchmarks count API writes and 403s from
-the same numbers Prometheus sees.
+the same numbers Prometheus sees. The registry also carries prometheus-client's standard
+`process_*` metrics (CPU seconds, resident memory, open file descriptors) for this process.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 # Verbs that only read; every other verb the client reports counts as a write.
 READ_VERBS = frozenset({"get", "list", "watch"})
@@ -35,6 +46,8 @@ _BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 _MESSAGE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
 
 MODULE_STATES = ("Ready", "NotReady", "Invalid")
+ACTOR_KINDS = ("OperatorRoot", "NodeTracker", "ModuleSupervisor", "KernelActor", "PreflightActor")
+"""The `actor_kind` label's values: the class names of the actors (actors/)."""
 
 
 def module_state(status: Mapping[str, Any]) -> str:
@@ -52,6 +65,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
         self._define_state_metrics()
         self._define_build_metrics()
         self._define_api_metrics()
@@ -83,6 +97,12 @@ class Metrics:
         self.daemonset_pods_ready = Gauge(
             "ooto_module_daemonset_pods_ready",
             "Module-loader pods ready over all of a Module's DaemonSets.",
+            ["namespace", "module"],
+            registry=r,
+        )
+        self.module_ready = Gauge(
+            "ooto_module_ready",
+            "1 while the Module's Ready condition is True, else 0.",
             ["namespace", "module"],
             registry=r,
         )
@@ -169,6 +189,11 @@ class Metrics:
             ["actor_kind", "outcome"],
             registry=r,
         )
+        # At 0 from the start, so that `increase()` counts the first failure and the dashboard
+        # shows 0 rather than "No data".
+        for kind in ACTOR_KINDS:
+            for outcome in ("recovered", "died"):
+                self.actor_failures.labels(actor_kind=kind, outcome=outcome)
         self.task_failures = Counter(
             "ooto_task_failures_total",
             "Failures of long-running tasks (each is logged and the task restarted with backoff).",
@@ -215,11 +240,13 @@ class Metrics:
         self.set_daemonset_pods(
             namespace, module, int(status.get("nodesDesired", 0)), int(status.get("nodesReady", 0))
         )
-        self._module_state_is((namespace, module), module_state(status))
+        state = module_state(status)
+        self.module_ready.labels(namespace=namespace, module=module).set(state == "Ready")
+        self._module_state_is((namespace, module), state)
 
     def forget_module(self, namespace: str, module: str) -> None:
         """Drop a deleted Module's series (and its state) so they do not linger as stale values."""
-        for gauge in (self.daemonset_pods_desired, self.daemonset_pods_ready):
+        for gauge in (self.daemonset_pods_desired, self.daemonset_pods_ready, self.module_ready):
             with contextlib.suppress(KeyError):  # never seen, or already forgotten
                 gauge.remove(namespace, module)
         self._module_state_is((namespace, module), None)
@@ -239,6 +266,12 @@ class Metrics:
             self.set_modules_by_state(self._module_counts)
 
     # --- builds ----------------------------------------------------------------------------
+
+    def declare_build_backend(self, backend: str) -> None:
+        """Expose the backend's build counters at 0 before its first build: `increase()` then
+        counts the first failure too, and dashboards show 0 rather than "No data"."""
+        for counter in (self.builds_started, self.builds_succeeded, self.builds_failed):
+            counter.labels(backend=backend)
 
     def build_started(self, backend: str) -> None:
         self.builds_started.labels(backend=backend).inc()
@@ -266,6 +299,12 @@ class Metrics:
 
     def relisted(self, resource: str) -> None:
         self.relists.labels(resource=resource).inc()
+
+    def watching(self, resource: str) -> None:
+        """Expose the resource's restart and relist counters at 0 once it is watched, so the
+        first restart is counted by `increase()` and panels show 0 rather than "No data"."""
+        self.watch_restarts.labels(resource=resource)
+        self.relists.labels(resource=resource)
 
     # --- runtime ---------------------------------------------------------------------------
 

@@ -8,38 +8,27 @@ decisions are in actors/ and the pure modules.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from ooto.api import Module
-from ooto.builds.buildah import sign_build
-from ooto.builds.model import BuildBackend, BuildObservation, BuildStartError
+from ooto.builds.model import BuildBackend, BuildObservation
 from ooto.kernels import KernelPlan
 from ooto.kube.client import KubeApi
-from ooto.kube.errors import Conflict, NotFound
+from ooto.kube.errors import Conflict
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import Informer
-from ooto.kube.resources import DAEMONSETS, MODULES, NODES, SECRETS
+from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PREFLIGHTVALIDATIONS
 from ooto.kube.writer import Writer
-from ooto.registry import ImageCheck, RegistryAuth, RegistryClient, auth_from_secret
-from ooto.signing import (
-    SIGNED_BY_LABEL,
-    CertificateError,
-    SignPlan,
-    fingerprint,
-    private_key_problem,
-)
+from ooto.module_images import ModuleImages
+from ooto.registry import ImageCheck, RegistryClient
+from ooto.signing_io import ModuleSignatures, SignatureCheck
 from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
-SECRET_TTL_SECONDS = 30.0
 
 
 class ForeignObject(Exception):  # noqa: N818 (a refusal, read as a sentence)
@@ -60,6 +49,7 @@ class KubeOperatorIO:
         recorder: EventRecorder,
         registry: RegistryClient,
         backend: BuildBackend,
+        modules: Informer,
         signer_image: str = "",
         sign_secret_ttl: float = 60.0,
     ) -> None:
@@ -67,13 +57,13 @@ class KubeOperatorIO:
         self._writer = Writer(api)
         self.daemonsets = daemonsets
         self.builds = builds
+        self.modules = modules
         self._recorder = recorder
-        self._registry = registry
+        self._images = ModuleImages(api, registry)
         self._backend = backend
-        self._secrets: dict[tuple[str, str], tuple[float, RegistryAuth | None]] = {}
-        self._signer_image = signer_image
-        self._sign_secret_ttl = sign_secret_ttl
-        self._sign_secrets: dict[tuple[str, str, str], tuple[float, bytes]] = {}
+        self._signatures = ModuleSignatures(
+            api, registry, self._images, backend, signer_image, sign_secret_ttl
+        )
 
     async def apply_daemonset(self, desired: dict[str, Any], current: Obj | None) -> Obj:
         if current is None:
@@ -121,33 +111,28 @@ class KubeOperatorIO:
     async def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False
     ) -> ImageCheck:
-        auth = await self._registry_auth(module)
-        insecure = plan.build.push_insecure if plan.build is not None else False
-        return await self._registry.image_exists(
-            plan.image, insecure=insecure, auth=auth, fresh=fresh
-        )
+        return await self._images.check(module, plan, fresh=fresh)
 
-    async def _registry_auth(self, module: Module) -> RegistryAuth | None:
-        secret_ref = module.spec.image_repo_secret
-        if secret_ref is None:
-            return None
-        key = (module.metadata.namespace, secret_ref.name)
-        cached = self._secrets.get(key)
-        if cached is not None and time.monotonic() - cached[0] < SECRET_TTL_SECONDS:
-            return cached[1]
-        try:
-            secret = await self._api.get(SECRETS, secret_ref.name, module.metadata.namespace)
-        except NotFound as error:
-            raise LookupError(
-                f"Secret {secret_ref.name} (spec.imageRepoSecret) not found"
-            ) from error
-        auth = auth_from_secret(secret)
-        self._secrets[key] = (time.monotonic(), auth)
-        return auth
-
-    async def start_build(self, module: Module, plan: KernelPlan) -> str:
-        ref = await self._backend.start(module, plan)
+    async def start_build(self, module: Module, plan: KernelPlan, owner: Obj | None = None) -> str:
+        ref = await self._backend.start(module, plan, owner=owner)
         return ref.name
+
+    async def check_signature(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> SignatureCheck:
+        return await self._signatures.check_signature(module, plan, fresh=fresh)
+
+    async def check_unsigned(self, module: Module, plan: KernelPlan, *, fresh: bool) -> ImageCheck:
+        return await self._signatures.check_unsigned(module, plan, fresh=fresh)
+
+    async def current_fingerprint(self, module: Module, plan: KernelPlan) -> str:
+        return await self._signatures.current_fingerprint(module, plan)
+
+    async def start_sign(self, module: Module, plan: KernelPlan) -> str:
+        return await self._signatures.start_sign(module, plan)
+
+    async def patch_preflight_status(self, name: str, status: dict[str, Any]) -> Obj:
+        return await self._api.patch_status(PREFLIGHTVALIDATIONS, name, {"status": status})
 
     def build_observation(self, build: Obj) -> BuildObservation:
         return self._backend.observe(build)
@@ -162,101 +147,3 @@ class KubeOperatorIO:
         self, involved: Obj, kind: Literal["Normal", "Warning"], reason: str, message: str
     ) -> None:
         self._recorder.record(dict(involved), kind, reason, message)
-
-    # --- signing -------------------------------------------------------------------------------
-
-    async def current_fingerprint(self, module: Module, plan: KernelPlan) -> str:
-        """`sha256:<hex>` of the certificate the plan signs with (its Secret read at most once
-        per `sign_secret_ttl` for all kernels). CertificateError when it is missing or garbled."""
-        sign = _sign_of(plan)
-        cert = await self._sign_secret(module, sign.cert_secret, sign.cert_key, "certSecret")
-        return fingerprint(cert)
-
-    async def check_signature(
-        self, module: Module, plan: KernelPlan, *, fresh: bool = False
-    ) -> SignatureCheck:
-        """ "present" only when the signed image exists AND carries the current certificate's
-        fingerprint in its signed-by label; "missing" (with why) otherwise."""
-        wanted = await self.current_fingerprint(module, plan)
-        auth = await self._registry_auth(module)
-        insecure = _sign_of(plan).push_insecure
-        check = await self._registry.image_exists(
-            plan.image, insecure=insecure, auth=auth, fresh=fresh
-        )
-        if check.outcome != "present":
-            return SignatureCheck(check.outcome, check.message, "", check.digest)
-        try:
-            labels = await self._registry.image_labels(plan.image, insecure=insecure, auth=auth)
-        except (ValueError, OSError, TimeoutError) as error:
-            message = f"cannot read the config of {plan.image}: {error}"
-            return SignatureCheck("error", message, "", check.digest)
-        signed_by = labels.get(SIGNED_BY_LABEL, "")
-        if signed_by == wanted:
-            message = f"{plan.image} is signed by {wanted}"
-            return SignatureCheck("present", message, signed_by, check.digest)
-        was = f"signed by {signed_by}" if signed_by else "not signed by ooto"
-        message = f"{plan.image} is {was}, not by {wanted}"
-        return SignatureCheck("missing", message, signed_by, check.digest)
-
-    async def check_unsigned(self, module: Module, plan: KernelPlan, *, fresh: bool) -> ImageCheck:
-        sign = _sign_of(plan)
-        auth = await self._registry_auth(module)
-        return await self._registry.image_exists(
-            sign.unsigned_image, insecure=sign.pull_insecure, auth=auth, fresh=fresh
-        )
-
-    async def start_sign(self, module: Module, plan: KernelPlan) -> str:
-        """Start (or adopt) the sign Job of plan.image, after checking both Secrets."""
-        sign = _sign_of(plan)
-        key = await self._sign_secret(module, sign.key_secret, sign.key_key, "keySecret", True)
-        problem = private_key_problem(key)
-        if problem is not None:
-            where = f"Secret {sign.key_secret} key {sign.key_key!r} (sign.keySecret)"
-            raise CertificateError(f"{where} {problem}")
-        signed_by = await self.current_fingerprint(module, plan)
-        if not self._signer_image:
-            raise BuildStartError("no signer image: set --signer-image (OOTO_SIGNER_IMAGE)")
-        if not hasattr(self._backend, "signs"):
-            raise BuildStartError("signing needs the buildah build backend (--build-backend)")
-        ref = await self._backend.start(module, sign_build(plan, self._signer_image, signed_by))
-        return ref.name
-
-    async def _sign_secret(
-        self, module: Module, name: str, key: str, field: str, fresh: bool = False
-    ) -> bytes:
-        cache_key = (module.metadata.namespace, name, key)
-        cached = self._sign_secrets.get(cache_key)
-        if (
-            cached is not None
-            and not fresh
-            and time.monotonic() - cached[0] < self._sign_secret_ttl
-        ):
-            return cached[1]
-        try:
-            secret = await self._api.get(SECRETS, name, module.metadata.namespace)
-        except NotFound:
-            raise CertificateError(f"Secret {name} (sign.{field}) not found") from None
-        encoded = (secret.get("data") or {}).get(key)
-        try:
-            value = base64.b64decode(encoded or "", validate=True)
-        except (binascii.Error, ValueError):
-            value = b""
-        if not value:
-            raise CertificateError(f"Secret {name} (sign.{field}) has no data key {key!r}")
-        if not fresh:
-            self._sign_secrets[cache_key] = (time.monotonic(), value)
-        return value
-
-
-@dataclass(frozen=True)
-class SignatureCheck:
-    outcome: Literal["present", "missing", "unauthorized", "error"]
-    message: str
-    signed_by: str
-    digest: str = ""
-
-
-def _sign_of(plan: KernelPlan) -> SignPlan:
-    if plan.sign is None:
-        raise ValueError(f"kernel {plan.kernel}: its mapping does not sign")
-    return plan.sign

@@ -61,12 +61,20 @@ class Settings(BaseSettings):
         description="Namespace of the operator (its Lease lives there).",
     )
     metrics_host: str = Field(default="0.0.0.0", description="Health/metrics server address.")
-    metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 = pick a free port.")
+    metrics_port: int = Field(
+        default=8080, ge=0, le=65535, description="Health/metrics port; 0 = pick a free port."
+    )
     leader_election: bool = Field(default=True, description="Act only while holding the Lease.")
     lease_name: str = Field(default="ooto-leader", description="Name of the leader-election Lease.")
-    lease_duration_seconds: float = Field(default=15, gt=0)
-    renew_deadline_seconds: float = Field(default=10, gt=0)
-    retry_period_seconds: float = Field(default=2, gt=0)
+    lease_duration_seconds: float = Field(
+        default=15, gt=0, description="A standby takes the Lease over this long after a renewal."
+    )
+    renew_deadline_seconds: float = Field(
+        default=10, gt=0, description="The leader stops and exits when it cannot renew in time."
+    )
+    retry_period_seconds: float = Field(
+        default=2, gt=0, description="Interval between Lease acquire/renew attempts."
+    )
     build_backend: BuildBackendName = Field(
         default="auto",
         description="auto = BuildConfig when the OpenShift build API exists, else buildah.",
@@ -80,9 +88,13 @@ class Settings(BaseSettings):
         default=60, gt=0, le=3600, description="Re-read signing certificates this often."
     )
     kaniko_image: str = Field(default=DEFAULT_KANIKO_IMAGE, description="Pinned Kaniko executor.")
-    build_deadline_seconds: int = Field(default=1800, gt=0, description="activeDeadlineSeconds.")
+    build_deadline_seconds: int = Field(
+        default=1800, gt=0, description="A build running longer fails (activeDeadlineSeconds)."
+    )
     api_concurrency: int = Field(default=32, ge=1, le=1024, description="In-flight API requests.")
-    status_debounce_seconds: float = Field(default=0.2, ge=0, le=60)
+    status_debounce_seconds: float = Field(
+        default=0.2, ge=0, le=60, description="Module status writes are batched over this window."
+    )
     log_format: LogFormat = Field(default="auto", description="auto = JSON unless on a terminal.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     allow_privileged_module_loader: bool = Field(
@@ -108,8 +120,12 @@ class Settings(BaseSettings):
         default=Path(DEFAULT_WEBHOOK_CERT_DIR),
         description="Directory holding the webhook's tls.crt and tls.key (re-read on change).",
     )
-    backoff_initial_seconds: float = Field(default=5, gt=0)
-    backoff_max_seconds: float = Field(default=300, gt=0)
+    backoff_initial_seconds: float = Field(
+        default=5, gt=0, description="First retry delay after a failure (then doubled)."
+    )
+    backoff_max_seconds: float = Field(
+        default=300, gt=0, description="Longest retry delay after repeated failures."
+    )
 
     @field_validator("watch_namespace", mode="before")
     @classmethod

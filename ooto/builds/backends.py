@@ -52,6 +52,7 @@ from ooto.builds.model import (
     BuildRef,
     BuildStartError,
     last_lines,
+    owned_by_other,
     plan_build,
     termination_message,
 )
@@ -87,7 +88,9 @@ class _Backend:
     def observe(self, obj: Mapping[str, Any]) -> BuildObservation:
         return self._observe(obj)
 
-    async def start(self, module: Module, plan: KernelPlan) -> BuildRef:
+    async def start(
+        self, module: Module, plan: KernelPlan, *, owner: Mapping[str, Any] | None = None
+    ) -> BuildRef:
         """Adopt the running build of the plan's image, or start one. Concurrent calls for one
         (namespace, image) share a single attempt; all but the first see `adopted=True`."""
         image, namespace = plan_build(plan).image, module.metadata.namespace
@@ -96,7 +99,7 @@ class _Backend:
         if flight is not None:
             return dataclasses.replace(await asyncio.shield(flight), adopted=True)
         flight = asyncio.create_task(
-            self._start(module, plan, image), name=f"build-start {namespace} {image}"
+            self._start(module, plan, image, owner), name=f"build-start {namespace} {image}"
         )
         self._starts[key] = flight
         flight.add_done_callback(lambda done: self._forget(key, done))
@@ -106,19 +109,23 @@ class _Backend:
         if self._starts.get(key) is done:
             del self._starts[key]
 
-    async def _start(self, module: Module, plan: KernelPlan, image: str) -> BuildRef:
+    async def _start(
+        self, module: Module, plan: KernelPlan, image: str, owner: Mapping[str, Any] | None
+    ) -> BuildRef:
         running = await self._running_build(module.metadata.namespace, image)
         if running is not None:
             name = running["metadata"]["name"]
             log.info("build of %s: adopting running %s %s", image, self.resource.kind, name)
             return self._ref(running, image, adopted=True)
-        stored, created = await self._create(module, plan)
+        stored, created = await self._create(module, plan, owner)
         verb = "started" if created else "adopted"
         name = stored["metadata"]["name"]
         log.info("build of %s: %s %s %s", image, verb, self.resource.kind, name)
         return self._ref(stored, image, adopted=not created)
 
-    async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
+    async def _create(
+        self, module: Module, plan: KernelPlan, owner: Mapping[str, Any] | None
+    ) -> tuple[JsonObj, bool]:
         """Create this backend's build object: (stored object, created) or adopted on a race."""
         raise NotImplementedError
 
@@ -177,11 +184,14 @@ class _JobBackend(_Backend):
     def _render_job(self, module: Module, plan: KernelPlan) -> JsonObj:
         raise NotImplementedError
 
-    async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
+    async def _create(
+        self, module: Module, plan: KernelPlan, owner: Mapping[str, Any] | None
+    ) -> tuple[JsonObj, bool]:
         configmap = render_dockerfile_configmap(module, plan)
         if configmap is not None:
-            await self._ensure_configmap(configmap)
-        return await self._create_replacing_finished(self._render_job(module, plan))
+            await self._ensure_configmap(owned_by_other(configmap, owner))
+        job = owned_by_other(self._render_job(module, plan), owner)
+        return await self._create_replacing_finished(job)
 
     async def _ensure_configmap(self, configmap: JsonObj) -> None:
         meta = configmap["metadata"]
@@ -273,8 +283,10 @@ class BuildConfigBackend(_Backend):
         """Whether builds start through `instantiate` (None: not known until the first build)."""
         return self._instantiate
 
-    async def _create(self, module: Module, plan: KernelPlan) -> tuple[JsonObj, bool]:
-        desired = render_buildconfig(module, plan, self._deadline_seconds)
+    async def _create(
+        self, module: Module, plan: KernelPlan, owner: Mapping[str, Any] | None
+    ) -> tuple[JsonObj, bool]:
+        desired = owned_by_other(render_buildconfig(module, plan, self._deadline_seconds), owner)
         config = await self._ensure_buildconfig(desired)
         return await self._start_build(config, plan.kernel), True
 

@@ -64,7 +64,10 @@ class BuildBackend(Protocol):
 
     def observe(self, obj: Mapping[str, Any]) -> BuildObservation: ...
 
-    async def start(self, module: Module, plan: KernelPlan) -> BuildRef: ...
+    async def start(
+        self, module: Module, plan: KernelPlan, *, owner: Mapping[str, Any] | None = None
+    ) -> BuildRef:
+        """`owner`: the ownerReference of the build objects (default: the Module)."""
 
     async def log_tail(self, namespace: str, name: str, lines: int = 20) -> str: ...
 
@@ -120,6 +123,14 @@ def meta_of(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
         str(labels.get(LABEL_MODULE) or ""),
         str(annotations.get(IMAGE_ANNOTATION) or ""),
     )
+
+
+def owned_by_other(manifest: dict[str, Any], owner: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`manifest` with `owner` as its only ownerReference (a PreflightValidation's builds go with
+    it, not with the Module); unchanged when `owner` is None."""
+    if owner is None:
+        return manifest
+    return {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [dict(owner)]}}
 
 
 def sorted_keys(value: Any) -> Any:

@@ -64,6 +64,9 @@ DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet", namespaced=True)
 JOBS = Resource("batch", "v1", "jobs", "Job", namespaced=True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
 MODULES = Resource("ooto.sigs.k8s.io", "v1alpha1", "modules", "Module", namespaced=True)
+PREFLIGHTVALIDATIONS = Resource(
+    "ooto.sigs.k8s.io", "v1alpha1", "preflightvalidations", "PreflightValidation", namespaced=False
+)
 BUILDCONFIGS = Resource("build.openshift.io", "v1", "buildconfigs", "BuildConfig", namespaced=True)
 BUILDS = Resource("build.openshift.io", "v1", "builds", "Build", namespaced=True)
 CRDS = Resource(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.commands import print_access
+from ooto.testing.crds import install_crds
 from ooto.testing.kubelet import pushing_builds
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import JSON, KubeRest, RestError
@@ -27,7 +27,6 @@ from ooto.testing.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "module-demo.yaml"
-CRD_FILE = REPO / "crds" / "ooto.sigs.k8s.io_modules.yaml"
 PLACEHOLDER_REGISTRY = "127.0.0.1:5000"
 NAMESPACE = "ooto-demo"
 NODES = (
@@ -114,29 +113,8 @@ def _demo_operator() -> DemoOperator | None:
 
 
 async def install_crd(rest: KubeRest) -> None:
-    crd = yaml.safe_load(_crd_text())
-    name = crd["metadata"]["name"]
-    try:
-        await rest.post(CRDS, crd)
-    except RestError as error:
-        if error.status != 409:
-            raise
-
-    async def established() -> bool:
-        conditions = (await rest.get(f"{CRDS}/{name}")).get("status", {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-    await eventually(established, what="the CRD to be Established")
-    say(f"installed CRD {name}")
-
-
-def _crd_text() -> str:
-    if CRD_FILE.exists():
-        return CRD_FILE.read_text()
-    from ooto.api.crd import write_crds
-
-    with tempfile.TemporaryDirectory() as directory:
-        return write_crds(directory).read_text()
+    for name in await install_crds(rest):
+        say(f"installed CRD {name}")
 
 
 def sample_module(registry_host: str) -> JSON:

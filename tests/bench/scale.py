@@ -20,16 +20,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ooto.kernels import daemonset_name
 from ooto.kube.client import KubeApi
 from ooto.kube.config import make_api_client
 from ooto.settings import Settings
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
+from ooto.testing.crds import install_crds
 from ooto.testing.kubelet import SimulatedKubelet
-from ooto.testing.rest import KubeRest, RestError
+from ooto.testing.rest import KubeRest
 from tests.bench.fleet import (
     GROUP_PATH,
     ObjectWatch,
@@ -49,7 +48,6 @@ from tests.bench.fleet import (
 from tests.bench.operator_process import OperatorProcess
 from tests.bench.report import ConvergeRow, Results, median_row, print_report
 
-CRD_FILE = Path(__file__).parents[2] / "crds" / "ooto.sigs.k8s.io_modules.yaml"
 TIMEOUT = 600.0
 
 
@@ -77,17 +75,7 @@ class Bench:
 
 
 async def install_crd(rest: KubeRest) -> None:
-    body = yaml.safe_load(CRD_FILE.read_text())
-    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    with contextlib.suppress(RestError):
-        await rest.post(path, body)
-    for _ in range(300):
-        got = await rest.get(f"{path}/{body['metadata']['name']}")
-        conditions = (got.get("status") or {}).get("conditions") or []
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("CRD not established")
+    await install_crds(rest)
 
 
 async def floor_once(

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-import yaml
 
 from ooto.app import Operator
 from ooto.builds.select import select_backend
@@ -21,32 +20,17 @@ from ooto.kube.config import make_api_client
 from ooto.metrics import Metrics
 from ooto.settings import Settings
 from ooto.testing.cluster import LocalCluster
-from ooto.testing.rest import KubeRest, RestError
-from tests.integration.scenario_support import eventually
+from ooto.testing.crds import install_crds
+from ooto.testing.rest import KubeRest
 
 CRD_FILE = Path(__file__).parents[2] / "crds" / "ooto.sigs.k8s.io_modules.yaml"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def crd(admin_rest: KubeRest) -> str:
-    body = yaml.safe_load(CRD_FILE.read_text())
-    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    try:
-        await admin_rest.post(path, body)
-    except RestError as error:
-        if error.status != 409:
-            raise
-    name = body["metadata"]["name"]
-
-    async def established() -> bool:
-        got = await admin_rest.get(f"{path}/{name}")
-        return any(
-            c["type"] == "Established" and c["status"] == "True"
-            for c in (got.get("status") or {}).get("conditions") or []
-        )
-
-    await eventually(established, timeout=30)
-    return str(name)
+    """Every generated CRD (Module, PreflightValidation) installed; the Module CRD's name."""
+    names = await install_crds(admin_rest)
+    return names[0]
 
 
 class RunningOperator:

@@ -29,10 +29,10 @@ from ooto.kube.config import make_api_client
 from ooto.metrics import Metrics
 from ooto.settings import Settings
 from ooto.testing.cluster import LocalCluster
+from ooto.testing.crds import install_crds
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest, RestError
-from tests.integration.conftest import CRD_FILE, RunningOperator
-from tests.integration.scenario_support import eventually
+from tests.integration.conftest import RunningOperator
 
 GPU = {"ooto-test/gpu": "true"}
 A, B = "5.14.0-70.13.1.el9_0.x86_64", "5.4.0-1054-gke"
@@ -45,10 +45,6 @@ FAST = {
 }
 
 
-def _crd_manifest() -> dict[str, Any]:
-    return dict(yaml.safe_load(Path(CRD_FILE).read_text()))
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def private_rest(private_cluster: LocalCluster) -> AsyncIterator[KubeRest]:
     cluster = private_cluster
@@ -58,20 +54,8 @@ async def private_rest(private_cluster: LocalCluster) -> AsyncIterator[KubeRest]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def private_crd(private_rest: KubeRest) -> str:
-    body = _crd_manifest()
-    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    await private_rest.post(path, body)
-    name = str(body["metadata"]["name"])
-
-    async def established() -> bool:
-        got = await private_rest.get(f"{path}/{name}")
-        return any(
-            c["type"] == "Established" and c["status"] == "True"
-            for c in (got.get("status") or {}).get("conditions") or []
-        )
-
-    await eventually(established, timeout=30)
-    return name
+    names = await install_crds(private_rest)
+    return names[0]
 
 
 @pytest_asyncio.fixture(loop_scope="session")

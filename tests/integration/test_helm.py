@@ -47,6 +47,9 @@ GRANTED = [
     ("get", "", "secrets"),
     ("create", "", "events"),
     ("patch", "", "events"),
+    ("list", "ooto.sigs.k8s.io", "preflightvalidations"),
+    ("watch", "ooto.sigs.k8s.io", "preflightvalidations"),
+    ("patch", "ooto.sigs.k8s.io", "preflightvalidations/status"),
 ]
 # Things an over-broad chart would allow (or that it once granted and nothing used); each must
 # be denied.
@@ -64,6 +67,8 @@ DENIED = [
     ("patch", "apps", "daemonsets"),
     ("list", "build.openshift.io", "buildconfigs"),
     ("watch", "build.openshift.io", "buildconfigs"),
+    ("create", "ooto.sigs.k8s.io", "preflightvalidations"),
+    ("update", "ooto.sigs.k8s.io", "preflightvalidations"),
     ("list", "", "configmaps"),
     ("update", "batch", "jobs"),
     ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),

@@ -7,7 +7,8 @@ kubelet plays the Kaniko builds (pushing the image to a registry that wants the 
 Module's Secret) and the module-loader pods. The scenario walks every feature that needs a grant:
 a build that succeeds (Secret, ConfigMap, Job, DaemonSet, status, Events), one that fails (the
 build log's tail: pods and pods/log; the retry replaces the Job and finds its ConfigMap), a
-changed Dockerfile (ConfigMap update), a changed module loader (DaemonSet update), a DaemonSet
+PreflightValidation that builds ahead (its informer, its status, a Job owned by it), a changed
+Dockerfile (ConfigMap update), a changed module loader (DaemonSet update), a DaemonSet
 name someone else took (the get after a 409), a node that leaves (DaemonSet delete), and Lease
 renewals.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +191,7 @@ async def walk_every_feature(
     assert status["build"] == "Built", status
     assert (status["nodesReady"], status["nodesDesired"]) == (1, 1)
     await eventually(lambda: with_ready(rest, namespace, "bad", "BuildFailed"), timeout=60)
+    await preflight_builds_ahead(rest, f"{namespace}/mod")
 
     env = [{"name": "RBAC_STEP", "value": "loader changed"}]
     await patch_module(rest, namespace, "mod", {"spec": {"moduleLoader": {"env": env}}})
@@ -201,6 +204,31 @@ async def walk_every_feature(
         lambda: _equals(build_dockerfile(rest, namespace, "bad"), dockerfile), timeout=30
     )
     await take_a_name_refuse_a_spec_lose_a_node(rest, kubelet, registry, namespace)
+
+
+PREFLIGHTS = "/apis/ooto.sigs.k8s.io/v1alpha1/preflightvalidations"
+NEXT_KERNEL = "5.4.0-2000-gke"
+
+
+async def preflight_builds_ahead(rest: KubeRest, module: str) -> None:
+    """A PreflightValidation that builds `module`'s image for the next kernel (its informer, its
+    status patch, a Job and ConfigMap owned by it); deleted afterwards (cluster-scoped: no
+    namespace takes it away)."""
+    name = f"rbac-{secrets.token_hex(4)}"
+    spec = {"kernelVersions": [NEXT_KERNEL], "pushBuiltImages": True, "modules": [module]}
+    kind = {"apiVersion": "ooto.sigs.k8s.io/v1alpha1", "kind": "PreflightValidation"}
+    await rest.post(PREFLIGHTS, {**kind, "metadata": {"name": name}, "spec": spec})
+    try:
+        answered = await eventually(lambda: preflight_done(rest, name), timeout=60)
+        assert [e["verdict"] for e in answered["status"]["modules"]] == ["Built"], answered
+    finally:
+        await rest.delete(f"{PREFLIGHTS}/{name}")
+
+
+async def preflight_done(rest: KubeRest, name: str) -> JSON | None:
+    got = await rest.get(f"{PREFLIGHTS}/{name}")
+    conditions = (got.get("status") or {}).get("conditions") or []
+    return got if any(c.get("status") == "True" for c in conditions) else None
 
 
 async def take_a_name_refuse_a_spec_lose_a_node(

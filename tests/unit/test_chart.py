@@ -39,6 +39,8 @@ DESIGN_CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
     ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch", "list", "watch"},
+    ("ooto.sigs.k8s.io", "preflightvalidations"): {"list", "watch"},
+    ("ooto.sigs.k8s.io", "preflightvalidations/status"): {"patch"},
 }
 # Cluster-wide without watchNamespace; in a Role in the watched namespace with it.
 DESIGN_NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {

@@ -11,7 +11,16 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from ooto.api.crd import APPROVAL, CRD_FILENAME, module_crd, render_crd_yaml, write_crds
+from ooto.api.crd import (
+    APPROVAL,
+    CRD_FILENAME,
+    PREFLIGHT_CRD_FILENAME,
+    all_crds,
+    module_crd,
+    preflight_crd,
+    render_crd_yaml,
+    write_crds,
+)
 
 REPO = Path(__file__).parents[2]
 COMMITTED = REPO / "crds" / CRD_FILENAME
@@ -44,13 +53,40 @@ def errors(schema: dict[str, Any], body: dict[str, Any]) -> list[str]:
 
 
 def test_committed_crds_are_fresh() -> None:
-    assert COMMITTED.read_text() == render_crd_yaml(), "crds/ is stale: run `ooto crds`"
+    for filename, definition in all_crds().items():
+        committed = (REPO / "crds" / filename).read_text()
+        assert committed == render_crd_yaml(definition), f"crds/{filename} is stale: `ooto crds`"
 
 
-def test_write_crds_writes_the_file(tmp_path: Path) -> None:
-    path = write_crds(tmp_path / "out")
-    assert path == tmp_path / "out" / "ooto.sigs.k8s.io_modules.yaml"
-    assert yaml.safe_load(path.read_text()) == yaml.safe_load(render_crd_yaml())
+def test_write_crds_writes_every_file(tmp_path: Path) -> None:
+    paths = write_crds(tmp_path / "out")
+    assert paths == [tmp_path / "out" / CRD_FILENAME, tmp_path / "out" / PREFLIGHT_CRD_FILENAME]
+    assert yaml.safe_load(paths[0].read_text()) == yaml.safe_load(render_crd_yaml())
+    assert yaml.safe_load(paths[1].read_text()) == yaml.safe_load(render_crd_yaml(preflight_crd()))
+
+
+class TestPreflightDefinition:
+    def test_cluster_scoped_with_status_and_progress_columns(self) -> None:
+        crd = preflight_crd()
+        assert crd["metadata"]["name"] == "preflightvalidations.ooto.sigs.k8s.io"
+        assert crd["metadata"]["annotations"] == {"api-approved.kubernetes.io": APPROVAL}
+        assert crd["spec"]["scope"] == "Cluster"
+        (version,) = crd["spec"]["versions"]
+        assert version["subresources"] == {"status": {}}
+        columns = [c["name"] for c in version["additionalPrinterColumns"]]
+        assert columns == ["Complete", "Ready", "Decided", "Total", "Reason", "Age"]
+
+    def test_spec_schema_bounds_what_a_user_can_ask(self) -> None:
+        schema = preflight_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        spec = schema["properties"]["spec"]
+        assert spec["required"] == ["kernelVersions"]
+        kernels = spec["properties"]["kernelVersions"]
+        assert (kernels["minItems"], kernels["maxItems"]) == (1, 64)
+        assert kernels["items"]["minLength"] == 1
+        assert "pattern" in spec["properties"]["modules"]["items"]
+        assert spec["properties"]["pushBuiltImages"]["default"] is False
+        entry = schema["properties"]["status"]["properties"]["modules"]["items"]
+        assert "BuildFailed" in entry["properties"]["verdict"]["enum"]
 
 
 def test_output_is_deterministic() -> None:

@@ -19,7 +19,17 @@ def test_every_metric_has_the_ooto_prefix_and_its_own_registry() -> None:
     a.set_leader(True)
     names = set(families(a))
     assert names
-    assert all(name.startswith("ooto_") for name in names)
+    ours = {name for name in names if name.startswith("ooto_")}
+    # prometheus-client's standard process metrics; everything else is ours
+    assert names - ours <= {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+        "process_open_fds",
+        "process_max_fds",
+    }
+    assert ours and "process_cpu_seconds" in names
     assert families(b)["ooto_leader"][0][2] == 0
 
 
@@ -48,9 +58,12 @@ def test_issue_6_metrics_are_exposed() -> None:
     m.task_failed("informer:nodes/*")
     m.object_skipped("modules", {"metadata": {"name": "deep"}}, "Recursion limit reached")
     m.observed("modules", "1234")
+    m.observe_module("ns", "mod", {"conditions": [{"type": "Ready", "status": "True"}]})
+    ours = {name for name in families(m) if name.startswith("ooto_")}
     # counters also have `_created` series (prometheus-client); they are not ours to list
-    assert {name for name in families(m) if not name.endswith("_created")} == {
+    assert {name for name in ours if not name.endswith("_created")} == {
         "ooto_modules",
+        "ooto_module_ready",
         "ooto_kernel_actors",
         "ooto_module_daemonset_pods_desired",
         "ooto_module_daemonset_pods_ready",
@@ -232,3 +245,28 @@ def test_actor_failures_are_counted_by_outcome() -> None:
     assert m.actor_failures_total(died=False) == 1
     text = m.exposition().decode()
     assert 'ooto_actor_failures_total{actor_kind="KernelActor",outcome="died"} 1.0' in text
+
+
+def test_module_ready_names_each_module_and_goes_with_it() -> None:
+    m = Metrics()
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    invalid = {"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}]}
+    m.observe_module("ns", "a", ready)
+    m.observe_module("ns", "b", invalid)
+    values = {s[1]["module"]: s[2] for s in families(m)["ooto_module_ready"]}
+    assert values == {"a": 1, "b": 0}
+    m.forget_module("ns", "b")
+    assert {s[1]["module"] for s in families(m)["ooto_module_ready"]} == {"a"}
+
+
+def test_counters_exist_at_zero_before_their_first_event() -> None:
+    """`increase()` misses a counter's first increment when its series appears with it."""
+    m = Metrics()
+    m.declare_build_backend("KanikoJobBackend")
+    m.watching("nodes")
+    found = families(m)
+    for name in ("ooto_builds_started", "ooto_builds_succeeded", "ooto_builds_failed"):
+        assert [s[2] for s in found[name] if s[0].endswith("_total")] == [0], name
+    for name in ("ooto_watch_restarts", "ooto_watch_relists"):
+        series = [s for s in found[name] if s[0].endswith("_total")]
+        assert [(s[1], s[2]) for s in series] == [({"resource": "nodes"}, 0)]
