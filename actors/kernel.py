@@ -13,15 +13,24 @@ when the stored spec-hash differs from the rendered one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
 
 from actors.base import Backoff, OotoActor
+from actors.kernel_signing import (
+    FAILED,
+    FingerprintRead,
+    KernelSigning,
+    SignStarted,
+    UnsignedChecked,
+)
 from actors.messages import (
     BuildObserved,
     ChildDied,
     DaemonSetObserved,
+    ImagePullFailed,
     IoDone,
     KernelReport,
     KernelRetired,
@@ -41,19 +50,24 @@ from actors.replies import (
 )
 from actors.retire import Doomed, kernel_daemonsets, retire_step
 from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
+from ooto.builds.model import tail_message
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
 from ooto.render import RenderOptions, render_daemonsets, render_failure
+from ooto.signing import CertificateError
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
+
+EVENT_MESSAGE_LIMIT = 1024
+"""What the event recorder keeps of a message (ooto.kube.events.MAX_MESSAGE)."""
 
 
 class RenderError(Exception):
     """The Module passed validation but its DaemonSets cannot be rendered (message: why, where)."""
 
 
-class KernelActor(OotoActor):
+class KernelActor(OotoActor, KernelSigning):
     def __init__(
         self,
         context: ActorContext,
@@ -86,6 +100,10 @@ class KernelActor(OotoActor):
         self._build_name = ""
         self._stale_builds: frozenset[str] = frozenset()  # uids of builds our start replaces
         self._failed_build: FailedBuild | None = None  # kept for inspection until the next one
+        self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
+        self._rechecking = False  # that check (or the build it started) is not over
+        self._signed_by = ""  # the signed-by label of our signed image, as last checked
+        self._digest = ""  # of plan.image as the registry last answered: DaemonSets pin it
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
         self._render_options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
@@ -119,13 +137,13 @@ class KernelActor(OotoActor):
         self._module, self._nodes = message.module, message.nodes
         self._unavailable = message.unavailable
         if changed and plan.image != self._plan.image:
-            self._image_present = None
+            self._image_present, self._digest = None, ""
             self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._plan = plan
         if changed or regenerated:
             # A new generation retries at once, without waiting out the backoff: the user may
             # have fixed what failed (a failed build included).
-            if self._build is BuildPhase.FAILED:
+            if self._build in FAILED:
                 self._build = BuildPhase.CHECKING
             self._backoff.reset()
             self.cancel_timer("retry")
@@ -143,8 +161,35 @@ class KernelActor(OotoActor):
         if not self._retiring:
             self._converge()
 
+    def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
+        """Nodes cannot pull our image. If ooto builds it and the registry lost it (an in-cluster
+        registry on an emptyDir restarted), build it again: ask the registry afresh, at most once
+        per initial backoff however many pods report it, never while a build runs."""
+        image = self._plan.image
+        deployed = self._deployed_plan().image  # a pod on an older digest waits for the rollout
+        if self._retiring or self._plan.build is None or failed.image != deployed:
+            return
+        if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING):
+            return
+        if ImageChecked(image) in self._inflight:
+            return
+        now = time.monotonic()
+        last = self._pull_checked_at
+        if last is not None and now - last < self._settings.backoff_initial_seconds:
+            return
+        self._pull_checked_at, self._rechecking = now, True
+        log.info("%s checks %s again", self.describe(), image, extra=self._log_extra("ImagePull"))
+        self._image_present = None
+        self._build = BuildPhase.CHECKING
+        self._set_phase(KernelPhase.RESOLVING, "", f"nodes cannot pull {image}; checking it")
+        if self._plan.sign is not None:
+            self._check_signature(fresh=True)
+            return
+        self._run_check(self._io.check_image(self._module, self._plan, fresh=True))
+
     def on_BuildObserved(self, event: BuildObserved) -> None:
-        if self._build is not BuildPhase.BUILDING or uid_of(event.build) in self._stale_builds:
+        building = self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING)
+        if not building or uid_of(event.build) in self._stale_builds:
             return
         if event.type != "DELETED":
             self._observe_build(event.build)
@@ -164,11 +209,11 @@ class KernelActor(OotoActor):
             self._deleted -= self._delete_failed
             self._delete_failed.clear()
             self._retire_step()
+        elif name == "sign-recheck" and not self._retiring:
+            self._recheck_signature()
         elif name == "retry" and not self._retiring:
-            if self._build is BuildPhase.FAILED:
-                self._build = (
-                    BuildPhase.CHECKING
-                )  # check again; the backend replaces a failed build
+            if self._build in FAILED:  # check again; the backend replaces a failed build
+                self._build = BuildPhase.CHECKING
             self._converge()
 
     def on_IoDone(self, done: IoDone) -> None:
@@ -178,8 +223,8 @@ class KernelActor(OotoActor):
                 self._done_apply(tag, done)
             case Deleted() as tag:
                 self._done_delete(tag, done)
-            case BuildLogRead():
-                self._done_buildlog(done)
+            case BuildLogRead() as tag:
+                self._done_buildlog(tag, done)
             case BuildDeleted() as tag:
                 if not done.ok:
                     log.warning(
@@ -189,8 +234,12 @@ class KernelActor(OotoActor):
                 pass  # an image check or build start: nothing to deploy any more
             case ImageChecked() as tag:
                 self._done_check(tag, done)
-            case BuildStarted() as tag:
-                self._done_build(tag, done)
+            case BuildStarted(image) | SignStarted(image):
+                self._done_build(image, done)
+            case UnsignedChecked(image):
+                self._done_unsigned(image, done)
+            case FingerprintRead(image):
+                self._done_fingerprint(image, done)
 
     # --- convergence -------------------------------------------------------------------------
 
@@ -205,15 +254,18 @@ class KernelActor(OotoActor):
             self._set_phase(KernelPhase.INVALID, "RenderFailed", str(error))
             return
         if self._plan.build is not None and self._image_present != self._plan.image:
-            if not self._deployed_now():
+            if self._rechecking or not self._deployed_now():
                 self._resolve_image()
                 return
             self._image_present = self._plan.image
             self._delete_succeeded_builds()
+            if self._plan.sign is not None and not self.timer_pending("sign-recheck"):
+                self.set_timer("sign-recheck", 0)  # trusted as deployed: is its signature current?
         self._deploy()
 
     def _deployed_now(self) -> bool:
         """Our DaemonSets already run this plan: the image was checked when they were made."""
+        self._adopt_digest()
         return all(
             stored_hash(self._io.daemonsets.get(t.namespace, t.name)) == t.spec_hash
             for t in self._targets()
@@ -222,10 +274,10 @@ class KernelActor(OotoActor):
     def _targets(self) -> list[Target]:
         """Our DaemonSets' names and spec-hashes, rendered once per (Module object, plan): a
         DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
-        cached = self._targets_of
-        if cached is None or cached[0] is not self._module or cached[1] != self._plan:
+        cached, plan = self._targets_of, self._deployed_plan()
+        if cached is None or cached[0] is not self._module or cached[1] != plan:
             targets = [Target.of(d) for d in self._render()]
-            cached = self._targets_of = (self._module, self._plan, targets)
+            cached = self._targets_of = (self._module, plan, targets)
         return cached[2]
 
     def _manifest(self, name: str) -> dict[str, Any]:
@@ -233,17 +285,43 @@ class KernelActor(OotoActor):
 
     def _render(self) -> list[dict[str, Any]]:
         try:
-            return render_daemonsets(self._module, self._plan, self._render_options)
+            return render_daemonsets(self._module, self._deployed_plan(), self._render_options)
         except Exception as error:  # RecursionError from a spec nested too deep, and the like
             raise RenderError(render_failure(self._module, error)) from error
 
+    def _deployed_plan(self) -> KernelPlan:
+        """The plan as DaemonSets run it: an image ooto builds or signs is referenced by the
+        digest the registry answered (`image:tag@sha256:...`), so a new image under the same tag
+        (a rebuild, a re-sign after a key rotation) rolls out like any other change."""
+        plan = self._plan
+        if self._digest and (plan.build is not None or plan.sign is not None):
+            return dataclasses.replace(plan, image=f"{plan.image}@{self._digest}")
+        return plan
+
+    def _adopt_digest(self) -> None:
+        """At first sight (a restart), the digest our loader DaemonSet already runs."""
+        if self._digest or not self._targets():
+            return
+        target = self._targets()[0]
+        images = pod_images(self._io.daemonsets.get(target.namespace, target.name) or {}) or ()
+        prefix = f"{self._plan.image}@"
+        running = [image for _, image in images if image.startswith(prefix)]
+        if running:
+            self._digest = running[0].removeprefix(prefix)
+
+    def _run_check(self, coro: Any) -> None:
+        self._run(ImageChecked(self._plan.image), coro)
+
     def _resolve_image(self) -> None:
-        if self._build is BuildPhase.BUILDING or self._build is BuildPhase.FAILED:
+        if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING, *FAILED):
             return
         tag = ImageChecked(self._plan.image)
         if tag in self._inflight:
             return
         self._build = BuildPhase.CHECKING
+        if self._plan.sign is not None:
+            self._check_signature()
+            return
         self._set_phase(KernelPhase.RESOLVING, "", f"checking {self._plan.image}")
         self._run(tag, self._io.check_image(self._module, self._plan))
 
@@ -252,8 +330,16 @@ class KernelActor(OotoActor):
             return
         outcome = done.result.outcome if done.ok else "error"
         message = done.result.message if done.ok else str(done.error)
-        if outcome == "present":
+        if isinstance(done.error, CertificateError):
+            self._fail("SignSecretInvalid", message)
+        elif outcome == "missing" and self._plan.sign is not None:
+            self._signature_missing(message)
+        elif outcome == "present":
+            self._digest = done.result.digest
+            if self._plan.sign is not None:
+                self._signature_present(done.result.signed_by)
             self._backoff.reset()
+            self._rechecking = False
             self._image_present = self._plan.image
             if self._build is BuildPhase.CHECKING:
                 self._build = BuildPhase.NOT_NEEDED
@@ -276,29 +362,37 @@ class KernelActor(OotoActor):
             self._plan.image,
             extra=self._log_extra("image missing"),
         )
-        self._metrics.build_started()
+        self._begin_build_object(sign=False)
+        self._run(BuildStarted(self._plan.image), self._io.start_build(self._module, self._plan))
+
+    def _begin_build_object(self, sign: bool) -> None:
+        if not sign:
+            self._metrics.build_started()
         self._build_started = time.monotonic()
         self._build_name = ""
         self._stale_builds = self._finished_builds()
         self._forget_older_failure()
-        self._run(BuildStarted(self._plan.image), self._io.start_build(self._module, self._plan))
 
     def _forget_older_failure(self) -> None:
         """Keep only the newest failed build per kernel: the one of an image we no longer build
         goes when a build of another image starts (the same image's retry replaces it anyway)."""
         failed, self._failed_build = self._failed_build, None
-        if failed is None or failed.image == self._plan.image:
+        if failed is None or failed.image == self._target():
             return
         tag = BuildDeleted(failed.name, failed.uid)
         self._run(tag, self._io.delete_object("build", self._plan.namespace, tag.name, tag.uid))
 
-    def _done_build(self, tag: BuildStarted, done: IoDone) -> None:
-        if tag.image != self._plan.image or self._build is not BuildPhase.BUILDING:
+    def _done_build(self, image: str, done: IoDone) -> None:
+        if image != self._plan.image:
+            return
+        if self._build not in (BuildPhase.BUILDING, BuildPhase.SIGNING):
+            return
+        if isinstance(done.error, CertificateError) and self._build is BuildPhase.SIGNING:
+            self._sign_not_started(done.error)
             return
         if not done.ok:
-            self._build_done(
-                False, f"could not start the build of {self._plan.image}: {done.error}"
-            )
+            what = "sign" if self._build is BuildPhase.SIGNING else "build"
+            self._build_done(False, f"could not start the {what} of {self._target()}: {done.error}")
             return
         self._build_name = done.result
         existing = self._io.builds.get(self._plan.namespace, self._build_name)
@@ -314,7 +408,7 @@ class KernelActor(OotoActor):
             if (obj.get("metadata") or {}).get("namespace") != self._plan.namespace:
                 continue
             observed = self._io.build_observation(obj)
-            if observed.image == self._plan.image and observed.phase != "Running" and uid_of(obj):
+            if observed.image == self._target() and observed.phase != "Running" and uid_of(obj):
                 stale.add(uid_of(obj))
         return frozenset(stale)
 
@@ -322,28 +416,51 @@ class KernelActor(OotoActor):
         if uid_of(obj) in self._stale_builds:
             return
         observed = self._io.build_observation(obj)
-        if observed.image != self._plan.image or observed.phase not in ("Succeeded", "Failed"):
+        if observed.image != self._target() or observed.phase not in ("Succeeded", "Failed"):
             return
         self._build_name = observed.name
         self._build_done(observed.phase == "Succeeded", observed.message)
 
+    def _target(self, signing: bool | None = None) -> str:
+        """The image the build object makes: the kernel's image for a sign build (`signing`, by
+        default: the build phase says Signing), else the build's image (the unsigned one when
+        the mapping signs)."""
+        if signing is None:
+            signing = self._build is BuildPhase.SIGNING
+        build = self._plan.build
+        return build.image if build is not None and not signing else self._plan.image
+
     def _build_done(self, succeeded: bool, message: str) -> None:
-        if self._build_started is not None:
+        signing = self._build is BuildPhase.SIGNING
+        if self._build_started is not None and not signing:
             self._metrics.build_finished(succeeded, time.monotonic() - self._build_started)
-            self._build_started = None
-        if succeeded:
+        self._build_started = None
+        if signing:
+            self._sign_done(succeeded)
+            if succeeded:
+                return
+        elif succeeded and self._plan.sign is not None:
+            self._build = BuildPhase.BUILT
+            self._check_unsigned(fresh=True)
+            return
+        elif succeeded:
             self._build = BuildPhase.BUILT
             check = self._io.check_image(self._module, self._plan, fresh=True)
             self._run(ImageChecked(self._plan.image), check)
             return
-        self._build = BuildPhase.FAILED
-        self._fail("BuildFailed", message)
+        reason, image = ("SignFailed" if signing else "BuildFailed"), self._target(signing)
+        if not signing:
+            self._build = BuildPhase.FAILED
+        self._fail(reason, message)
         stored = self._io.builds.get(self._plan.namespace, self._build_name or "-")
         if stored is not None:
-            self._failed_build = FailedBuild(self._build_name, uid_of(stored), self._plan.image)
+            self._failed_build = FailedBuild(self._build_name, uid_of(stored), image)
         if self._build_name:
             detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
-            self._run(BuildLogRead(self._build_name), detail)
+            self._run(BuildLogRead(self._build_name, reason, image), detail)
+        else:  # it never started: no log, the reason is the message
+            text = f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT]
+            self._build_event(text, reason)
 
     def _delete_succeeded_builds(self) -> None:
         """A succeeded build of our image has served its purpose once a DaemonSet uses the image.
@@ -368,14 +485,14 @@ class KernelActor(OotoActor):
                 coro = self._io.delete_object("build", self._plan.namespace, observed.name, tag.uid)
                 self._run(tag, coro)
 
-    def _done_buildlog(self, done: IoDone) -> None:
+    def _done_buildlog(self, tag: BuildLogRead, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
-        self._io.record_event(
-            self._module.object_reference(),
-            "Warning",
-            "BuildFailed",
-            f"kernel {self._plan.kernel}: build of {self._plan.image} failed; log tail:\n{tail}",
-        )
+        what = "sign" if tag.reason == "SignFailed" else "build"
+        head = f"kernel {self._plan.kernel}: {what} of {tag.image} failed; log tail:"
+        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT), tag.reason)
+
+    def _build_event(self, message: str, reason: str) -> None:
+        self._io.record_event(self._module.object_reference(), "Warning", reason, message)
 
     def _deploy(self) -> None:
         targets = self._targets()

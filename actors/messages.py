@@ -59,6 +59,14 @@ class PodCreateFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePullFailed:
+    """A module-loader pod of the kernel actor cannot pull `image` (told by DaemonSetRoutes, from
+    the loader pod informer)."""
+
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
 class BuildObserved:
     """A build object (Job or Build) changed; the root tells every supervisor of its namespace."""
 

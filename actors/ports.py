@@ -33,6 +33,16 @@ class ImageCheck(Protocol):
     @property
     def message(self) -> str: ...
 
+    @property
+    def digest(self) -> str:
+        """The manifest digest of a "present" image ("" when the registry gave none)."""
+
+
+class SignatureCheck(ImageCheck, Protocol):
+    @property
+    def signed_by(self) -> str:
+        """The signed-by label the image carries ("" when missing or unlabelled)."""
+
 
 class BuildStatus(Protocol):
     @property
@@ -86,6 +96,23 @@ class OperatorIO(Protocol):
     ) -> Coroutine[Any, Any, ImageCheck]:
         """Does plan.image exist? `fresh` skips shared cached answers (after a build)."""
 
+    def check_signature(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> Coroutine[Any, Any, SignatureCheck]:
+        """Is plan.image present AND signed with the current certificate? CertificateError when
+        the certificate Secret is missing or garbled."""
+
+    def check_unsigned(
+        self, module: Module, plan: KernelPlan, *, fresh: bool
+    ) -> Coroutine[Any, Any, ImageCheck]:
+        """Does plan.sign.unsigned_image exist?"""
+
+    def current_fingerprint(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
+        """`sha256:<hex>` of the current signing certificate (CertificateError as above)."""
+
+    def start_sign(self, module: Module, plan: KernelPlan) -> Coroutine[Any, Any, str]:
+        """Start (or adopt) the sign build of plan.image; returns the build object's name."""
+
     def start_build(
         self, module: Module, plan: KernelPlan, owner: Obj | None = None
     ) -> Coroutine[Any, Any, str]:
@@ -112,6 +139,9 @@ class ActorMetrics(Protocol):
 
     def build_started(self) -> None: ...
 
+    def sign_finished(self, succeeded: bool) -> None:
+        """A sign Job finished (or could not start, or its Secrets were unusable)."""
+
     def module_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """A supervisor folded its Module's status (written or not): state and pod gauges."""
 
@@ -124,6 +154,7 @@ class ActorSettings:
     status_debounce_seconds: float = 0.2
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 300.0
+    sign_recheck_seconds: float = 60.0
     firmware_host_dir: str = "/lib/firmware"
     module_policy: ModulePolicy = field(default_factory=ModulePolicy)
 

@@ -22,6 +22,8 @@ class BuildStarted:
 @dataclass(frozen=True, slots=True)
 class BuildLogRead:
     build: str
+    reason: str = "BuildFailed"  # or SignFailed
+    image: str = ""  # what the failed build was making
 
 
 @dataclass(frozen=True, slots=True)

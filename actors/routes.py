@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.messages import DaemonSetObserved, PodCreateFailed
+from actors.messages import DaemonSetObserved, ImagePullFailed, PodCreateFailed
+from ooto.stored import pull_failures
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
@@ -72,6 +73,14 @@ class DaemonSetRoutes:
         if ref is not None:
             message = str(event.get("message") or "")[:512]
             self._bridge.tell(ref, PodCreateFailed(involved.get("name", ""), uid, message))
+
+    def deliver_pod(self, pod: Mapping[str, Any]) -> None:
+        """Tell the owning kernel actor when one of its loader pods cannot pull an image; pods
+        that pull fine cost nothing beyond this check (no message)."""
+        failed = pull_failures(pod)
+        ref = self._routes.get(self._key(pod)) if failed else None
+        for image in sorted(failed) if ref is not None else ():
+            self._bridge.tell(ref, ImagePullFailed(image))
 
     def _key(self, daemonset: Mapping[str, Any]) -> RouteKey:
         meta = daemonset.get("metadata") or {}

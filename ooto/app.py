@@ -39,16 +39,24 @@ from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfi
 from ooto.kube.events import EventRecorder
 from ooto.kube.informer import EventGate, Informer
 from ooto.kube.leader import LeaderElector
-from ooto.kube.resources import DAEMONSETS, EVENTS, MODULES, NODES, PREFLIGHTVALIDATIONS
+from ooto.kube.resources import DAEMONSETS, EVENTS, MODULES, NODES, PODS, PREFLIGHTVALIDATIONS
 from ooto.logs import configure_logging
 from ooto.metrics import Metrics
 from ooto.operator_io import KubeOperatorIO
 from ooto.preflight import ClusterUnreachableError, StartupError, check_cluster
 from ooto.registry import RegistryClient
-from ooto.render import LABEL_KERNEL, LABEL_MANAGED_BY, LABEL_MODULE, MANAGED_BY
+from ooto.render import (
+    LABEL_KERNEL,
+    LABEL_MANAGED_BY,
+    LABEL_MODULE,
+    LABEL_ROLE,
+    MANAGED_BY,
+    MODULE_LOADER,
+)
 from ooto.reports import InformerReports
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
+from ooto.stored import trim_pod
 from ooto.webhook import AdmissionServer, WebhookConfig
 
 log = logging.getLogger(__name__)
@@ -96,6 +104,9 @@ class PhaseCounter:
 
     def build_finished(self, succeeded: bool, seconds: float) -> None:
         self._metrics.build_finished(self._backend, succeeded=succeeded, seconds=seconds)
+
+    def sign_finished(self, succeeded: bool) -> None:
+        self._metrics.sign_finished(succeeded=succeeded)
 
     def module_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self._metrics.observe_module(namespace, name, status)
@@ -160,12 +171,21 @@ class Operator:
         gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
         modules = self._informer(MODULES, gate)
         io = KubeOperatorIO(
-            self.api, daemonsets, builds, self._recorder, self._registry, self._backend, modules
+            self.api,
+            daemonsets,
+            builds,
+            self._recorder,
+            self._registry,
+            self._backend,
+            modules,
+            signer_image=self.settings.signer_image,
+            sign_secret_ttl=self.settings.sign_secrets_recheck_seconds * 0.9,
         )
         settings = ActorSettings(
             status_debounce_seconds=self.settings.status_debounce_seconds,
             backoff_initial_seconds=self.settings.backoff_initial_seconds,
             backoff_max_seconds=self.settings.backoff_max_seconds,
+            sign_recheck_seconds=self.settings.sign_secrets_recheck_seconds,
             firmware_host_dir=self.settings.firmware_host_dir,
             module_policy=self.settings.module_policy(),
         )
@@ -195,6 +215,14 @@ class Operator:
         self._informer(EVENTS, failed_create, field_selector=FAILED_CREATE_EVENTS).start()
         await self._sync(daemonsets, builds, nodes, modules)
         gate.open()
+        # Loader pods, only to hear of images nodes cannot pull (a registry that lost a built
+        # image): read-only, trimmed to their container states, no message while pulls succeed.
+        self._informer(
+            PODS,
+            lambda e: routes.deliver_pod(e.obj) if e.type != "DELETED" else None,
+            label_selector=f"{LABEL_ROLE}={MODULE_LOADER},{ours}",
+            trim=trim_pod,
+        ).start()
         self._watch_preflights()
         self.synced.set()
         log.info("operator started: caches synced", extra={"reason": "started"})

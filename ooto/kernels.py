@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import re2
 
-from ooto.api.module import GitSource, KernelMapping, Module
+from ooto.api.module import GitSource, KernelMapping, Module, RegistryAccess, Sign
+from ooto.signing import SignPlan, glob_problem, unsigned_tag
 from ooto.variables import (
     BUILTIN_VARIABLES,
     TemplateError,
@@ -74,6 +75,9 @@ class KernelPlan:
     image: str
     build: BuildPlan | None
     variables: Mapping[str, str]
+    sign: SignPlan | None = None
+    """Set when the image is signed: `image` is then the signed image and `build` (if any)
+    builds `sign.unsigned_image`."""
 
 
 def kernel_hash(value: str) -> str:
@@ -158,6 +162,12 @@ def group_names(mapping: KernelMapping, path: str) -> list[str]:
 def mapping_templates(mapping: KernelMapping, path: str) -> list[tuple[str, str]]:
     """(field path, template) for every substituted field of a mapping."""
     found = [(f"{path}.containerImage", mapping.container_image)]
+    if mapping.sign is not None:
+        found += [
+            (f"{path}.sign.filesToSign[{j}]", f) for j, f in enumerate(mapping.sign.files_to_sign)
+        ]
+        if mapping.sign.unsigned_image:
+            found.append((f"{path}.sign.unsignedImage", mapping.sign.unsigned_image))
     if mapping.build is not None:
         for j, arg in enumerate(mapping.build.build_args):
             found.append((f"{path}.build.buildArgs[{j}].value", arg.value))
@@ -248,6 +258,9 @@ def _build_plan(
     )
 
 
+_SECURE = RegistryAccess()
+
+
 def plan_kernel(module: Module, kernel: str) -> KernelPlan | None:
     """The plan for `kernel`: None when no mapping matches; SpecError when the match is unusable."""
     found = find_mapping(module, kernel)
@@ -258,6 +271,8 @@ def plan_kernel(module: Module, kernel: str) -> KernelPlan | None:
     builtin = kernel_variables(kernel, module.metadata.name, module.metadata.namespace)
     variables = MappingProxyType(dict(sorted((builtin | groups).items())))
     image = _resolve_image(mapping, variables, path)
+    sign = _sign_plan(mapping, module.spec.sign, image, variables, path)
+    build_image = sign.unsigned_image if sign is not None else image
     return KernelPlan(
         namespace=module.metadata.namespace,
         module_name=module.metadata.name,
@@ -265,6 +280,59 @@ def plan_kernel(module: Module, kernel: str) -> KernelPlan | None:
         kernel_label=kernel_label_value(kernel),
         mapping_index=index,
         image=image,
-        build=_build_plan(mapping, image, variables, path),
+        build=_build_plan(mapping, build_image, variables, path),
         variables=variables,
+        sign=sign,
     )
+
+
+def _sign_plan(
+    mapping: KernelMapping,
+    default: Sign | None,
+    image: str,
+    variables: Mapping[str, str],
+    path: str,
+) -> SignPlan | None:
+    sign, where = (mapping.sign, f"{path}.sign") if mapping.sign else (default, "spec.sign")
+    if sign is None:
+        return None
+    files = []
+    for j, pattern in enumerate(sign.files_to_sign):
+        field_path = f"{where}.filesToSign[{j}]"
+        file = _substitute(pattern, variables, field_path, image=False)
+        problem = glob_problem(file)
+        if problem is not None:
+            raise SpecError(field_path, problem)
+        files.append(file)
+    build = mapping.build
+    return SignPlan(
+        unsigned_image=_unsigned_image(sign, mapping, image, variables, where),
+        files=tuple(files),
+        key_secret=sign.key_secret.name,
+        key_key=sign.key_secret.key,
+        cert_secret=sign.cert_secret.name,
+        cert_key=sign.cert_secret.key,
+        hash_algorithm=sign.hash_algorithm.value,
+        pull_insecure=(sign.pull or (build.pull if build else None) or _SECURE).insecure,
+        push_insecure=(sign.push or (build.push if build else None) or _SECURE).insecure,
+    )
+
+
+def _unsigned_image(
+    sign: Sign, mapping: KernelMapping, image: str, variables: Mapping[str, str], where: str
+) -> str:
+    field_path = f"{where}.unsignedImage"
+    if sign.unsigned_image is None:
+        if mapping.build is None:
+            raise SpecError(field_path, "required when the mapping has no build")
+        try:
+            return unsigned_tag(image)
+        except ValueError as error:
+            raise SpecError(field_path, str(error)) from None
+    unsigned = _substitute(sign.unsigned_image, variables, field_path, image=True)
+    problem = image_reference_problem(unsigned)
+    if problem is not None:
+        raise SpecError(field_path, problem)
+    if unsigned == image:
+        raise SpecError(field_path, "must differ from containerImage (the signed image)")
+    return unsigned

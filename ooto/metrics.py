@@ -118,6 +118,14 @@ class Metrics:
         self.builds_failed = Counter(
             "ooto_builds_failed_total", "Builds that failed.", ["backend"], registry=r
         )
+        self.sign_jobs = Counter(
+            "ooto_sign_jobs_total",
+            "Sign Jobs finished, by outcome (failed includes unusable signing Secrets).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("succeeded", "failed"):
+            self.sign_jobs.labels(outcome=outcome)
         self.build_duration = Histogram(
             "ooto_build_duration_seconds",
             "Build duration from start to completion.",
@@ -275,6 +283,9 @@ class Metrics:
         if seconds is not None:
             outcome = "succeeded" if succeeded else "failed"
             self.build_duration.labels(backend=backend, outcome=outcome).observe(seconds)
+
+    def sign_finished(self, *, succeeded: bool) -> None:
+        self.sign_jobs.labels(outcome="succeeded" if succeeded else "failed").inc()
 
     # --- Kubernetes API (RequestObserver) --------------------------------------------------
 

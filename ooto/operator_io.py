@@ -23,6 +23,7 @@ from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PREFLIGHTVALIDATIONS
 from ooto.kube.writer import Writer
 from ooto.module_images import ModuleImages
 from ooto.registry import ImageCheck, RegistryClient
+from ooto.signing_io import ModuleSignatures, SignatureCheck
 from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class KubeOperatorIO:
         registry: RegistryClient,
         backend: BuildBackend,
         modules: Informer,
+        signer_image: str = "",
+        sign_secret_ttl: float = 60.0,
     ) -> None:
         self._api = api
         self._writer = Writer(api)
@@ -58,6 +61,9 @@ class KubeOperatorIO:
         self._recorder = recorder
         self._images = ModuleImages(api, registry)
         self._backend = backend
+        self._signatures = ModuleSignatures(
+            api, registry, self._images, backend, signer_image, sign_secret_ttl
+        )
 
     async def apply_daemonset(self, desired: dict[str, Any], current: Obj | None) -> Obj:
         if current is None:
@@ -110,6 +116,20 @@ class KubeOperatorIO:
     async def start_build(self, module: Module, plan: KernelPlan, owner: Obj | None = None) -> str:
         ref = await self._backend.start(module, plan, owner=owner)
         return ref.name
+
+    async def check_signature(
+        self, module: Module, plan: KernelPlan, *, fresh: bool = False
+    ) -> SignatureCheck:
+        return await self._signatures.check_signature(module, plan, fresh=fresh)
+
+    async def check_unsigned(self, module: Module, plan: KernelPlan, *, fresh: bool) -> ImageCheck:
+        return await self._signatures.check_unsigned(module, plan, fresh=fresh)
+
+    async def current_fingerprint(self, module: Module, plan: KernelPlan) -> str:
+        return await self._signatures.current_fingerprint(module, plan)
+
+    async def start_sign(self, module: Module, plan: KernelPlan) -> str:
+        return await self._signatures.start_sign(module, plan)
 
     async def patch_preflight_status(self, name: str, status: dict[str, Any]) -> Obj:
         return await self._api.patch_status(PREFLIGHTVALIDATIONS, name, {"status": status})

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ooto.validation import ModulePolicy
@@ -21,13 +21,17 @@ from ooto.validation import ModulePolicy
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
 DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
+DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
+DEFAULT_SIGNER_IMAGE = ""
+"""No default: no public image with `sign-file` could be verified and pinned. A Module that signs
+reports SignFailed ("no --signer-image") until one is set."""
 DEFAULT_WEBHOOK_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-BuildBackendName = Literal["auto", "kaniko", "buildconfig"]
+BuildBackendName = Literal["auto", "buildah", "kaniko", "buildconfig"]
 LogFormat = Literal["auto", "json", "text"]
 
 
@@ -72,7 +76,16 @@ class Settings(BaseSettings):
         default=2, gt=0, description="Interval between Lease acquire/renew attempts."
     )
     build_backend: BuildBackendName = Field(
-        default="auto", description="auto = BuildConfig when the OpenShift build API exists."
+        default="auto",
+        description="auto = BuildConfig when the OpenShift build API exists, else buildah.",
+    )
+    buildah_image: str = Field(default=DEFAULT_BUILDAH_IMAGE, description="Pinned Buildah image.")
+    signer_image: str = Field(
+        default=DEFAULT_SIGNER_IMAGE,
+        description="Pinned image with sh and /usr/bin/sign-file, for signing; unset = no signing.",
+    )
+    sign_secrets_recheck_seconds: float = Field(
+        default=60, gt=0, le=3600, description="Re-read signing certificates this often."
     )
     kaniko_image: str = Field(default=DEFAULT_KANIKO_IMAGE, description="Pinned Kaniko executor.")
     build_deadline_seconds: int = Field(
@@ -154,9 +167,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not one of {', '.join(_LOG_LEVELS)}")
         return level
 
-    @field_validator("kaniko_image")
+    @field_validator("kaniko_image", "buildah_image", "signer_image")
     @classmethod
-    def _pinned_image(cls, value: str) -> str:
+    def _pinned_image(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name == "signer_image":
+            return value
         last = value.rsplit("/", 1)[-1]
         if not value or " " in value or ("@" not in last and ":" not in last):
             raise ValueError(f"{value!r} must be an image reference with a tag or digest")

@@ -72,3 +72,27 @@ def pod_images(daemonset: Obj) -> tuple[tuple[str, str], ...] | None:
     pod = template.get("spec") or {}
     containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
     return tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers)
+
+
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
+
+
+def pull_failures(pod: Obj) -> frozenset[str]:
+    """Images the pod's containers wait for because the kubelet could not pull them."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return frozenset(
+        str(status.get("image") or "")
+        for status in statuses
+        if ((status.get("state") or {}).get("waiting") or {}).get("reason") in PULL_FAILURES
+    )
+
+
+def trim_pod(pod: dict[str, Any]) -> None:
+    """Keep, in place, only what `pull_failures` and routing read of a loader pod (an informer
+    `trim`): name, namespace, labels, and each container status's image and state."""
+    meta = pod.get("metadata") or {}
+    pod["metadata"] = {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta}
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    kept = [{"image": s.get("image"), "state": s.get("state") or {}} for s in statuses]
+    pod["status"] = {"containerStatuses": kept}
+    pod.pop("spec", None)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ooto.api.module import KernelMapping, Module
 from ooto.kernels import SpecError, group_names, mapping_path, mapping_templates
 from ooto.modprobe import modprobe_errors
+from ooto.signing import sign_problems
 from ooto.variables import (
     BUILTIN_VARIABLES,
     MOD_NAME,
@@ -331,8 +332,15 @@ def _is_label_value(value: str) -> bool:
     return len(value) <= 63 and _NAME_PART.fullmatch(value) is not None
 
 
+def sign_check(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
+    """Signing fields no kernel can use (ooto.signing.sign_problems)."""
+    for path, message in sign_problems(module):
+        yield FieldError(path, message)
+
+
 CHECKS: tuple[Check, ...] = (
     kernel_mapping_errors,
+    sign_check,
     modprobe_check,
     loader_shape_errors,
     loader_privilege_errors,

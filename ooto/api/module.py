@@ -94,6 +94,49 @@ class Build(ApiModel):
         return self
 
 
+class KeySecretRef(ApiModel):
+    name: str = Field(min_length=1)
+    """Name of a Secret in the Module's namespace holding the PEM private key that signs."""
+    key: str = Field(default="key", min_length=1)
+    """Data key of the private key in that Secret."""
+
+
+class CertSecretRef(ApiModel):
+    name: str = Field(min_length=1)
+    """Name of a Secret in the Module's namespace holding the X.509 certificate (PEM or DER)
+    enrolled on the nodes (for example with mokutil)."""
+    key: str = Field(default="cert", min_length=1)
+    """Data key of the certificate in that Secret."""
+
+
+class HashAlgorithm(StrEnum):
+    SHA256 = "sha256"
+    SHA384 = "sha384"
+    SHA512 = "sha512"
+
+
+class Sign(ApiModel):
+    """Sign the kernel modules in the image for Secure Boot (sign-file in a sign Job)."""
+
+    key_secret: KeySecretRef
+    """Secret with the signing key; it is mounted into the sign Job only, never copied."""
+    cert_secret: CertSecretRef
+    """Secret with the certificate; its SHA-256 fingerprint labels the signed image
+    (ooto.sigs.k8s.io/signed-by), so a new certificate means a new signature."""
+    files_to_sign: list[Annotated[str, Field(min_length=2)]] = Field(min_length=1)
+    """Absolute paths or globs (*, ?, [...]) of the files to sign inside the image, e.g.
+    `/opt/lib/modules/${KERNEL_FULL_VERSION}/*.ko`; variables are substituted."""
+    unsigned_image: str | None = Field(default=None, min_length=1)
+    """Image holding the unsigned modules. Unset with `build`: the build pushes to the
+    containerImage's tag plus `-unsigned`; unset without `build`: required."""
+    hash_algorithm: HashAlgorithm = HashAlgorithm.SHA256
+    """Digest used by sign-file: sha256, sha384 or sha512."""
+    pull: RegistryAccess | None = None
+    """How to reach the registry of the unsigned image; unset: the mapping's build.pull."""
+    push: RegistryAccess | None = None
+    """How to reach the registry the signed image goes to; unset: the mapping's build.push."""
+
+
 class KernelMapping(ApiModel):
     """Which image holds the module for the kernels this entry matches (first match wins)."""
 
@@ -108,6 +151,8 @@ class KernelMapping(ApiModel):
     Substituted values are made tag-safe (characters outside [A-Za-z0-9_.-] become _)."""
     build: Build | None = None
     """Build the image in the cluster when the registry does not have it."""
+    sign: Sign | None = None
+    """Sign the modules for Secure Boot; overrides the Module's spec.sign for this mapping."""
 
     @model_validator(mode="after")
     def _one_matcher(self) -> KernelMapping:
@@ -210,6 +255,8 @@ class ModuleSpec(ApiModel):
     """Volumes added to every pod ooto creates for this Module."""
     image_repo_secret: ImageRepoSecret | None = None
     """Registry credentials used to check, pull and push images."""
+    sign: Sign | None = None
+    """Sign the modules of every mapping for Secure Boot (a mapping's own `sign` wins)."""
     tolerations: list[K8sToleration] = Field(default_factory=list)
     """Tolerations for every pod ooto creates (module loader, device plugin, builds)."""
     priority_class_name: str = "system-node-critical"
@@ -269,6 +316,9 @@ class BuildPhase(StrEnum):
     BUILDING = "Building"
     BUILT = "Built"
     FAILED = "Failed"
+    SIGNING = "Signing"
+    SIGNED = "Signed"
+    SIGN_FAILED = "SignFailed"
 
 
 class KernelPhase(StrEnum):
@@ -288,7 +338,7 @@ class KernelStatus(ApiModel):
     phase: KernelPhase = KernelPhase.RESOLVING
     """Resolving, Building, Deploying, Ready, Degraded or Invalid."""
     build: BuildPhase = BuildPhase.NOT_NEEDED
-    """NotNeeded, Checking, Building, Built or Failed."""
+    """NotNeeded, Checking, Building, Built, Failed, Signing, Signed or SignFailed."""
     nodes_desired: int = 0
     """Nodes of this kernel that should run the module loader."""
     nodes_ready: int = 0

@@ -1,4 +1,4 @@
-"""The two `BuildBackend`s on the API server (chosen by `ooto.builds.select.select_backend`).
+"""The `BuildBackend`s on the API server (chosen by `ooto.builds.select.select_backend`).
 
 ```python
 backend = await select_backend(api, settings)          # ooto.builds.select
@@ -26,6 +26,7 @@ from contextlib import suppress
 from typing import Any
 
 from ooto.api.module import Module
+from ooto.builds.buildah import DEFAULT_BUILDAH, BuildahOptions, render_buildah_job
 from ooto.builds.buildconfig import (
     BUILD_CONFIG_LABEL,
     BUILD_NAME_LABEL,
@@ -50,8 +51,10 @@ from ooto.builds.model import (
     BuildObservation,
     BuildRef,
     BuildStartError,
+    last_lines,
     owned_by_other,
     plan_build,
+    termination_message,
 )
 from ooto.kernels import KernelPlan, kernel_hash
 from ooto.kube.client import JsonObj, KubeApi
@@ -144,7 +147,9 @@ class _Backend:
         return BuildRef(self.resource, meta["namespace"], meta["name"], image, adopted)
 
     async def log_tail(self, namespace: str, name: str, lines: int = 20) -> str:
-        """The last `lines` of the build pod's log, or a sentence saying why there is none."""
+        """The last `lines` of the build pod's log, or a sentence saying why there is none: the
+        failed container's termination message when it has one (a kubelet writes the end of the
+        log there under `FallbackToLogsOnError`), else the `pods/log` endpoint."""
         try:
             pods = await self._api.list(PODS, namespace, label_selector=f"{self._pod_label}={name}")
         except ApiError as error:
@@ -153,29 +158,31 @@ class _Backend:
             return f"(no pod left for build {name})"
         pod = max(pods.items, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
         pod_name = pod["metadata"]["name"]
+        terminated = termination_message(pod)
+        if terminated:
+            return last_lines(terminated, lines)
         try:
             text = await self._reads.pod_log(namespace, pod_name, tail_lines=lines)
         except ClusterReadError as error:
             return f"(build log unavailable: {error})"
-        tail = text.rstrip("\n").splitlines()[-lines:]
-        return "\n".join(tail) if tail else f"(pod {pod_name} logged nothing)"
+        return last_lines(text, lines) or f"(pod {pod_name} logged nothing)"
 
     async def _delete_quietly(self, res: Resource, namespace: str, name: str) -> None:
         with suppress(NotFound):
             await self._api.delete(res, name, namespace, propagation_policy="Background")
 
 
-class KanikoJobBackend(_Backend):
-    """Builds with a Kaniko executor Job (upstream Kubernetes)."""
+class _JobBackend(_Backend):
+    """Builds with a batch/v1 Job (plus a ConfigMap for an inline Dockerfile)."""
 
     resource = JOBS
     _pod_label = "job-name"
 
-    def __init__(
-        self, api: KubeApi, reads: ClusterReads, options: KanikoOptions | None = None
-    ) -> None:
+    def __init__(self, api: KubeApi, reads: ClusterReads) -> None:
         super().__init__(api, reads, observe_job)
-        self._options = options or DEFAULT_KANIKO
+
+    def _render_job(self, module: Module, plan: KernelPlan) -> JsonObj:
+        raise NotImplementedError
 
     async def _create(
         self, module: Module, plan: KernelPlan, owner: Mapping[str, Any] | None
@@ -183,7 +190,7 @@ class KanikoJobBackend(_Backend):
         configmap = render_dockerfile_configmap(module, plan)
         if configmap is not None:
             await self._ensure_configmap(owned_by_other(configmap, owner))
-        job = owned_by_other(render_kaniko_job(module, plan, self._options), owner)
+        job = owned_by_other(self._render_job(module, plan), owner)
         return await self._create_replacing_finished(job)
 
     async def _ensure_configmap(self, configmap: JsonObj) -> None:
@@ -221,6 +228,35 @@ class KanikoJobBackend(_Backend):
         """The Job (its pods follow), and the Dockerfile ConfigMap of the same name if any."""
         await self._delete_quietly(JOBS, namespace, name)
         await self._delete_quietly(CONFIGMAPS, namespace, name)
+
+
+class KanikoJobBackend(_JobBackend):
+    """Builds with a Kaniko executor Job (Kaniko is archived upstream; kept selectable)."""
+
+    def __init__(
+        self, api: KubeApi, reads: ClusterReads, options: KanikoOptions | None = None
+    ) -> None:
+        super().__init__(api, reads)
+        self._options = options or DEFAULT_KANIKO
+
+    def _render_job(self, module: Module, plan: KernelPlan) -> JsonObj:
+        return render_kaniko_job(module, plan, self._options)
+
+
+class BuildahJobBackend(_JobBackend):
+    """Builds with the upstream Buildah image in a Job (upstream Kubernetes' default). It also
+    runs sign builds (build secrets: the other backends have no equivalent here yet)."""
+
+    signs = True
+
+    def __init__(
+        self, api: KubeApi, reads: ClusterReads, options: BuildahOptions | None = None
+    ) -> None:
+        super().__init__(api, reads)
+        self._options = options or DEFAULT_BUILDAH
+
+    def _render_job(self, module: Module, plan: KernelPlan) -> JsonObj:
+        return render_buildah_job(module, plan, self._options)
 
 
 class BuildConfigBackend(_Backend):

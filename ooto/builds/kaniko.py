@@ -110,6 +110,7 @@ def _pod_spec(
             "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
             "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
         },
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # the log's end, for the Event
         "volumeMounts": mounts,
     }
     if env:

@@ -140,3 +140,30 @@ def sorted_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [sorted_keys(item) for item in value]
     return value
+
+
+def termination_message(pod: Mapping[str, Any]) -> str:
+    """The message of the pod's first failed container (init containers first), or ""."""
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(key) or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode") not in (None, 0) and terminated.get("message"):
+                return str(terminated["message"])
+    return ""
+
+
+def last_lines(text: str, lines: int) -> str:
+    """The last `lines` non-trailing lines of `text`."""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def tail_message(head: str, tail: str, limit: int) -> str:
+    """`head`, a newline and as much of the END of `tail` as fits in `limit` characters: a failed
+    build's error is at the end of its log, so that is what an Event must keep."""
+    room = limit - len(head) - 1
+    if room <= 0:
+        return head[:limit]
+    if len(tail) > room:
+        tail = "..." + tail[len(tail) - room + 3 :]
+    return f"{head}\n{tail}"

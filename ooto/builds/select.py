@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from ooto.builds.backends import BuildConfigBackend, KanikoJobBackend
+from ooto.builds.backends import BuildahJobBackend, BuildConfigBackend, KanikoJobBackend
+from ooto.builds.buildah import BuildahOptions
 from ooto.builds.cluster import ClusterReadError, ClusterReads, KubeApiReads
 from ooto.builds.kaniko import KanikoOptions
 from ooto.builds.model import BuildBackend
@@ -15,7 +16,7 @@ from ooto.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BackendSetting = Literal["auto", "kaniko", "buildconfig"]
+BackendSetting = Literal["auto", "buildah", "kaniko", "buildconfig"]
 
 
 async def select_backend(
@@ -26,11 +27,15 @@ async def select_backend(
         executor_image=settings.kaniko_image,
         active_deadline_seconds=settings.build_deadline_seconds,
     )
+    buildah = BuildahOptions(
+        image=settings.buildah_image, active_deadline_seconds=settings.build_deadline_seconds
+    )
     return await backend_for(
         api,
         settings.build_backend,
         reads or KubeApiReads(api),
         kaniko=kaniko,
+        buildah=buildah,
         deadline_seconds=settings.build_deadline_seconds,
     )
 
@@ -41,12 +46,15 @@ async def backend_for(
     reads: ClusterReads,
     *,
     kaniko: KanikoOptions | None = None,
+    buildah: BuildahOptions | None = None,
     deadline_seconds: int = 3600,
 ) -> BuildBackend:
     """ "auto" picks BuildConfig when build.openshift.io/v1 serves buildconfigs and builds
-    (OpenShift), Kaniko otherwise. Raises ClusterReadError when "auto" cannot ask discovery."""
+    (OpenShift), Buildah otherwise. Raises ClusterReadError when "auto" cannot ask discovery."""
     if setting == "kaniko":
         return KanikoJobBackend(api, reads, kaniko)
+    if setting == "buildah":
+        return BuildahJobBackend(api, reads, buildah)
     try:
         served = await reads.served_resources(BUILDCONFIGS.group, BUILDCONFIGS.version)
     except ClusterReadError:
@@ -61,5 +69,5 @@ async def backend_for(
         return BuildConfigBackend(
             api, reads, instantiate=instantiate, deadline_seconds=deadline_seconds
         )
-    log.info("build backend: Kaniko Job (build.openshift.io/v1 is not served)")
-    return KanikoJobBackend(api, reads, kaniko)
+    log.info("build backend: Buildah Job (build.openshift.io/v1 is not served)")
+    return BuildahJobBackend(api, reads, buildah)

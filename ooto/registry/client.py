@@ -70,6 +70,8 @@ def parse_challenges(headers: Iterable[str]) -> list[Challenge]:
 class ImageCheck:
     outcome: Outcome
     message: str
+    digest: str = ""
+    """The manifest digest a "present" answer carried (Docker-Content-Digest), else ""."""
 
 
 class ImageChecker(Protocol):
@@ -156,6 +158,54 @@ class RegistryClient:
             )
             flight = self._flights[key] = _Flight(task, fresh)
         return await asyncio.shield(flight.task)
+
+    async def image_labels(
+        self, image: str, *, insecure: bool, auth: RegistryAuth | None
+    ) -> Mapping[str, str]:
+        """The labels in the image's config blob (linux/amd64 of an index, else its first
+        image). Call after `image_exists` answered "present": it reuses that check's scheme and
+        token. Raises ValueError (safe message) when the registry's answers cannot be read."""
+        ref = parse_image_reference(image)
+        credential = auth.for_image(ref) if auth is not None else None
+        scheme = "http" if insecure and ref.api_host in self._plain_http else "https"
+        base = f"{scheme}://{ref.api_host}/v2/{ref.repository}"
+        scope = f"repository:{ref.repository}:pull"
+        headers = {"Accept": MANIFEST_ACCEPT}
+        token = self._cached_token(
+            (ref.api_host, scope, credential.fingerprint if credential else "")
+        )
+        if token or (credential and credential.username):
+            headers["Authorization"] = token or _basic(credential)  # type: ignore[arg-type]
+        ssl_option: ssl.SSLContext | bool = False if insecure else self._ssl
+        manifest = await self._get_json(
+            f"{base}/manifests/{ref.manifest_reference}", headers, ssl_option
+        )
+        if "manifests" in manifest:  # an index: the amd64 image, as our nodes pull it
+            entries = manifest["manifests"] or [{}]
+            chosen = next(
+                (m for m in entries if (m.get("platform") or {}).get("architecture") == "amd64"),
+                entries[0],
+            )
+            manifest = await self._get_json(
+                f"{base}/manifests/{chosen.get('digest')}", headers, ssl_option
+            )
+        digest = (manifest.get("config") or {}).get("digest")
+        config = await self._get_json(f"{base}/blobs/{digest}", headers, ssl_option)
+        labels = (config.get("config") or {}).get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+    async def _get_json(
+        self, url: str, headers: Mapping[str, str], ssl_option: ssl.SSLContext | bool
+    ) -> dict[str, Any]:
+        session = self._session_for_use()
+        async with asyncio.timeout(self._timeout):
+            async with session.get(url, headers=headers, ssl=ssl_option) as response:
+                if response.status != 200:
+                    raise ValueError(f"{urlsplit(url).netloc} answered HTTP {response.status}")
+                body = await response.json(content_type=None)
+        if not isinstance(body, dict):
+            raise ValueError(f"{urlsplit(url).netloc} answered something that is not JSON")
+        return body
 
     async def _lookup(
         self,
@@ -358,7 +408,8 @@ def _refusal(ref: ImageReference, credential: RegistryCredential | None, what: s
 def _interpret(ref: ImageReference, status: int, headers: Any) -> ImageCheck:
     if status == 200:
         digest = headers.get("Docker-Content-Digest", "")
-        return ImageCheck("present", f"{ref} is present{f' ({digest})' if digest else ''}")
+        message = f"{ref} is present{f' ({digest})' if digest else ''}"
+        return ImageCheck("present", message, digest if digest.startswith("sha256:") else "")
     if status == 404:
         return ImageCheck("missing", f"{ref} not found in registry {ref.api_host}")
     if status == 403:

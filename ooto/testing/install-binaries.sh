@@ -10,6 +10,7 @@ K8S_BIN="$CACHE/kubernetes-$K8S_VERSION/bin"
 TOOLS_BIN="$CACHE/kubectl-layer-$KUBECTL_LAYER_VERSION/bin"
 APT_PACKAGES=(golang-go etcd-server docker-registry rsync jq unzip openssl apache2-utils
               golang-github-modern-go-reflect2-dev dpkg-dev git
+              buildah busybox-static linux-kbuild-6.1
               prometheus)  # promtool and a Prometheus server for the alert and dashboard tests
 
 log() { printf '[ooto-install %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }

@@ -8,6 +8,12 @@ What each pod becomes is decided per pod: build Job pods (label `job-name`) by `
 (default: `job_outcomes[job name]`, else `default_job_outcome`), other pods by `pod_outcome`
 (default: `ImagePullBackOff` for `fail_images`, `CrashLoop` for pods carrying all `fail_labels`,
 else `Ready`). Pods being deleted are finished (grace period 0, uid precondition).
+
+With `execute_jobs` set, a Job pod decided `Succeeded` whose containers name host programs by
+absolute path (Buildah Jobs do, Kaniko's do not) really runs (`ooto.testing.podrun`), and its exit
+codes decide its phase: the build pushes a real image. `Running` and `Failed` stay simulated.
+With `pull_retry_seconds` set, a pod left in ImagePullBackOff is decided again after that long,
+as a kubelet retries a pull.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from typing import Any
 
 import aiohttp
 
+from ooto.testing.podrun import PodRunner, runnable
 from ooto.testing.podstatus import (
     JobOutcome,
     PodOutcome,
+    executed_pod_status,
     fake_ip,
     has_outcome,
     node_info,
@@ -36,7 +44,7 @@ log = logging.getLogger("ooto.testing.kubelet")
 
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 JOB_NAME_LABEL = "job-name"
-PodDecision = Callable[[JSON], PodOutcome | None]
+PodDecision = Callable[[JSON], PodOutcome | Awaitable[PodOutcome | None] | None]
 JobDecision = Callable[[JSON], JobOutcome | Awaitable[JobOutcome]]
 
 
@@ -52,6 +60,7 @@ class SimulatedKubelet:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._busy: set[str] = set()
+        self.runner = PodRunner(rest)
         self.reset()
 
     def reset(self) -> None:
@@ -62,6 +71,8 @@ class SimulatedKubelet:
         self.job_outcomes: dict[str, JobOutcome] = {}
         self.default_job_outcome: JobOutcome = "Succeeded"
         self.job_outcome: JobDecision | None = None
+        self.execute_jobs = False
+        self.pull_retry_seconds: float | None = None
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -219,10 +230,17 @@ class SimulatedKubelet:
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
         outcome = await self._decide(pod)
+        if outcome == "ImagePullBackOff" and self.pull_retry_seconds is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.pull_retry_seconds, self._enqueue, _key(pod))
         if outcome == "Pending" or has_outcome(pod, outcome):
             return
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        body = pod_status(pod, outcome, fake_ip(node, "172.16"))
+        if outcome == "Succeeded" and self._executes(pod):
+            runs = await self.runner.run(pod)
+            body = executed_pod_status(pod, runs, fake_ip(node, "172.16"))
+        else:
+            body = pod_status(pod, outcome, fake_ip(node, "172.16"))
         body["metadata"] = {"uid": meta["uid"]}  # never write a recreated pod of the same name
         try:
             await _ignore_missing(self.rest.patch(path, body, STRATEGIC_PATCH))
@@ -230,13 +248,18 @@ class SimulatedKubelet:
             if error.status != 422 or "metadata.uid" not in str(error):
                 raise  # a uid mismatch is a new pod of that name: its own event follows
 
+    def _executes(self, pod: JSON) -> bool:
+        labels = pod["metadata"].get("labels") or {}
+        return self.execute_jobs and JOB_NAME_LABEL in labels and runnable(pod)
+
     async def _decide(self, pod: JSON) -> PodOutcome:
         labels = pod["metadata"].get("labels") or {}
         job_name = labels.get(JOB_NAME_LABEL)
         if job_name is not None:
             return _job_pod_outcome(await self._decide_job(job_name, pod))
         if self.pod_outcome is not None:
-            decided = self.pod_outcome(pod)
+            decision = self.pod_outcome(pod)
+            decided = await decision if inspect.isawaitable(decision) else decision
             if decided is not None:
                 return decided
         images = {c.get("image") for c in pod["spec"].get("containers", [])}
@@ -260,7 +283,8 @@ class SimulatedKubelet:
 
 
 def build_destinations(pod: JSON) -> list[str]:
-    """Images a Kaniko build pod pushes (its `--destination` arguments)."""
+    """Images a build pod pushes: Kaniko's `--destination` arguments, Buildah's `docker://`
+    push destination."""
     found = []
     for container in pod.get("spec", {}).get("containers", []):
         args = [*container.get("command", []), *container.get("args", [])]
@@ -269,6 +293,8 @@ def build_destinations(pod: JSON) -> list[str]:
                 found.append(arg.split("=", 1)[1])
             elif arg == "--destination" and index + 1 < len(args):
                 found.append(args[index + 1])
+            elif arg.startswith("docker://"):
+                found.append(arg.removeprefix("docker://"))
     return found
 
 

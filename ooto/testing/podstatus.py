@@ -175,3 +175,27 @@ def node_info(name: str, kernel: str, boot_id: str) -> JSON:
         "operatingSystem": "linux",
         "architecture": "amd64",
     }
+
+
+def executed_pod_status(pod: JSON, runs: list[Any], host_ip: str) -> JSON:
+    """The status of a pod whose containers really ran (`ooto.testing.podrun.ContainerRun`s):
+    Succeeded when every container exited 0, else Failed; each run container terminated with its
+    exit code and termination message; containers that never started (after a failed init
+    container) wait in PodInitializing."""
+    failed = any(run.exit_code != 0 for run in runs)
+    outcome: PodOutcome = "Failed" if failed else "Succeeded"
+    body = pod_status(pod, outcome, host_ip)
+    status = body["status"]
+    by_name = {run.name: run for run in runs}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for container_status in status.get(key) or []:
+            run = by_name.get(container_status["name"])
+            if run is None:
+                container_status["state"] = {"waiting": {"reason": "PodInitializing"}}
+                continue
+            terminated = container_status["state"]["terminated"]
+            terminated["exitCode"] = run.exit_code
+            terminated["reason"] = "Completed" if run.exit_code == 0 else "Error"
+            if run.message:
+                terminated["message"] = run.message
+    return body

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import secrets
 import shutil
 import ssl
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -67,6 +69,15 @@ class RegistryServer:
             self.stop()
             raise RuntimeError(f"{error}\n{tail}") from error
         return self
+
+    def wipe(self) -> None:
+        """Restart on the same address with empty storage: an in-cluster registry on an emptyDir
+        whose pod restarted (every image is gone, clients see the same registry)."""
+        assert self._process is not None, "not started"
+        self._process.stop()
+        shutil.rmtree(self.workdir / "data", ignore_errors=True)
+        self._process.start()
+        wait_until(self._answers, 20.0, "waiting for docker-registry /v2/", [self._process])
 
     def stop(self) -> None:
         if self._process is not None:
@@ -160,6 +171,52 @@ class RegistryServer:
             async with session.put(url, data=body, headers={"Content-Type": media_type}) as resp:
                 await _expect(resp, 201)
             return _digest(body)
+
+    async def manifest(self, repo: str, tag: str) -> dict[str, Any]:
+        """The image manifest of `repo:tag` (OCI or Docker v2 schema 2)."""
+        accept = f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"
+        async with self._session() as session:
+            url = f"{self.url}/v2/{repo}/manifests/{tag}"
+            async with session.get(url, headers={"Accept": accept}) as resp:
+                await _expect(resp, 200)
+                manifest: dict[str, Any] = json.loads(await resp.read())
+        return manifest
+
+    async def digest(self, repo: str, tag: str) -> str:
+        """The manifest digest of `repo:tag`, as the registry reports it."""
+        accept = f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"
+        url = f"{self.url}/v2/{repo}/manifests/{tag}"
+        async with (
+            self._session() as session,
+            session.head(url, headers={"Accept": accept}) as resp,
+        ):
+            await _expect(resp, 200)
+            return resp.headers["Docker-Content-Digest"]
+
+    async def blob(self, repo: str, digest: str) -> bytes:
+        url = f"{self.url}/v2/{repo}/blobs/{digest}"
+        async with self._session() as session, session.get(url) as resp:
+            await _expect(resp, 200)
+            return await resp.read()
+
+    async def image_files(self, repo: str, tag: str) -> dict[str, bytes]:
+        """Path -> content of every regular file in the image's layers (later layers win)."""
+        manifest = await self.manifest(repo, tag)
+        files: dict[str, bytes] = {}
+        for layer in manifest["layers"]:
+            blob = await self.blob(repo, layer["digest"])
+            with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as archive:
+                for member in archive.getmembers():
+                    extracted = archive.extractfile(member) if member.isfile() else None
+                    if extracted is not None:
+                        files["/" + member.name.lstrip("./")] = extracted.read()
+        return files
+
+    async def image_config(self, repo: str, tag: str) -> dict[str, Any]:
+        """The image's config blob (labels under `config.Labels`)."""
+        manifest = await self.manifest(repo, tag)
+        config: dict[str, Any] = json.loads(await self.blob(repo, manifest["config"]["digest"]))
+        return config
 
     def authorization(self) -> dict[str, str]:
         """The Basic Authorization header for this registry's htpasswd user (empty without auth)."""

@@ -22,7 +22,7 @@ import pytest_asyncio
 import yaml
 
 from ooto.api.module import Module
-from ooto.builds.backends import BuildConfigBackend, KanikoJobBackend
+from ooto.builds.backends import BuildahJobBackend, BuildConfigBackend, KanikoJobBackend
 from ooto.builds.buildconfig import BUILD_CONFIG_LABEL
 from ooto.builds.cluster import ApiClientReads, KubeApiReads
 from ooto.builds.kaniko import observe_job
@@ -225,15 +225,16 @@ async def openshift_builds(api: KubeApi) -> AsyncIterator[None]:
     await eventually(gone, timeout=60)
 
 
-async def test_auto_selects_kaniko_without_openshift_builds(api: KubeApi) -> None:
+async def test_auto_selects_buildah_without_openshift_builds(api: KubeApi) -> None:
     reads = KubeApiReads(api)
 
     async def no_openshift_builds() -> bool:  # the fixture that adds them waits for their removal
         return await reads.served_resources("build.openshift.io", "v1") is None
 
     await eventually(no_openshift_builds, timeout=60)
-    assert isinstance(await backend_for(api, "auto", reads), KanikoJobBackend)
-    assert isinstance(await select_backend(api, Settings.load({})), KanikoJobBackend)
+    assert isinstance(await backend_for(api, "auto", reads), BuildahJobBackend)
+    assert isinstance(await select_backend(api, Settings.load({})), BuildahJobBackend)
+    assert isinstance(await backend_for(api, "kaniko", reads), KanikoJobBackend)
     forced = await backend_for(api, "buildconfig", reads)
     assert isinstance(forced, BuildConfigBackend)
 

@@ -206,7 +206,8 @@ async def test_a_missing_image_is_built_by_a_job_then_deployed(
 
     assert kernel_status(module)[A]["build"] == "Built"
     (ds,) = await daemonsets(admin_rest, namespace, "mod")
-    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    pinned = f"{image}@{await registry.digest(repo.partition('/')[2], A)}"
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == pinned, "by digest"
     assert player.attempts == {job["metadata"]["name"]: [job["metadata"]["uid"]]}
     # Its image in use, the succeeded Job (and its Dockerfile ConfigMap) have served their turn.
     await eventually(lambda: no_build_objects(admin_rest, namespace, job["metadata"]["name"]))
@@ -702,7 +703,8 @@ async def test_on_openshift_a_completed_build_leads_to_the_daemonset(
     module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=30)
     assert kernel_status(module)[A]["build"] == "Built"
     (ds,) = await daemonsets(admin_rest, namespace, "mod")
-    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    pinned = f"{image}@{await registry.digest(repo.partition('/')[2], A)}"
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == pinned, "by digest"
     assert operator.metrics.requests_total(verb="create", resource="builds") == 2
 
 

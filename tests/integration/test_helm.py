@@ -42,6 +42,7 @@ GRANTED = [
     ("create", "build.openshift.io", "buildconfigs/instantiate"),
     *[(v, "", "configmaps") for v in ("get", "create", "update", "delete")],
     ("list", "", "pods"),
+    ("watch", "", "pods"),
     ("get", "", "pods/log"),
     ("get", "", "secrets"),
     ("create", "", "events"),

@@ -140,7 +140,8 @@ async def test_killed_mid_build_the_restarted_operator_adopts_the_running_build(
     assert {j["metadata"]["uid"] for j in await jobs(admin_rest, namespace)} <= {
         job["metadata"]["uid"]
     }
-    assert await pods_on(admin_rest, namespace) == {"k1-a": built}
+    pinned = await registry.digest(built.partition("/")[2].rpartition(":")[0], "5.14.0")
+    assert await pods_on(admin_rest, namespace) == {"k1-a": f"{built}@{pinned}"}, "by digest"
     assert len(await daemonsets(admin_rest, namespace)) == 1
 
 

@@ -4,12 +4,13 @@ buildconfigs and builds, and the BuildConfig backend learns whether `instantiate
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
 import pytest_asyncio
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from ooto.builds.backends import BuildConfigBackend, KanikoJobBackend
+from ooto.builds.backends import BuildahJobBackend, BuildConfigBackend, KanikoJobBackend
 from ooto.builds.cluster import ClusterReadError
 from ooto.builds.select import backend_for
 from ooto.kube.client import KubeApi
@@ -47,8 +48,8 @@ async def api() -> AsyncIterator[KubeApi]:
 @pytest.mark.parametrize(
     ("served", "backend", "instantiate"),
     [
-        (None, KanikoJobBackend, None),
-        (frozenset({"buildconfigs"}), KanikoJobBackend, None),
+        (None, BuildahJobBackend, None),
+        (frozenset({"buildconfigs"}), BuildahJobBackend, None),
         (OPENSHIFT, BuildConfigBackend, True),
         (CRDS_ONLY, BuildConfigBackend, False),
     ],
@@ -62,9 +63,14 @@ async def test_auto_follows_discovery(
         assert chosen.uses_instantiate is instantiate
 
 
-async def test_kaniko_setting_does_not_ask_discovery(api: KubeApi) -> None:
+@pytest.mark.parametrize(
+    ("setting", "backend"), [("kaniko", KanikoJobBackend), ("buildah", BuildahJobBackend)]
+)
+async def test_a_job_backend_setting_does_not_ask_discovery(
+    api: KubeApi, setting: Literal["kaniko", "buildah"], backend: type
+) -> None:
     discovery = Discovery(OPENSHIFT)
-    assert isinstance(await backend_for(api, "kaniko", discovery), KanikoJobBackend)
+    assert type(await backend_for(api, setting, discovery)) is backend
     assert discovery.asked == 0
 
 

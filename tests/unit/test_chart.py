@@ -36,7 +36,7 @@ DESIGN_CLUSTER_RULES: dict[tuple[str, str], set[str]] = {
     ("build.openshift.io", "buildconfigs"): {"get", "create", "delete"},
     ("build.openshift.io", "builds"): {"list", "watch", "create", "delete"},
     ("build.openshift.io", "buildconfigs/instantiate"): {"create"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch", "list", "watch"},
     ("ooto.sigs.k8s.io", "preflightvalidations"): {"list", "watch"},
@@ -281,6 +281,7 @@ class TestDeployment:
         env = {e["name"]: e.get("value") for e in container(render())["env"]}
         defaults = Settings.load({"operator_namespace": "x"})
         assert env["OOTO_KANIKO_IMAGE"] == defaults.kaniko_image
+        assert env["OOTO_BUILDAH_IMAGE"] == defaults.buildah_image
         assert env["OOTO_LEASE_NAME"] == defaults.lease_name
         assert int(env["OOTO_METRICS_PORT"]) == defaults.metrics_port
         assert int(env["OOTO_API_CONCURRENCY"]) == defaults.api_concurrency

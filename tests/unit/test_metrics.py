@@ -70,6 +70,7 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_builds_started",
         "ooto_builds_succeeded",
         "ooto_builds_failed",
+        "ooto_sign_jobs",
         "ooto_build_duration_seconds",
         "ooto_kube_requests",
         "ooto_kube_request_duration_seconds",
@@ -226,6 +227,13 @@ def test_modules_by_state_and_pods_follow_each_module_and_forget_drops_them() ->
     assert after["ooto_modules"] == {("Ready",): 0, ("NotReady",): 0, ("Invalid",): 1}
     assert ("ns", "a") not in after["ooto_module_daemonset_pods_desired"]
     assert ("ns", "a") not in after["ooto_module_daemonset_pods_ready"]
+
+
+def test_sign_jobs_are_counted_by_outcome_from_zero() -> None:
+    m = Metrics()
+    m.sign_finished(succeeded=True)
+    samples = {s[1]["outcome"]: s[2] for s in families(m)["ooto_sign_jobs"]}
+    assert samples == {"succeeded": 1.0, "failed": 0.0}
 
 
 def test_actor_failures_are_counted_by_outcome() -> None:

@@ -46,6 +46,7 @@ def test_defaults_match_the_documented_values() -> None:
     )
     assert s.build_backend == "auto"
     assert s.kaniko_image == "gcr.io/kaniko-project/executor:v1.23.2"
+    assert s.buildah_image == "quay.io/buildah/stable:v1.35.4"
     assert s.build_deadline_seconds == 1800
     assert s.api_concurrency == 32
     assert s.status_debounce_seconds == 0.2
@@ -121,6 +122,7 @@ def test_every_setting_has_a_flag() -> None:
         ({"api_concurrency": 0}, "OOTO_API_CONCURRENCY"),
         ({"watch_namespace": "Team_A"}, "OOTO_WATCH_NAMESPACE"),
         ({"kaniko_image": "gcr.io/kaniko-project/executor"}, "OOTO_KANIKO_IMAGE"),
+        ({"buildah_image": "quay.io/buildah/stable"}, "OOTO_BUILDAH_IMAGE"),
     ],
 )
 def test_invalid_values_name_the_env_var_and_flag(overrides: dict[str, object], names: str) -> None:

@@ -1,0 +1,172 @@
+"""Secure Boot signing, pure: the per-kernel `SignPlan`, the derived unsigned tag, the generated
+Dockerfile of a sign build, and the certificate fingerprint that labels a signed image.
+
+The sign build (a Buildah Job, `ooto.builds.buildah.render_sign_job`) builds this Dockerfile:
+
+    FROM <unsigned image> AS unsigned
+    FROM <signer image> AS signer
+    RUN --mount=type=bind,from=unsigned,target=/unsigned \\
+        --mount=type=secret,id=ooto-sign-key,... --mount=type=secret,id=ooto-sign-cert,... \\
+        <for each file matching filesToSign: copy it to /signed, run sign-file on it>
+    FROM unsigned
+    COPY --from=signer /signed/ /
+    LABEL ooto.sigs.k8s.io/signed-by=sha256:<hex of the DER certificate's SHA-256>
+
+The key and certificate reach `sign-file` as build secrets (files mounted for that one RUN step,
+from the Secrets mounted read-only in the Job's pod): never in a layer, a build arg or a log. The
+final image is the unsigned one with the signed files copied over it, plus the label, which is how
+ooto later tells whether an image was signed with the current certificate (key rotation).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ooto.api.module import Module
+
+SIGNED_BY_LABEL = "ooto.sigs.k8s.io/signed-by"
+KEY_SECRET_ID, CERT_SECRET_ID = "ooto-sign-key", "ooto-sign-cert"
+SECRETS_DIR = "/run/secrets/ooto"
+UNSIGNED_SUFFIX = "-unsigned"
+_MAX_TAG = 128
+SAFE_GLOB = re.compile(r"/[A-Za-z0-9_.+*?\[\]/@:=,~-]*")
+"""A file glob safe to leave unquoted in the signer's shell (no spaces, quotes, `$` or `;`)."""
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+_PEM_KEY = re.compile(
+    rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----(.+?)-----END \1PRIVATE KEY-----", re.S
+)
+
+
+class CertificateError(ValueError):
+    """The certificate Secret holds no usable certificate; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class SignPlan:
+    """What to sign for one kernel, every template already substituted."""
+
+    unsigned_image: str
+    files: tuple[str, ...]
+    key_secret: str
+    key_key: str
+    cert_secret: str
+    cert_key: str
+    hash_algorithm: str
+    pull_insecure: bool
+    push_insecure: bool
+
+
+def sign_problems(module: Module) -> Iterator[tuple[str, str]]:
+    """(field path, message) for every `sign` that no kernel can use: an unsigned image that
+    cannot be derived (no build), a filesToSign entry that is unsafe as written. Entries with
+    variables are judged per kernel, once substituted."""
+    for index, mapping in enumerate(module.spec.kernel_mappings):
+        own = mapping.sign is not None
+        sign = mapping.sign or module.spec.sign
+        if sign is None:
+            continue
+        where = f"spec.kernelMappings[{index}].sign" if own else "spec.sign"
+        if sign.unsigned_image is None and mapping.build is None:
+            path = f"{where}.unsignedImage"
+            yield path, f"required for spec.kernelMappings[{index}], which has no build"
+        if own or index == 0:  # spec.sign's own fields once, not once per mapping
+            for j, pattern in enumerate(sign.files_to_sign):
+                problem = None if "$" in pattern else glob_problem(pattern)
+                if problem is not None:
+                    yield f"{where}.filesToSign[{j}]", problem
+
+
+def unsigned_tag(image: str) -> str:
+    """`image` with `-unsigned` appended to its tag (a tag too long for that is cut and given a
+    hash, so the result is always a valid tag). ValueError for an image without a tag."""
+    name, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag or "@" in image:
+        raise ValueError(f"{image!r} has no tag to derive an unsigned image from")
+    wanted = tag + UNSIGNED_SUFFIX
+    if len(wanted) > _MAX_TAG:
+        digest = hashlib.sha256(tag.encode()).hexdigest()[:10]
+        wanted = f"{tag[: _MAX_TAG - len(UNSIGNED_SUFFIX) - 11]}-{digest}{UNSIGNED_SUFFIX}"
+    return f"{name}:{wanted}"
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why a substituted filesToSign entry cannot be used (None when it can)."""
+    if SAFE_GLOB.fullmatch(pattern) is None or "/../" in f"{pattern}/":
+        return (
+            f"{pattern!r} must be an absolute path or glob of letters, digits and "
+            "_ . + * ? [ ] / @ : = , ~ - (no spaces, quotes, $ or ..)"
+        )
+    return None
+
+
+def certificate_der(data: bytes) -> bytes:
+    """The DER bytes of a PEM or DER certificate (the first one of a PEM bundle)."""
+    found = _PEM.search(data)
+    if found is not None:
+        try:
+            der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
+        except binascii.Error:
+            raise CertificateError("the PEM certificate is not valid base64") from None
+    elif data[:1] == b"\x30":
+        der = data
+    else:
+        raise CertificateError("neither a PEM nor a DER certificate")
+    if len(der) < 64 or der[:1] != b"\x30":
+        raise CertificateError("not an X.509 certificate (DER SEQUENCE expected)")
+    return der
+
+
+def private_key_problem(data: bytes) -> str | None:
+    """Why `data` is not a PEM private key sign-file can read (None when it looks like one). The
+    answer never quotes the data."""
+    found = _PEM_KEY.search(data)
+    if found is None:
+        return "holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)"
+    if b"ENCRYPTED" in found.group(1) or b"Proc-Type: 4,ENCRYPTED" in found.group(2):
+        return "holds an encrypted private key (sign-file needs it unencrypted)"
+    try:
+        der = base64.b64decode(b"".join(found.group(2).split()), validate=True)
+    except binascii.Error:
+        return "holds a PEM private key that is not valid base64"
+    if len(der) < 64 or der[:1] != b"\x30":
+        return "holds a PEM private key whose content is not a key (DER SEQUENCE expected)"
+    return None
+
+
+def fingerprint(cert: bytes) -> str:
+    """`sha256:<hex>` of the DER certificate: the value of the signed-by label."""
+    return "sha256:" + hashlib.sha256(certificate_der(cert)).hexdigest()
+
+
+def sign_dockerfile(plan: SignPlan, signer_image: str, signed_by: str) -> str:
+    """The Dockerfile of a sign build (see the module docstring). A pattern that matches no file
+    fails the build with a line naming it."""
+    key, cert = f"{SECRETS_DIR}/key", f"{SECRETS_DIR}/cert"
+    mounts = " ".join(
+        [
+            "--mount=type=bind,from=unsigned,target=/unsigned",
+            f"--mount=type=secret,id={KEY_SECRET_ID},target={key}",
+            f"--mount=type=secret,id={CERT_SECRET_ID},target={cert}",
+        ]
+    )
+    loops = [
+        f'found=0; for f in /unsigned{pattern}; do [ -f "$f" ] || continue; found=1; '
+        'p="${f#/unsigned}"; mkdir -p "/signed${p%/*}"; cp "$f" "/signed$p"; '
+        f'sign-file {plan.hash_algorithm} {key} {cert} "/signed$p"; echo "signed $p"; done; '
+        f'[ "$found" = 1 ] || {{ echo "no file matches {pattern}" >&2; exit 1; }}'
+        for pattern in plan.files
+    ]
+    script = "; ".join(["set -e", "mkdir -p /signed", *loops])
+    return (
+        f"FROM {plan.unsigned_image} AS unsigned\n"
+        f"FROM {signer_image} AS signer\n"
+        f"RUN {mounts} {script}\n"
+        "FROM unsigned\n"
+        "COPY --from=signer /signed/ /\n"
+        f'LABEL {SIGNED_BY_LABEL}="{signed_by}"\n'
+    )
