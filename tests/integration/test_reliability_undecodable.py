@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from ooto.testing.cluster import LocalCluster
+from ooto.testing.crds import crd_manifests
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import MERGE_PATCH, KubeRest
 from tests.integration.reliability_support import (
     GPU,
     A,
-    _crd_manifest,
     private_kubelet,
     private_rest,
     start_in_process,
@@ -47,7 +47,7 @@ DEPTH = 1100
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def permissive_crd(private_rest: KubeRest) -> str:
     """The Module CRD with `additionalVolumes` items free-form (x-kubernetes-preserve-unknown)."""
-    body = _crd_manifest()
+    body = next(c for c in crd_manifests() if c["spec"]["names"]["plural"] == "modules")
     spec = body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     spec["properties"]["additionalVolumes"]["items"] = {
         "type": "object",
