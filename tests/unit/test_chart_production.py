@@ -194,6 +194,8 @@ class TestImages:
         return {
             "operator": container(docs)["image"],
             "kaniko": str(env["OOTO_KANIKO_IMAGE"]),
+            "buildah": str(env["OOTO_BUILDAH_IMAGE"]),
+            "signer": str(env["OOTO_SIGNER_IMAGE"]),
             "registry": registry["containers"][0]["image"],
             "test": test["containers"][0]["image"],
         }
@@ -202,6 +204,8 @@ class TestImages:
         assert self.images() == {
             "operator": "ooto:0.1.0",
             "kaniko": Settings.load({"operator_namespace": "x"}).kaniko_image,
+            "buildah": Settings.load({"operator_namespace": "x"}).buildah_image,
+            "signer": "",  # none by default: Modules that sign say so (SignFailed)
             "registry": "docker.io/library/registry:2.8.3",
             "test": "ooto:0.1.0",
         }
@@ -211,9 +215,19 @@ class TestImages:
         assert images == {
             "operator": "mirror.example:5000/ooto:0.1.0",
             "kaniko": "mirror.example:5000/kaniko-project/executor:v1.23.2",
+            "buildah": "mirror.example:5000/buildah/stable:v1.35.4",
+            "signer": "",
             "registry": "mirror.example:5000/library/registry:2.8.3",
             "test": "mirror.example:5000/ooto:0.1.0",
         }
+        images = self.images(
+            "global.imageRegistry=mirror.example:5000",
+            "signerImage.repository=corp/signer",
+            "signerImage.tag=1.0",
+        )
+        assert images["signer"] == "mirror.example:5000/corp/signer:1.0"
+        settings = Settings.load({"operator_namespace": "x", "signer_image": images["signer"]})
+        assert settings.signer_image == images["signer"]
 
     def test_a_digest_wins_over_the_tag_and_the_operator_accepts_it(self) -> None:
         digest = "sha256:" + "ab" * 32
