@@ -3,16 +3,21 @@ the rollout strategy across an upgrade, and the `helm test` pod as the API serve
 
 What cannot run here: `helm test` itself. The simulated kubelet runs no container (it marks pods
 Running or Failed), so the test pod would never reach Succeeded and `helm test` would only time
-out. Its manifest is validated by the real API server (`kubectl apply --dry-run=server`) and its
-command is run against an HTTP server in tests/unit/test_chart_production.py.
+out; nor is there cluster DNS or a Service proxy to reach the operator through its Service. So
+the test pod's manifest is validated by the real API server (`kubectl apply --dry-run=server`),
+and its command, taken from the rendered manifest, is run here against a real `ooto run`
+(ready: passes; stopped: fails) with the Service address replaced by the operator's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ import yaml
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.rest import KubeRest, RestError
+from tests.integration.scenario_support import eventually
 from tests.integration.test_helm import CHART, NO_CRDS, helm, webhook_scope
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -166,3 +172,57 @@ async def test_the_helm_test_pod_is_accepted_by_the_api_server(
     pod = yaml.safe_load(applied.stdout)
     assert pod["kind"] == "Pod" and pod["metadata"]["namespace"] == namespace
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_helm_test_command_passes_against_a_running_operator_and_fails_after(
+    cluster: LocalCluster, namespace: str, crd: str, tmp_path: Path
+) -> None:
+    """The test pod's own command, against a real `ooto run` (what the pod reaches through the
+    Service): it passes once the operator is ready, and fails once the operator is gone."""
+    rendered = await helm(
+        cluster, "template", "t", str(CHART), "-n", namespace,
+        "--show-only=templates/tests/test-connection.yaml",
+    )  # fmt: skip
+    (test,) = yaml.safe_load(rendered.stdout)["spec"]["containers"]
+    command = [sys.executable, *test["command"][1:], *test["args"]]
+    port = free_port()
+    settings = {
+        "OOTO_OPERATOR_NAMESPACE": namespace,
+        "OOTO_WATCH_NAMESPACE": namespace,
+        "OOTO_LEADER_ELECTION": "false",
+        "OOTO_METRICS_HOST": "127.0.0.1",
+        "OOTO_METRICS_PORT": str(port),
+        "OOTO_WEBHOOK_PORT": "0",
+    }
+    ooto = Path(sys.executable).with_name("ooto")
+    log = tmp_path / "operator.log"
+    with log.open("wb") as sink:
+        operator = await asyncio.create_subprocess_exec(
+            str(ooto), "run", "--kubeconfig", str(cluster.admin_kubeconfig),
+            env={**os.environ, **settings}, stdout=sink, stderr=sink,
+        )  # fmt: skip
+    probe_env = {**os.environ, "OOTO_TEST_URL": f"http://127.0.0.1:{port}"}
+
+    async def helm_test() -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, command, env=probe_env, capture_output=True, text=True, timeout=30
+        )
+
+    async def passes() -> str | None:
+        assert operator.returncode is None, log.read_text()[-2000:]
+        result = await helm_test()
+        return result.stdout if result.returncode == 0 else None
+
+    try:
+        assert (await eventually(passes, timeout=60)).startswith("OK ")
+    finally:
+        operator.terminate()
+        await asyncio.wait_for(operator.wait(), 30)
+    after = await helm_test()
+    assert after.returncode == 1 and after.stderr.startswith("FAIL "), after.stderr
