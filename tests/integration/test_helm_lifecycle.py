@@ -226,3 +226,41 @@ async def test_the_helm_test_command_passes_against_a_running_operator_and_fails
         await asyncio.wait_for(operator.wait(), 30)
     after = await helm_test()
     assert after.returncode == 1 and after.stderr.startswith("FAIL "), after.stderr
+
+
+async def test_the_api_server_accepts_the_chart_with_every_option_that_shapes_a_manifest(
+    cluster: LocalCluster, namespace: str, admin_rest: KubeRest
+) -> None:
+    """The options rendered in unit tests, installed for real at Helm's longest release name."""
+    name = "r" + secrets.token_hex(3) + "-" + "x" * 45  # 53 characters, Helm's limit
+    sets = [
+        "registry.enabled=true",
+        "podDisruptionBudget.minAvailable=1",
+        "commonLabels.team=kernel",
+        "global.imageRegistry=mirror.example",
+        "global.imagePullSecrets={corp}",
+        "extraEnv[0].name=OOTO_LOG_LEVEL",
+        "extraEnv[0].value=DEBUG",
+        "extraEnv[1].name=OOTO_EXTRA",
+        "probes.liveness=null",
+        "buildahImage.digest=sha256:" + "ab" * 32,
+    ]
+    flags = [NO_CRDS, webhook_scope(name), *(f"--set={s}" for s in sets)]
+    install = await helm(cluster, "install", name, str(CHART), "-n", namespace, *flags)
+    assert install.returncode == 0, install.stdout + install.stderr
+    try:
+        deployments = await admin_rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        names = sorted(d["metadata"]["name"] for d in deployments["items"])
+        assert names[0] == f"{name}-ooto"  # 58 characters
+        assert names[1].endswith("-registry") and len(names[1]) <= 63  # the fullname was cut
+        services = await admin_rest.get(f"/api/v1/namespaces/{namespace}/services")
+        assert all(len(s["metadata"]["name"]) <= 63 for s in services["items"])
+        assert len(services["items"]) == 3
+        budgets = await admin_rest.get(
+            f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets"
+        )
+        (budget,) = budgets["items"]
+        assert budget["spec"]["minAvailable"] == 1
+        assert budget["metadata"]["labels"]["team"] == "kernel"
+    finally:
+        await helm(cluster, "uninstall", name, "-n", namespace, "--wait")
