@@ -160,6 +160,17 @@ class TestNames:
             if d["metadata"].get("labels", {}).get("team") != "kernel"
         ]
         assert not unlabelled
+        pods = [
+            d["spec"]["template"]["metadata"]["labels"] for d in docs if d["kind"] == "Deployment"
+        ]
+        assert all(labels["team"] == "kernel" for labels in pods)
+        # The chart's own labels are not the user's to change (selectors depend on them).
+        assert "invalid propertyName 'app.kubernetes.io/component'" in refused(
+            "commonLabels.app\\.kubernetes\\.io/component=other"
+        )
+        docs = render("podLabels.app\\.kubernetes\\.io/component=other", "podLabels.x=y")
+        pod = only(docs, "Deployment", "rel-ooto")["spec"]["template"]["metadata"]["labels"]
+        assert pod["app.kubernetes.io/component"] == "operator" and pod["x"] == "y"
         docs = render("nameOverride=kmod")
         assert only(docs, "Deployment")["metadata"]["name"] == "rel-kmod"
         selector = only(docs, "Deployment")["spec"]["selector"]["matchLabels"]
