@@ -95,6 +95,12 @@ async def test_helm_upgrade_applies_a_changed_crd_and_uninstall_keeps_it(
     assert uninstall.returncode == 0, uninstall.stderr
     kept = await admin_rest.get(f"{CRDS}/{MODULES_CRD}")  # helm.sh/resource-policy: keep
     assert "deletionTimestamp" not in kept["metadata"]
+    # The same release installed again takes the kept CRDs back (docs/operations.md).
+    again = await helm(cluster, "install", name, str(CHART), "-n", namespace, scope)
+    assert again.returncode == 0, again.stdout + again.stderr
+    gone = await helm(cluster, "uninstall", name, "-n", namespace, "--wait")
+    assert gone.returncode == 0, gone.stderr
+    await admin_rest.get(f"{CRDS}/{MODULES_CRD}")
 
 
 async def test_a_second_release_of_the_same_name_elsewhere_is_refused_until_renamed(
