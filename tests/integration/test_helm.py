@@ -101,6 +101,11 @@ async def helm(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess
 SCOPE_LABEL = "ooto-test-release"
 
 
+# The session's CRDs belong to the `crd` fixture (every test shares them); a release taking
+# them over would fight the next one. test_helm_lifecycle.py tests the chart's CRDs.
+NO_CRDS = "--set=crds.enabled=false"
+
+
 def webhook_scope(release: str) -> str:
     """The chart's webhook sees only namespaces labelled for this release: a Fail webhook that
     nobody serves must never refuse Module writes of other tests sharing the cluster."""
@@ -118,7 +123,7 @@ async def installed_chart(
     test process has the permissions the chart gives the in-cluster ServiceAccount.
     """
     release = Release(f"r{secrets.token_hex(3)}", namespace, cluster)
-    flags = [webhook_scope(release.name), *(f"--set={s}" for s in sets)]
+    flags = [NO_CRDS, webhook_scope(release.name), *(f"--set={s}" for s in sets)]
     if bind_operator_user:
         subject = "rbac.extraSubjects[0]"
         flags += [
@@ -295,7 +300,7 @@ async def test_uninstall_removes_the_operator_and_its_rbac(
 ) -> None:
     name = f"u{secrets.token_hex(3)}"
     install = await helm(
-        cluster, "install", name, str(CHART), "--namespace", namespace, webhook_scope(name)
+        cluster, "install", name, str(CHART), "--namespace", namespace, NO_CRDS, webhook_scope(name)
     )
     assert install.returncode == 0, install.stderr
     uninstall = await helm(cluster, "uninstall", name, "--namespace", namespace, "--wait")
@@ -322,11 +327,11 @@ async def test_operator_user_can_be_given_the_chart_roles(
     """How tests run the operator under the chart's RBAC: bind the harness user to its roles."""
     async with (
         KubeRest(cluster.server, cluster.operator_token, cluster.ca_file) as operator,
-        installed_chart(cluster, namespace, bind_operator_user=True),
+        installed_chart(cluster, namespace, bind_operator_user=True) as release,
     ):
         await operator.get("/api/v1/nodes")
         await operator.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets")
-        lease = {"metadata": {"name": "ooto-leader"}, "spec": {"holderIdentity": "test"}}
+        lease = {"metadata": {"name": release.fullname}, "spec": {"holderIdentity": "test"}}
         await operator.post(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", lease)
         with pytest.raises(RestError) as denied:
             await operator.get(f"/api/v1/namespaces/{namespace}/secrets")

@@ -282,7 +282,7 @@ class TestDeployment:
         defaults = Settings.load({"operator_namespace": "x"})
         assert env["OOTO_KANIKO_IMAGE"] == defaults.kaniko_image
         assert env["OOTO_BUILDAH_IMAGE"] == defaults.buildah_image
-        assert env["OOTO_LEASE_NAME"] == defaults.lease_name
+        assert env["OOTO_LEASE_NAME"] == "rel-ooto"  # the full name: one Lease per release
         assert int(env["OOTO_METRICS_PORT"]) == defaults.metrics_port
         assert int(env["OOTO_API_CONCURRENCY"]) == defaults.api_concurrency
         assert int(env["OOTO_WEBHOOK_PORT"]) == defaults.webhook_port
@@ -298,7 +298,10 @@ class TestOptionalParts:
             "ClusterRole",
             "ClusterRole",
             "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
+            "Pod",  # the `helm test` hook
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
@@ -541,13 +544,14 @@ class TestValuesSchema:
 
 class TestCrds:
     def test_chart_crds_are_a_copy_of_the_generated_crds(self) -> None:
-        """`cp crds/*.yaml charts/ooto/crds/` after `ooto crds`; this test catches a stale copy."""
+        """`cp crds/*.yaml charts/ooto/files/crds/` after `ooto crds`; catches a stale copy."""
         generated = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
         assert generated, "crds/ holds no generated CRD (run `ooto crds`)"
-        in_chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+        in_chart = {p.name: p.read_bytes() for p in (CHART / "files" / "crds").glob("*.yaml")}
         assert sorted(in_chart) == sorted(generated)
         stale = [name for name in generated if in_chart[name] != generated[name]]
-        assert not stale, f"charts/ooto/crds/ differs from crds/ for {stale}"
+        assert not stale, f"charts/ooto/files/crds/ differs from crds/ for {stale}"
+        assert not (CHART / "crds").exists(), "Helm never upgrades crds/: templates/crds.yaml does"
 
 
 def test_every_value_is_documented_in_operations_md() -> None:
