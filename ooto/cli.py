@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 Command = Callable[[argparse.Namespace], int]
+CRD_DIR = "crds"
+CHART_CRD_DIR = "charts/ooto/files/crds"
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -16,6 +19,8 @@ def _crds(args: argparse.Namespace) -> int:
         sys.stdout.write("---\n".join(render_crd_yaml(crd) for crd in all_crds().values()))
     else:
         write_crds(args.output)
+        if args.output == CRD_DIR and Path(CHART_CRD_DIR).is_dir():
+            write_crds(CHART_CRD_DIR)  # in the repository: the chart's copy never goes stale
     return 0
 
 
@@ -75,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="write the CustomResourceDefinition YAML")
     crds.add_argument(
-        "--output", default="crds", help="directory to write into (default: crds); - = stdout"
+        "--output",
+        default=CRD_DIR,
+        help=f"directory to write into (default: {CRD_DIR}, and {CHART_CRD_DIR} when it exists);"
+        " - = stdout",
     )
     crds.set_defaults(func=_crds)
 

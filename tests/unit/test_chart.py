@@ -544,7 +544,7 @@ class TestValuesSchema:
 
 class TestCrds:
     def test_chart_crds_are_a_copy_of_the_generated_crds(self) -> None:
-        """`cp crds/*.yaml charts/ooto/files/crds/` after `ooto crds`; catches a stale copy."""
+        """`ooto crds` writes both copies (in the repository); catches a stale one."""
         generated = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
         assert generated, "crds/ holds no generated CRD (run `ooto crds`)"
         in_chart = {p.name: p.read_bytes() for p in (CHART / "files" / "crds").glob("*.yaml")}
