@@ -463,17 +463,19 @@ class KernelActor(OotoActor, KernelSigning):
             self._build_event(text, reason)
 
     def _delete_succeeded_builds(self) -> None:
-        """A succeeded build of our image has served its purpose once a DaemonSet uses the image.
+        """A succeeded build of our image has served its purpose once a DaemonSet uses the image;
+        so has, when the mapping signs, the build of the unsigned image it was signed from.
         Failed builds stay for inspection (a retry replaces the one of the same image)."""
-        if self._plan.build is None:
+        if self._plan.build is None and self._plan.sign is None:
             return
+        ours = {self._target(signing=False), self._target(signing=True)}
         for obj in self._io.builds.list():
             meta = obj.get("metadata") or {}
             if meta.get("namespace") != self._plan.namespace or meta.get("deletionTimestamp"):
                 continue
             observed = self._io.build_observation(obj)
             tag = BuildDeleted(observed.name, uid_of(obj))
-            if observed.image != self._plan.image or observed.phase != "Succeeded":
+            if observed.image not in ours or observed.phase != "Succeeded":
                 continue
             if tag not in self._inflight:
                 log.info(

@@ -5,9 +5,10 @@ The sign build (a Buildah Job, `ooto.builds.buildah.render_sign_job`) builds thi
 
     FROM <unsigned image> AS unsigned
     FROM <signer image> AS signer
+    USER 0:0
     RUN --mount=type=bind,from=unsigned,target=/unsigned \\
         --mount=type=secret,id=ooto-sign-key,... --mount=type=secret,id=ooto-sign-cert,... \\
-        <for each file matching filesToSign: copy it to /signed, run sign-file on it>
+        <for each file matching filesToSign: copy it to /signed, run SIGN_FILE on it>
     FROM unsigned
     COPY --from=signer /signed/ /
     LABEL ooto.sigs.k8s.io/signed-by=sha256:<hex of the DER certificate's SHA-256>
@@ -30,6 +31,9 @@ from dataclasses import dataclass
 from ooto.api.module import Module
 
 SIGNED_BY_LABEL = "ooto.sigs.k8s.io/signed-by"
+SIGN_FILE = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
+"""Where the signer image has `sign-file`: Debian bookworm's linux-kbuild-6.1 package puts it
+there, and the operator's own image (the default signer image) installs that package."""
 KEY_SECRET_ID, CERT_SECRET_ID = "ooto-sign-key", "ooto-sign-cert"
 SECRETS_DIR = "/run/secrets/ooto"
 UNSIGNED_SUFFIX = "-unsigned"
@@ -157,7 +161,7 @@ def sign_dockerfile(plan: SignPlan, signer_image: str, signed_by: str) -> str:
     loops = [
         f'found=0; for f in /unsigned{pattern}; do [ -f "$f" ] || continue; found=1; '
         'p="${f#/unsigned}"; mkdir -p "/signed${p%/*}"; cp "$f" "/signed$p"; '
-        f'sign-file {plan.hash_algorithm} {key} {cert} "/signed$p"; echo "signed $p"; done; '
+        f'{SIGN_FILE} {plan.hash_algorithm} {key} {cert} "/signed$p"; echo "signed $p"; done; '
         f'[ "$found" = 1 ] || {{ echo "no file matches {pattern}" >&2; exit 1; }}'
         for pattern in plan.files
     ]
@@ -165,6 +169,9 @@ def sign_dockerfile(plan: SignPlan, signer_image: str, signed_by: str) -> str:
     return (
         f"FROM {plan.unsigned_image} AS unsigned\n"
         f"FROM {signer_image} AS signer\n"
+        # The operator image runs as 65532; this throwaway stage writes /signed and reads the
+        # root-owned secret mounts. The final stage keeps the unsigned image's own user.
+        "USER 0:0\n"
         f"RUN {mounts} {script}\n"
         "FROM unsigned\n"
         "COPY --from=signer /signed/ /\n"

@@ -1,6 +1,7 @@
 """Secure Boot signing end to end (issue 14, section 2), with nothing simulated about the images:
 the Buildah backend's Jobs run for real (the simulated kubelet executes them with the host's
-buildah), the signer image is busybox plus Debian's `sign-file`, and the signed module's
+buildah), the signer image is made like the operator image as signing sees it (Debian's
+`sign-file` at linux-kbuild-6.1's path, a POSIX sh, user 65532), and the signed module's
 signature is verified with openssl against the certificate.
 
 Needs root, buildah and linux-kbuild-6.1; under OOTO_REQUIRE_CLUSTER their absence fails.
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ooto.signing import SIGNED_BY_LABEL
+from ooto.signing import SIGN_FILE, SIGNED_BY_LABEL
 from ooto.testing.images import push_busybox_base, push_signer_image
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
@@ -162,6 +163,9 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
     assert labels[SIGNED_BY_LABEL] == first
     files = await registry.image_files(repo, tag)
     assert not [p for p in files if p.startswith(("/run/secrets", "/signed", "/unsigned"))]
+    # The signed image in use, both Jobs (the unsigned build, the sign) and their Dockerfile
+    # ConfigMaps have served their turn.
+    await eventually(lambda: nothing_built_left(admin_rest, namespace), timeout=60)
 
     # Rotation: new key and certificate in the same Secrets, no change to the Module.
     key2, cert2_pem, cert2_der = key_pair(tmp_path, "second")
@@ -207,6 +211,22 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
         body_line = pem.decode().splitlines()[1]
         for text in (job_specs, configmaps, every_event, status, caplog.text):
             assert body_line not in text and base64.b64encode(pem).decode()[:60] not in text
+
+
+async def nothing_built_left(rest: KubeRest, namespace: str) -> bool:
+    """No Job and no build ConfigMap (named after its Job) of Module "mod" left."""
+    configmaps = await rest.get(f"/api/v1/namespaces/{namespace}/configmaps")
+    left = [o["metadata"]["name"] for o in [*configmaps["items"], *await jobs(rest, namespace)]]
+    return not [name for name in left if name.startswith("mod-build-")]
+
+
+def test_the_signer_path_is_where_debian_ships_sign_file() -> None:
+    """The sign Dockerfile calls ooto.signing.SIGN_FILE; the operator image (the default
+    signer) gets it from linux-kbuild-6.1, the package this host's sign-file comes from."""
+    listed = subprocess.run(
+        ["dpkg", "-L", "linux-kbuild-6.1"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert SIGN_FILE in listed
 
 
 def _samples(operator: Any, family: str) -> list[tuple[str, dict[str, str], float]]:

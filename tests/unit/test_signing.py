@@ -18,6 +18,7 @@ from ooto.api.module import Module
 from ooto.builds.buildah import render_buildah_job, sign_build
 from ooto.kernels import SpecError, plan_kernel
 from ooto.signing import (
+    SIGN_FILE,
     CertificateError,
     certificate_der,
     fingerprint,
@@ -169,11 +170,12 @@ def test_the_dockerfile_signs_every_match_and_labels_the_result() -> None:
     text = sign_dockerfile(plan.sign, "reg.example/signer:1", "sha256:abc")
     lines = text.splitlines()
     assert lines[0] == f"FROM {plan.sign.unsigned_image} AS unsigned"
-    assert lines[1] == "FROM reg.example/signer:1 AS signer"
-    assert "--mount=type=secret,id=ooto-sign-key" in lines[2]
-    assert f"for f in /unsigned/opt/lib/modules/{KERNEL}/*.ko;" in lines[2]
-    assert "sign-file sha256 /run/secrets/ooto/key /run/secrets/ooto/cert" in lines[2]
-    assert lines[3:] == [
+    assert lines[1:3] == ["FROM reg.example/signer:1 AS signer", "USER 0:0"]
+    assert "--mount=type=secret,id=ooto-sign-key" in lines[3]
+    assert f"for f in /unsigned/opt/lib/modules/{KERNEL}/*.ko;" in lines[3]
+    sign_file = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
+    assert f"{sign_file} sha256 /run/secrets/ooto/key /run/secrets/ooto/cert" in lines[3]
+    assert lines[4:] == [
         "FROM unsigned",
         "COPY --from=signer /signed/ /",
         'LABEL ooto.sigs.k8s.io/signed-by="sha256:abc"',
@@ -191,3 +193,16 @@ def test_signing_fields_no_kernel_can_use_are_validation_errors() -> None:
     unknown = module({"build": BUILD, "sign": {**SIGN, "filesToSign": ["/x/${NOPE}/*.ko"]}})
     paths = [e.path for e in validate_module(unknown, ModulePolicy())]
     assert paths == ["spec.kernelMappings[0].sign.filesToSign[0]"]
+
+
+def test_the_operator_image_carries_sign_file_where_the_sign_dockerfile_calls_it() -> None:
+    """The default signer is the operator image: its final stage installs the Debian package
+    that ships sign-file at ooto.signing.SIGN_FILE (tests/integration/test_signing.py checks
+    that path against the package's file list and signs with it)."""
+    root = Path(__file__).resolve().parents[2]
+    stages = (root / "Dockerfile").read_text().split("\nFROM ")
+    final = stages[-1]
+    assert final.startswith("python:3.11.14-slim-bookworm\n")  # Debian bookworm: 6.1 kbuild
+    assert "apt-get install -y --no-install-recommends linux-kbuild-6.1" in final
+    assert f"test -x {SIGN_FILE}" in final
+    assert final.index("linux-kbuild-6.1") < final.index("USER 65532:65532")
