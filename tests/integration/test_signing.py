@@ -21,8 +21,15 @@ from typing import Any
 
 import pytest
 
-from ooto.signing import SIGN_FILE, SIGNED_BY_LABEL
-from ooto.testing.images import push_busybox_base, push_signer_image
+from ooto.signing import (
+    SIGN_CERT_DIR,
+    SIGN_FILE,
+    SIGN_KEY_DIR,
+    SIGNED_BY_LABEL,
+    SignPlan,
+    sign_dockerfile,
+)
+from ooto.testing.images import BUILDAH, push_busybox_base, push_signer_image
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest
@@ -313,3 +320,59 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
     assert "signing-key" in failed_jobs, "the sign Job mounts the key Secret by name"
     for text in (failed_jobs, configmaps):
         assert key.decode().splitlines()[1] not in text
+
+
+async def test_the_mounted_sign_dockerfile_of_kaniko_and_openshift_builds_signs_for_real(
+    registry: RegistryServer, images: dict[str, str], tmp_path: Path
+) -> None:
+    """The sign Dockerfile for builders without build secrets (Kaniko, OpenShift builds): the
+    key and certificate are files the build pod mounts read-only and every RUN sees. OpenShift
+    hands its build volumes to Buildah as `--volume`; the same here, with the host's Buildah, the
+    signer image made like the operator image, and a real registry. Kaniko itself cannot run
+    here: this checks the Dockerfile both get, not Kaniko."""
+    key, cert_pem, cert_der = key_pair(tmp_path, "mounted")
+    module_file = tmp_path / "ooto.ko"
+    module_file.write_text(MODULE_TEXT.format(kernel=KERNEL))
+    repo = f"ooto-test/mounted-{secrets.token_hex(3)}"
+    unsigned = push_busybox_base(
+        registry, repo, "unsigned", extra={f"/opt/lib/modules/{KERNEL}/ooto.ko": str(module_file)}
+    )
+    plan = SignPlan(
+        unsigned_image=unsigned,
+        files=(f"/opt/lib/modules/{KERNEL}/*.ko",),
+        key_secret="k", key_key="key", cert_secret="c", cert_key="cert",
+        hash_algorithm="sha512", pull_insecure=True, push_insecure=True,
+    )  # fmt: skip
+    fingerprint = "sha256:" + hashlib.sha256(cert_der).hexdigest()
+    dockerfile = sign_dockerfile(plan, images["signer"], fingerprint, mounted=True)
+    (tmp_path / "key").mkdir()
+    (tmp_path / "key" / "sign-key").write_bytes(key)
+    (tmp_path / "cert").mkdir()
+    (tmp_path / "cert" / "sign-cert").write_bytes(cert_der)
+    volumes = [f"--volume={tmp_path / 'key'}:{SIGN_KEY_DIR}:ro"]
+    volumes.append(f"--volume={tmp_path / 'cert'}:{SIGN_CERT_DIR}:ro")
+    signed_image = f"{registry.host}/{repo}:signed"
+    host_build(dockerfile, signed_image, volumes, tmp_path / "build")
+
+    files = await registry.image_files(repo, "signed")
+    signed = files[f"/opt/lib/modules/{KERNEL}/ooto.ko"]
+    assert verify_module_signature(signed, cert_pem, tmp_path) == module_file.read_bytes()
+    labels = (await registry.image_config(repo, "signed"))["config"]["Labels"]
+    assert labels[SIGNED_BY_LABEL] == fingerprint
+    assert not [p for p in files if p.startswith(("/run/ooto", "/signed", "/unsigned"))]
+    body_line = key.decode().splitlines()[1].encode()
+    assert not [p for p, data in files.items() if body_line in data]
+
+
+def host_build(dockerfile: str, image: str, volumes: list[str], work: Path) -> None:
+    """`buildah build` + push with the arguments ooto's Buildah Job uses, private storage."""
+    work.mkdir()
+    (work / "Dockerfile").write_text(dockerfile)
+    storage = ["--storage-driver=vfs", f"--root={work}/root", f"--runroot={work}/run"]
+    build = [BUILDAH, *storage, "build", "--isolation=chroot", "--tls-verify=false", *volumes]
+    for argv in (
+        [*build, f"--file={work}/Dockerfile", f"--tag={image}", str(work)],
+        [BUILDAH, *storage, "push", "--tls-verify=false", image, f"docker://{image}"],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
