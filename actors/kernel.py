@@ -162,12 +162,13 @@ class KernelActor(OotoActor, KernelSigning):
             self._converge()
 
     def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
-        """Nodes cannot pull our image. If ooto builds it and the registry lost it (an in-cluster
-        registry on an emptyDir restarted), build it again: ask the registry afresh, at most once
-        per initial backoff however many pods report it, never while a build runs."""
+        """Nodes cannot pull our image. If ooto builds or signs it and the registry lost it (an
+        in-cluster registry on an emptyDir restarted), make it again: ask the registry afresh, at
+        most once per initial backoff however many pods report it, never while a build runs."""
         image = self._plan.image
         deployed = self._deployed_plan().image  # a pod on an older digest waits for the rollout
-        if self._retiring or self._plan.build is None or failed.image != deployed:
+        makes_image = self._plan.build is not None or self._plan.sign is not None
+        if self._retiring or not makes_image or failed.image != deployed:
             return
         if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING):
             return
@@ -253,7 +254,8 @@ class KernelActor(OotoActor, KernelSigning):
             log.warning("%s: %s", self.describe(), error, extra=self._log_extra("RenderFailed"))
             self._set_phase(KernelPhase.INVALID, "RenderFailed", str(error))
             return
-        if self._plan.build is not None and self._image_present != self._plan.image:
+        makes_image = self._plan.build is not None or self._plan.sign is not None
+        if makes_image and self._image_present != self._plan.image:
             if self._rechecking or not self._deployed_now():
                 self._resolve_image()
                 return

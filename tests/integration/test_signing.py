@@ -220,6 +220,49 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
             assert body_line not in text and base64.b64encode(pem).decode()[:60] not in text
 
 
+async def test_sign_from_an_existing_unsigned_image(
+    admin_rest: KubeRest,
+    real_builds: SimulatedKubelet,  # noqa: F811
+    registry: RegistryServer,
+    images: dict[str, str],
+    namespace: str,
+    start_operator: OperatorFactory,
+    tmp_path: Path,
+) -> None:
+    """A mapping without `build`: `unsignedImage` is there already; the sign Job alone makes the
+    signed image, and once the DaemonSet uses it the succeeded sign Job is deleted too."""
+    key, cert_pem, cert_der = key_pair(tmp_path, "existing")
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    await admin_rest.post(path, secret("signing-key", "key", key))
+    await admin_rest.post(path, secret("signing-cert", "cert", cert_pem))
+    module_file = tmp_path / "ooto.ko"
+    module_file.write_text(MODULE_TEXT.format(kernel=KERNEL))
+    repo = f"ooto-test/existing-{secrets.token_hex(3)}"
+    inside = f"/opt/lib/modules/{KERNEL}/ooto.ko"
+    unsigned = push_busybox_base(registry, repo, "vendor", extra={inside: str(module_file)})
+    await real_builds.add_nodes([("sg3-a", KERNEL, GPU)])
+    await start_operator(
+        watch_namespace=namespace, build_backend="buildah", signer_image=images["signer"]
+    )
+    insecure = {"insecure": True}
+    sign = {**SIGN, "unsignedImage": unsigned, "pull": insecure, "push": insecure}
+    mapping = {"literal": KERNEL, "containerImage": f"{registry.host}/{repo}:signed"}
+    await apply_module(admin_rest, namespace, module_manifest("mod", [mapping], sign=sign))
+
+    module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=120)
+
+    assert kernel_status(module)[KERNEL]["build"] == "Signed"
+    signed = (await registry.image_files(repo, "signed"))[inside]
+    assert verify_module_signature(signed, cert_pem, tmp_path) == module_file.read_bytes()
+    (ds,) = await daemonsets(admin_rest, namespace, "mod")
+    loader = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert loader == f"{registry.host}/{repo}:signed@{await registry.digest(repo, 'signed')}"
+    await eventually(lambda: nothing_built_left(admin_rest, namespace), timeout=60)
+    assert hashlib.sha256(cert_der).hexdigest() in json.dumps(
+        (await registry.image_config(repo, "signed"))["config"]["Labels"]
+    )
+
+
 async def nothing_built_left(rest: KubeRest, namespace: str) -> bool:
     """No Job and no build ConfigMap (named after its Job) of Module "mod" left."""
     configmaps = await rest.get(f"/api/v1/namespaces/{namespace}/configmaps")
