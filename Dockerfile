@@ -16,6 +16,13 @@ RUN /opt/ooto/bin/pip install -c constraints.txt . \
     && /opt/ooto/bin/python -m compileall -q /opt/ooto
 
 FROM python:3.11.14-slim-bookworm
+# The operator image is also the default signer image of sign builds (Secure Boot): Debian's
+# linux-kbuild-6.1 ships /usr/lib/linux-kbuild-6.1/scripts/sign-file, the path the generated
+# sign Dockerfile calls (ooto.signing.SIGN_FILE). Nothing else in the package is used.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends linux-kbuild-6.1 \
+    && test -x /usr/lib/linux-kbuild-6.1/scripts/sign-file \
+    && rm -rf /var/lib/apt/lists/*
 # Same uid/gid as the chart's podSecurityContext; numeric so that runAsNonRoot can verify it.
 RUN groupadd --gid 65532 ooto \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

@@ -162,12 +162,13 @@ class KernelActor(OotoActor, KernelSigning):
             self._converge()
 
     def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
-        """Nodes cannot pull our image. If ooto builds it and the registry lost it (an in-cluster
-        registry on an emptyDir restarted), build it again: ask the registry afresh, at most once
-        per initial backoff however many pods report it, never while a build runs."""
+        """Nodes cannot pull our image. If ooto builds or signs it and the registry lost it (an
+        in-cluster registry on an emptyDir restarted), make it again: ask the registry afresh, at
+        most once per initial backoff however many pods report it, never while a build runs."""
         image = self._plan.image
         deployed = self._deployed_plan().image  # a pod on an older digest waits for the rollout
-        if self._retiring or self._plan.build is None or failed.image != deployed:
+        makes_image = self._plan.build is not None or self._plan.sign is not None
+        if self._retiring or not makes_image or failed.image != deployed:
             return
         if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING):
             return
@@ -253,7 +254,8 @@ class KernelActor(OotoActor, KernelSigning):
             log.warning("%s: %s", self.describe(), error, extra=self._log_extra("RenderFailed"))
             self._set_phase(KernelPhase.INVALID, "RenderFailed", str(error))
             return
-        if self._plan.build is not None and self._image_present != self._plan.image:
+        makes_image = self._plan.build is not None or self._plan.sign is not None
+        if makes_image and self._image_present != self._plan.image:
             if self._rechecking or not self._deployed_now():
                 self._resolve_image()
                 return
@@ -463,17 +465,19 @@ class KernelActor(OotoActor, KernelSigning):
             self._build_event(text, reason)
 
     def _delete_succeeded_builds(self) -> None:
-        """A succeeded build of our image has served its purpose once a DaemonSet uses the image.
+        """A succeeded build of our image has served its purpose once a DaemonSet uses the image;
+        so has, when the mapping signs, the build of the unsigned image it was signed from.
         Failed builds stay for inspection (a retry replaces the one of the same image)."""
-        if self._plan.build is None:
+        if self._plan.build is None and self._plan.sign is None:
             return
+        ours = {self._target(signing=False), self._target(signing=True)}
         for obj in self._io.builds.list():
             meta = obj.get("metadata") or {}
             if meta.get("namespace") != self._plan.namespace or meta.get("deletionTimestamp"):
                 continue
             observed = self._io.build_observation(obj)
             tag = BuildDeleted(observed.name, uid_of(obj))
-            if observed.image != self._plan.image or observed.phase != "Succeeded":
+            if observed.image not in ours or observed.phase != "Succeeded":
                 continue
             if tag not in self._inflight:
                 log.info(

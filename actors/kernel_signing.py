@@ -1,5 +1,7 @@
 """The signing steps of a KernelActor whose mapping signs (a mixin: the actor's state, these
-handlers). Kept apart so actors/kernel.py stays about one image's check, build and rollout.
+handlers). Kept apart so actors/kernel.py stays about one image's check, build and rollout. What
+each reply means in each build phase is decided by `ooto.sign_flow.sign_step` (pure, tested
+exhaustively); these handlers turn replies into its events and perform its actions.
 
     Resolving: is the signed image there, labelled with the current certificate's fingerprint?
         yes -> Deploying
@@ -23,11 +25,13 @@ from actors.messages import IoDone
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
 from ooto.api import BuildPhase, KernelPhase, Module
 from ooto.kernels import KernelPlan
+from ooto.sign_flow import SignAction, SignEvent, sign_step
 from ooto.signing import CertificateError
 
 log = logging.getLogger("actors.kernel")
 
 FAILED = (BuildPhase.FAILED, BuildPhase.SIGN_FAILED)
+_UNSIGNED_EVENTS = {"present": SignEvent.UNSIGNED_PRESENT, "missing": SignEvent.UNSIGNED_MISSING}
 
 
 # Reply tags of the signing steps (KernelActor.on_IoDone dispatches on them).
@@ -66,11 +70,12 @@ class KernelSigning:
 
     def _signature_missing(self, message: str) -> None:
         """The signed image is missing or signed with another certificate."""
-        if self._build is BuildPhase.SIGNED:
-            self._fail("ImageMissing", f"signed, but {message}")
-            return
-        log.info("%s: %s", self.describe(), message, extra=self._log_extra("SignatureMissing"))
-        self._check_unsigned(fresh=self._build is BuildPhase.BUILT)
+        step = sign_step(self._build, SignEvent.SIGNATURE_MISSING, self._plan.build is not None)
+        if step.action is SignAction.FAIL:
+            self._fail(step.reason, f"signed, but {message}")
+        elif step.action is SignAction.CHECK_UNSIGNED:
+            log.info("%s: %s", self.describe(), message, extra=self._log_extra("SignatureMissing"))
+            self._check_unsigned(fresh=False)
 
     def _check_unsigned(self, fresh: bool) -> None:
         assert self._plan.sign is not None
@@ -81,19 +86,23 @@ class KernelSigning:
         if self._plan.sign is None or image != self._plan.sign.unsigned_image:
             return
         outcome = done.result.outcome if done.ok else "error"
-        message = done.result.message if done.ok else str(done.error)
-        unsigned = self._plan.sign.unsigned_image
-        if outcome == "present":
+        event = _UNSIGNED_EVENTS.get(outcome, SignEvent.UNSIGNED_UNKNOWN)
+        step = sign_step(self._build, event, self._plan.build is not None)
+        if step.action is SignAction.START_SIGN:
             self._start_sign()
-        elif outcome == "missing" and self._plan.build is not None:
-            if self._build is BuildPhase.BUILT:
-                self._fail("ImageMissing", f"build finished but {unsigned} is not in the registry")
-            else:
-                self._start_build()
-        elif outcome == "missing":
-            self._fail("ImageMissing", f"the unsigned image {unsigned} is not in the registry")
-        else:
-            self._fail("ImageCheckFailed", f"cannot check {unsigned}: {message}")
+        elif step.action is SignAction.START_BUILD:
+            self._start_build()
+        elif step.action is SignAction.FAIL:
+            self._fail(step.reason, self._unsigned_problem(event, done))
+
+    def _unsigned_problem(self, event: SignEvent, done: IoDone) -> str:
+        assert self._plan.sign is not None
+        unsigned = self._plan.sign.unsigned_image
+        if event is SignEvent.UNSIGNED_UNKNOWN:
+            return f"cannot check {unsigned}: {done.result.message if done.ok else done.error}"
+        if self._build is BuildPhase.BUILT:
+            return f"build finished but {unsigned} is not in the registry"
+        return f"the unsigned image {unsigned} is not in the registry"
 
     def _start_sign(self) -> None:
         self._build = BuildPhase.SIGNING
@@ -105,14 +114,21 @@ class KernelSigning:
 
     def _sign_not_started(self, error: CertificateError) -> None:
         """start_sign refused: a signing Secret is missing or garbled."""
-        self._metrics.sign_finished(False)
-        self._build = BuildPhase.SIGN_FAILED
-        self._fail("SignSecretInvalid", str(error))
+        step = sign_step(self._build, SignEvent.SIGN_REFUSED, self._plan.build is not None)
+        if step.action is SignAction.FAIL:
+            self._metrics.sign_finished(False)
+            self._build = step.phase
+            self._fail(step.reason, str(error))
 
     def _sign_done(self, succeeded: bool) -> None:
+        """The sign Job ended; the caller reports a failure (Event with the log tail)."""
+        event = SignEvent.SIGN_SUCCEEDED if succeeded else SignEvent.SIGN_FAILED
+        step = sign_step(self._build, event, self._plan.build is not None)
+        if step.action is SignAction.NOTHING:
+            return
         self._metrics.sign_finished(succeeded)
-        self._build = BuildPhase.SIGNED if succeeded else BuildPhase.SIGN_FAILED
-        if succeeded:
+        self._build = step.phase
+        if step.action is SignAction.CHECK_SIGNATURE:
             self._check_signature(fresh=True)
 
     def _signature_present(self, signed_by: str) -> None:
@@ -130,19 +146,21 @@ class KernelSigning:
             return
         self.set_timer("sign-recheck", self._settings.sign_recheck_seconds)
         if not done.ok:
-            reason = "SignSecretInvalid" if isinstance(done.error, CertificateError) else ""
-            self._fail(reason or "ImageCheckFailed", str(done.error))
-            return
-        if done.result != self._signed_by and self._build not in (
-            BuildPhase.BUILDING,
-            BuildPhase.SIGNING,
-        ):
+            invalid = isinstance(done.error, CertificateError)
+            event = SignEvent.CERT_INVALID if invalid else SignEvent.CERT_UNREADABLE
+        else:
+            changed = done.result != self._signed_by
+            event = SignEvent.CERT_CHANGED if changed else SignEvent.CERT_SAME
+        step = sign_step(self._build, event, self._plan.build is not None)
+        if step.action is SignAction.FAIL:
+            self._fail(step.reason, str(done.error))
+        elif step.action is SignAction.CHECK_SIGNATURE:
             log.info(
                 "%s: certificate changed", self.describe(), extra=self._log_extra("KeyRotated")
             )
             self._rechecking = True
             self._image_present = None
-            self._build = BuildPhase.CHECKING
+            self._build = step.phase
             self._check_signature(fresh=True)
 
     if TYPE_CHECKING:  # provided by KernelActor and OotoActor

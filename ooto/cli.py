@@ -92,9 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--kernel", required=True, help="kernel version string of a node")
     render.add_argument(
         "--build-backend",
-        choices=["kaniko", "buildconfig"],
+        choices=["kaniko", "buildah", "buildconfig"],
         default=None,
         help="build objects to show (default: OOTO_BUILD_BACKEND; auto shows kaniko)",
+    )
+    render.add_argument(
+        "--sign-cert",
+        default=None,
+        help="signing certificate file (PEM or DER): its fingerprint labels the sign build",
     )
     render.add_argument(
         "--firmware-host-dir",

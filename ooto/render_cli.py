@@ -2,8 +2,9 @@
 
 No cluster needed. Stdout is YAML documents one can apply (explanations are `#` comments): the
 DaemonSets and, when the mapping builds its image, the build objects of the chosen backend
-(Kaniko Job and its Dockerfile ConfigMap, or BuildConfig), rendered by the very functions the
-operator uses. Strings are quoted wherever Go's YAML 1.1 (kubectl) would read something else, so
+(Kaniko or Buildah Job and its Dockerfile ConfigMap, or BuildConfig), and when it signs, the
+sign build's objects, rendered by the very functions the operator uses. Strings are quoted
+wherever Go's YAML 1.1 (kubectl) would read something else, so
 `ooto render ... | kubectl apply --dry-run=server -f -` checks them against a real API server.
 Exit codes: 0 rendered, 1 no mapping matches the kernel, 2 bad input (the message names the file
 and the field path). The Module is validated exactly as the admission webhook and the operator
@@ -20,6 +21,7 @@ from typing import Any, Literal, TextIO
 import yaml
 
 from ooto.api.module import KIND, Module
+from ooto.builds.buildah import BuildahOptions, render_buildah_job, sign_build
 from ooto.builds.buildconfig import render_buildconfig
 from ooto.builds.kaniko import KanikoOptions, render_dockerfile_configmap, render_kaniko_job
 from ooto.kernels import (
@@ -33,9 +35,12 @@ from ooto.manifest_yaml import dump_manifests
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.render import RenderOptions, node_kernel_labels, render_daemonsets
 from ooto.settings import Settings, SettingsError
+from ooto.signing import CertificateError, fingerprint
 from ooto.validation import ModulePolicy, field_path, validate_module
 
 __all__ = ["field_path", "load_module", "render_command"]
+
+UNKNOWN_SIGNER = "sha256:<fingerprint of the signing certificate: see --sign-cert>"
 
 
 class InputError(Exception):
@@ -46,6 +51,7 @@ def render_command(args: argparse.Namespace) -> int:
     filename, kernel = str(args.filename), str(args.kernel)
     try:
         settings = _settings(args)
+        signed_by = sign_certificate(getattr(args, "sign_cert", None))
         module = load_module(filename, settings.module_policy())
         plan = plan_kernel(module, kernel)
     except InputError as error:
@@ -57,7 +63,7 @@ def render_command(args: argparse.Namespace) -> int:
     if plan is None:
         explain_no_match(module, kernel, sys.stdout)
         return 1
-    write_plan(module, plan, sys.stdout, settings)
+    write_plan(module, plan, sys.stdout, settings, signed_by)
     return 0
 
 
@@ -104,7 +110,14 @@ def explain_no_match(module: Module, kernel: str, out: TextIO) -> None:
         out.write(f"#   {mapping_path(index)}: {reason}\n")
 
 
-def write_plan(module: Module, plan: KernelPlan, out: TextIO, settings: Settings) -> None:
+def write_plan(
+    module: Module,
+    plan: KernelPlan,
+    out: TextIO,
+    settings: Settings,
+    signed_by: str | None = None,
+) -> None:
+    """`signed_by`: the fingerprint of the signing certificate, when known (--sign-cert)."""
     mapping = module.spec.kernel_mappings[plan.mapping_index]
     matcher = f"literal {mapping.literal!r}" if mapping.literal else f"regexp {mapping.regexp!r}"
     labels, _ = node_kernel_labels(plan.kernel)
@@ -115,13 +128,16 @@ def write_plan(module: Module, plan: KernelPlan, out: TextIO, settings: Settings
         out.write(_comment_block(f"warning {NO_UNLOAD_HOOK}: {NO_UNLOAD_HOOK_MESSAGE}"))
     options = RenderOptions(firmware_host_dir=settings.firmware_host_dir)
     objects = render_daemonsets(module, plan, options)
+    backend = _build_backend(settings)
     if plan.build is not None:
-        backend = _build_backend(settings)
         out.write(
             f"# when the registry does not have {plan.build.image}, ooto first creates the "
             f"build objects below ({backend} backend; --build-backend picks another)\n"
         )
         objects += build_objects(module, plan, backend, settings)
+    if plan.sign is not None:
+        out.write(_sign_comment(plan, signed_by))
+        objects += sign_objects(module, plan, backend, settings, signed_by or UNKNOWN_SIGNER)
     if not module.metadata.uid:
         out.write(
             "# no ownerReferences: the Module has no uid yet (render the Module as the cluster "
@@ -131,33 +147,71 @@ def write_plan(module: Module, plan: KernelPlan, out: TextIO, settings: Settings
     out.write(dump_manifests(objects))
 
 
-def _build_backend(settings: Settings) -> Literal["kaniko", "buildconfig"]:
+Backend = Literal["kaniko", "buildah", "buildconfig"]
+
+
+def _build_backend(settings: Settings) -> Backend:
     # "auto" asks the API server (BuildConfig on OpenShift); with no cluster, show Kaniko.
-    return "buildconfig" if settings.build_backend == "buildconfig" else "kaniko"
+    backend = settings.build_backend
+    return backend if backend in ("buildah", "buildconfig") else "kaniko"
 
 
 def build_objects(
-    module: Module, plan: KernelPlan, backend: Literal["kaniko", "buildconfig"], settings: Settings
+    module: Module, plan: KernelPlan, backend: Backend, settings: Settings
 ) -> list[dict[str, Any]]:
     """The build objects the operator's backend creates for the plan, by the backend's own
     render functions (the options as `ooto.builds.select.select_backend` sets them)."""
+    configmap = render_dockerfile_configmap(module, plan)
     if backend == "buildconfig":
         objects = [render_buildconfig(module, plan, settings.build_deadline_seconds)]
+    elif backend == "buildah":
+        buildah = BuildahOptions(
+            image=settings.buildah_image, active_deadline_seconds=settings.build_deadline_seconds
+        )
+        objects = [*([configmap] if configmap else []), render_buildah_job(module, plan, buildah)]
     else:
         kaniko = KanikoOptions(
             executor_image=settings.kaniko_image,
             active_deadline_seconds=settings.build_deadline_seconds,
         )
-        configmap = render_dockerfile_configmap(module, plan)
         objects = [*([configmap] if configmap else []), render_kaniko_job(module, plan, kaniko)]
-    return objects + sign_objects(module, plan)
+    return objects
 
 
-def sign_objects(module: Module, plan: KernelPlan) -> list[dict[str, Any]]:
-    """HOOK for image signing: the sign Job (and what it needs) once ooto/builds renders one.
-    Nothing to show until then."""
-    del module, plan
-    return []
+def sign_objects(
+    module: Module, plan: KernelPlan, backend: Backend, settings: Settings, signed_by: str
+) -> list[dict[str, Any]]:
+    """The sign build's objects, as `ooto.signing_io` starts them: the backend's build of the
+    generated sign Dockerfile (build secrets for Buildah, mounted Secrets for the others)."""
+    signing = sign_build(plan, settings.signer_image, signed_by, mounted=backend != "buildah")
+    return build_objects(module, signing, backend, settings)
+
+
+def _sign_comment(plan: KernelPlan, signed_by: str | None) -> str:
+    assert plan.sign is not None
+    text = (
+        f"when {plan.image} is missing or signed by another certificate, ooto signs "
+        f"{plan.sign.unsigned_image} with the build objects below (Secrets "
+        f"{plan.sign.key_secret} and {plan.sign.cert_secret} are mounted, never copied)"
+    )
+    if signed_by is None:
+        text += (
+            f"\nthe signed-by label shows a placeholder: --sign-cert FILE (the certificate in "
+            f"Secret {plan.sign.cert_secret}) shows its real fingerprint"
+        )
+    return _comment_block(text)
+
+
+def sign_certificate(path: str | None) -> str | None:
+    """The signed-by fingerprint of the certificate file --sign-cert names (PEM or DER)."""
+    if path is None:
+        return None
+    try:
+        return fingerprint(Path(path).read_bytes())
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error}") from None
+    except CertificateError as error:
+        raise InputError(f"{path}: {error}") from None
 
 
 def _without_owner(obj: dict[str, Any]) -> dict[str, Any]:

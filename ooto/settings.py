@@ -13,18 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ooto import __version__
 from ooto.validation import ModulePolicy
 
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_OPERATOR_NAMESPACE = "ooto-system"
 DEFAULT_KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
-DEFAULT_SIGNER_IMAGE = ""
-"""No default: no public image with `sign-file` could be verified and pinned. A Module that signs
-reports SignFailed ("no --signer-image") until one is set."""
+DEFAULT_SIGNER_IMAGE = f"ooto:{__version__}"
+"""The operator's own image at this version (the repository's Dockerfile installs Debian's
+linux-kbuild-6.1, whose sign-file the sign Dockerfile calls by path), under the name the chart
+gives it by default (`image.repository: ooto`, tag = appVersion). The chart sets the setting to
+the image it deploys; `ooto run` elsewhere should name the image it pushed."""
 DEFAULT_WEBHOOK_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -82,7 +85,8 @@ class Settings(BaseSettings):
     buildah_image: str = Field(default=DEFAULT_BUILDAH_IMAGE, description="Pinned Buildah image.")
     signer_image: str = Field(
         default=DEFAULT_SIGNER_IMAGE,
-        description="Pinned image with sh and /usr/bin/sign-file, for signing; unset = no signing.",
+        description="Image of sign builds: sh and Debian's sign-file at "
+        "/usr/lib/linux-kbuild-6.1/scripts/sign-file (default: the operator image).",
     )
     sign_secrets_recheck_seconds: float = Field(
         default=60, gt=0, le=3600, description="Re-read signing certificates this often."
@@ -169,9 +173,7 @@ class Settings(BaseSettings):
 
     @field_validator("kaniko_image", "buildah_image", "signer_image")
     @classmethod
-    def _pinned_image(cls, value: str, info: ValidationInfo) -> str:
-        if not value and info.field_name == "signer_image":
-            return value
+    def _pinned_image(cls, value: str) -> str:
         last = value.rsplit("/", 1)[-1]
         if not value or " " in value or ("@" not in last and ":" not in last):
             raise ValueError(f"{value!r} must be an image reference with a tag or digest")

@@ -5,9 +5,10 @@ The sign build (a Buildah Job, `ooto.builds.buildah.render_sign_job`) builds thi
 
     FROM <unsigned image> AS unsigned
     FROM <signer image> AS signer
+    USER 0:0
     RUN --mount=type=bind,from=unsigned,target=/unsigned \\
         --mount=type=secret,id=ooto-sign-key,... --mount=type=secret,id=ooto-sign-cert,... \\
-        <for each file matching filesToSign: copy it to /signed, run sign-file on it>
+        <for each file matching filesToSign: copy it to /signed, run SIGN_FILE on it>
     FROM unsigned
     COPY --from=signer /signed/ /
     LABEL ooto.sigs.k8s.io/signed-by=sha256:<hex of the DER certificate's SHA-256>
@@ -30,8 +31,14 @@ from dataclasses import dataclass
 from ooto.api.module import Module
 
 SIGNED_BY_LABEL = "ooto.sigs.k8s.io/signed-by"
+SIGN_FILE = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
+"""Where the signer image has `sign-file`: Debian bookworm's linux-kbuild-6.1 package puts it
+there, and the operator's own image (the default signer image) installs that package."""
 KEY_SECRET_ID, CERT_SECRET_ID = "ooto-sign-key", "ooto-sign-cert"
 SECRETS_DIR = "/run/secrets/ooto"
+SIGN_KEY_DIR, SIGN_CERT_DIR = "/run/ooto/sign-key", "/run/ooto/sign-cert"
+"""Where a sign build's pod mounts the key and certificate Secrets (read-only, one item each)."""
+MOUNTED_KEY, MOUNTED_CERT = f"{SIGN_KEY_DIR}/sign-key", f"{SIGN_CERT_DIR}/sign-cert"
 UNSIGNED_SUFFIX = "-unsigned"
 _MAX_TAG = 128
 SAFE_GLOB = re.compile(r"/[A-Za-z0-9_.+*?\[\]/@:=,~-]*")
@@ -143,30 +150,64 @@ def fingerprint(cert: bytes) -> str:
     return "sha256:" + hashlib.sha256(certificate_der(cert)).hexdigest()
 
 
-def sign_dockerfile(plan: SignPlan, signer_image: str, signed_by: str) -> str:
+def sign_dockerfile(
+    plan: SignPlan, signer_image: str, signed_by: str, mounted: bool = False
+) -> str:
     """The Dockerfile of a sign build (see the module docstring). A pattern that matches no file
-    fails the build with a line naming it."""
-    key, cert = f"{SECRETS_DIR}/key", f"{SECRETS_DIR}/cert"
-    mounts = " ".join(
-        [
-            "--mount=type=bind,from=unsigned,target=/unsigned",
-            f"--mount=type=secret,id={KEY_SECRET_ID},target={key}",
-            f"--mount=type=secret,id={CERT_SECRET_ID},target={cert}",
-        ]
-    )
-    loops = [
-        f'found=0; for f in /unsigned{pattern}; do [ -f "$f" ] || continue; found=1; '
-        'p="${f#/unsigned}"; mkdir -p "/signed${p%/*}"; cp "$f" "/signed$p"; '
-        f'sign-file {plan.hash_algorithm} {key} {cert} "/signed$p"; echo "signed $p"; done; '
-        f'[ "$found" = 1 ] || {{ echo "no file matches {pattern}" >&2; exit 1; }}'
-        for pattern in plan.files
-    ]
-    script = "; ".join(["set -e", "mkdir -p /signed", *loops])
+    fails the build with a line naming it. `mounted`: for builders without build secrets (Kaniko,
+    OpenShift builds), the key and certificate are files the build pod mounts at MOUNTED_KEY and
+    MOUNTED_CERT, and the unsigned files are copied into the signer stage (no RUN --mount)."""
+    if mounted:
+        key, cert = MOUNTED_KEY, MOUNTED_CERT
+        copies = "".join(
+            f"COPY --from=unsigned {root} /unsigned{root}\n" for root in _glob_roots(plan.files)
+        )
+        mounts = ""
+    else:
+        key, cert = f"{SECRETS_DIR}/key", f"{SECRETS_DIR}/cert"
+        copies = ""
+        mounts = " ".join(
+            [
+                "--mount=type=bind,from=unsigned,target=/unsigned",
+                f"--mount=type=secret,id={KEY_SECRET_ID},target={key}",
+                f"--mount=type=secret,id={CERT_SECRET_ID},target={cert}",
+                "",
+            ]
+        )
     return (
         f"FROM {plan.unsigned_image} AS unsigned\n"
         f"FROM {signer_image} AS signer\n"
-        f"RUN {mounts} {script}\n"
+        # The operator image runs as 65532; this throwaway stage writes /signed and reads the
+        # root-owned secrets. The final stage keeps the unsigned image's own user.
+        "USER 0:0\n"
+        f"{copies}"
+        f"RUN {mounts}{_sign_script(plan, key, cert)}\n"
         "FROM unsigned\n"
         "COPY --from=signer /signed/ /\n"
         f'LABEL {SIGNED_BY_LABEL}="{signed_by}"\n'
     )
+
+
+def _sign_script(plan: SignPlan, key: str, cert: str) -> str:
+    loops = [
+        f'found=0; for f in /unsigned{pattern}; do [ -f "$f" ] || continue; found=1; '
+        'p="${f#/unsigned}"; mkdir -p "/signed${p%/*}"; cp "$f" "/signed$p"; '
+        f'{SIGN_FILE} {plan.hash_algorithm} {key} {cert} "/signed$p"; echo "signed $p"; done; '
+        f'[ "$found" = 1 ] || {{ echo "no file matches {pattern}" >&2; exit 1; }}'
+        for pattern in plan.files
+    ]
+    return "; ".join(["set -e", "mkdir -p /signed", *loops])
+
+
+def _glob_roots(patterns: tuple[str, ...]) -> list[str]:
+    """The directories (ending in /) that hold every file the patterns can match: each
+    pattern's directories before its first one with a wildcard, nested ones dropped."""
+    roots = set()
+    for pattern in patterns:
+        fixed = []
+        for part in pattern.split("/")[1:-1]:
+            if any(c in part for c in "*?["):
+                break
+            fixed.append(part)
+        roots.add("/" + "".join(f"{part}/" for part in fixed))
+    return [r for r in sorted(roots) if not any(r != o and r.startswith(o) for o in roots)]

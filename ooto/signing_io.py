@@ -106,9 +106,12 @@ class ModuleSignatures:
         signed_by = await self.current_fingerprint(module, plan)
         if not self._signer_image:
             raise BuildStartError("no signer image: set --signer-image (OOTO_SIGNER_IMAGE)")
-        if not hasattr(self._backend, "signs"):
-            raise BuildStartError("signing needs the buildah build backend (--build-backend)")
-        ref = await self._backend.start(module, sign_build(plan, self._signer_image, signed_by))
+        style = getattr(self._backend, "sign_secrets", None)
+        if style is None:
+            raise BuildStartError("this build backend cannot sign (--build-backend)")
+        mounted = style == "mounted"
+        signing = sign_build(plan, self._signer_image, signed_by, mounted)
+        ref = await self._backend.start(module, signing)
         return ref.name
 
     async def _sign_secret(

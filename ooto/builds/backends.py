@@ -231,7 +231,10 @@ class _JobBackend(_Backend):
 
 
 class KanikoJobBackend(_JobBackend):
-    """Builds with a Kaniko executor Job (Kaniko is archived upstream; kept selectable)."""
+    """Builds with a Kaniko executor Job (Kaniko is archived upstream; kept selectable). Sign
+    builds get the signing Secrets mounted into the executor (Kaniko has no build secrets)."""
+
+    sign_secrets = "mounted"
 
     def __init__(
         self, api: KubeApi, reads: ClusterReads, options: KanikoOptions | None = None
@@ -244,10 +247,10 @@ class KanikoJobBackend(_JobBackend):
 
 
 class BuildahJobBackend(_JobBackend):
-    """Builds with the upstream Buildah image in a Job (upstream Kubernetes' default). It also
-    runs sign builds (build secrets: the other backends have no equivalent here yet)."""
+    """Builds with the upstream Buildah image in a Job (upstream Kubernetes' default). Sign
+    builds hand the signing Secrets to `RUN --mount=type=secret` (build secrets)."""
 
-    signs = True
+    sign_secrets = "build-secrets"
 
     def __init__(
         self, api: KubeApi, reads: ClusterReads, options: BuildahOptions | None = None
@@ -260,7 +263,10 @@ class BuildahJobBackend(_JobBackend):
 
 
 class BuildConfigBackend(_Backend):
-    """Builds with an OpenShift BuildConfig (Docker strategy) and its Builds."""
+    """Builds with an OpenShift BuildConfig (Docker strategy) and its Builds. Sign builds get
+    the signing Secrets as build volumes."""
+
+    sign_secrets = "mounted"
 
     resource = BUILDS
     _pod_label = BUILD_NAME_LABEL

@@ -31,12 +31,25 @@ from typing import Any
 
 from ooto.api.module import GitSource, Module
 from ooto.builds.kaniko import DOCKERFILE_KEY
-from ooto.builds.model import build_metadata, build_name, plan_build, sorted_keys
+from ooto.builds.model import (
+    build_metadata,
+    build_name,
+    plan_build,
+    sign_of_build,
+    sign_secret_volumes,
+    sorted_keys,
+)
 from ooto.kernels import BuildPlan, KernelPlan
-from ooto.signing import CERT_SECRET_ID, KEY_SECRET_ID, sign_dockerfile
+from ooto.signing import (
+    CERT_SECRET_ID,
+    KEY_SECRET_ID,
+    MOUNTED_CERT,
+    MOUNTED_KEY,
+    SignPlan,
+    sign_dockerfile,
+)
 
 DEFAULT_BUILDAH_IMAGE = "quay.io/buildah/stable:v1.35.4"
-SIGN_KEY_DIR, SIGN_CERT_DIR = "/run/ooto/sign-key", "/run/ooto/sign-cert"
 """An upstream Buildah release; pinned so a build never changes under us. Override in settings."""
 BUILDAH = "/usr/bin/buildah"
 CONTEXT_DIR = "/run/ooto/context"
@@ -81,7 +94,7 @@ def render_buildah_job(
             "activeDeadlineSeconds": options.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": metadata["labels"], "annotations": annotations},
-                "spec": _pod_spec(module, build, name, options, _signing(plan)),
+                "spec": _pod_spec(module, build, name, options, sign_of_build(plan)),
             },
         },
     }
@@ -94,7 +107,7 @@ def _pod_spec(
     build: BuildPlan,
     name: str,
     options: BuildahOptions,
-    signing: KernelPlan | None = None,
+    signing: SignPlan | None = None,
 ) -> dict[str, Any]:
     authenticated = module.spec.image_repo_secret is not None
     mounts: list[dict[str, Any]] = [{"name": "containers", "mountPath": STORAGE_DIR}]
@@ -192,22 +205,19 @@ def git_context(git: GitSource) -> str:
     return f"{url}#{ref}:{git.context_dir.strip('/')}"
 
 
-def _signing(plan: KernelPlan) -> KernelPlan | None:
-    """The plan when its build is the sign build (it builds the signed image itself)."""
-    signs = plan.sign is not None and plan.build is not None and plan.build.image == plan.image
-    return plan if signs else None
-
-
-def sign_build(plan: KernelPlan, signer_image: str, signed_by: str) -> KernelPlan:
+def sign_build(
+    plan: KernelPlan, signer_image: str, signed_by: str, mounted: bool = False
+) -> KernelPlan:
     """The plan of the build that signs `plan.sign.unsigned_image` into `plan.image`: a
-    generated Dockerfile (`ooto.signing.sign_dockerfile`), no build args (nothing secret can
-    leak through one). Its Job and ConfigMap are named after the signed image."""
+    generated Dockerfile (`ooto.signing.sign_dockerfile`; `mounted` for builders without build
+    secrets), no build args (nothing secret can leak through one). Its Job and ConfigMap are
+    named after the signed image."""
     sign = plan.sign
     if sign is None:
         raise ValueError(f"kernel {plan.kernel}: its mapping does not sign")
     build = BuildPlan(
         image=plan.image,
-        dockerfile=sign_dockerfile(sign, signer_image, signed_by),
+        dockerfile=sign_dockerfile(sign, signer_image, signed_by, mounted),
         git=None,
         build_args=(),
         pull_insecure=sign.pull_insecure,
@@ -217,20 +227,14 @@ def sign_build(plan: KernelPlan, signer_image: str, signed_by: str) -> KernelPla
 
 
 def _sign_secrets(
-    plan: KernelPlan, mounts: list[dict[str, Any]], volumes: list[dict[str, Any]]
+    sign: SignPlan, mounts: list[dict[str, Any]], volumes: list[dict[str, Any]]
 ) -> list[str]:
     """Mount the key and certificate Secrets (read-only, one item each) and hand them to the
     build as build secrets: `RUN --mount=type=secret` sees them, no layer keeps them."""
-    sign = plan.sign
-    assert sign is not None
-    for volume, secret, key, path in (
-        ("sign-key", sign.key_secret, sign.key_key, SIGN_KEY_DIR),
-        ("sign-cert", sign.cert_secret, sign.cert_key, SIGN_CERT_DIR),
-    ):
-        mounts.append({"name": volume, "mountPath": path, "readOnly": True})
-        items = [{"key": key, "path": volume}]
-        volumes.append({"name": volume, "secret": {"secretName": secret, "items": items}})
+    sign_mounts, sign_volumes = sign_secret_volumes(sign)
+    mounts += sign_mounts
+    volumes += sign_volumes
     return [
-        f"--secret=id={KEY_SECRET_ID},src={SIGN_KEY_DIR}/sign-key",
-        f"--secret=id={CERT_SECRET_ID},src={SIGN_CERT_DIR}/sign-cert",
+        f"--secret=id={KEY_SECRET_ID},src={MOUNTED_KEY}",
+        f"--secret=id={CERT_SECRET_ID},src={MOUNTED_CERT}",
     ]

@@ -10,6 +10,10 @@ instantiate would have created, with the `openshift.io/build-config.name` label 
 OpenShift has no per-build "insecure registry" switch (it follows the cluster's image config), so
 `pull.insecure`/`push.insecure` have no effect here; tolerations and priority class likewise come
 from the cluster's build defaults, and builds run as OpenShift's `builder` service account.
+
+A sign build puts the key and certificate Secrets in build volumes (`dockerStrategy.volumes`,
+OpenShift 4.10+), which its RUN steps see read-only and OpenShift never writes to the output
+image; the generated Dockerfile copies only the signed modules out of its signer stage.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from ooto.builds.model import (
     meta_of,
     plan_build,
     registry_secret,
+    sign_of_build,
     sorted_keys,
 )
 from ooto.kernels import BuildPlan, KernelPlan
 from ooto.render import SPEC_HASH_ANNOTATION, spec_hash
+from ooto.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 
 API_VERSION = "build.openshift.io/v1"
 BUILD_CONFIG_LABEL = "openshift.io/build-config.name"
@@ -45,19 +51,34 @@ def render_buildconfig(
     module: Module, plan: KernelPlan, deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
 ) -> dict[str, Any]:
     build = plan_build(plan)
+    spec = common_spec(module, build, deadline_seconds)
+    sign = sign_of_build(plan)
+    if sign is not None:
+        spec["strategy"]["dockerStrategy"]["volumes"] = sign_build_volumes(sign)
     manifest: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "BuildConfig",
         "metadata": build_metadata(module, plan, build_name(plan)),
-        "spec": {
-            **common_spec(module, build, deadline_seconds),
-            "runPolicy": "Serial",
-            "triggers": [],
-        },
+        "spec": {**spec, "runPolicy": "Serial", "triggers": []},
     }
     manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(manifest)
     result: dict[str, Any] = sorted_keys(manifest)
     return result
+
+
+def sign_build_volumes(sign: SignPlan) -> list[dict[str, Any]]:
+    """OpenShift build volumes (`dockerStrategy.volumes`) with the key and certificate Secrets at
+    MOUNTED_KEY and MOUNTED_CERT: every RUN of the build sees them, read-only, and OpenShift
+    keeps them out of the output image (its build volumes are build-time only)."""
+    volumes = []
+    for name, secret, key, path in (
+        ("sign-key", sign.key_secret, sign.key_key, SIGN_KEY_DIR),
+        ("sign-cert", sign.cert_secret, sign.cert_key, SIGN_CERT_DIR),
+    ):
+        items = [{"key": key, "path": name}]
+        source = {"type": "Secret", "secret": {"secretName": secret, "items": items}}
+        volumes.append({"name": name, "source": source, "mounts": [{"destinationPath": path}]})
+    return volumes
 
 
 def common_spec(module: Module, build: BuildPlan, deadline_seconds: int) -> dict[str, Any]:

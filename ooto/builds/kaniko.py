@@ -5,6 +5,13 @@ The Job runs the Kaniko executor once (`backoffLimit: 0`: the operator retries w
 backoff, so a failure is seen and reported), under a deadline, in the Module's namespace, owned by
 the Module, with the Module's tolerations, priority class and service account. The registry secret
 becomes Kaniko's `/kaniko/.docker/config.json`, used to pull base images and to push.
+
+A sign build (Kaniko has no build secrets) mounts the key and certificate Secrets read-only into
+the executor's container, where the generated Dockerfile's signer stage reads them
+(`ooto.signing.sign_dockerfile(..., mounted=True)`). The key never reaches a pushed layer: Kaniko
+leaves mounted paths out of its snapshots (and is told `--ignore-path` for both), the signer
+stage is never pushed (only the last stage is; no `--cache`, which would push RUN layers to a
+cache repository), and the last stage copies only `/signed` (the signed modules) out of it.
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ from ooto.builds.model import (
     build_name,
     meta_of,
     plan_build,
+    sign_of_build,
+    sign_secret_volumes,
     sorted_keys,
 )
 from ooto.kernels import BuildPlan, KernelPlan
+from ooto.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 
 DEFAULT_EXECUTOR_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 """The last Kaniko release; pinned so a build never changes under us. Override in settings."""
@@ -78,7 +88,7 @@ def render_kaniko_job(
             "activeDeadlineSeconds": options.active_deadline_seconds,
             "template": {
                 "metadata": {"labels": metadata["labels"], "annotations": metadata["annotations"]},
-                "spec": _pod_spec(module, build, name, options),
+                "spec": _pod_spec(module, build, name, options, sign_of_build(plan)),
             },
         },
     }
@@ -87,11 +97,15 @@ def render_kaniko_job(
 
 
 def _pod_spec(
-    module: Module, build: BuildPlan, name: str, options: KanikoOptions
+    module: Module, build: BuildPlan, name: str, options: KanikoOptions, sign: SignPlan | None
 ) -> dict[str, Any]:
     args, env = kaniko_args(build)
     mounts: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
+    if sign is not None:
+        mounts, volumes = sign_secret_volumes(sign)
+        # Kaniko leaves mounted volumes out of its snapshots already; say so for these two.
+        args += [f"--ignore-path={SIGN_KEY_DIR}", f"--ignore-path={SIGN_CERT_DIR}"]
     if build.dockerfile is not None:
         mounts.append({"name": "dockerfile", "mountPath": WORKSPACE, "readOnly": True})
         volumes.append({"name": "dockerfile", "configMap": {"name": name}})

@@ -10,6 +10,7 @@ from ooto.api.module import Module
 from ooto.kernels import BuildPlan, KernelPlan, build_job_name, kernel_hash
 from ooto.kube.resources import Resource
 from ooto.render import LABEL_MANAGED_BY, LABEL_MODULE, LABEL_ROLE, MANAGED_BY, owner_reference
+from ooto.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 
 LABEL_IMAGE_HASH = "ooto.sigs.k8s.io/image-hash"
 IMAGE_ANNOTATION = "ooto.sigs.k8s.io/image"
@@ -110,6 +111,26 @@ def plan_build(plan: KernelPlan) -> BuildPlan:
     if plan.build is None:
         raise ValueError(f"kernel {plan.kernel}: its mapping has no build")
     return plan.build
+
+
+def sign_of_build(plan: KernelPlan) -> SignPlan | None:
+    """The plan's SignPlan when its build is the sign build (it builds the signed image)."""
+    build, sign = plan.build, plan.sign
+    return sign if sign is not None and build is not None and build.image == plan.image else None
+
+
+def sign_secret_volumes(sign: SignPlan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumeMounts, volumes) that put the key and certificate Secrets, one item each, at
+    MOUNTED_KEY and MOUNTED_CERT, read-only: the pod-side half of every sign build."""
+    mounts, volumes = [], []
+    for volume, secret, key, path in (
+        ("sign-key", sign.key_secret, sign.key_key, SIGN_KEY_DIR),
+        ("sign-cert", sign.cert_secret, sign.cert_key, SIGN_CERT_DIR),
+    ):
+        mounts.append({"name": volume, "mountPath": path, "readOnly": True})
+        items = [{"key": key, "path": volume}]
+        volumes.append({"name": volume, "secret": {"secretName": secret, "items": items}})
+    return mounts, volumes
 
 
 def meta_of(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ooto import signing
 from ooto.testing.processes import ManagedProcess, free_port, wait_until
 from ooto.testing.registry_server import RegistryServer
 
 BUILDAH = "/usr/bin/buildah"
-SIGN_FILE = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
+SIGN_FILE = signing.SIGN_FILE
+OPERATOR_USER = "65532:65532"  # the Dockerfile's USER
 BUSYBOX = "/bin/busybox"
 BUSYBOX_LINKS = ("sh", "mkdir", "cp", "ls", "cat", "echo", "touch", "rm", "false", "true", "test")
 
@@ -39,10 +41,14 @@ def host_buildah() -> str | None:
 
 
 def push_busybox_base(
-    registry: RegistryServer, repo: str, tag: str = "1", extra: Mapping[str, str] | None = None
+    registry: RegistryServer,
+    repo: str,
+    tag: str = "1",
+    extra: Mapping[str, str] | None = None,
+    user: str = "",
 ) -> str:
-    """Make `registry.host/repo:tag` (busybox, plus `extra` host files: image path -> host path)
-    and push it; returns the reference."""
+    """Make `registry.host/repo:tag` (busybox, plus `extra` host files: image path -> host path,
+    running as `user` when given) and push it; returns the reference."""
     image = f"{registry.host}/{repo}:{tag}"
     with tempfile.TemporaryDirectory(prefix="ooto-base-") as work:
         storage = ["--storage-driver=vfs", f"--root={work}/root", f"--runroot={work}/run"]
@@ -65,6 +71,8 @@ def push_busybox_base(
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(outside, target)
         buildah("umount", container)
+        if user:
+            buildah("config", f"--user={user}", container)
         buildah("commit", container, image)
         push = ["push", f"--tls-verify={'true' if registry.tls else 'false'}"]
         if registry.credentials:
@@ -74,16 +82,17 @@ def push_busybox_base(
 
 
 def push_signer_image(registry: RegistryServer, repo: str) -> str:
-    """A signer image: busybox and Debian's `sign-file` (as /usr/bin/sign-file) with the shared
-    libraries it links (read from `ldd`)."""
-    files = {"/usr/bin/sign-file": SIGN_FILE}
+    """A signer image made like the operator image is, as far as signing sees it: Debian's
+    `sign-file` at the path linux-kbuild-6.1 installs it (with the shared libraries it links,
+    read from `ldd`), a POSIX sh, and the operator image's non-root user 65532."""
+    files = {SIGN_FILE: SIGN_FILE}
     ldd = subprocess.run(["ldd", SIGN_FILE], check=True, capture_output=True, text=True).stdout
     for line in ldd.splitlines():
         path = line.split("=>")[-1].split("(")[0].strip()
         if path.startswith("/"):
             files[path] = path
             files[os.path.realpath(path)] = path
-    return push_busybox_base(registry, repo, extra=files)
+    return push_busybox_base(registry, repo, extra=files, user=OPERATOR_USER)
 
 
 class GitServer:

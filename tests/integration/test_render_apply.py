@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,9 +59,9 @@ def kubectl(cluster: LocalCluster, *args: str, stdin: str = "") -> subprocess.Co
     )
 
 
-def render(path: Path) -> str:
+def render(path: Path, *flags: str) -> str:
     done = subprocess.run(
-        [OOTO, "render", "-f", str(path), "--kernel", KERNEL],
+        [OOTO, "render", "-f", str(path), "--kernel", KERNEL, *flags],
         capture_output=True,
         text=True,
         timeout=60,
@@ -117,6 +118,55 @@ async def test_render_output_without_a_uid_applies_too(
     applied = kubectl(cluster, "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=out)
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.count("(server dry run)") == 3
+
+
+SIGNING = """
+apiVersion: ooto.sigs.k8s.io/v1alpha1
+kind: Module
+metadata: {name: signed}
+spec:
+  selector: {gpu: y}
+  moduleLoader: {name: loader, image: ignored}
+  modprobe: {moduleName: acme_driver}
+  imageRepoSecret: {name: pull}
+  sign:
+    keySecret: {name: signing-key, key: tls.key}
+    certSecret: {name: signing-cert}
+    filesToSign: ["/opt/lib/modules/${KERNEL_FULL_VERSION}/*.ko"]
+  kernelMappings:
+    - regexp: '^6\\.'
+      containerImage: registry.example/acme:${KERNEL_FULL_VERSION}
+      build:
+        dockerfile: |
+          FROM registry.example/kernel-devel:latest
+"""
+
+
+@pytest.mark.parametrize("backend", ["kaniko", "buildah"])
+async def test_render_output_for_a_module_that_signs_applies_with_its_sign_build(
+    backend: str,
+    cluster: LocalCluster,
+    admin_rest: KubeRest,
+    crd: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    created = await apply_module(admin_rest, namespace, yaml.safe_load(SIGNING))
+    stored = await get_module(admin_rest, namespace, created["metadata"]["name"])
+    path = tmp_path / "module.yaml"
+    path.write_text(yaml.safe_dump(stored))
+
+    out = render(path, "--build-backend", backend)
+
+    documents = list(yaml.safe_load_all(out))
+    assert [doc["kind"] for doc in documents] == ["DaemonSet", *["ConfigMap", "Job"] * 2]
+    sign_job = documents[4]
+    assert f"{KERNEL}-unsigned AS unsigned" in documents[3]["data"]["Dockerfile"]
+    volumes = {v["name"]: v for v in sign_job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["sign-key"]["secret"]["items"] == [{"key": "tls.key", "path": "sign-key"}]
+    applied = kubectl(cluster, "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=out)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.count("(server dry run)") == 5, applied.stdout
 
 
 @settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,6 +1,7 @@
 """Secure Boot signing end to end (issue 14, section 2), with nothing simulated about the images:
 the Buildah backend's Jobs run for real (the simulated kubelet executes them with the host's
-buildah), the signer image is busybox plus Debian's `sign-file`, and the signed module's
+buildah), the signer image is made like the operator image as signing sees it (Debian's
+`sign-file` at linux-kbuild-6.1's path, a POSIX sh, user 65532), and the signed module's
 signature is verified with openssl against the certificate.
 
 Needs root, buildah and linux-kbuild-6.1; under OOTO_REQUIRE_CLUSTER their absence fails.
@@ -20,8 +21,15 @@ from typing import Any
 
 import pytest
 
-from ooto.signing import SIGNED_BY_LABEL
-from ooto.testing.images import push_busybox_base, push_signer_image
+from ooto.signing import (
+    SIGN_CERT_DIR,
+    SIGN_FILE,
+    SIGN_KEY_DIR,
+    SIGNED_BY_LABEL,
+    SignPlan,
+    sign_dockerfile,
+)
+from ooto.testing.images import BUILDAH, push_busybox_base, push_signer_image
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest
@@ -162,6 +170,9 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
     assert labels[SIGNED_BY_LABEL] == first
     files = await registry.image_files(repo, tag)
     assert not [p for p in files if p.startswith(("/run/secrets", "/signed", "/unsigned"))]
+    # The signed image in use, both Jobs (the unsigned build, the sign) and their Dockerfile
+    # ConfigMaps have served their turn.
+    await eventually(lambda: nothing_built_left(admin_rest, namespace), timeout=60)
 
     # Rotation: new key and certificate in the same Secrets, no change to the Module.
     key2, cert2_pem, cert2_der = key_pair(tmp_path, "second")
@@ -207,6 +218,65 @@ async def test_build_then_sign_verifies_with_openssl_and_a_rotation_resigns_once
         body_line = pem.decode().splitlines()[1]
         for text in (job_specs, configmaps, every_event, status, caplog.text):
             assert body_line not in text and base64.b64encode(pem).decode()[:60] not in text
+
+
+async def test_sign_from_an_existing_unsigned_image(
+    admin_rest: KubeRest,
+    real_builds: SimulatedKubelet,  # noqa: F811
+    registry: RegistryServer,
+    images: dict[str, str],
+    namespace: str,
+    start_operator: OperatorFactory,
+    tmp_path: Path,
+) -> None:
+    """A mapping without `build`: `unsignedImage` is there already; the sign Job alone makes the
+    signed image, and once the DaemonSet uses it the succeeded sign Job is deleted too."""
+    key, cert_pem, cert_der = key_pair(tmp_path, "existing")
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    await admin_rest.post(path, secret("signing-key", "key", key))
+    await admin_rest.post(path, secret("signing-cert", "cert", cert_pem))
+    module_file = tmp_path / "ooto.ko"
+    module_file.write_text(MODULE_TEXT.format(kernel=KERNEL))
+    repo = f"ooto-test/existing-{secrets.token_hex(3)}"
+    inside = f"/opt/lib/modules/{KERNEL}/ooto.ko"
+    unsigned = push_busybox_base(registry, repo, "vendor", extra={inside: str(module_file)})
+    await real_builds.add_nodes([("sg3-a", KERNEL, GPU)])
+    await start_operator(
+        watch_namespace=namespace, build_backend="buildah", signer_image=images["signer"]
+    )
+    insecure = {"insecure": True}
+    sign = {**SIGN, "unsignedImage": unsigned, "pull": insecure, "push": insecure}
+    mapping = {"literal": KERNEL, "containerImage": f"{registry.host}/{repo}:signed"}
+    await apply_module(admin_rest, namespace, module_manifest("mod", [mapping], sign=sign))
+
+    module = await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=120)
+
+    assert kernel_status(module)[KERNEL]["build"] == "Signed"
+    signed = (await registry.image_files(repo, "signed"))[inside]
+    assert verify_module_signature(signed, cert_pem, tmp_path) == module_file.read_bytes()
+    (ds,) = await daemonsets(admin_rest, namespace, "mod")
+    loader = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert loader == f"{registry.host}/{repo}:signed@{await registry.digest(repo, 'signed')}"
+    await eventually(lambda: nothing_built_left(admin_rest, namespace), timeout=60)
+    assert hashlib.sha256(cert_der).hexdigest() in json.dumps(
+        (await registry.image_config(repo, "signed"))["config"]["Labels"]
+    )
+
+
+async def nothing_built_left(rest: KubeRest, namespace: str) -> bool:
+    """No Job and no build ConfigMap (named after its Job) of Module "mod" left."""
+    configmaps = await rest.get(f"/api/v1/namespaces/{namespace}/configmaps")
+    left = [o["metadata"]["name"] for o in [*configmaps["items"], *await jobs(rest, namespace)]]
+    return not [name for name in left if name.startswith("mod-build-")]
+
+
+def test_the_signer_path_is_where_debian_ships_sign_file() -> None:
+    """The sign Dockerfile calls ooto.signing.SIGN_FILE; the operator image (the default
+    signer) gets it from linux-kbuild-6.1, the package this host's sign-file comes from."""
+    listed = subprocess.run(
+        ["dpkg", "-L", "linux-kbuild-6.1"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert SIGN_FILE in listed
 
 
 def _samples(operator: Any, family: str) -> list[tuple[str, dict[str, str], float]]:
@@ -293,3 +363,59 @@ async def test_a_missing_key_secret_and_a_failing_sign_are_clear_conditions(
     assert "signing-key" in failed_jobs, "the sign Job mounts the key Secret by name"
     for text in (failed_jobs, configmaps):
         assert key.decode().splitlines()[1] not in text
+
+
+async def test_the_mounted_sign_dockerfile_of_kaniko_and_openshift_builds_signs_for_real(
+    registry: RegistryServer, images: dict[str, str], tmp_path: Path
+) -> None:
+    """The sign Dockerfile for builders without build secrets (Kaniko, OpenShift builds): the
+    key and certificate are files the build pod mounts read-only and every RUN sees. OpenShift
+    hands its build volumes to Buildah as `--volume`; the same here, with the host's Buildah, the
+    signer image made like the operator image, and a real registry. Kaniko itself cannot run
+    here: this checks the Dockerfile both get, not Kaniko."""
+    key, cert_pem, cert_der = key_pair(tmp_path, "mounted")
+    module_file = tmp_path / "ooto.ko"
+    module_file.write_text(MODULE_TEXT.format(kernel=KERNEL))
+    repo = f"ooto-test/mounted-{secrets.token_hex(3)}"
+    unsigned = push_busybox_base(
+        registry, repo, "unsigned", extra={f"/opt/lib/modules/{KERNEL}/ooto.ko": str(module_file)}
+    )
+    plan = SignPlan(
+        unsigned_image=unsigned,
+        files=(f"/opt/lib/modules/{KERNEL}/*.ko",),
+        key_secret="k", key_key="key", cert_secret="c", cert_key="cert",
+        hash_algorithm="sha512", pull_insecure=True, push_insecure=True,
+    )  # fmt: skip
+    fingerprint = "sha256:" + hashlib.sha256(cert_der).hexdigest()
+    dockerfile = sign_dockerfile(plan, images["signer"], fingerprint, mounted=True)
+    (tmp_path / "key").mkdir()
+    (tmp_path / "key" / "sign-key").write_bytes(key)
+    (tmp_path / "cert").mkdir()
+    (tmp_path / "cert" / "sign-cert").write_bytes(cert_der)
+    volumes = [f"--volume={tmp_path / 'key'}:{SIGN_KEY_DIR}:ro"]
+    volumes.append(f"--volume={tmp_path / 'cert'}:{SIGN_CERT_DIR}:ro")
+    signed_image = f"{registry.host}/{repo}:signed"
+    host_build(dockerfile, signed_image, volumes, tmp_path / "build")
+
+    files = await registry.image_files(repo, "signed")
+    signed = files[f"/opt/lib/modules/{KERNEL}/ooto.ko"]
+    assert verify_module_signature(signed, cert_pem, tmp_path) == module_file.read_bytes()
+    labels = (await registry.image_config(repo, "signed"))["config"]["Labels"]
+    assert labels[SIGNED_BY_LABEL] == fingerprint
+    assert not [p for p in files if p.startswith(("/run/ooto", "/signed", "/unsigned"))]
+    body_line = key.decode().splitlines()[1].encode()
+    assert not [p for p, data in files.items() if body_line in data]
+
+
+def host_build(dockerfile: str, image: str, volumes: list[str], work: Path) -> None:
+    """`buildah build` + push with the arguments ooto's Buildah Job uses, private storage."""
+    work.mkdir()
+    (work / "Dockerfile").write_text(dockerfile)
+    storage = ["--storage-driver=vfs", f"--root={work}/root", f"--runroot={work}/run"]
+    build = [BUILDAH, *storage, "build", "--isolation=chroot", "--tls-verify=false", *volumes]
+    for argv in (
+        [*build, f"--file={work}/Dockerfile", f"--tag={image}", str(work)],
+        [BUILDAH, *storage, "push", "--tls-verify=false", image, f"docker://{image}"],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]

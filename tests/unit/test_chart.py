@@ -288,6 +288,26 @@ class TestDeployment:
         assert int(env["OOTO_WEBHOOK_PORT"]) == defaults.webhook_port
         assert env["OOTO_ALLOW_HOST_PATH_VOLUMES"] == "false"
         assert env["OOTO_ALLOWED_SERVICE_ACCOUNTS"] == ""  # the safe default: namespace default
+        # The default signer is the operator image itself; with default values both name it
+        # exactly as `ooto run` does without the setting.
+        assert env["OOTO_SIGNER_IMAGE"] == container(render())["image"] == defaults.signer_image
+
+    def test_the_signer_image_follows_the_operator_image_unless_overridden(self) -> None:
+        sets = ("image.repository=reg.example/team/ooto", "image.tag=0.1.0-rc1")
+        operator = container(render(*sets))
+        env = {e["name"]: e.get("value") for e in operator["env"]}
+        assert operator["image"] == "reg.example/team/ooto:0.1.0-rc1"
+        assert env["OOTO_SIGNER_IMAGE"] == operator["image"]
+        own = container(
+            render(
+                *sets,
+                "signerImage.registry=reg.example",
+                "signerImage.repository=signer",
+                "signerImage.digest=sha256:" + "a" * 64,
+            )
+        )
+        env = {e["name"]: e.get("value") for e in own["env"]}
+        assert env["OOTO_SIGNER_IMAGE"] == "reg.example/signer@sha256:" + "a" * 64
 
 
 class TestOptionalParts:

@@ -216,7 +216,7 @@ class TestImages:
             "operator": "ooto:0.1.0",
             "kaniko": Settings.load({"operator_namespace": "x"}).kaniko_image,
             "buildah": Settings.load({"operator_namespace": "x"}).buildah_image,
-            "signer": "",  # none by default: Modules that sign say so (SignFailed)
+            "signer": "ooto:0.1.0",  # the operator image (it ships sign-file)
             "registry": "docker.io/library/registry:2.8.3",
             "test": "ooto:0.1.0",
         }
@@ -227,7 +227,7 @@ class TestImages:
             "operator": "mirror.example:5000/ooto:0.1.0",
             "kaniko": "mirror.example:5000/kaniko-project/executor:v1.23.2",
             "buildah": "mirror.example:5000/buildah/stable:v1.35.4",
-            "signer": "",
+            "signer": "mirror.example:5000/ooto:0.1.0",
             "registry": "mirror.example:5000/library/registry:2.8.3",
             "test": "mirror.example:5000/ooto:0.1.0",
         }

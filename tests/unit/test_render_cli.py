@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ooto import __version__
+from ooto.builds.buildah import sign_build
 from ooto.builds.buildconfig import render_buildconfig
 from ooto.builds.kaniko import KanikoOptions, render_dockerfile_configmap, render_kaniko_job
 from ooto.cli import main
 from ooto.kernels import plan_kernel
-from ooto.render_cli import field_path, load_module
+from ooto.render_cli import build_objects, field_path, load_module
 from ooto.settings import Settings
+from ooto.signing import fingerprint
 from ooto.validation import ModulePolicy
 
 SAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
@@ -235,3 +239,79 @@ def test_a_bad_policy_setting_exits_2_naming_it(
     monkeypatch.setenv("OOTO_ALLOWED_SERVICE_ACCOUNTS", "Not_Valid")
     code, _, err = run(capsys, write(tmp_path, SAMPLE), "5.4.0-1054-gke")
     assert code == 2 and "OOTO_ALLOWED_SERVICE_ACCOUNTS" in err
+
+
+SIGNED = """
+apiVersion: ooto.sigs.k8s.io/v1alpha1
+kind: Module
+metadata: {name: acme, namespace: drivers, uid: u-2}
+spec:
+  selector: {gpu: y}
+  moduleLoader: {name: loader, image: ignored}
+  modprobe: {moduleName: acme}
+  sign:
+    keySecret: {name: signing-key}
+    certSecret: {name: signing-cert}
+    filesToSign: ["/opt/lib/modules/${KERNEL_FULL_VERSION}/*.ko"]
+  kernelMappings:
+    - regexp: '^6\\.'
+      containerImage: registry.example/acme:${KERNEL_FULL_VERSION}
+      build: {dockerfile: "FROM registry.example/kernel-devel:latest\\n"}
+    - literal: 5.15.0-1-amd64
+      containerImage: registry.example/acme:${KERNEL_FULL_VERSION}
+      sign:
+        keySecret: {name: signing-key}
+        certSecret: {name: signing-cert}
+        filesToSign: ["/opt/lib/modules/${KERNEL_FULL_VERSION}/*.ko"]
+        unsignedImage: registry.example/acme-unsigned:${KERNEL_FULL_VERSION}
+"""
+SIGN_KERNEL = "6.1.0-18-amd64"
+
+
+@pytest.mark.parametrize("backend", ["kaniko", "buildah", "buildconfig"])
+def test_a_signing_mapping_prints_the_sign_build_the_operator_would_start(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The unsigned build, then the sign build, each the backend's own objects, exactly as the
+    operator's ModuleSignatures starts it (sign_build of the plan with the signer image)."""
+    path = write(tmp_path, SIGNED)
+    cert = tmp_path / "cert.der"
+    cert.write_bytes(b"\x30\x82" + b"\x01" * 80)
+    module = load_module(path, ModulePolicy())
+    plan = plan_kernel(module, SIGN_KERNEL)
+    assert plan is not None and plan.sign is not None
+    argv = ["render", "-f", path, "--kernel", SIGN_KERNEL, "--build-backend", backend]
+    code = main([*argv, "--sign-cert", str(cert)])
+    out = capsys.readouterr().out
+    assert code == 0
+    settings = Settings.load()
+    signing = sign_build(
+        plan, settings.signer_image, fingerprint(cert.read_bytes()), backend != "buildah"
+    )
+    documents = list(yaml.safe_load_all(out))
+    unsigned = build_objects(module, plan, backend, settings)  # type: ignore[arg-type]
+    signs = build_objects(module, signing, backend, settings)  # type: ignore[arg-type]
+    assert documents[1:] == [*unsigned, *signs]
+    assert f"ooto signs {plan.sign.unsigned_image} with the build objects below" in out
+    assert f"ooto:{__version__}" in json.dumps(signs)  # the default signer image
+    assert "PRIVATE" not in out and "placeholder" not in out
+
+
+def test_a_sign_only_mapping_prints_its_sign_build_and_a_placeholder_without_a_cert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, write(tmp_path, SIGNED), "5.15.0-1-amd64")
+    assert code == 0
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(out)]
+    assert kinds == ["DaemonSet", "ConfigMap", "Job"]  # no unsigned build: it exists already
+    assert "placeholder: --sign-cert FILE" in out
+    assert "FROM registry.example/acme-unsigned:5.15.0-1-amd64 AS unsigned" in out
+
+
+def test_a_bad_sign_cert_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, SIGNED)
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate")
+    code = main(["render", "-f", path, "--kernel", SIGN_KERNEL, "--sign-cert", str(bad)])
+    assert code == 2
+    assert f"{bad}: neither a PEM nor a DER certificate" in capsys.readouterr().err

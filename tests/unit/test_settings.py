@@ -47,6 +47,7 @@ def test_defaults_match_the_documented_values() -> None:
     assert s.build_backend == "auto"
     assert s.kaniko_image == "gcr.io/kaniko-project/executor:v1.23.2"
     assert s.buildah_image == "quay.io/buildah/stable:v1.35.4"
+    assert s.signer_image == "ooto:0.1.0"  # the operator image of this release
     assert s.build_deadline_seconds == 1800
     assert s.api_concurrency == 32
     assert s.status_debounce_seconds == 0.2
@@ -123,6 +124,8 @@ def test_every_setting_has_a_flag() -> None:
         ({"watch_namespace": "Team_A"}, "OOTO_WATCH_NAMESPACE"),
         ({"kaniko_image": "gcr.io/kaniko-project/executor"}, "OOTO_KANIKO_IMAGE"),
         ({"buildah_image": "quay.io/buildah/stable"}, "OOTO_BUILDAH_IMAGE"),
+        ({"signer_image": ""}, "OOTO_SIGNER_IMAGE"),
+        ({"signer_image": "reg.example/ooto"}, "OOTO_SIGNER_IMAGE"),
     ],
 )
 def test_invalid_values_name_the_env_var_and_flag(overrides: dict[str, object], names: str) -> None:
@@ -203,3 +206,19 @@ class TestWebhookSettings:
         monkeypatch.setenv("OOTO_WEBHOOK_PORT", port)
         with pytest.raises(SettingsError, match="OOTO_WEBHOOK_PORT"):
             Settings.load()
+
+
+def test_the_version_naming_the_default_signer_image_is_the_release_version() -> None:
+    """ooto.__version__ names the default signer image (the operator image of this release):
+    it must be the version pyproject.toml releases and the chart's appVersion deploys."""
+    import tomllib
+
+    import yaml
+
+    from ooto import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    chart = yaml.safe_load((root / "charts/ooto/Chart.yaml").read_text())
+    assert __version__ == project["version"] == chart["appVersion"]
+    assert f"ooto:{__version__}" == settings_module.DEFAULT_SIGNER_IMAGE

@@ -16,8 +16,11 @@ import pytest
 
 from ooto.api.module import Module
 from ooto.builds.buildah import render_buildah_job, sign_build
+from ooto.builds.buildconfig import render_buildconfig
+from ooto.builds.kaniko import render_dockerfile_configmap, render_kaniko_job
 from ooto.kernels import SpecError, plan_kernel
 from ooto.signing import (
+    SIGN_FILE,
     CertificateError,
     certificate_der,
     fingerprint,
@@ -169,11 +172,12 @@ def test_the_dockerfile_signs_every_match_and_labels_the_result() -> None:
     text = sign_dockerfile(plan.sign, "reg.example/signer:1", "sha256:abc")
     lines = text.splitlines()
     assert lines[0] == f"FROM {plan.sign.unsigned_image} AS unsigned"
-    assert lines[1] == "FROM reg.example/signer:1 AS signer"
-    assert "--mount=type=secret,id=ooto-sign-key" in lines[2]
-    assert f"for f in /unsigned/opt/lib/modules/{KERNEL}/*.ko;" in lines[2]
-    assert "sign-file sha256 /run/secrets/ooto/key /run/secrets/ooto/cert" in lines[2]
-    assert lines[3:] == [
+    assert lines[1:3] == ["FROM reg.example/signer:1 AS signer", "USER 0:0"]
+    assert "--mount=type=secret,id=ooto-sign-key" in lines[3]
+    assert f"for f in /unsigned/opt/lib/modules/{KERNEL}/*.ko;" in lines[3]
+    sign_file = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
+    assert f"{sign_file} sha256 /run/secrets/ooto/key /run/secrets/ooto/cert" in lines[3]
+    assert lines[4:] == [
         "FROM unsigned",
         "COPY --from=signer /signed/ /",
         'LABEL ooto.sigs.k8s.io/signed-by="sha256:abc"',
@@ -191,3 +195,113 @@ def test_signing_fields_no_kernel_can_use_are_validation_errors() -> None:
     unknown = module({"build": BUILD, "sign": {**SIGN, "filesToSign": ["/x/${NOPE}/*.ko"]}})
     paths = [e.path for e in validate_module(unknown, ModulePolicy())]
     assert paths == ["spec.kernelMappings[0].sign.filesToSign[0]"]
+
+
+def test_the_operator_image_carries_sign_file_where_the_sign_dockerfile_calls_it() -> None:
+    """The default signer is the operator image: its final stage installs the Debian package
+    that ships sign-file at ooto.signing.SIGN_FILE (tests/integration/test_signing.py checks
+    that path against the package's file list and signs with it)."""
+    root = Path(__file__).resolve().parents[2]
+    stages = (root / "Dockerfile").read_text().split("\nFROM ")
+    final = stages[-1]
+    assert final.startswith("python:3.11.14-slim-bookworm\n")  # Debian bookworm: 6.1 kbuild
+    assert "apt-get install -y --no-install-recommends linux-kbuild-6.1" in final
+    assert f"test -x {SIGN_FILE}" in final
+    assert final.index("linux-kbuild-6.1") < final.index("USER 65532:65532")
+
+
+def _sign_plan(mod: Module, mounted: bool) -> Any:
+    plan = plan_kernel(mod, KERNEL)
+    assert plan is not None and plan.sign is not None
+    return plan, sign_build(plan, "reg.example/signer:1", "sha256:" + "ab" * 32, mounted)
+
+
+def test_the_kaniko_sign_job_mounts_the_secrets_read_only_and_snapshots_neither() -> None:
+    mod = module({"build": BUILD}, sign=SIGN, imageRepoSecret={"name": "pull"})
+    plan, signing = _sign_plan(mod, mounted=True)
+    job = render_kaniko_job(mod, signing)
+    spec = job["spec"]["template"]["spec"]
+    (kaniko,) = spec["containers"]
+    mounts = {m["name"]: m for m in kaniko["volumeMounts"]}
+    assert mounts["sign-key"] == {
+        "name": "sign-key",
+        "mountPath": "/run/ooto/sign-key",
+        "readOnly": True,
+    }
+    assert mounts["sign-cert"]["mountPath"] == "/run/ooto/sign-cert"
+    assert mounts["sign-cert"]["readOnly"] is True
+    assert {"registry-secret", "dockerfile"} <= set(mounts)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["sign-cert"]["secret"] == {
+        "secretName": "signing-cert",
+        "items": [{"key": "cert", "path": "sign-cert"}],
+    }
+    args = kaniko["args"]
+    assert "--ignore-path=/run/ooto/sign-key" in args
+    assert "--ignore-path=/run/ooto/sign-cert" in args
+    assert f"--destination={plan.image}" in args
+    assert not [a for a in args if a.startswith(("--cache", "--build-arg"))]  # no cache pushes
+    # The Dockerfile (its ConfigMap) reads the mounted files; no RUN --mount, which Kaniko lacks.
+    dockerfile = render_dockerfile_configmap(mod, signing)["data"]["Dockerfile"]  # type: ignore[index]
+    assert "--mount" not in dockerfile
+    assert (
+        f"COPY --from=unsigned /opt/lib/modules/{KERNEL}/ /unsigned/opt/lib/modules/" in dockerfile
+    )
+    assert "sha256 /run/ooto/sign-key/sign-key /run/ooto/sign-cert/sign-cert" in dockerfile
+    # The plain Kaniko build of the unsigned image mounts no signing Secret.
+    plain = json.dumps(render_kaniko_job(mod, plan))
+    assert "sign-key" not in plain and "ignore-path" not in plain
+
+
+def test_the_buildconfig_sign_build_gets_the_secrets_as_build_volumes() -> None:
+    mod = module({"build": BUILD}, sign=SIGN)
+    plan, signing = _sign_plan(mod, mounted=True)
+    config = render_buildconfig(mod, signing)
+    strategy = config["spec"]["strategy"]["dockerStrategy"]
+    assert strategy["volumes"] == [
+        {
+            "mounts": [{"destinationPath": "/run/ooto/sign-key"}],
+            "name": "sign-key",
+            "source": {
+                "secret": {
+                    "items": [{"key": "key", "path": "sign-key"}],
+                    "secretName": "signing-key",
+                },
+                "type": "Secret",
+            },
+        },
+        {
+            "mounts": [{"destinationPath": "/run/ooto/sign-cert"}],
+            "name": "sign-cert",
+            "source": {
+                "secret": {
+                    "items": [{"key": "cert", "path": "sign-cert"}],
+                    "secretName": "signing-cert",
+                },
+                "type": "Secret",
+            },
+        },
+    ]
+    assert config["spec"]["output"]["to"]["name"] == plan.image
+    dockerfile = config["spec"]["source"]["dockerfile"]
+    assert "--mount" not in dockerfile and "/run/ooto/sign-key/sign-key" in dockerfile
+    assert "volumes" not in render_buildconfig(mod, plan)["spec"]["strategy"]["dockerStrategy"]
+
+
+@pytest.mark.parametrize(
+    ("patterns", "roots"),
+    [
+        (["/opt/lib/modules/6.1+/*.ko"], ["/opt/lib/modules/6.1+/"]),
+        (["/opt/a/*.ko", "/opt/a/extra/*.ko", "/lib/*/x.ko"], ["/lib/", "/opt/a/"]),
+        (["/*.ko"], ["/"]),
+        (["/opt/[ab]/x.ko", "/opt/c?/x.ko"], ["/opt/"]),
+    ],
+)
+def test_the_mounted_dockerfile_copies_only_the_directories_the_globs_can_match(
+    patterns: list[str], roots: list[str]
+) -> None:
+    plan = plan_kernel(module({"build": BUILD}, sign={**SIGN, "filesToSign": patterns}), KERNEL)
+    assert plan is not None and plan.sign is not None
+    lines = sign_dockerfile(plan.sign, "s:1", "sha256:ab", mounted=True).splitlines()
+    copies = [line for line in lines if line.startswith("COPY --from=unsigned")]
+    assert copies == [f"COPY --from=unsigned {r} /unsigned{r}" for r in roots]

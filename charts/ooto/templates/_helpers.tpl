@@ -189,7 +189,7 @@ imagePullSecrets:
 - name: OOTO_BUILDAH_IMAGE
   value: {{ include "ooto.imageRef" (dict "image" .Values.buildahImage "root" . "defaultTag" "latest") | quote }}
 - name: OOTO_SIGNER_IMAGE
-  value: {{ include "ooto.imageRef" (dict "image" .Values.signerImage "root" . "defaultTag" "latest") | quote }}
+  value: {{ include "ooto.imageRef" (dict "image" .Values.signerImage "root" . "defaultTag" "latest") | default (include "ooto.image" .) | quote }}
 - name: OOTO_SIGN_SECRETS_RECHECK_SECONDS
   value: {{ .Values.signSecretsRecheckSeconds | quote }}
 - name: OOTO_KANIKO_IMAGE

@@ -1,0 +1,101 @@
+"""The signing flow of one kernel as a pure transition: `sign_step(phase, event, builds)` says
+what a reply means in the kernel's current build phase (`BuildPhase`) and what to do next. The
+kernel actor (actors/kernel_signing.py) only performs the step.
+
+    Checking --signature missing--> check the unsigned image
+             --unsigned present---> Signing (start the sign Job)
+             --unsigned missing---> Building (build it; needs `build`) | ImageMissing
+    Built    --unsigned present---> Signing     --unsigned missing--> ImageMissing
+    Signing  --sign succeeded-----> Signed (check the signed image again, fresh)
+             --sign failed--------> SignFailed (SignFailed)   --refused--> SignSecretInvalid
+    Signed   --signature missing--> ImageMissing (signed, yet the registry disagrees)
+    any but Building/Signing --certificate changed--> Checking (check the signature, fresh)
+
+A reply that arrives in a phase that does not wait for it (late: the kernel moved on; duplicate:
+the first copy already moved it; out of order: a check answered after the sign it led to) changes
+nothing: that is what keeps a stale "unsigned image present" from starting a second sign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ooto.api import BuildPhase
+
+
+class SignEvent(StrEnum):
+    SIGNATURE_MISSING = "SignatureMissing"  # the signed image is absent or signed by another cert
+    UNSIGNED_PRESENT = "UnsignedPresent"
+    UNSIGNED_MISSING = "UnsignedMissing"
+    UNSIGNED_UNKNOWN = "UnsignedUnknown"  # the registry could not say
+    SIGN_SUCCEEDED = "SignSucceeded"
+    SIGN_FAILED = "SignFailed"
+    SIGN_REFUSED = "SignRefused"  # a signing Secret is missing or garbled: no Job started
+    CERT_SAME = "CertificateSame"
+    CERT_CHANGED = "CertificateChanged"
+    CERT_INVALID = "CertificateInvalid"  # the certificate Secret is missing or garbled
+    CERT_UNREADABLE = "CertificateUnreadable"  # the API server could not say
+
+
+class SignAction(StrEnum):
+    NOTHING = "Nothing"
+    CHECK_UNSIGNED = "CheckUnsigned"
+    START_BUILD = "StartBuild"
+    START_SIGN = "StartSign"
+    CHECK_SIGNATURE = "CheckSignature"  # fresh: past the registry cache
+    FAIL = "Fail"
+
+
+@dataclass(frozen=True)
+class SignStep:
+    phase: BuildPhase
+    action: SignAction = SignAction.NOTHING
+    reason: str = ""  # the condition reason of a FAIL
+
+
+_BUSY = (BuildPhase.BUILDING, BuildPhase.SIGNING)
+_WAITS_FOR_UNSIGNED = (BuildPhase.CHECKING, BuildPhase.BUILT)
+_UNSIGNED_REPLIES = (
+    SignEvent.UNSIGNED_PRESENT,
+    SignEvent.UNSIGNED_MISSING,
+    SignEvent.UNSIGNED_UNKNOWN,
+)
+_SIGN_ENDS = {
+    SignEvent.SIGN_SUCCEEDED: SignStep(BuildPhase.SIGNED, SignAction.CHECK_SIGNATURE),
+    SignEvent.SIGN_FAILED: SignStep(BuildPhase.SIGN_FAILED, SignAction.FAIL, "SignFailed"),
+    SignEvent.SIGN_REFUSED: SignStep(BuildPhase.SIGN_FAILED, SignAction.FAIL, "SignSecretInvalid"),
+}
+
+
+def sign_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:
+    """The next phase and action for `event` in `phase`; `builds`: the mapping builds the
+    unsigned image. Unchanged phase and NOTHING for a reply the phase does not wait for."""
+    stay = SignStep(phase)
+    if event is SignEvent.SIGNATURE_MISSING:
+        if phase is BuildPhase.SIGNED:
+            return SignStep(phase, SignAction.FAIL, "ImageMissing")
+        if phase is BuildPhase.CHECKING:
+            return SignStep(phase, SignAction.CHECK_UNSIGNED)
+        return stay
+    if event in _UNSIGNED_REPLIES:
+        return _unsigned_step(phase, event, builds) if phase in _WAITS_FOR_UNSIGNED else stay
+    if event in _SIGN_ENDS:
+        return _SIGN_ENDS[event] if phase is BuildPhase.SIGNING else stay
+    if event is SignEvent.CERT_CHANGED and phase not in _BUSY:
+        return SignStep(BuildPhase.CHECKING, SignAction.CHECK_SIGNATURE)
+    if event is SignEvent.CERT_INVALID and phase not in _BUSY:
+        return SignStep(phase, SignAction.FAIL, "SignSecretInvalid")
+    if event is SignEvent.CERT_UNREADABLE and phase not in _BUSY:
+        return SignStep(phase, SignAction.FAIL, "ImageCheckFailed")
+    return stay
+
+
+def _unsigned_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:
+    if event is SignEvent.UNSIGNED_PRESENT:
+        return SignStep(BuildPhase.SIGNING, SignAction.START_SIGN)
+    if event is SignEvent.UNSIGNED_UNKNOWN:
+        return SignStep(phase, SignAction.FAIL, "ImageCheckFailed")
+    if builds and phase is BuildPhase.CHECKING:
+        return SignStep(BuildPhase.BUILDING, SignAction.START_BUILD)
+    return SignStep(phase, SignAction.FAIL, "ImageMissing")  # no build, or ours did not land
