@@ -155,7 +155,8 @@ async def _until_operator_user_denied(cluster: LocalCluster) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def release(cluster: LocalCluster, namespace: str) -> AsyncIterator[Release]:
+async def release(cluster: LocalCluster, namespace: str, crd: str) -> AsyncIterator[Release]:
+    """A release of the chart without CRDs: the session's (`crd`) must be there first."""
     async with installed_chart(cluster, namespace, "image.tag=test") as installed:
         yield installed
 
