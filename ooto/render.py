@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api.module import API_VERSION, KIND, Module, UpdateStrategyType
+from ooto.api.module import API_VERSION, KIND, Module
 from ooto.kernels import KernelPlan, Role, daemonset_name, kernel_label_value, label_safe
 from ooto.modprobe import FIRMWARE_MOUNT, loader_command, prestop_command
 
@@ -207,15 +207,9 @@ def _pod_spec(
 
 
 def _update_strategy(module: Module) -> dict[str, Any]:
-    strategy = module.spec.update_strategy
-    if strategy.type is UpdateStrategyType.ON_DELETE:
-        return {"type": UpdateStrategyType.ON_DELETE.value}
-    rolling = strategy.rolling_update
-    max_unavailable = rolling.max_unavailable if rolling is not None else 1
-    return {
-        "type": UpdateStrategyType.ROLLING_UPDATE.value,
-        "rollingUpdate": {"maxUnavailable": max_unavailable},
-    }
+    """Pods are replaced at most `upgradePolicy.maxParallel` nodes at a time."""
+    max_parallel = module.spec.upgrade_policy.max_parallel
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_parallel}}
 
 
 def owner_reference(module: Module) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def _set(body: dict[str, Any], path: list[Any], value: Any) -> None:
         (["selector"], {"gpu": {"nested": "x"}}, "spec.selector.gpu"),
         (["additionalVolumes", 0, "configMap", "name"], ["x"], "configMap.name"),
         (["tolerations"], [{"tolerationSeconds": "soon"}], "tolerationSeconds"),
-        (["updateStrategy"], {"type": "Sometimes"}, "updateStrategy.type"),
+        (["upgradePolicy"], {"mode": "Sometimes"}, "upgradePolicy.mode"),
+        (["upgradePolicy"], {"readyTimeoutSeconds": 0}, "upgradePolicy.readyTimeoutSeconds"),
     ],
 )
 async def test_the_api_server_rejects_wrong_shapes(

@@ -246,20 +246,17 @@ class TestBothPods:
         assert not {"tolerations", "serviceAccountName", "imagePullSecrets"} & set(spec)
 
     @pytest.mark.parametrize(
-        ("strategy", "expected"),
+        ("policy", "expected"),
         [
             (None, {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}),
             (
-                {"rollingUpdate": {"maxUnavailable": "10%"}},
+                {"maxParallel": "10%"},
                 {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
             ),
-            ({"type": "OnDelete"}, {"type": "OnDelete"}),
         ],
     )
-    def test_update_strategy(
-        self, strategy: dict[str, Any] | None, expected: dict[str, Any]
-    ) -> None:
-        module = sample() if strategy is None else sample(updateStrategy=strategy)
+    def test_update_strategy(self, policy: dict[str, Any] | None, expected: dict[str, Any]) -> None:
+        module = sample() if policy is None else sample(upgradePolicy=policy)
         for daemonset in render(module):
             assert daemonset["spec"]["updateStrategy"] == expected
 
