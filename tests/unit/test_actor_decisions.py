@@ -67,6 +67,22 @@ def test_daemonset_readiness_needs_a_current_generation_and_every_pod_ready() ->
     assert daemonset_ready(None) == (0, False)
 
 
+def test_an_on_delete_daemonset_with_every_pod_ready_is_ready_on_an_older_template() -> None:
+    """Loader pods stay on their template when the load digest did not change (issue 12)."""
+    ds = {
+        "metadata": {"generation": 2},
+        "spec": {"updateStrategy": {"type": "OnDelete"}},
+        "status": {
+            "observedGeneration": 2,
+            "desiredNumberScheduled": 3,
+            "numberReady": 3,
+            "updatedNumberScheduled": 0,
+        },
+    }
+    assert daemonset_ready(ds) == (3, True)
+    assert daemonset_ready({**ds, "status": {**ds["status"], "numberReady": 2}}) == (2, False)
+
+
 def test_only_objects_we_control_count_as_ours() -> None:
     ours = {"metadata": {"ownerReferences": [{"uid": "u1", "controller": True}]}}
     assert owned_by(ours, "u1") and not owned_by(ours, "u2")

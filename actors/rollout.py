@@ -1,0 +1,513 @@
+"""RolloutActor: one per Module. Module-ready node labels and the Module's node-by-node upgrades.
+
+The per-node decisions are pure (ooto/upgrade/state.py); this actor feeds them events from the
+informers (loader pods, Nodes) and from its own I/O, performs the actions they return, and owns
+the Module-wide budget: at most `maxParallel` nodes between "label off" and "label back", across
+all the Module's kernels. One actor per Module (not the kernel actors) because a node's upgrade is
+a node-wide affair (cordon, evictions) that can outlive its kernel actor, and one budget needs one
+owner to be exact.
+
+Writes per node are serialized (one Node patch in flight at a time), so a label write can never
+overtake an upgrade step's write. At rest it writes nothing: every write is the difference between
+the Node as cached and the decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from actors.base import Backoff, OotoActor
+from actors.messages import (
+    EvictionBlocked,
+    IoDone,
+    LoaderPodObserved,
+    NodeObserved,
+    RolloutReport,
+    RolloutTargets,
+)
+from actors.ports import ActorContext, Obj
+from ooto.api import Module, UpgradeMode
+from ooto.kernels import label_safe
+from ooto.logs import log_fields
+from ooto.upgrade import facts, record
+from ooto.upgrade.budget import max_parallel
+from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
+from ooto.upgrade.state import (
+    ACTIVE,
+    Aborted,
+    Action,
+    ArmDeadline,
+    DeadlinePassed,
+    DeleteLoaderPod,
+    Event,
+    EvictPods,
+    NewPodReady,
+    NodeUpgrade,
+    NodeUpgradeState,
+    PodsGone,
+    ReportDone,
+    ReportFailed,
+    SlotGranted,
+    Timeouts,
+    WriteFailed,
+    WriteNode,
+    Written,
+    ready_label_wanted,
+    resumed,
+    transition,
+)
+from ooto.upgrade.workloads import departures, must_evict
+
+log = logging.getLogger(__name__)
+S = NodeUpgradeState
+IDLE = NodeUpgrade()
+
+
+class RolloutActor(OotoActor):
+    def __init__(self, context: ActorContext, supervisor: Any, module: Module) -> None:
+        super().__init__(context.bridge)
+        self._io, self._metrics, self._routes = context.io, context.metrics, context.rollouts
+        self._supervisor = supervisor
+        self._module = module
+        meta = module.metadata
+        self._label = ready_label_key(meta.namespace, meta.name)
+        self._annotation = upgrade_annotation_key(meta.namespace, meta.name)
+        self._module_label = label_safe(meta.name)
+        self._targets: dict[str, tuple[str, str]] | None = None  # node -> (kernel label, digest)
+        self._digests: dict[str, str] = {}  # kernel label -> digest
+        self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
+        self._pods: dict[str, dict[str, Obj]] = {}  # node -> uid -> our loader pod
+        self._writing: dict[str, WriteNode | None] = {}  # node -> write queued behind one in flight
+        self._clearing: set[str] = set()
+        self._blocked: dict[str, str] = {}
+        self._started: dict[str, float] = {}  # node -> monotonic time its label went off
+        self._known: set[str] = set()  # nodes that carry our label or record
+        self._fresh: dict[str, Obj] = {}  # node -> what our last write of it returned
+        self._failed_writes: dict[str, str] = {}
+        self._last_report: RolloutReport | None = None
+        self._backoff = Backoff(
+            context.settings.backoff_initial_seconds, context.settings.backoff_max_seconds
+        )
+
+    def describe(self) -> str:
+        return f"RolloutActor({self._module.key})"
+
+    def on_started(self) -> None:
+        if self._routes is not None:
+            self._routes.add(self._route_key(), self.actor_ref)
+        for pod in self._io.loader_pods.list():
+            self._observe_pod("ADDED", pod)
+
+    def on_stop(self) -> None:
+        if self._routes is not None:
+            self._routes.remove(self._route_key(), self.actor_ref)
+
+    def _route_key(self) -> tuple[str, str]:
+        return (self._module.metadata.namespace, self._module_label)
+
+    # --- messages ------------------------------------------------------------------------------
+
+    def on_RolloutTargets(self, message: RolloutTargets) -> None:
+        first = self._targets is None
+        self._module = message.module
+        self._digests = {kernel: digest for kernel, (digest, _) in message.kernels.items()}
+        self._targets = {
+            node: (kernel, digest)
+            for kernel, (digest, nodes) in message.kernels.items()
+            for node in nodes
+        }
+        if first:
+            self._resume()
+        for node in sorted({*self._targets, *self._upgrades, *self._known}):
+            self._reconcile(node)
+        self._settle()
+
+    def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
+        node = self._observe_pod(message.type, message.pod)
+        if node and self._targets is not None:
+            self._reconcile(node)
+            self._settle()
+
+    def on_NodeObserved(self, message: NodeObserved) -> None:
+        name = str((message.node.get("metadata") or {}).get("name", ""))
+        if self._targets is None or not (
+            name in self._targets or name in self._upgrades or self._ours(message.node)
+        ):
+            return
+        self._reconcile(name)
+        self._settle()
+
+    def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
+        if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
+            self._blocked[message.node] = message.why
+            self._report()
+
+    def on_timer(self, name: str) -> None:
+        kind, _, node = name.partition(":")
+        if kind == "deadline":
+            self._feed(node, DeadlinePassed(time.time()))
+        elif kind == "clear":
+            self._clear(node)
+        elif kind == "rewrite":
+            self._feed(node, WriteFailed(self._failed_writes.pop(node, "")))
+        elif kind == "retry" and self._targets is not None:
+            for each in sorted({*self._targets, *self._upgrades}):
+                self._reconcile(each)
+        self._settle()
+
+    def on_IoDone(self, done: IoDone) -> None:
+        kind, node = done.tag[0], done.tag[1]
+        if kind == "node":
+            self._node_written(node, done)
+        elif kind == "clear":
+            self._cleared(node, done)
+        elif kind == "delete" and not done.ok:
+            log.warning(
+                "%s: could not delete the loader pod on %s: %s",
+                self.describe(),
+                node,
+                done.error,
+                extra=self._extra("DeleteFailed", node),
+            )
+            self.set_timer("retry", self._backoff.next_delay())
+        self._settle()
+
+    # --- observing -------------------------------------------------------------------------------
+
+    def _observe_pod(self, type_: str, pod: Obj) -> str:
+        meta = pod.get("metadata") or {}
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        if meta.get("namespace") != self._module.metadata.namespace or not node:
+            return ""
+        pods = self._pods.setdefault(node, {})
+        if type_ == "DELETED":
+            pods.pop(str(meta.get("uid")), None)
+        else:
+            pods[str(meta.get("uid"))] = pod
+        return node
+
+    def _node(self, name: str) -> Obj | None:
+        """The newer of the cached Node and the one our last write returned (the cache may not
+        show our own write yet: judging by it would write the same thing twice)."""
+        cached, mine = self._io.nodes.get("", name), self._fresh.get(name)
+        if mine is None:
+            return cached
+        if cached is not None and _version(cached) >= _version(mine):
+            del self._fresh[name]
+            return cached
+        return mine
+
+    def _ours(self, node: Obj | None) -> bool:
+        meta = (node or {}).get("metadata") or {}
+        return self._label in (meta.get("labels") or {}) or self._annotation in (
+            meta.get("annotations") or {}
+        )
+
+    def _resume(self) -> None:
+        """First targets: pick up the records a previous leader left on the Nodes."""
+        limits = self._limits()
+        for node in self._io.nodes.list():
+            name = str((node.get("metadata") or {}).get("name", ""))
+            if not self._ours(node):
+                continue
+            self._known.add(name)
+            found = record.decode(
+                ((node.get("metadata") or {}).get("annotations") or {}).get(self._annotation)
+            )
+            if found is None:
+                continue
+            log.info(
+                "%s resumes %s on %s",
+                self.describe(),
+                found.state,
+                name,
+                extra=self._extra("resume", name),
+            )
+            upgrade, actions = resumed(found, limits)
+            self._set(name, upgrade)
+            self._perform(name, actions)
+
+    # --- deciding --------------------------------------------------------------------------------
+
+    def _reconcile(self, node: str) -> None:
+        """Feed what the caches show to the node's upgrade, then put its ready label right."""
+        assert self._targets is not None
+        upgrade = self._upgrades.get(node, IDLE)
+        target = self._targets.get(node)
+        if target is None and upgrade.state is not S.IDLE:
+            self._feed(node, Aborted())
+            upgrade = self._upgrades.get(node, IDLE)
+        pod = facts.current_pod(self._pods.get(node, {}).values())
+        if self._replaced(upgrade, pod):
+            self._feed(node, NewPodReady())
+            upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state in ACTIVE or node in self._writing:
+            return
+        ready = (
+            target is not None
+            and pod is not None
+            and facts.pod_kernel(pod) == target[0]
+            and facts.pod_ready(pod)
+        )
+        self._put_label(node, ready_label_wanted(ready, upgrade))
+
+    @staticmethod
+    def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:
+        """The loader pod that replaced the recorded one is Ready."""
+        if upgrade.state is not S.POD_RESTART_REQUIRED or not upgrade.written or pod is None:
+            return False
+        return _uid(pod) != upgrade.old_pod and facts.pod_ready(pod)
+
+    def _put_label(self, node: str, wanted: bool) -> None:
+        obj = self._node(node)
+        if obj is None:
+            return
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if (labels.get(self._label) == "true") == wanted and (wanted or self._label not in labels):
+            return
+        self._write(node, WriteNode(None, ready_label=wanted), annotations=False)
+
+    def _settle(self) -> None:
+        """Grant free slots, then report."""
+        self._grant()
+        self._report()
+
+    def _grant(self) -> None:
+        module, targets = self._module, self._targets
+        if targets is None or module.spec.upgrade_policy.mode is UpgradeMode.MANUAL:
+            return
+        if self._failed_now():
+            return  # the rollout of this generation stopped; a new generation resumes it
+        limit = max_parallel(module.spec.upgrade_policy.max_parallel, len(targets))
+        active = sum(1 for u in self._upgrades.values() if u.state in ACTIVE)
+        for node in self._candidates():
+            if active >= limit:
+                return
+            cordon = must_evict(module) and not facts.cordoned(self._node(node))
+            grant = SlotGranted(targets[node][1], module.metadata.generation, cordon, time.time())
+            self._started[node] = time.monotonic()
+            log.info("%s upgrades %s", self.describe(), node, extra=self._extra("Upgrading", node))
+            self._feed(node, grant)
+            active += 1
+
+    def _candidates(self) -> list[str]:
+        """Nodes whose loader pod runs another digest; failed ones (older generation) first."""
+        assert self._targets is not None
+        found = []
+        for node, (kernel, digest) in self._targets.items():
+            upgrade = self._upgrades.get(node, IDLE)
+            if upgrade.state in ACTIVE or node in self._writing:
+                continue
+            pod = facts.current_pod(self._pods.get(node, {}).values())
+            if not facts.needs_upgrade(pod, kernel, digest) or facts.skipped(self._node(node)):
+                continue
+            found.append((upgrade.state is not S.FAILED, node))
+        return [node for _, node in sorted(found)]
+
+    def _failed_now(self) -> list[NodeUpgrade]:
+        generation = self._module.metadata.generation
+        return [
+            u for u in self._upgrades.values() if u.state is S.FAILED and u.generation >= generation
+        ]
+
+    def _limits(self) -> Timeouts:
+        policy = self._module.spec.upgrade_policy
+        waits = [p.timeout_seconds for p in (policy.pod_deletion, policy.drain) if p is not None]
+        return Timeouts(
+            pods_gone=float(max(waits, default=300)), ready=policy.ready_timeout_seconds
+        )
+
+    # --- performing ------------------------------------------------------------------------------
+
+    def _feed(self, node: str, event: Event) -> None:
+        upgrade, actions = transition(self._upgrades.get(node, IDLE), event, self._limits())
+        self._set(node, upgrade)
+        self._perform(node, actions)
+
+    def _set(self, node: str, upgrade: NodeUpgrade) -> None:
+        if upgrade.state is S.IDLE:
+            self._upgrades.pop(node, None)
+        else:
+            self._upgrades[node] = upgrade
+        if upgrade.state is not S.POD_DELETION_REQUIRED:
+            self._blocked.pop(node, None)
+
+    def _perform(self, node: str, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, WriteNode):
+                self._write(node, action)
+            elif isinstance(action, EvictPods):
+                self._clear(node)
+            elif isinstance(action, DeleteLoaderPod):
+                self._delete_pod(node, action.uid)
+            elif isinstance(action, ArmDeadline):
+                self.set_timer(f"deadline:{node}", max(0.0, action.at - time.time()))
+            elif isinstance(action, ReportFailed):
+                self._report_failed(node, action.cause)
+            elif isinstance(action, ReportDone):
+                self._report_done(node)
+
+    def _write(self, node: str, action: WriteNode, *, annotations: bool = True) -> None:
+        if node in self._writing:
+            if annotations:  # an upgrade step: it must follow; a label write is re-decided
+                self._writing[node] = action
+            return
+        self._writing[node] = None
+        labels: dict[str, str | None] = {}
+        if action.ready_label is not None:
+            labels[self._label] = "true" if action.ready_label else None
+        notes: dict[str, str | None] = {}
+        if annotations:
+            notes[self._annotation] = record.encode(action.record) if action.record else None
+        self.bridge.run(
+            self.actor_ref,
+            ("node", node, annotations),
+            self._io.patch_node(node, labels, notes, action.unschedulable),
+        )
+
+    def _node_written(self, node: str, done: IoDone) -> None:
+        queued = self._writing.pop(node, None)
+        step = done.tag[2]
+        if not done.ok:
+            log.warning(
+                "%s: writing node %s failed: %s",
+                self.describe(),
+                node,
+                done.error,
+                extra=self._extra("NodeWriteFailed", node),
+            )
+        if done.ok:
+            self._backoff.reset()
+            self._fresh[node] = done.result
+        if step and done.ok:
+            self._feed(node, Written())
+        elif step:
+            self._failed_writes[node] = str(done.error)
+            self.set_timer(f"rewrite:{node}", self._backoff.next_delay())
+        elif not done.ok:
+            self.set_timer("retry", self._backoff.next_delay())
+        if queued is not None:
+            self._write(node, queued)
+        if self._targets is not None and node not in self._writing:
+            self._reconcile(node)
+
+    def _clear(self, node: str) -> None:
+        upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state is not S.POD_DELETION_REQUIRED or node in self._clearing:
+            return
+        self._clearing.add(node)
+        module, label = self._module, self._module_label
+        ref, bridge = self.actor_ref, self.bridge
+
+        def departures_of(pods: list[Obj]) -> Any:
+            return departures(module, label, pods)
+
+        def on_blocked(why: str) -> None:
+            bridge.tell(ref, EvictionBlocked(node, why))
+
+        self.bridge.run(ref, ("clear", node), self._io.clear_node(node, departures_of, on_blocked))
+
+    def _cleared(self, node: str, done: IoDone) -> None:
+        self._clearing.discard(node)
+        if not done.ok:
+            log.warning(
+                "%s: clearing node %s failed: %s",
+                self.describe(),
+                node,
+                done.error,
+                extra=self._extra("EvictionFailed", node),
+            )
+            self.set_timer(f"clear:{node}", self._backoff.next_delay())
+            return
+        pod = facts.current_pod(self._pods.get(node, {}).values())
+        self._feed(node, PodsGone(_uid(pod) if pod is not None else "", time.time()))
+
+    def _delete_pod(self, node: str, uid: str) -> None:
+        pod = self._pods.get(node, {}).get(uid)
+        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return  # gone or going already (a resumed operator): never delete twice
+        meta = pod["metadata"]
+        log.info(
+            "%s replaces the loader pod on %s",
+            self.describe(),
+            node,
+            extra=self._extra("Upgrading", node),
+        )
+        self.bridge.run(
+            self.actor_ref,
+            ("delete", node),
+            self._io.delete_object("pod", meta["namespace"], meta["name"], uid),
+        )
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def _report_failed(self, node: str, cause: str) -> None:
+        message = f"node {node}: {cause}; the rollout stopped (a new Module generation resumes it)"
+        log.warning("%s: %s", self.describe(), message, extra=self._extra("UpgradeFailed", node))
+        self._io.record_event(self._module.object_reference(), "Warning", "UpgradeFailed", message)
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+        self._io.record_event(
+            involved, "Warning", "UpgradeFailed", f"module {self._module.key}: {cause}"
+        )
+        self._started.pop(node, None)
+
+    def _report_done(self, node: str) -> None:
+        started = self._started.pop(node, None)
+        if started is not None:
+            self._metrics.node_upgraded(time.monotonic() - started)
+        log.info("%s upgraded %s", self.describe(), node, extra=self._extra("Upgraded", node))
+
+    def _report(self) -> None:
+        if self._targets is None:
+            return
+        counts = {"upToDate": 0, "upgrading": 0, "failed": 0, "pending": 0}
+        for node, (kernel, digest) in self._targets.items():
+            counts[self._count_as(node, kernel, digest)] += 1
+        meta = self._module.metadata
+        self._metrics.upgrade_nodes(meta.namespace, meta.name, counts)
+        upgrade = {
+            "digest": facts.module_digest(self._digests),
+            **{f"nodes{key[0].upper()}{key[1:]}": value for key, value in counts.items()},
+        }
+        report = RolloutReport(
+            ready_label=self._label,
+            upgrade=upgrade,
+            failed=tuple(
+                sorted((n, u.cause) for n, u in self._upgrades.items() if u in self._failed_now())
+            ),
+            waiting=tuple(sorted(self._blocked.items())),
+        )
+        if report != self._last_report:
+            self._last_report = report
+            self.send(self._supervisor, report)
+
+    def _count_as(self, node: str, kernel: str, digest: str) -> str:
+        upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state in ACTIVE:
+            return "upgrading"
+        if upgrade.state is S.FAILED:
+            return "failed"
+        pod = facts.current_pod(self._pods.get(node, {}).values())
+        if (
+            pod is not None
+            and facts.pod_kernel(pod) == kernel
+            and not facts.needs_upgrade(pod, kernel, digest)
+        ):
+            return "upToDate"
+        return "pending"
+
+    def _extra(self, reason: str, node: str = "") -> dict[str, object]:
+        return log_fields(module=self._module.key, node=node, reason=reason)
+
+
+def _version(obj: Obj) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def _uid(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")
