@@ -27,13 +27,15 @@ from actors.messages import (
     RolloutReport,
     RolloutTargets,
 )
+from actors.node_writes import NodeWrites, Patch
 from actors.ports import ActorContext, Obj
 from ooto.api import Module, UpgradeMode
 from ooto.kernels import label_safe
 from ooto.logs import log_fields
 from ooto.upgrade import facts, record
-from ooto.upgrade.budget import max_parallel
+from ooto.upgrade.budget import candidates, failed_in, max_parallel
 from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
+from ooto.upgrade.progress import progress, timeouts, upgrade_status
 from ooto.upgrade.state import (
     ACTIVE,
     Aborted,
@@ -79,12 +81,11 @@ class RolloutActor(OotoActor):
         self._digests: dict[str, str] = {}  # kernel label -> digest
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
         self._pods: dict[str, dict[str, Obj]] = {}  # node -> uid -> our loader pod
-        self._writing: dict[str, WriteNode | None] = {}  # node -> write queued behind one in flight
+        self._writes = NodeWrites(context.io.nodes)
         self._clearing: set[str] = set()
         self._blocked: dict[str, str] = {}
         self._started: dict[str, float] = {}  # node -> monotonic time its label went off
         self._known: set[str] = set()  # nodes that carry our label or record
-        self._fresh: dict[str, Obj] = {}  # node -> what our last write of it returned
         self._failed_writes: dict[str, str] = {}
         self._last_report: RolloutReport | None = None
         self._backoff = Backoff(
@@ -189,15 +190,7 @@ class RolloutActor(OotoActor):
         return node
 
     def _node(self, name: str) -> Obj | None:
-        """The newer of the cached Node and the one our last write returned (the cache may not
-        show our own write yet: judging by it would write the same thing twice)."""
-        cached, mine = self._io.nodes.get("", name), self._fresh.get(name)
-        if mine is None:
-            return cached
-        if cached is not None and _version(cached) >= _version(mine):
-            del self._fresh[name]
-            return cached
-        return mine
+        return self._writes.view(name)
 
     def _ours(self, node: Obj | None) -> bool:
         meta = (node or {}).get("metadata") or {}
@@ -239,11 +232,14 @@ class RolloutActor(OotoActor):
         if target is None and upgrade.state is not S.IDLE:
             self._feed(node, Aborted())
             upgrade = self._upgrades.get(node, IDLE)
-        pod = facts.current_pod(self._pods.get(node, {}).values())
+        pod = self._pod(node)
+        if self._settled_failure(upgrade, target, pod):
+            self._feed(node, Aborted())  # its loader already runs what is wanted: clean up
+            upgrade = self._upgrades.get(node, IDLE)
         if self._replaced(upgrade, pod):
             self._feed(node, NewPodReady())
             upgrade = self._upgrades.get(node, IDLE)
-        if upgrade.state in ACTIVE or node in self._writing:
+        if upgrade.state in ACTIVE or self._writes.busy(node):
             return
         ready = (
             target is not None
@@ -252,6 +248,16 @@ class RolloutActor(OotoActor):
             and facts.pod_ready(pod)
         )
         self._put_label(node, ready_label_wanted(ready, upgrade))
+
+    def _settled_failure(
+        self, upgrade: NodeUpgrade, target: tuple[str, str] | None, pod: Obj | None
+    ) -> bool:
+        """A node that failed in an older generation whose loader needs no upgrade now (the
+        Module went back to what it runs): its record and ooto's cordon go."""
+        if upgrade.state is not S.FAILED or target is None or pod is None:
+            return False
+        older = upgrade.generation < self._module.metadata.generation
+        return older and facts.pod_ready(pod) and not facts.needs_upgrade(pod, *target)
 
     @staticmethod
     def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:
@@ -267,7 +273,7 @@ class RolloutActor(OotoActor):
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if (labels.get(self._label) == "true") == wanted and (wanted or self._label not in labels):
             return
-        self._write(node, WriteNode(None, ready_label=wanted), annotations=False)
+        self._write(node, WriteNode(None, ready_label=wanted), step=False)
 
     def _settle(self) -> None:
         """Grant free slots, then report."""
@@ -282,9 +288,11 @@ class RolloutActor(OotoActor):
             return  # the rollout of this generation stopped; a new generation resumes it
         limit = max_parallel(module.spec.upgrade_policy.max_parallel, len(targets))
         active = sum(1 for u in self._upgrades.values() if u.state in ACTIVE)
-        for node in self._candidates():
+        for node in candidates(targets, self._upgrades, self._pod, self._node):
             if active >= limit:
                 return
+            if self._writes.busy(node):
+                continue
             cordon = must_evict(module) and not facts.cordoned(self._node(node))
             grant = SlotGranted(targets[node][1], module.metadata.generation, cordon, time.time())
             self._started[node] = time.monotonic()
@@ -292,32 +300,11 @@ class RolloutActor(OotoActor):
             self._feed(node, grant)
             active += 1
 
-    def _candidates(self) -> list[str]:
-        """Nodes whose loader pod runs another digest; failed ones (older generation) first."""
-        assert self._targets is not None
-        found = []
-        for node, (kernel, digest) in self._targets.items():
-            upgrade = self._upgrades.get(node, IDLE)
-            if upgrade.state in ACTIVE or node in self._writing:
-                continue
-            pod = facts.current_pod(self._pods.get(node, {}).values())
-            if not facts.needs_upgrade(pod, kernel, digest) or facts.skipped(self._node(node)):
-                continue
-            found.append((upgrade.state is not S.FAILED, node))
-        return [node for _, node in sorted(found)]
-
-    def _failed_now(self) -> list[NodeUpgrade]:
-        generation = self._module.metadata.generation
-        return [
-            u for u in self._upgrades.values() if u.state is S.FAILED and u.generation >= generation
-        ]
+    def _failed_now(self) -> dict[str, NodeUpgrade]:
+        return failed_in(self._upgrades, self._module.metadata.generation)
 
     def _limits(self) -> Timeouts:
-        policy = self._module.spec.upgrade_policy
-        waits = [p.timeout_seconds for p in (policy.pod_deletion, policy.drain) if p is not None]
-        return Timeouts(
-            pods_gone=float(max(waits, default=300)), ready=policy.ready_timeout_seconds
-        )
+        return timeouts(self._module.spec.upgrade_policy)
 
     # --- performing ------------------------------------------------------------------------------
 
@@ -349,28 +336,27 @@ class RolloutActor(OotoActor):
             elif isinstance(action, ReportDone):
                 self._report_done(node)
 
-    def _write(self, node: str, action: WriteNode, *, annotations: bool = True) -> None:
-        if node in self._writing:
-            if annotations:  # an upgrade step: it must follow; a label write is re-decided
-                self._writing[node] = action
-            return
-        self._writing[node] = None
+    def _write(self, node: str, action: WriteNode, *, step: bool = True) -> None:
         labels: dict[str, str | None] = {}
         if action.ready_label is not None:
             labels[self._label] = "true" if action.ready_label else None
         notes: dict[str, str | None] = {}
-        if annotations:
+        if step:
             notes[self._annotation] = record.encode(action.record) if action.record else None
-        self.bridge.run(
-            self.actor_ref,
-            ("node", node, annotations),
-            self._io.patch_node(node, labels, notes, action.unschedulable),
-        )
+        self._send(node, self._writes.start(node, (labels, notes, action.unschedulable, step)))
+
+    def _send(self, node: str, patch: Patch | None) -> None:
+        if patch is not None:
+            labels, notes, unschedulable, step = patch
+            write = self._io.patch_node(node, labels, notes, unschedulable)
+            self.bridge.run(self.actor_ref, ("node", node, step), write)
 
     def _node_written(self, node: str, done: IoDone) -> None:
-        queued = self._writing.pop(node, None)
+        queued = self._writes.done(node, done.result if done.ok else None)
         step = done.tag[2]
-        if not done.ok:
+        if done.ok:
+            self._backoff.reset()
+        else:
             log.warning(
                 "%s: writing node %s failed: %s",
                 self.describe(),
@@ -378,9 +364,6 @@ class RolloutActor(OotoActor):
                 done.error,
                 extra=self._extra("NodeWriteFailed", node),
             )
-        if done.ok:
-            self._backoff.reset()
-            self._fresh[node] = done.result
         if step and done.ok:
             self._feed(node, Written())
         elif step:
@@ -388,9 +371,8 @@ class RolloutActor(OotoActor):
             self.set_timer(f"rewrite:{node}", self._backoff.next_delay())
         elif not done.ok:
             self.set_timer("retry", self._backoff.next_delay())
-        if queued is not None:
-            self._write(node, queued)
-        if self._targets is not None and node not in self._writing:
+        self._send(node, queued)
+        if self._targets is not None and not self._writes.busy(node):
             self._reconcile(node)
 
     def _clear(self, node: str) -> None:
@@ -421,7 +403,7 @@ class RolloutActor(OotoActor):
             )
             self.set_timer(f"clear:{node}", self._backoff.next_delay())
             return
-        pod = facts.current_pod(self._pods.get(node, {}).values())
+        pod = self._pod(node)
         self._feed(node, PodsGone(_uid(pod) if pod is not None else "", time.time()))
 
     def _delete_pod(self, node: str, uid: str) -> None:
@@ -462,51 +444,25 @@ class RolloutActor(OotoActor):
     def _report(self) -> None:
         if self._targets is None:
             return
-        counts = {"upToDate": 0, "upgrading": 0, "failed": 0, "pending": 0}
-        for node, (kernel, digest) in self._targets.items():
-            counts[self._count_as(node, kernel, digest)] += 1
+        counts = progress(self._targets, self._upgrades, self._pod)
         meta = self._module.metadata
         self._metrics.upgrade_nodes(meta.namespace, meta.name, counts)
-        upgrade = {
-            "digest": facts.module_digest(self._digests),
-            **{f"nodes{key[0].upper()}{key[1:]}": value for key, value in counts.items()},
-        }
+        failed = self._failed_now()
         report = RolloutReport(
             ready_label=self._label,
-            upgrade=upgrade,
-            failed=tuple(
-                sorted((n, u.cause) for n, u in self._upgrades.items() if u in self._failed_now())
-            ),
+            upgrade=upgrade_status(self._digests, counts),
+            failed=tuple(sorted((n, u.cause) for n, u in failed.items())),
             waiting=tuple(sorted(self._blocked.items())),
         )
         if report != self._last_report:
             self._last_report = report
             self.send(self._supervisor, report)
 
-    def _count_as(self, node: str, kernel: str, digest: str) -> str:
-        upgrade = self._upgrades.get(node, IDLE)
-        if upgrade.state in ACTIVE:
-            return "upgrading"
-        if upgrade.state is S.FAILED:
-            return "failed"
-        pod = facts.current_pod(self._pods.get(node, {}).values())
-        if (
-            pod is not None
-            and facts.pod_kernel(pod) == kernel
-            and not facts.needs_upgrade(pod, kernel, digest)
-        ):
-            return "upToDate"
-        return "pending"
+    def _pod(self, node: str) -> Obj | None:
+        return facts.current_pod(self._pods.get(node, {}).values())
 
     def _extra(self, reason: str, node: str = "") -> dict[str, object]:
         return log_fields(module=self._module.key, node=node, reason=reason)
-
-
-def _version(obj: Obj) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 def _uid(pod: Obj) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ooto import render
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from ooto.upgrade.keys import ready_label_key
-from tests.integration.conftest import OperatorFactory
+from tests.integration.conftest import OperatorFactory, RunningOperator
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -114,3 +115,225 @@ async def _up_to_date(rest: KubeRest, namespace: str, count: int) -> dict[str, A
     module = await get_module(rest, namespace, "mod")
     upgrade = (module.get("status") or {}).get("upgrade") or {}
     return module if upgrade.get("nodesUpToDate") == count else None
+
+
+def bump(image: str) -> dict[str, Any]:
+    return {"spec": {"kernelMappings": [{"regexp": ".", "containerImage": image}]}}
+
+
+async def converged(
+    rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    namespace: str,
+    start: OperatorFactory,
+    count: int,
+    **policy: Any,
+) -> tuple[list[str], str, str, RunningOperator]:
+    """`count` nodes with the Module Ready and labelled: nodes, ready label, loader digest and
+    the operator."""
+    nodes = await add_fleet(
+        kubelet, f"u{namespace[-5:]}", KERNELS, count, {"ooto-test/day2": "true"}
+    )
+    label = ready_label_key(namespace, "mod")
+    operator = await start(watch_namespace=namespace)
+    await apply_module(rest, namespace, fleet_module("example.invalid/mod:1", **policy))
+    await eventually(lambda: ready_module(rest, namespace, "mod"), timeout=120)
+    await eventually(lambda: labelled(rest, nodes, label), timeout=60)
+    return nodes, label, digest_of((await loader_pods(rest, namespace))[0]), operator
+
+
+async def test_a_loader_that_never_gets_ready_stops_the_rollout_until_a_fix(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Done-when 2: the first node fails, nothing else starts, a new generation resumes."""
+    policy = {"readyTimeoutSeconds": 3, "podDeletion": {"podSelector": f"app={WORKLOAD}"}}
+    nodes, label, old, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 6, **policy
+    )
+    kubelet.fail_images = {"example.invalid/mod:broken"}
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:broken"))
+
+        async def failed() -> dict[str, Any] | None:
+            module = await get_module(admin_rest, namespace, "mod")
+            return module if condition(module, "Ready").get("reason") == "UpgradeFailed" else None
+
+        module = await eventually(failed, timeout=60)
+        (first,) = [p["spec"]["nodeName"] for p in pods.loader_deletions()]
+        assert f"node {first}:" in condition(module, "Ready")["message"]
+        assert "not Ready within 3s" in condition(module, "Ready")["message"]
+        assert module["status"]["upgrade"]["nodesFailed"] == 1
+        found = await nodes_by_name(admin_rest, nodes)
+        assert found[first]["spec"].get("unschedulable") is True  # no workload lands there
+        others = [n for n in nodes if n != first]
+        assert await labelled(admin_rest, others, label)
+        running = {
+            p["spec"]["nodeName"]: digest_of(p) for p in await loader_pods(admin_rest, namespace)
+        }
+        assert all(running[n] == old for n in others)
+        node_events = await admin_rest.get(
+            "/api/v1/namespaces/default/events",
+            {"fieldSelector": f"involvedObject.name={first},reason=UpgradeFailed"},
+        )
+        assert node_events["items"], "an Event on the Node"
+
+        await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:fixed"))
+        await eventually(lambda: rolled_out(admin_rest, namespace, nodes, label, old), timeout=120)
+
+    # Each node's old loader replaced once, plus the broken pod on the first node: had another
+    # node started while the rollout was stopped, it would have needed a second replacement.
+    deleted = [p["spec"]["nodeName"] for p in pods.loader_deletions()]
+    assert sorted(deleted) == sorted([*nodes, first])
+    found = await nodes_by_name(admin_rest, nodes)
+    assert not any(obj["spec"].get("unschedulable") for obj in found.values())
+    module = await eventually(lambda: _up_to_date(admin_rest, namespace, 6), timeout=30)
+    assert condition(module, "Ready")["status"] == "True"
+
+
+async def test_changes_outside_the_load_digest_restart_nothing(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    namespace: str,
+    start_operator: OperatorFactory,
+    monkeypatch: Any,
+) -> None:
+    """Done-when 4: tolerations, labels, annotations, priority class, a new ooto rendering."""
+    nodes, label, _, operator = await converged(admin_rest, kubelet, namespace, start_operator, 6)
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        changes = {
+            "metadata": {"labels": {"team": "a"}, "annotations": {"note": "b"}},
+            "spec": {
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                "priorityClassName": "system-cluster-critical",
+            },
+        }
+        module = await patch_module(admin_rest, namespace, "mod", changes)
+        await eventually(
+            lambda: _settled(admin_rest, namespace, module["metadata"]["generation"], 6),
+            timeout=60,
+        )
+        # A new ooto release renders the loader differently (outside the digest): restart it.
+        original = render._template_metadata
+        monkeypatch.setattr(
+            render,
+            "_template_metadata",
+            lambda *a: {**original(*a), "labels": {**original(*a)["labels"], "new": "render"}},
+        )
+        await operator.stop()
+        await start_operator(watch_namespace=namespace)
+        await eventually(lambda: _templates_carry(admin_rest, namespace, "new"), timeout=60)
+        await eventually(
+            lambda: _settled(admin_rest, namespace, module["metadata"]["generation"], 6),
+            timeout=60,
+        )
+    assert pods.loader_deletions() == []
+    assert labels.removals == []
+
+
+async def _templates_carry(rest: KubeRest, namespace: str, label: str) -> bool:
+    found = await rest.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets")
+    loaders = [
+        d
+        for d in found["items"]
+        if d["metadata"]["labels"].get("ooto.sigs.k8s.io/role") == "module-loader"
+    ]
+    return bool(loaders) and all(
+        label in d["spec"]["template"]["metadata"]["labels"] for d in loaders
+    )
+
+
+async def _settled(rest: KubeRest, namespace: str, generation: int, count: int) -> bool:
+    module = await get_module(rest, namespace, "mod")
+    status = module.get("status") or {}
+    upgrade = status.get("upgrade") or {}
+    return status.get("observedGeneration") == generation and upgrade.get("nodesUpToDate") == count
+
+
+async def test_the_skip_label_and_manual_mode_leave_loaders_alone(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Done-when 6: a skipped node keeps its loader; Manual mode replaces nothing, and a pod an
+    admin deletes comes back on the new digest with its label."""
+    nodes, label, old, _ = await converged(admin_rest, kubelet, namespace, start_operator, 4)
+    skipped = nodes[0]
+    await kubelet.set_labels(skipped, {"ooto.sigs.k8s.io/upgrade.skip": "true"})
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
+        await eventually(
+            lambda: rolled_out(admin_rest, namespace, nodes[1:], label, old), timeout=120
+        )
+        module = await eventually(lambda: _pending(admin_rest, namespace, 1), timeout=30)
+        assert module["status"]["upgrade"]["nodesUpToDate"] == 3
+        running = {
+            p["spec"]["nodeName"]: digest_of(p) for p in await loader_pods(admin_rest, namespace)
+        }
+        assert running[skipped] == old
+        assert skipped not in labels.removals
+
+        await patch_module(
+            admin_rest, namespace, "mod", {"spec": {"upgradePolicy": {"mode": "Manual"}}}
+        )
+        manual = await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:3"))
+        await eventually(
+            lambda: _pending_for(admin_rest, namespace, manual["metadata"]["generation"], 4),
+            timeout=60,
+        )
+        before = len(pods.loader_deletions())
+        assert before == 3  # the Auto rollout above; Manual added none
+        victim = next(
+            p for p in await loader_pods(admin_rest, namespace) if p["spec"]["nodeName"] == nodes[1]
+        )
+        await admin_rest.delete(f"/api/v1/namespaces/{namespace}/pods/{victim['metadata']['name']}")
+        new = await eventually(
+            lambda: _ready_pod_on(admin_rest, namespace, nodes[1], victim["metadata"]["uid"]),
+            timeout=60,
+        )
+        assert digest_of(new) not in (old, running[nodes[1]])
+        await eventually(lambda: labelled(admin_rest, [nodes[1]], label), timeout=30)
+    assert len(pods.loader_deletions()) == before + 1
+
+
+async def _pending(rest: KubeRest, namespace: str, count: int) -> dict[str, Any] | None:
+    module = await get_module(rest, namespace, "mod")
+    upgrade = (module.get("status") or {}).get("upgrade") or {}
+    return module if upgrade.get("nodesPending") == count else None
+
+
+async def _pending_for(rest: KubeRest, namespace: str, generation: int, count: int) -> bool:
+    module = await _pending(rest, namespace, count)
+    return module is not None and module["status"].get("observedGeneration") == generation
+
+
+async def _ready_pod_on(
+    rest: KubeRest, namespace: str, node: str, old_uid: str
+) -> dict[str, Any] | None:
+    for pod in await loader_pods(rest, namespace):
+        if pod["spec"]["nodeName"] == node and pod["metadata"]["uid"] != old_uid and is_ready(pod):
+            return pod
+    return None
+
+
+async def test_a_120_character_namespace_and_name_gets_a_valid_unique_ready_label(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Done-when 7: the label key is shortened with a hash, valid, and reported in status."""
+    name = ("long-module-name-" * 10)[: 118 - len(namespace)] + "z"
+    assert len(f"{namespace}.{name}") == 120
+    nodes = await add_fleet(
+        kubelet, f"u7{namespace[-4:]}", KERNELS[:1], 2, {"ooto-test/day2": "true"}
+    )
+    await start_operator(watch_namespace=namespace)
+    manifest = fleet_module("example.invalid/mod:1")
+    manifest["metadata"]["name"] = name
+    await apply_module(admin_rest, namespace, manifest)
+    label = ready_label_key(namespace, name)
+    _, _, part = label.partition("/")
+    assert len(part) <= 63 and part != f"{namespace}.{name}"
+    await eventually(lambda: labelled(admin_rest, nodes, label), timeout=90)
+    module = await eventually(lambda: ready_module(admin_rest, namespace, name), timeout=60)
+    assert module["status"]["readyLabel"] == label
+    other = ready_label_key(namespace, name[:-1] + "y")
+    assert other != label
