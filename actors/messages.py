@@ -182,6 +182,12 @@ class ChildDied:
 
 
 @dataclass(frozen=True, slots=True)
+class ModuleGone:
+    """The Module is deleted: its supervisor stops next. Told first, so that the RolloutActor
+    takes the Module's labels and records off its nodes (a mere shutdown keeps them)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RolloutTargets:
     """The supervisor's intent for its RolloutActor: per kernel label, the desired load digest and
     the selected nodes running that kernel."""

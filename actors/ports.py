@@ -6,6 +6,7 @@ another. Methods returning coroutines are run through the Bridge; the others nev
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -95,8 +96,10 @@ class OperatorIO(Protocol):
         node: str,
         departures_of: Callable[[list[Obj]], Any],
         on_blocked: Callable[[str], None],
-    ) -> Coroutine[Any, Any, int]:
-        """Evict the pods `departures_of` names, until none must leave (see ooto.kube.evictions)."""
+        cancelled: threading.Event,
+    ) -> Coroutine[Any, Any, int | None]:
+        """Evict the pods `departures_of` names, until none must leave (see ooto.kube.evictions);
+        None when `cancelled` was set first."""
 
     def apply_daemonset(
         self, desired: dict[str, Any], current: Obj | None

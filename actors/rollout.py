@@ -15,14 +15,17 @@ the Node as cached and the decision.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 from actors.base import Backoff, OotoActor
 from actors.messages import (
+    ChildDied,
     EvictionBlocked,
     IoDone,
     LoaderPodObserved,
+    ModuleGone,
     NodeObserved,
     RolloutReport,
     RolloutTargets,
@@ -82,7 +85,7 @@ class RolloutActor(OotoActor):
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
         self._pods: dict[str, dict[str, Obj]] = {}  # node -> uid -> our loader pod
         self._writes = NodeWrites(context.io.nodes)
-        self._clearing: set[str] = set()
+        self._clearing: dict[str, threading.Event] = {}  # node -> cancels its evictions
         self._blocked: dict[str, str] = {}
         self._started: dict[str, float] = {}  # node -> monotonic time its label went off
         self._known: set[str] = set()  # nodes that carry our label or record
@@ -101,7 +104,12 @@ class RolloutActor(OotoActor):
         for pod in self._io.loader_pods.list():
             self._observe_pod("ADDED", pod)
 
+    def on_death(self, error: BaseException | None) -> None:
+        self.send(self._supervisor, ChildDied("rollout", self.actor_ref, repr(error)))
+
     def on_stop(self) -> None:
+        for cancelled in self._clearing.values():
+            cancelled.set()
         if self._routes is not None:
             self._routes.remove(self._route_key(), self.actor_ref)
 
@@ -139,6 +147,16 @@ class RolloutActor(OotoActor):
             return
         self._reconcile(name)
         self._settle()
+
+    def on_ModuleGone(self, _: ModuleGone) -> None:
+        """The Module is deleted: no node keeps its ready label, record or ooto's cordon."""
+        for node in sorted({*(self._targets or {}), *self._upgrades, *self._known}):
+            upgrade = self._upgrades.pop(node, IDLE)
+            if upgrade.state is S.IDLE and not self._ours(self._node(node)):
+                continue
+            uncordon = False if upgrade.cordoned else None
+            self._write(node, WriteNode(None, ready_label=False, unschedulable=uncordon))
+        self._targets = None  # nothing more to decide: the supervisor stops us next
 
     def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
         if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
@@ -320,6 +338,8 @@ class RolloutActor(OotoActor):
             self._upgrades[node] = upgrade
         if upgrade.state is not S.POD_DELETION_REQUIRED:
             self._blocked.pop(node, None)
+            if node in self._clearing:
+                self._clearing[node].set()  # no eviction after the node failed or left
 
     def _perform(self, node: str, actions: list[Action]) -> None:
         for action in actions:
@@ -379,7 +399,7 @@ class RolloutActor(OotoActor):
         upgrade = self._upgrades.get(node, IDLE)
         if upgrade.state is not S.POD_DELETION_REQUIRED or node in self._clearing:
             return
-        self._clearing.add(node)
+        cancelled = self._clearing[node] = threading.Event()
         module, label = self._module, self._module_label
         ref, bridge = self.actor_ref, self.bridge
 
@@ -389,10 +409,13 @@ class RolloutActor(OotoActor):
         def on_blocked(why: str) -> None:
             bridge.tell(ref, EvictionBlocked(node, why))
 
-        self.bridge.run(ref, ("clear", node), self._io.clear_node(node, departures_of, on_blocked))
+        clear = self._io.clear_node(node, departures_of, on_blocked, cancelled)
+        self.bridge.run(ref, ("clear", node), clear)
 
     def _cleared(self, node: str, done: IoDone) -> None:
-        self._clearing.discard(node)
+        self._clearing.pop(node, None)
+        if done.ok and done.result is None:
+            return  # cancelled: the node left this state (failed, aborted) or we are stopping
         if not done.ok:
             log.warning(
                 "%s: clearing node %s failed: %s",

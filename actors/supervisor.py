@@ -25,6 +25,7 @@ from actors.messages import (
     KernelReport,
     KernelRetired,
     ModuleChanged,
+    ModuleGone,
     ModuleUnreadable,
     NodesChanged,
     PlanKernel,
@@ -236,6 +237,10 @@ class ModuleSupervisor(OotoActor):
             digest = load_digest(self._module, plan, options)  # as the kernel actor renders it
             self._digests[plan.kernel] = (plan, generation, digest)
 
+    def on_ModuleGone(self, message: ModuleGone) -> None:
+        if self._rollout is not None:
+            self.send(self._rollout, message)
+
     def on_RolloutReport(self, report: RolloutReport) -> None:
         self._rollout_report = report
         self._schedule_status()
@@ -326,6 +331,12 @@ class ModuleSupervisor(OotoActor):
         self._schedule_status()
 
     def on_ChildDied(self, message: ChildDied) -> None:
+        if self._rollout is not None and message.ref == self._rollout:
+            # A new RolloutActor resumes from the Nodes' upgrade records: nothing is repeated.
+            log.error("%s: rollout actor died: %s; restarting it", self.describe(), message.error)
+            self._rollout = RolloutActor.start(self._context, self.actor_ref, self._module)
+            self._tell_rollout()
+            return
         kernel = message.key
         if self._retiring.get(kernel) == message.ref:
             # It died retiring: what it left is swept as an orphan (no live actor has its label).

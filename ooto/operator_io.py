@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -139,8 +140,9 @@ class KubeOperatorIO:
         node: str,
         departures_of: Callable[[list[Obj]], Departing],
         on_blocked: Callable[[str], None],
-    ) -> int:
-        return await clear_node(self._api, node, departures_of, on_blocked)
+        cancelled: threading.Event,
+    ) -> int | None:
+        return await clear_node(self._api, node, departures_of, on_blocked, cancelled)
 
     async def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False

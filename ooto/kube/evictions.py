@@ -12,6 +12,7 @@ from evicting twice).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
 EVICTION_VERSION = "policy/v1beta1"  # policy/v1 Eviction needs Kubernetes 1.22
+CHECK_SECONDS = 30.0
+"""How long one watch of the node's pods lasts before `clear_node` looks at `cancelled` again."""
 
 
 class Departing(Protocol):
@@ -38,12 +41,14 @@ async def clear_node(
     node: str,
     departures_of: Callable[[list[Obj]], Departing],
     on_blocked: Callable[[str], None],
+    cancelled: threading.Event,
     retry_seconds: float = 5.0,
-) -> int:
-    """Evict and wait until `departures_of(pods on node).waiting` is 0; returns evictions made."""
+) -> int | None:
+    """Evict and wait until `departures_of(pods on node).waiting` is 0; returns evictions made,
+    or None once `cancelled` is set (checked at least every `CHECK_SECONDS`)."""
     field = f"spec.nodeName={node}"
     evicted: set[str] = set()
-    while True:
+    while not cancelled.is_set():
         listed = await api.list(PODS, field_selector=field)
         pods: dict[str, Obj] = {_uid(p): p for p in listed.items}
         found = departures_of(list(pods.values()))
@@ -53,7 +58,7 @@ async def clear_node(
         refusals = [reason for reason in blocked if reason]
         if refusals:
             on_blocked(f"eviction refused: {refusals[0]}")
-        timeout = retry_seconds if refusals else 300
+        timeout = retry_seconds if refusals else CHECK_SECONDS
         try:
             if await _watch_until_gone(
                 api, field, listed.resource_version, pods, departures_of, timeout
@@ -61,6 +66,7 @@ async def clear_node(
                 return len(evicted)
         except (Gone, TransientError) as error:
             log.info("node %s: pod watch ended (%s); listing again", node, error)
+    return None
 
 
 async def _evict(api: KubeApi, pod: Obj, evicted: set[str]) -> str:

@@ -16,6 +16,7 @@ from tests.integration.conftest import OperatorFactory, RunningOperator
 from tests.integration.scenario_support import (
     apply_module,
     condition,
+    delete_module,
     eventually,
     get_module,
     module_manifest,
@@ -265,8 +266,7 @@ async def test_the_skip_label_and_manual_mode_leave_loaders_alone(
         await eventually(
             lambda: rolled_out(admin_rest, namespace, nodes[1:], label, old), timeout=120
         )
-        module = await eventually(lambda: _pending(admin_rest, namespace, 1), timeout=30)
-        assert module["status"]["upgrade"]["nodesUpToDate"] == 3
+        await eventually(lambda: _counts(admin_rest, namespace, upToDate=3, pending=1), timeout=30)
         running = {
             p["spec"]["nodeName"]: digest_of(p) for p in await loader_pods(admin_rest, namespace)
         }
@@ -294,6 +294,12 @@ async def test_the_skip_label_and_manual_mode_leave_loaders_alone(
         assert digest_of(new) not in (old, running[nodes[1]])
         await eventually(lambda: labelled(admin_rest, [nodes[1]], label), timeout=30)
     assert len(pods.loader_deletions()) == before + 1
+
+
+async def _counts(rest: KubeRest, namespace: str, **counts: int) -> bool:
+    module = await get_module(rest, namespace, "mod")
+    upgrade = (module.get("status") or {}).get("upgrade") or {}
+    return all(upgrade.get(f"nodes{k[0].upper()}{k[1:]}") == v for k, v in counts.items())
 
 
 async def _pending(rest: KubeRest, namespace: str, count: int) -> dict[str, Any] | None:
@@ -337,3 +343,59 @@ async def test_a_120_character_namespace_and_name_gets_a_valid_unique_ready_labe
     assert module["status"]["readyLabel"] == label
     other = ready_label_key(namespace, name[:-1] + "y")
     assert other != label
+
+    await delete_module(admin_rest, namespace, name)  # the label goes with the Module
+
+    async def unlabelled() -> bool:
+        found = await nodes_by_name(admin_rest, nodes)
+        return not any(label in (n["metadata"].get("labels") or {}) for n in found.values())
+
+    await eventually(unlabelled, timeout=30)
+
+
+async def test_a_disruption_budget_that_forbids_the_eviction_holds_then_fails_the_node(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Done-when 3: the node waits (status says why), then fails at the timeout."""
+    policy = {"podDeletion": {"podSelector": f"app={WORKLOAD}", "timeoutSeconds": 8}}
+    nodes, _, old, _ = await converged(admin_rest, kubelet, namespace, start_operator, 3, **policy)
+    await add_workloads(admin_rest, namespace, nodes)
+    pdbs = f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets"
+    budget = {"minAvailable": 3, "selector": {"matchLabels": {"app": WORKLOAD}}}
+    await admin_rest.post(pdbs, {"metadata": {"name": "all"}, "spec": budget})
+
+    async def computed() -> bool:
+        status = (await admin_rest.get(f"{pdbs}/all")).get("status") or {}
+        return status.get("currentHealthy") == 3 and status.get("observedGeneration", 0) >= 1
+
+    await eventually(computed, timeout=30)
+    await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
+
+    async def waiting() -> dict[str, Any] | None:
+        module = await get_module(admin_rest, namespace, "mod")
+        progressing = condition(module, "Progressing")
+        return module if "eviction refused" in progressing.get("message", "") else None
+
+    module = await eventually(waiting, timeout=30)
+    assert condition(module, "Progressing")["reason"] == "Upgrading"
+
+    async def failed() -> dict[str, Any] | None:
+        module = await get_module(admin_rest, namespace, "mod")
+        return module if condition(module, "Ready").get("reason") == "UpgradeFailed" else None
+
+    module = await eventually(failed, timeout=60)
+    message = condition(module, "Ready")["message"]
+    assert "still on the node after 8s" in message
+    (first,) = [n for n in nodes if f"node {n}:" in message]
+    running = {
+        p["spec"]["nodeName"]: digest_of(p) for p in await loader_pods(admin_rest, namespace)
+    }
+    assert all(running[n] == old for n in nodes)  # no loader was replaced
+    pods = await admin_rest.get(
+        f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"app={WORKLOAD}"}
+    )
+    assert len(pods["items"]) == 3  # the budget held every workload in place
+    found = await nodes_by_name(admin_rest, nodes)
+    assert found[first]["spec"].get("unschedulable") is True
+    assert module["status"]["upgrade"]["nodesFailed"] == 1
+    assert module["status"]["upgrade"]["nodesUpgrading"] == 0

@@ -122,6 +122,7 @@ class TestDefinition:
             "Kernels": ".status.kernelCount",
             "Nodes Ready": ".status.nodesReady",
             "Desired": ".status.nodesDesired",
+            "Up-to-date": ".status.upgrade.nodesUpToDate",
             "Age": ".metadata.creationTimestamp",
         }
 
