@@ -182,6 +182,13 @@ class RolloutActor(OotoActor):
             self._node_written(node, done)
         elif kind == "clear":
             self._cleared(node, done)
+        elif kind == "delete" and done.ok:
+            log.info(
+                "%s deleted the loader pod %s",
+                self.describe(),
+                done.tag[2],
+                extra=self._extra("LoaderDeleted", node),
+            )
         elif kind == "delete" and not done.ok:
             log.warning(
                 "%s: could not delete the loader pod on %s: %s",
@@ -442,7 +449,7 @@ class RolloutActor(OotoActor):
         )
         self.bridge.run(
             self.actor_ref,
-            ("delete", node),
+            ("delete", node, uid),
             self._io.delete_object("pod", meta["namespace"], meta["name"], uid),
         )
 
