@@ -35,6 +35,9 @@ class Departing(Protocol):
     @property
     def waiting(self) -> int: ...
 
+    @property
+    def held(self) -> tuple[str, ...]: ...
+
 
 async def clear_node(
     api: KubeApi,
@@ -55,7 +58,7 @@ async def clear_node(
         if found.waiting == 0:
             return len(evicted)
         blocked = [await _evict(api, pod, evicted) for pod in found.evict]
-        refusals = [reason for reason in blocked if reason]
+        refusals = [reason for reason in blocked if reason] + list(found.held)
         if refusals:
             on_blocked(f"eviction refused: {refusals[0]}")
         timeout = retry_seconds if refusals else CHECK_SECONDS

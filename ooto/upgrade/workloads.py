@@ -26,6 +26,9 @@ class Departures:
     """Pods to evict (not yet terminating)."""
     waiting: int
     """Pods that must still leave (evicted or not, device plugin included)."""
+    held: tuple[str, ...] = ()
+    """Why some pods are not evicted though they must leave (a drain that may not delete
+    emptyDir data): the node fails at its timeout unless someone moves them."""
 
 
 def must_evict(module: Module) -> bool:
@@ -36,16 +39,37 @@ def must_evict(module: Module) -> bool:
 
 def departures(module: Module, module_label: str, pods: list[Obj]) -> Departures:
     """The pods of one node that must leave, and which of them ooto still has to evict."""
-    evict, waiting = [], 0
+    evict, waiting, held = [], 0, []
     for pod in pods:
         if _finished(pod):
             continue
         ours = _is_device_plugin(pod, module, module_label)
-        if ours or _evictable(module, pod):
-            waiting += 1
-            if not ours and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-                evict.append(pod)
-    return Departures(tuple(evict), waiting)
+        if not (ours or _evictable(module, pod)):
+            continue
+        waiting += 1
+        meta = pod.get("metadata") or {}
+        if ours or meta.get("deletionTimestamp"):
+            continue
+        if _keeps_empty_dir(module, pod):
+            held.append(
+                f"{meta.get('namespace')}/{meta.get('name')} has emptyDir data and "
+                "drain.deleteEmptyDir is false"
+            )
+        else:
+            evict.append(pod)
+    return Departures(tuple(evict), waiting, tuple(held))
+
+
+def _keeps_empty_dir(module: Module, pod: Obj) -> bool:
+    """Only a drain protects emptyDir data: podDeletion names pods that must go whatever."""
+    policy = module.spec.upgrade_policy
+    deletion, drain = policy.pod_deletion, policy.drain
+    if drain is None or not drain.enable or drain.delete_empty_dir:
+        return False
+    if deletion is not None and _uses_module(pod, deletion.pod_selector, deletion.resource_names):
+        return False
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    return any("emptyDir" in volume for volume in volumes)
 
 
 def _evictable(module: Module, pod: Obj) -> bool:

@@ -105,3 +105,18 @@ class TestDepartures:
         found = departures(module(), "m", [pod("web"), pod("dp", labels, namespace="ns")])
         assert found.evict == () and found.waiting == 1
         assert not must_evict(module()) and not must_evict(module({"drain": {"enable": False}}))
+
+
+def test_a_drain_holds_pods_with_empty_dir_data_unless_allowed() -> None:
+    scratch = pod("scratch")
+    scratch["spec"]["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+    held = departures(module({"drain": {"enable": True}}), "m", [scratch])
+    assert held.evict == () and held.waiting == 1
+    assert held.held == ("apps/scratch has emptyDir data and drain.deleteEmptyDir is false",)
+    allowed = departures(
+        module({"drain": {"enable": True, "deleteEmptyDir": True}}), "m", [scratch]
+    )
+    assert [p["metadata"]["name"] for p in allowed.evict] == ["scratch"] and allowed.held == ()
+    scratch["metadata"]["labels"] = {"app": "uses"}  # podDeletion names it: it goes anyway
+    both = {"drain": {"enable": True}, "podDeletion": {"podSelector": "app=uses"}}
+    assert [p["metadata"]["name"] for p in departures(module(both), "m", [scratch]).evict]
