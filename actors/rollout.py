@@ -15,7 +15,6 @@ the Node as cached and the decision.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -32,6 +31,7 @@ from actors.messages import (
 )
 from actors.node_writes import NodeWrites, Patch
 from actors.ports import ActorContext, Obj
+from actors.rollout_views import Clearings, LoaderPods
 from ooto.api import Module, UpgradeMode
 from ooto.kernels import label_safe
 from ooto.logs import log_fields
@@ -83,10 +83,9 @@ class RolloutActor(OotoActor):
         self._targets: dict[str, tuple[str, str]] | None = None  # node -> (kernel label, digest)
         self._digests: dict[str, str] = {}  # kernel label -> digest
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
-        self._pods: dict[str, dict[str, Obj]] = {}  # node -> uid -> our loader pod
+        self._pods = LoaderPods(meta.namespace)
         self._writes = NodeWrites(context.io.nodes)
-        self._clearing: dict[str, threading.Event] = {}  # node -> cancels its evictions
-        self._blocked: dict[str, str] = {}
+        self._clearings = Clearings()
         self._started: dict[str, float] = {}  # node -> monotonic time its label went off
         self._known: set[str] = set()  # nodes that carry our label or record
         self._failed_writes: dict[str, str] = {}
@@ -102,14 +101,13 @@ class RolloutActor(OotoActor):
         if self._routes is not None:
             self._routes.add(self._route_key(), self.actor_ref)
         for pod in self._io.loader_pods.list():
-            self._observe_pod("ADDED", pod)
+            self._pods.observe("ADDED", pod)
 
     def on_death(self, error: BaseException | None) -> None:
         self.send(self._supervisor, ChildDied("rollout", self.actor_ref, repr(error)))
 
     def on_stop(self) -> None:
-        for cancelled in self._clearing.values():
-            cancelled.set()
+        self._clearings.cancel_all()
         if self._routes is not None:
             self._routes.remove(self._route_key(), self.actor_ref)
 
@@ -134,7 +132,7 @@ class RolloutActor(OotoActor):
         self._settle()
 
     def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
-        node = self._observe_pod(message.type, message.pod)
+        node = self._pods.observe(message.type, message.pod)
         if node and self._targets is not None:
             self._reconcile(node)
             self._settle()
@@ -160,7 +158,7 @@ class RolloutActor(OotoActor):
 
     def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
         if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
-            self._blocked[message.node] = message.why
+            self._clearings.blocked[message.node] = message.why
             self._report()
 
     def on_timer(self, name: str) -> None:
@@ -183,36 +181,13 @@ class RolloutActor(OotoActor):
         elif kind == "clear":
             self._cleared(node, done)
         elif kind == "delete" and done.ok:
-            log.info(
-                "%s deleted the loader pod %s",
-                self.describe(),
-                done.tag[2],
-                extra=self._extra("LoaderDeleted", node),
-            )
+            self._say(logging.INFO, "LoaderDeleted", node, f"deleted the loader pod {done.tag[2]}")
         elif kind == "delete" and not done.ok:
-            log.warning(
-                "%s: could not delete the loader pod on %s: %s",
-                self.describe(),
-                node,
-                done.error,
-                extra=self._extra("DeleteFailed", node),
-            )
+            self._say(logging.WARNING, "DeleteFailed", node, f"loader delete failed: {done.error}")
             self.set_timer("retry", self._backoff.next_delay())
         self._settle()
 
     # --- observing -------------------------------------------------------------------------------
-
-    def _observe_pod(self, type_: str, pod: Obj) -> str:
-        meta = pod.get("metadata") or {}
-        node = str((pod.get("spec") or {}).get("nodeName") or "")
-        if meta.get("namespace") != self._module.metadata.namespace or not node:
-            return ""
-        pods = self._pods.setdefault(node, {})
-        if type_ == "DELETED":
-            pods.pop(str(meta.get("uid")), None)
-        else:
-            pods[str(meta.get("uid"))] = pod
-        return node
 
     def _node(self, name: str) -> Obj | None:
         return self._writes.view(name)
@@ -236,13 +211,7 @@ class RolloutActor(OotoActor):
             )
             if found is None:
                 continue
-            log.info(
-                "%s resumes %s on %s",
-                self.describe(),
-                found.state,
-                name,
-                extra=self._extra("resume", name),
-            )
+            self._say(logging.INFO, "Resumed", name, f"resumes {found.state} on {name}")
             upgrade, actions = resumed(found, limits)
             self._set(name, upgrade)
             self._perform(name, actions)
@@ -321,7 +290,7 @@ class RolloutActor(OotoActor):
             cordon = must_evict(module) and not facts.cordoned(self._node(node))
             grant = SlotGranted(targets[node][1], module.metadata.generation, cordon, time.time())
             self._started[node] = time.monotonic()
-            log.info("%s upgrades %s", self.describe(), node, extra=self._extra("Upgrading", node))
+            self._say(logging.INFO, "Upgrading", node, f"upgrades {node}")
             self._feed(node, grant)
             active += 1
 
@@ -344,9 +313,7 @@ class RolloutActor(OotoActor):
         else:
             self._upgrades[node] = upgrade
         if upgrade.state is not S.POD_DELETION_REQUIRED:
-            self._blocked.pop(node, None)
-            if node in self._clearing:
-                self._clearing[node].set()  # no eviction after the node failed or left
+            self._clearings.cancel(node)  # no eviction after the node failed or left
 
     def _perform(self, node: str, actions: list[Action]) -> None:
         for action in actions:
@@ -384,13 +351,7 @@ class RolloutActor(OotoActor):
         if done.ok:
             self._backoff.reset()
         else:
-            log.warning(
-                "%s: writing node %s failed: %s",
-                self.describe(),
-                node,
-                done.error,
-                extra=self._extra("NodeWriteFailed", node),
-            )
+            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
         if step and done.ok:
             self._feed(node, Written())
         elif step:
@@ -404,9 +365,8 @@ class RolloutActor(OotoActor):
 
     def _clear(self, node: str) -> None:
         upgrade = self._upgrades.get(node, IDLE)
-        if upgrade.state is not S.POD_DELETION_REQUIRED or node in self._clearing:
+        if upgrade.state is not S.POD_DELETION_REQUIRED:
             return
-        cancelled = self._clearing[node] = threading.Event()
         module, label = self._module, self._module_label
         ref, bridge = self.actor_ref, self.bridge
 
@@ -416,37 +376,29 @@ class RolloutActor(OotoActor):
         def on_blocked(why: str) -> None:
             bridge.tell(ref, EvictionBlocked(node, why))
 
-        clear = self._io.clear_node(node, departures_of, on_blocked, cancelled)
-        self.bridge.run(ref, ("clear", node), clear)
+        clear = self._clearings.start(
+            node, lambda cancelled: self._io.clear_node(node, departures_of, on_blocked, cancelled)
+        )
+        if clear is not None:
+            self.bridge.run(ref, ("clear", node), clear)
 
     def _cleared(self, node: str, done: IoDone) -> None:
-        self._clearing.pop(node, None)
+        self._clearings.finished(node)
         if done.ok and done.result is None:
             return  # cancelled: the node left this state (failed, aborted) or we are stopping
         if not done.ok:
-            log.warning(
-                "%s: clearing node %s failed: %s",
-                self.describe(),
-                node,
-                done.error,
-                extra=self._extra("EvictionFailed", node),
-            )
+            self._say(logging.WARNING, "EvictionFailed", node, f"evictions failed: {done.error}")
             self.set_timer(f"clear:{node}", self._backoff.next_delay())
             return
         pod = self._pod(node)
         self._feed(node, PodsGone(_uid(pod) if pod is not None else "", time.time()))
 
     def _delete_pod(self, node: str, uid: str) -> None:
-        pod = self._pods.get(node, {}).get(uid)
+        pod = self._pods.by_uid(node, uid)
         if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
             return  # gone or going already (a resumed operator): never delete twice
         meta = pod["metadata"]
-        log.info(
-            "%s replaces the loader pod on %s",
-            self.describe(),
-            node,
-            extra=self._extra("Upgrading", node),
-        )
+        self._say(logging.INFO, "Upgrading", node, f"replaces the loader pod on {node}")
         self.bridge.run(
             self.actor_ref,
             ("delete", node, uid),
@@ -457,7 +409,7 @@ class RolloutActor(OotoActor):
 
     def _report_failed(self, node: str, cause: str) -> None:
         message = f"node {node}: {cause}; the rollout stopped (a new Module generation resumes it)"
-        log.warning("%s: %s", self.describe(), message, extra=self._extra("UpgradeFailed", node))
+        self._say(logging.WARNING, "UpgradeFailed", node, message)
         self._io.record_event(self._module.object_reference(), "Warning", "UpgradeFailed", message)
         involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
         self._io.record_event(
@@ -469,7 +421,7 @@ class RolloutActor(OotoActor):
         started = self._started.pop(node, None)
         if started is not None:
             self._metrics.node_upgraded(time.monotonic() - started)
-        log.info("%s upgraded %s", self.describe(), node, extra=self._extra("Upgraded", node))
+        self._say(logging.INFO, "Upgraded", node, f"upgraded {node}")
 
     def _report(self) -> None:
         if self._targets is None:
@@ -482,17 +434,19 @@ class RolloutActor(OotoActor):
             ready_label=self._label,
             upgrade=upgrade_status(self._digests, counts),
             failed=tuple(sorted((n, u.cause) for n, u in failed.items())),
-            waiting=tuple(sorted(self._blocked.items())),
+            waiting=tuple(sorted(self._clearings.blocked.items())),
         )
         if report != self._last_report:
             self._last_report = report
             self.send(self._supervisor, report)
 
     def _pod(self, node: str) -> Obj | None:
-        return facts.current_pod(self._pods.get(node, {}).values())
+        return self._pods.current(node)
 
-    def _extra(self, reason: str, node: str = "") -> dict[str, object]:
-        return log_fields(module=self._module.key, node=node, reason=reason)
+    def _say(self, level: int, reason: str, node: str, text: str) -> None:
+        """One log line per decision, with module, node and reason fields."""
+        fields = log_fields(module=self._module.key, node=node, reason=reason)
+        log.log(level, "%s: %s", self.describe(), text, extra=fields)
 
 
 def _uid(pod: Obj) -> str:

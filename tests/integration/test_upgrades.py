@@ -399,3 +399,27 @@ async def test_a_disruption_budget_that_forbids_the_eviction_holds_then_fails_th
     assert found[first]["spec"].get("unschedulable") is True
     assert module["status"]["upgrade"]["nodesFailed"] == 1
     assert module["status"]["upgrade"]["nodesUpgrading"] == 0
+
+
+async def test_a_kernel_upgrade_moves_the_ready_label_with_the_module(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """A node rebooting into a new kernel: label off while no loader of its kernel is Ready,
+    back once the new kernel's loader is; the other node is never touched."""
+    nodes, label, _, _ = await converged(admin_rest, kubelet, namespace, start_operator, 2)
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await kubelet.set_kernel(nodes[0], "6.6.0-new-kernel")
+
+        async def moved() -> bool:
+            on_node = [
+                p
+                for p in await loader_pods(admin_rest, namespace)
+                if p["spec"].get("nodeName") == nodes[0]
+            ]
+            kernel = "ooto.sigs.k8s.io/kernel"
+            new = [p for p in on_node if p["metadata"]["labels"][kernel] == "6.6.0-new-kernel"]
+            return bool(new) and is_ready(new[0]) and await labelled(admin_rest, [nodes[0]], label)
+
+        await eventually(moved, timeout=60)
+    assert labels.removals == [nodes[0]]
