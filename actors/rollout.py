@@ -22,6 +22,7 @@ from actors.base import Backoff, OotoActor
 from actors.messages import (
     ChildDied,
     EvictionBlocked,
+    Flush,
     IoDone,
     LoaderPodObserved,
     ModuleGone,
@@ -90,6 +91,7 @@ class RolloutActor(OotoActor):
         self._known: set[str] = set()  # nodes that carry our label or record
         self._failed_writes: dict[str, str] = {}
         self._last_report: RolloutReport | None = None
+        self._settling = False
         self._backoff = Backoff(
             context.settings.backoff_initial_seconds, context.settings.backoff_max_seconds
         )
@@ -117,7 +119,7 @@ class RolloutActor(OotoActor):
     # --- messages ------------------------------------------------------------------------------
 
     def on_RolloutTargets(self, message: RolloutTargets) -> None:
-        first = self._targets is None
+        first, left = self._targets is None, set(self._targets or ())
         self._module = message.module
         self._digests = {kernel: digest for kernel, (digest, _) in message.kernels.items()}
         self._targets = {
@@ -127,7 +129,8 @@ class RolloutActor(OotoActor):
         }
         if first:
             self._resume()
-        for node in sorted({*self._targets, *self._upgrades, *self._known}):
+        # Nodes that left too: their label (and any upgrade) must go.
+        for node in sorted({*self._targets, *left, *self._upgrades, *self._known}):
             self._reconcile(node)
         self._settle()
 
@@ -270,7 +273,14 @@ class RolloutActor(OotoActor):
         self._write(node, WriteNode(None, ready_label=wanted), step=False)
 
     def _settle(self) -> None:
-        """Grant free slots, then report."""
+        """Grant free slots, then report: once per burst of messages (both walk every node), by
+        a Flush queued behind the messages already in the mailbox."""
+        if not self._settling:
+            self._settling = True
+            self.send(self.actor_ref, Flush("settle"))
+
+    def on_Flush(self, _: Flush) -> None:
+        self._settling = False
         self._grant()
         self._report()
 

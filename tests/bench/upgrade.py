@@ -122,12 +122,24 @@ async def upgrade(bench: Any, n: int, max_parallel: int) -> dict[str, Any]:
     )
     await node_watch.wait_for(lambda _: len(timeline.back) == n, 1800)
     total = time.monotonic() - bumped
+    await settled(bench, namespace, n)
     after = await operator.write_requests()
     await asyncio.sleep(10)
     quiet = await operator.write_requests()
     await node_watch.stop()
     await pod_watch.stop()
     return report(timeline, n, max_parallel, total, day1, before, after, quiet)
+
+
+async def settled(bench: Any, namespace: str, n: int) -> None:
+    """The Module status says every node is up to date (its last write is in)."""
+    path = f"{GROUP_PATH}/namespaces/{namespace}/modules/mod"
+    for _ in range(600):
+        status = (await bench.rest.get(path)).get("status") or {}
+        if (status.get("upgrade") or {}).get("nodesUpToDate") == n:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("status never showed every node up to date")
 
 
 def all_labelled(objs: Mapping[str, JSON], label: str, nodes: set[str]) -> bool:

@@ -188,8 +188,9 @@ async def test_a_loader_that_never_gets_ready_stops_the_rollout_until_a_fix(
     assert sorted(deleted) == sorted([*nodes, first])
     found = await nodes_by_name(admin_rest, nodes)
     assert not any(obj["spec"].get("unschedulable") for obj in found.values())
-    module = await eventually(lambda: _up_to_date(admin_rest, namespace, 6), timeout=30)
-    assert condition(module, "Ready")["status"] == "True"
+    await eventually(lambda: _up_to_date(admin_rest, namespace, 6), timeout=30)
+    # Ready again once the device plugins are back too (they follow the labels).
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=60)
 
 
 async def test_changes_outside_the_load_digest_restart_nothing(
@@ -405,7 +406,8 @@ async def test_a_kernel_upgrade_moves_the_ready_label_with_the_module(
     admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
 ) -> None:
     """A node rebooting into a new kernel: label off while no loader of its kernel is Ready,
-    back once the new kernel's loader is; the other node is never touched."""
+    back once the new kernel's loader is; the other node is untouched until it is no longer
+    selected, which takes its label off."""
     nodes, label, _, _ = await converged(admin_rest, kubelet, namespace, start_operator, 2)
     labels, pods = LabelWatch(label, set(nodes)), PodWatch()
     async with watching(admin_rest, namespace, labels, pods):
@@ -422,4 +424,12 @@ async def test_a_kernel_upgrade_moves_the_ready_label_with_the_module(
             return bool(new) and is_ready(new[0]) and await labelled(admin_rest, [nodes[0]], label)
 
         await eventually(moved, timeout=60)
-    assert labels.removals == [nodes[0]]
+        assert labels.removals == [nodes[0]]
+
+        await kubelet.set_labels(nodes[1], {"ooto-test/day2": None})  # no longer selected
+
+        async def unlabelled() -> bool:
+            found = await nodes_by_name(admin_rest, [nodes[1]])
+            return label not in (found[nodes[1]]["metadata"].get("labels") or {})
+
+        await eventually(unlabelled, timeout=60)
