@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ooto.api.module import Module
-from ooto.digest import LOAD_DIGEST_ANNOTATION
+from ooto.digest import LOAD_DIGEST_ANNOTATION, load_digest
 from ooto.kernels import KernelPlan, daemonset_name, kernel_label_value, plan_kernel
 from ooto.render import (
     LABEL_KERNEL,
@@ -22,7 +22,6 @@ from ooto.render import (
     NODE_KERNEL_ANNOTATION,
     NODE_KERNEL_LABEL,
     SPEC_HASH_ANNOTATION,
-    loader_digest,
     node_kernel_labels,
     render_daemonsets,
     spec_hash,
@@ -277,7 +276,7 @@ class TestLoadDigest:
         loader = render(module)[0]
         annotations = loader["spec"]["template"]["metadata"]["annotations"]
         plan = plan_for(module, "5.4.0-1054-gke")
-        assert annotations[LOAD_DIGEST_ANNOTATION] == loader_digest(module, plan)
+        assert annotations[LOAD_DIGEST_ANNOTATION] == load_digest(module, plan)
         return str(annotations[LOAD_DIGEST_ANNOTATION])
 
     @pytest.mark.parametrize(
@@ -317,9 +316,7 @@ class TestLoadDigest:
     def test_a_new_image_changes_it(self) -> None:
         module = sample()
         plan = plan_for(module, "5.4.0-1054-gke")
-        assert loader_digest(module, replace(plan, image="r/other:1")) != loader_digest(
-            module, plan
-        )
+        assert load_digest(module, replace(plan, image="r/other:1")) != load_digest(module, plan)
 
     def test_labels_and_annotations_of_the_module_do_not_reach_it(self) -> None:
         raw = sample().model_dump(by_alias=True)
@@ -386,10 +383,10 @@ def test_node_kernel_labels_carry_label_safe_value_and_raw_annotation() -> None:
 # load digest, the device plugin selects the ready label. Existing DaemonSets are updated once;
 # their loader pods keep running (OnDelete) and are adopted (no digest yet: nothing to upgrade).
 PINNED_HASHES = [
-    "a4ec23d32bf387f97ab75fb34d0596f1092e5ac89e5ccaa468efe61d3e254b3a",
+    "bc9757f9e817c5af61a3b3c551aafdb99b10d522afd1ad0332b6a195b5874956",
     "fba3c0a7e04256b3eec9d316a3b4ea7dcb95c8e3285ab0da4a213e2dd7d4cc05",
 ]
-PINNED_LOAD_DIGEST = "e91a1a7b4253d0c51eaf67cd2ba12d545e5987aa090635da23041167bb4ba712"
+PINNED_LOAD_DIGEST = "sha256:c8d5a9c7098e8f05ccbf7df97d25df503593a8520d26f7a19be0b5376aaaf8e7"
 
 
 def test_rendering_is_pinned_across_operator_versions() -> None:
@@ -400,4 +397,4 @@ def test_rendering_is_pinned_across_operator_versions() -> None:
     hashes = [ds["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for ds in render(sample())]
     assert hashes == PINNED_HASHES
     module = sample()
-    assert loader_digest(module, plan_for(module, "5.4.0-1054-gke")) == PINNED_LOAD_DIGEST
+    assert load_digest(module, plan_for(module, "5.4.0-1054-gke")) == PINNED_LOAD_DIGEST
