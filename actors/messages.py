@@ -215,6 +215,8 @@ class RolloutReport:
     """(node, cause) of nodes whose upgrade failed in the current generation."""
     waiting: tuple[tuple[str, str], ...] = ()
     """(node, why) of nodes mid-upgrade, e.g. evictions refused by a PodDisruptionBudget."""
+    generation: int = 0
+    """The Module generation this report judged: its slots are granted already."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -445,6 +445,7 @@ class RolloutActor(OotoActor):
             upgrade=upgrade_status(self._digests, counts),
             failed=tuple(sorted((n, u.cause) for n, u in failed.items())),
             waiting=tuple(sorted(self._clearings.blocked.items())),
+            generation=self._module.metadata.generation,
         )
         if report != self._last_report:
             self._last_report = report

@@ -452,6 +452,8 @@ class ModuleSupervisor(OotoActor):
             return  # nothing known yet: never overwrite a good status with an empty one
         if any(k not in self._reports for k in self._actors):
             return  # a kernel actor has not reported yet; its report reschedules us
+        if self._rollout_behind():
+            return  # its report (upgrades started for this generation) reschedules us
         status = fold_status(self._facts(), self._stored_status, _now())
         meta = self._module.metadata
         self._metrics.module_status(meta.namespace, meta.name, status)
@@ -489,11 +491,21 @@ class ModuleSupervisor(OotoActor):
             rollout=self._rollout_facts(),
         )
 
+    def _rollout_behind(self) -> bool:
+        """The RolloutActor has not judged this generation yet: a status written now would call
+        it Ready before its upgrade begins."""
+        if self._rollout is None or self._spec_errors or self._kernels is None:
+            return False
+        report = self._rollout_report
+        return report is None or report.generation < self._module.metadata.generation
+
     def _rollout_facts(self) -> RolloutFacts | None:
         report = self._rollout_report
         if report is None:
             return None
-        return RolloutFacts(report.ready_label, report.upgrade, report.failed, report.waiting)
+        return RolloutFacts(
+            report.ready_label, report.upgrade, report.failed, report.waiting, report.generation
+        )
 
     def on_IoDone(self, done: IoDone) -> None:
         if done.tag[0] == "orphan":

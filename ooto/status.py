@@ -46,6 +46,8 @@ class RolloutFacts:
     upgrade: Mapping[str, Any]
     failed: Sequence[tuple[str, str]] = ()
     waiting: Sequence[tuple[str, str]] = ()
+    generation: int = 0
+    """The Module generation the RolloutActor judged (its grants for it are made)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,9 @@ def _upgrade_verdicts(
     facts: ModuleFacts, ready: Verdict, progressing: Verdict
 ) -> tuple[Verdict, Verdict]:
     """A failed node upgrade stops the rollout (both conditions say UpgradeFailed, naming the
-    node and cause); a running one makes the Module Progressing with reason Upgrading."""
+    node and cause); a running one makes the Module Progressing, and not Ready, with reason
+    Upgrading: Ready for a generation means its loaders run on every node (nodes held back on
+    purpose, by the skip label or Manual mode, do not count)."""
     rollout = facts.rollout
     if rollout is None or facts.problems:
         return ready, progressing
@@ -145,6 +149,8 @@ def _upgrade_verdicts(
         parts = [f"{upgrading} nodes upgrading, {done} up to date"]
         parts += [f"node {node}: {why}" for node, why in rollout.waiting]
         progressing = (true, "Upgrading", _join(parts))
+        if ready[0] is true or ready[1] == "Rolling":
+            ready = (false, "Upgrading", progressing[2])
     return ready, progressing
 
 
