@@ -107,5 +107,6 @@ def trim_pod(pod: dict[str, Any]) -> None:
     kept = [{"image": s.get("image"), "state": s.get("state") or {}} for s in statuses]
     ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     pod["status"] = {"containerStatuses": kept, "conditions": ready}
-    node = (pod.get("spec") or {}).get("nodeName")
-    pod["spec"] = {"nodeName": node} if node else {}
+    node = (pod.pop("spec", None) or {}).get("nodeName")
+    if node:
+        pod["spec"] = {"nodeName": node}
