@@ -189,11 +189,12 @@ class ModuleGone:
 
 @dataclass(frozen=True, slots=True)
 class RolloutTargets:
-    """The supervisor's intent for its RolloutActor: per kernel label, the desired load digest and
-    the selected nodes running that kernel."""
+    """The supervisor's intent for its RolloutActor: per kernel label, the load digest of the
+    plan, the selected nodes running that kernel, and the name of its loader DaemonSet (whose
+    template's digest, once written, is the desired one: it is what new pods get)."""
 
     module: Module
-    kernels: Mapping[str, tuple[str, frozenset[str]]]
+    kernels: Mapping[str, tuple[str, frozenset[str], str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 from actors.base import Backoff, OotoActor
 from actors.messages import (
     ChildDied,
+    DaemonSetObserved,
     EvictionBlocked,
     Flush,
     IoDone,
@@ -38,6 +39,7 @@ from ooto.kernels import label_safe
 from ooto.logs import log_fields
 from ooto.upgrade import facts, record
 from ooto.upgrade.budget import candidates, failed_in, max_parallel
+from ooto.upgrade.facts import template_digest
 from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
 from ooto.upgrade.progress import progress, timeouts, upgrade_status
 from ooto.upgrade.state import (
@@ -82,7 +84,8 @@ class RolloutActor(OotoActor):
         self._annotation = upgrade_annotation_key(meta.namespace, meta.name)
         self._module_label = label_safe(meta.name)
         self._targets: dict[str, tuple[str, str]] | None = None  # node -> (kernel label, digest)
-        self._digests: dict[str, str] = {}  # kernel label -> digest
+        self._digests: dict[str, str] = {}  # kernel label -> desired digest
+        self._kernels: dict[str, tuple[str, frozenset[str], str]] = {}
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
         self._pods = LoaderPods(meta.namespace)
         self._writes = NodeWrites(context.io.nodes)
@@ -121,18 +124,39 @@ class RolloutActor(OotoActor):
     def on_RolloutTargets(self, message: RolloutTargets) -> None:
         first, left = self._targets is None, set(self._targets or ())
         self._module = message.module
-        self._digests = {kernel: digest for kernel, (digest, _) in message.kernels.items()}
-        self._targets = {
-            node: (kernel, digest)
-            for kernel, (digest, nodes) in message.kernels.items()
-            for node in nodes
-        }
+        self._kernels = dict(message.kernels)
+        self._refresh_digests()
         if first:
             self._resume()
         # Nodes that left too: their label (and any upgrade) must go.
-        for node in sorted({*self._targets, *left, *self._upgrades, *self._known}):
+        for node in sorted({*(self._targets or ()), *left, *self._upgrades, *self._known}):
             self._reconcile(node)
         self._settle()
+
+    def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
+        """One of the Module's loader DaemonSets changed: its template may carry a new digest."""
+        if self._targets is not None and self._refresh_digests():
+            for node in sorted(self._targets):
+                self._reconcile(node)
+            self._settle()
+
+    def _refresh_digests(self) -> bool:
+        """Desired digest per kernel: the loader DaemonSet template's (what new pods get: the
+        kernel actor may pin the image by digest), else the plan's until the DaemonSet exists.
+        Returns whether any changed."""
+        namespace = self._module.metadata.namespace
+        digests = {}
+        for kernel, (planned, _, name) in self._kernels.items():
+            written = template_digest(self._io.daemonsets.get(namespace, name))
+            digests[kernel] = written or planned
+        changed = digests != self._digests
+        self._digests = digests
+        self._targets = {
+            node: (kernel, digests[kernel])
+            for kernel, (_, nodes, _) in self._kernels.items()
+            for node in nodes
+        }
+        return changed
 
     def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
         node = self._pods.observe(message.type, message.pod)

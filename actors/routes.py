@@ -141,6 +141,16 @@ class RolloutRoutes:
         if ref is not None:
             self._bridge.tell(ref, LoaderPodObserved(type_, pod))
 
+    def deliver_daemonset(self, daemonset: Mapping[str, Any]) -> None:
+        """A loader DaemonSet changed: its Module's RolloutActor reads the desired digest there."""
+        meta = daemonset.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get("ooto.sigs.k8s.io/role") != "module-loader":
+            return
+        ref = self._routes.get((meta.get("namespace", ""), labels.get(self._module_label, "")))
+        if ref is not None:
+            self._bridge.tell(ref, DaemonSetObserved(daemonset))
+
     def deliver_node(self, type_: EventType, node: Mapping[str, Any]) -> None:
         for ref in list(self._routes.values()):
             self._bridge.tell(ref, NodeObserved(type_, node))

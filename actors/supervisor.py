@@ -44,13 +44,14 @@ from ooto.digest import load_digest
 from ooto.kernels import (
     KernelPlan,
     SpecError,
+    daemonset_name,
     kernel_label_value,
     label_safe,
     plan_kernel,
 )
 from ooto.logs import log_fields
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
-from ooto.render import RenderOptions, render_failure
+from ooto.render import MODULE_LOADER, RenderOptions, render_failure
 from ooto.status import KernelProblem, ModuleFacts, RolloutFacts, WarningCondition, fold_status
 from ooto.validation import validate_module
 
@@ -222,8 +223,13 @@ class ModuleSupervisor(OotoActor):
         """The desired load digest and nodes of every planned kernel, to the RolloutActor."""
         if self._rollout is None or self._kernels is None:
             return
+        name = self._module.metadata.name
         kernels = {
-            plan.kernel_label: (digest, self._kernels.get(kernel, frozenset()))
+            plan.kernel_label: (
+                digest,
+                self._kernels.get(kernel, frozenset()),
+                daemonset_name(name, MODULE_LOADER, kernel),
+            )
             for kernel, (plan, _, digest) in self._digests.items()
             if kernel in self._actors
         }

@@ -163,9 +163,13 @@ class Operator:
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
         routes = DaemonSetRoutes(bridge, LABEL_MODULE, LABEL_KERNEL)
-        daemonsets = self._informer(
-            DAEMONSETS, lambda e: routes.deliver(e.obj), label_selector=ours
-        )
+        rollouts = RolloutRoutes(bridge, LABEL_MODULE)
+
+        def on_daemonset(event: Any) -> None:
+            routes.deliver(event.obj)
+            rollouts.deliver_daemonset(event.obj)  # desired load digests: loader templates
+
+        daemonsets = self._informer(DAEMONSETS, on_daemonset, label_selector=ours)
         builds = self._informer(
             self._backend.resource,
             lambda e: root_tell(BuildObserved(e.type, e.obj)),
@@ -176,7 +180,6 @@ class Operator:
         # actors read are synced.
         gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
         modules = self._informer(MODULES, gate)
-        rollouts = RolloutRoutes(bridge, LABEL_MODULE)
 
         def on_loader_pod(event: Any) -> None:
             # Ready labels and upgrades follow loader pods (RolloutActor); a kernel actor hears

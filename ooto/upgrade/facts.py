@@ -27,6 +27,13 @@ def pod_digest(pod: Obj) -> str | None:
     return str(value) if value else None
 
 
+def template_digest(daemonset: Obj | None) -> str | None:
+    """The load digest a loader DaemonSet's template gives its new pods."""
+    template = ((daemonset or {}).get("spec") or {}).get("template") or {}
+    value = ((template.get("metadata") or {}).get("annotations") or {}).get(LOAD_DIGEST_ANNOTATION)
+    return str(value) if value else None
+
+
 def pod_kernel(pod: Obj) -> str:
     return str(((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_KERNEL, ""))
 
