@@ -67,6 +67,14 @@ class ImagePullFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class LoaderPodObserved:
+    """A module-loader pod of the Module changed (told by PodRoutes to its RolloutActor)."""
+
+    type: EventType
+    pod: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class BuildObserved:
     """A build object (Job or Build) changed; the root tells every supervisor of its namespace."""
 
@@ -171,6 +179,45 @@ class ChildDied:
     key: str
     ref: Any  # pykka.ActorRef of the dead child: a newer child under the same key is not it
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleGone:
+    """The Module is deleted: its supervisor stops next. Told first, so that the RolloutActor
+    takes the Module's labels and records off its nodes (a mere shutdown keeps them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutTargets:
+    """The supervisor's intent for its RolloutActor: per kernel label, the load digest of the
+    plan, the selected nodes running that kernel, and the name of its loader DaemonSet (whose
+    template's digest, once written, is the desired one: it is what new pods get)."""
+
+    module: Module
+    kernels: Mapping[str, tuple[str, frozenset[str], str]]
+
+
+@dataclass(frozen=True, slots=True)
+class EvictionBlocked:
+    """An eviction on a node being upgraded was refused (a PodDisruptionBudget); it is retried."""
+
+    node: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutReport:
+    """The RolloutActor's view, folded by the supervisor into the Module status."""
+
+    ready_label: str
+    upgrade: Mapping[str, Any]
+    """status.upgrade (digest and node counts), camelCase."""
+    failed: tuple[tuple[str, str], ...] = ()
+    """(node, cause) of nodes whose upgrade failed in the current generation."""
+    waiting: tuple[tuple[str, str], ...] = ()
+    """(node, why) of nodes mid-upgrade, e.g. evictions refused by a PodDisruptionBudget."""
+    generation: int = 0
+    """The Module generation this report judged: its slots are granted already."""
 
 
 @dataclass(frozen=True, slots=True)

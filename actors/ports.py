@@ -6,7 +6,8 @@ another. Methods returning coroutines are run through the Bridge; the others nev
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Mapping
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -73,6 +74,33 @@ class OperatorIO(Protocol):
     def modules(self) -> ObjectStore:
         """Modules (raw objects), for PreflightValidations."""
 
+    @property
+    def nodes(self) -> ObjectStore:
+        """Nodes (cluster-scoped: namespace "")."""
+
+    @property
+    def loader_pods(self) -> ObjectStore:
+        """ooto's module-loader pods, every Module's."""
+
+    def patch_node(
+        self,
+        name: str,
+        labels: Mapping[str, str | None],
+        annotations: Mapping[str, str | None],
+        unschedulable: bool | None = None,
+    ) -> Coroutine[Any, Any, Obj]:
+        """One merge patch of a Node's labels, annotations (None deletes) and cordon."""
+
+    def clear_node(
+        self,
+        node: str,
+        departures_of: Callable[[list[Obj]], Any],
+        on_blocked: Callable[[str], None],
+        cancelled: threading.Event,
+    ) -> Coroutine[Any, Any, int | None]:
+        """Evict the pods `departures_of` names, until none must leave (see ooto.kube.evictions);
+        None when `cancelled` was set first."""
+
     def apply_daemonset(
         self, desired: dict[str, Any], current: Obj | None
     ) -> Coroutine[Any, Any, Obj]:
@@ -81,7 +109,7 @@ class OperatorIO(Protocol):
     def delete_object(
         self, kind: str, namespace: str, name: str, uid: str
     ) -> Coroutine[Any, Any, None]:
-        """Delete one of our objects (DaemonSet or build), only if its uid still matches."""
+        """Delete one of our objects (DaemonSet, build or pod), only if its uid still matches."""
 
     def patch_module_status(
         self, namespace: str, name: str, status: dict[str, Any]
@@ -148,6 +176,12 @@ class ActorMetrics(Protocol):
     def module_gone(self, namespace: str, name: str) -> None:
         """The Module's supervisor stopped (Module deleted, or leadership ended)."""
 
+    def upgrade_nodes(self, namespace: str, name: str, counts: Mapping[str, int]) -> None:
+        """Nodes of a Module per upgrade state (upToDate, upgrading, failed, pending)."""
+
+    def node_upgraded(self, seconds: float) -> None:
+        """One node's upgrade finished, from "label off" to "label back"."""
+
 
 @dataclass(frozen=True)
 class ActorSettings:
@@ -168,3 +202,4 @@ class ActorContext:
     settings: ActorSettings
     metrics: ActorMetrics
     routes: Any  # actors.routes.DaemonSetRoutes: where the DaemonSet informer's events go
+    rollouts: Any = None  # actors.routes.RolloutRoutes: loader-pod and Node events

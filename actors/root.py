@@ -12,6 +12,7 @@ from actors.messages import (
     BuildObserved,
     ChildDied,
     ModuleChanged,
+    ModuleGone,
     ModuleObserved,
     ModuleUnreadable,
     PreflightChanged,
@@ -149,6 +150,7 @@ class OperatorRoot(OotoActor):
                 key,
                 extra=log_fields(module=key, reason="deleted"),
             )
+            self.send(supervisor, ModuleGone())
             supervisor.stop(block=False)
 
     def on_BuildObserved(self, event: BuildObserved) -> None:

@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.messages import DaemonSetObserved, ImagePullFailed, PodCreateFailed
+from actors.messages import (
+    DaemonSetObserved,
+    EventType,
+    ImagePullFailed,
+    LoaderPodObserved,
+    NodeObserved,
+    PodCreateFailed,
+)
 from ooto.stored import pull_failures
 
 RouteKey = tuple[str, str, str]
@@ -107,3 +114,50 @@ class DaemonSetRoutes:
     def _remove_module(self, key: ModuleRouteKey, ref: Any) -> None:
         if self._modules.get(key) == ref:
             del self._modules[key]
+
+
+class RolloutRoutes:
+    """Loader-pod and Node events to the RolloutActors, on the loop thread like DaemonSetRoutes.
+
+    A loader pod goes to the actor of its (namespace, Module label). A Node event goes to every
+    RolloutActor (one per Module, so a handful): each keeps only its own nodes' news.
+    """
+
+    def __init__(self, bridge: Any, module_label: str) -> None:
+        self._bridge = bridge
+        self._module_label = module_label
+        self._routes: dict[tuple[str, str], Any] = {}
+
+    def add(self, key: tuple[str, str], ref: Any) -> None:
+        self._bridge.call_soon(self._add, key, ref)
+
+    def remove(self, key: tuple[str, str], ref: Any) -> None:
+        self._bridge.call_soon(self._remove, key, ref)
+
+    def deliver_pod(self, type_: EventType, pod: Mapping[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        key = (meta.get("namespace", ""), (meta.get("labels") or {}).get(self._module_label, ""))
+        ref = self._routes.get(key)
+        if ref is not None:
+            self._bridge.tell(ref, LoaderPodObserved(type_, pod))
+
+    def deliver_daemonset(self, daemonset: Mapping[str, Any]) -> None:
+        """A loader DaemonSet changed: its Module's RolloutActor reads the desired digest there."""
+        meta = daemonset.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get("ooto.sigs.k8s.io/role") != "module-loader":
+            return
+        ref = self._routes.get((meta.get("namespace", ""), labels.get(self._module_label, "")))
+        if ref is not None:
+            self._bridge.tell(ref, DaemonSetObserved(daemonset))
+
+    def deliver_node(self, type_: EventType, node: Mapping[str, Any]) -> None:
+        for ref in list(self._routes.values()):
+            self._bridge.tell(ref, NodeObserved(type_, node))
+
+    def _add(self, key: tuple[str, str], ref: Any) -> None:
+        self._routes[key] = ref
+
+    def _remove(self, key: tuple[str, str], ref: Any) -> None:
+        if self._routes.get(key) == ref:
+            del self._routes[key]

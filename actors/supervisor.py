@@ -25,28 +25,34 @@ from actors.messages import (
     KernelReport,
     KernelRetired,
     ModuleChanged,
+    ModuleGone,
     ModuleUnreadable,
     NodesChanged,
     PlanKernel,
     Retire,
+    RolloutReport,
+    RolloutTargets,
     Subscribe,
     Unsubscribe,
 )
 from actors.ports import ActorContext
 from actors.retire import orphans
+from actors.rollout import RolloutActor
 from actors.routes import RouteKey
 from ooto.api import KernelPhase, Module
+from ooto.digest import load_digest
 from ooto.kernels import (
     KernelPlan,
     SpecError,
+    daemonset_name,
     kernel_label_value,
     label_safe,
     plan_kernel,
 )
 from ooto.logs import log_fields
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
-from ooto.render import render_failure
-from ooto.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
+from ooto.render import MODULE_LOADER, RenderOptions, render_failure
+from ooto.status import KernelProblem, ModuleFacts, RolloutFacts, WarningCondition, fold_status
 from ooto.validation import validate_module
 
 log = logging.getLogger(__name__)
@@ -90,6 +96,10 @@ class ModuleSupervisor(OotoActor):
         self._status_due = float("inf")  # when the pending "status" timer fires
         self._swept_for: frozenset[str] | None = None  # kernel labels at the last orphan sweep
         self._sweeping: set[str] = set()  # uids of orphans whose delete is in flight
+        self._rollout: Any = None  # the RolloutActor (ready labels, node-by-node upgrades)
+        self._rollout_report: RolloutReport | None = None
+        # kernel -> (plan, Module generation, load digest): recomputed when either changes
+        self._digests: dict[str, tuple[KernelPlan, int, str]] = {}
         self._backoff = self._new_backoff()
         self._respawns: dict[str, Backoff] = {}  # kernel -> backoff of replacing its dead actor
 
@@ -103,6 +113,8 @@ class ModuleSupervisor(OotoActor):
         self._subscribe()  # first: even a Module we cannot validate gets its kernels and status
         self._validate()
         self._routes.add_module(self._module_route(), self.actor_ref)
+        if self._context.rollouts is not None:
+            self._rollout = RolloutActor.start(self._context, self.actor_ref, self._module)
 
     def on_crash(self, error: Exception) -> None:
         self._schedule_status()
@@ -118,6 +130,8 @@ class ModuleSupervisor(OotoActor):
         for kernel, ref in [*self._actors.items(), *self._retiring.items()]:
             self._routes.remove(self._route_key(kernel), ref)
             ref.stop(block=False)
+        if self._rollout is not None:
+            self._rollout.stop(block=False)
 
     # --- the Module ---------------------------------------------------------------------------
 
@@ -202,6 +216,39 @@ class ModuleSupervisor(OotoActor):
             if changed is None or kernel in changed:
                 self._plan(kernel, nodes)
         self._sweep_if_changed()
+        self._tell_rollout()
+        self._schedule_status()
+
+    def _tell_rollout(self) -> None:
+        """The desired load digest and nodes of every planned kernel, to the RolloutActor."""
+        if self._rollout is None or self._kernels is None:
+            return
+        name = self._module.metadata.name
+        kernels = {
+            plan.kernel_label: (
+                digest,
+                self._kernels.get(kernel, frozenset()),
+                daemonset_name(name, MODULE_LOADER, kernel),
+            )
+            for kernel, (plan, _, digest) in self._digests.items()
+            if kernel in self._actors
+        }
+        self.send(self._rollout, RolloutTargets(self._module, kernels))
+
+    def _digest(self, plan: KernelPlan) -> None:
+        generation = self._module.metadata.generation
+        known = self._digests.get(plan.kernel)
+        if known is None or known[0] != plan or known[1] != generation:
+            options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
+            digest = load_digest(self._module, plan, options)  # as the kernel actor renders it
+            self._digests[plan.kernel] = (plan, generation, digest)
+
+    def on_ModuleGone(self, message: ModuleGone) -> None:
+        if self._rollout is not None:
+            self.send(self._rollout, message)
+
+    def on_RolloutReport(self, report: RolloutReport) -> None:
+        self._rollout_report = report
         self._schedule_status()
 
     def _plan(self, kernel: str, nodes: frozenset[str]) -> None:
@@ -220,6 +267,7 @@ class ModuleSupervisor(OotoActor):
         if self.timer_pending(f"respawn:{kernel}"):
             return  # its actor died: planned again (and ActorFailed cleared) when the timer fires
         self._problems.pop(kernel, None)
+        self._digest(plan)
         actor = self._actors.get(kernel)
         if kernel in self._retiring:
             return  # planned again once the old actor has retired
@@ -289,6 +337,12 @@ class ModuleSupervisor(OotoActor):
         self._schedule_status()
 
     def on_ChildDied(self, message: ChildDied) -> None:
+        if self._rollout is not None and message.ref == self._rollout:
+            # A new RolloutActor resumes from the Nodes' upgrade records: nothing is repeated.
+            log.error("%s: rollout actor died: %s; restarting it", self.describe(), message.error)
+            self._rollout = RolloutActor.start(self._context, self.actor_ref, self._module)
+            self._tell_rollout()
+            return
         kernel = message.key
         if self._retiring.get(kernel) == message.ref:
             # It died retiring: what it left is swept as an orphan (no live actor has its label).
@@ -404,6 +458,8 @@ class ModuleSupervisor(OotoActor):
             return  # nothing known yet: never overwrite a good status with an empty one
         if any(k not in self._reports for k in self._actors):
             return  # a kernel actor has not reported yet; its report reschedules us
+        if self._rollout_behind():
+            return  # its report (upgrades started for this generation) reschedules us
         status = fold_status(self._facts(), self._stored_status, _now())
         meta = self._module.metadata
         self._metrics.module_status(meta.namespace, meta.name, status)
@@ -438,6 +494,23 @@ class ModuleSupervisor(OotoActor):
             problems=sorted(self._problems.values(), key=lambda p: p.kernel),
             warnings=self._warnings,
             nodes_invalid_kernel=self._refused_nodes,
+            rollout=self._rollout_facts(),
+        )
+
+    def _rollout_behind(self) -> bool:
+        """The RolloutActor has not judged this generation yet: a status written now would call
+        it Ready before its upgrade begins."""
+        if self._rollout is None or self._spec_errors or self._kernels is None:
+            return False
+        report = self._rollout_report
+        return report is None or report.generation < self._module.metadata.generation
+
+    def _rollout_facts(self) -> RolloutFacts | None:
+        report = self._rollout_report
+        if report is None:
+            return None
+        return RolloutFacts(
+            report.ready_label, report.upgrade, report.failed, report.waiting, report.generation
         )
 
     def on_IoDone(self, done: IoDone) -> None:

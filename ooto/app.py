@@ -30,7 +30,7 @@ from actors.messages import BuildObserved, ModuleObserved, NodeObserved, Preflig
 from actors.node_tracker import NodeTracker
 from actors.ports import ActorContext, ActorSettings
 from actors.root import OperatorRoot
-from actors.routes import DaemonSetRoutes
+from actors.routes import DaemonSetRoutes, RolloutRoutes
 from ooto.builds.model import BUILD_SELECTOR, BuildBackend
 from ooto.builds.select import select_backend
 from ooto.health import Health
@@ -114,6 +114,12 @@ class PhaseCounter:
     def module_gone(self, namespace: str, name: str) -> None:
         self._metrics.forget_module(namespace, name)
 
+    def upgrade_nodes(self, namespace: str, name: str, counts: Mapping[str, int]) -> None:
+        self._metrics.set_upgrade_nodes(namespace, name, counts)
+
+    def node_upgraded(self, seconds: float) -> None:
+        self._metrics.node_upgraded(seconds)
+
 
 class Operator:
     """The actor system with its informers, for one leadership term (start, then stop once)."""
@@ -157,9 +163,13 @@ class Operator:
         ours = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
         root_tell = self._tell_root
         routes = DaemonSetRoutes(bridge, LABEL_MODULE, LABEL_KERNEL)
-        daemonsets = self._informer(
-            DAEMONSETS, lambda e: routes.deliver(e.obj), label_selector=ours
-        )
+        rollouts = RolloutRoutes(bridge, LABEL_MODULE)
+
+        def on_daemonset(event: Any) -> None:
+            routes.deliver(event.obj)
+            rollouts.deliver_daemonset(event.obj)  # desired load digests: loader templates
+
+        daemonsets = self._informer(DAEMONSETS, on_daemonset, label_selector=ours)
         builds = self._informer(
             self._backend.resource,
             lambda e: root_tell(BuildObserved(e.type, e.obj)),
@@ -170,6 +180,29 @@ class Operator:
         # actors read are synced.
         gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
         modules = self._informer(MODULES, gate)
+
+        def on_loader_pod(event: Any) -> None:
+            # Ready labels and upgrades follow loader pods (RolloutActor); a kernel actor hears
+            # of images its nodes cannot pull (a registry that lost a built image).
+            rollouts.deliver_pod(event.type, event.obj)
+            if event.type != "DELETED":
+                routes.deliver_pod(event.obj)
+
+        loader_pods = self._informer(
+            PODS,
+            on_loader_pod,
+            label_selector=f"{LABEL_ROLE}={MODULE_LOADER},{ours}",
+            trim=trim_pod,
+        )
+
+        def on_node(event: Any) -> None:  # informers deliver only after start: tracker exists
+            if self._tracker is not None:
+                bridge.tell(self._tracker, NodeObserved(event.type, event.obj))
+            rollouts.deliver_node(event.type, event.obj)
+
+        nodes = Informer(self.api, NODES, on_event=on_node, observer=self._reports)
+        self._informers.append(nodes)
+        self.metrics.watching(NODES.plural)
         io = KubeOperatorIO(
             self.api,
             daemonsets,
@@ -178,6 +211,8 @@ class Operator:
             self._registry,
             self._backend,
             modules,
+            nodes,
+            loader_pods,
             signer_image=self.settings.signer_image,
             sign_secret_ttl=self.settings.sign_secrets_recheck_seconds * 0.9,
         )
@@ -192,19 +227,10 @@ class Operator:
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)
         counter = PhaseCounter(self.metrics, type(self._backend).__name__)
-        context = ActorContext(bridge, io, settings, counter, routes)
+        context = ActorContext(bridge, io, settings, counter, routes, rollouts)
         self._root = OperatorRoot.start(context, self._tracker)
         self._recorder.start()
-        tracker = self._tracker
-        nodes = Informer(
-            self.api,
-            NODES,
-            on_event=lambda e: bridge.tell(tracker, NodeObserved(e.type, e.obj)),
-            observer=self._reports,
-        )
-        self._informers.append(nodes)
-        self.metrics.watching(NODES.plural)
-        # Nodes feed only the tracker, which reads no cache: they list with our objects' caches.
+        # Nodes feed the tracker and the RolloutActors: they list with our objects' caches.
 
         # The DaemonSet controller's FailedCreate Events (quota, PodSecurity, SCC) become the
         # kernel's reason; only those are listed and watched, and they are never written.
@@ -213,16 +239,8 @@ class Operator:
                 routes.deliver_failed_create(event.obj, daemonsets)
 
         self._informer(EVENTS, failed_create, field_selector=FAILED_CREATE_EVENTS).start()
-        await self._sync(daemonsets, builds, nodes, modules)
+        await self._sync(daemonsets, builds, nodes, loader_pods, modules)
         gate.open()
-        # Loader pods, only to hear of images nodes cannot pull (a registry that lost a built
-        # image): read-only, trimmed to their container states, no message while pulls succeed.
-        self._informer(
-            PODS,
-            lambda e: routes.deliver_pod(e.obj) if e.type != "DELETED" else None,
-            label_selector=f"{LABEL_ROLE}={MODULE_LOADER},{ours}",
-            trim=trim_pod,
-        ).start()
         self._watch_preflights()
         self.synced.set()
         log.info("operator started: caches synced", extra={"reason": "started"})

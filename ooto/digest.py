@@ -6,8 +6,8 @@ volumeMounts, securityContext and lifecycle as ooto renders them (so the scripts
 else: labels, annotations, ownerReferences, tolerations, priority class, the update strategy or
 the device plugin change the DaemonSets but not what is loaded, so they do not change it.
 
-The day-2 upgrade work (issue 12) puts it on loader pods and replaces a node's pod only when the
-digest differs; until then it is computed, not yet written anywhere.
+Loader pods carry it (`LOAD_DIGEST_ANNOTATION`, set by render); the day-2 rollout replaces a
+node's loader pod only when its digest differs from the desired one (docs/upgrades.md).
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from typing import Any
 
 from ooto.api.module import Module
 from ooto.kernels import KernelPlan
-from ooto.render import DEFAULT_OPTIONS, RenderOptions, module_loader_container, with_host_mounts
+from ooto.render import (
+    DEFAULT_OPTIONS,
+    LOAD_DIGEST_ANNOTATION,
+    RenderOptions,
+    module_loader_container,
+    with_host_mounts,
+)
 
-LOAD_DIGEST_ANNOTATION = "ooto.sigs.k8s.io/load-digest"
-"""Where day-2 upgrades will keep the digest a loader pod was created with."""
 LOADER_FIELDS = ("command", "args", "env", "volumeMounts", "securityContext", "lifecycle")
 
 
@@ -60,3 +64,6 @@ def load_digest(
         ensure_ascii=False,
     )
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+__all__ = ["LOADER_FIELDS", "LOAD_DIGEST_ANNOTATION", "load_digest", "load_inputs"]

@@ -60,6 +60,10 @@ def module_state(status: Mapping[str, Any]) -> str:
     return "NotReady"
 
 
+UPGRADE_STATES = ("upToDate", "upgrading", "failed", "pending")
+_UPGRADE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
 class Metrics:
     """All `ooto_*` metrics. One instance per process, made in the composition root."""
 
@@ -104,6 +108,19 @@ class Metrics:
             "ooto_module_ready",
             "1 while the Module's Ready condition is True, else 0.",
             ["namespace", "module"],
+            registry=r,
+        )
+
+        self.upgrade_nodes = Gauge(
+            "ooto_upgrade_nodes",
+            "A Module's nodes by upgrade state (upToDate, upgrading, failed, pending).",
+            ["namespace", "module", "state"],
+            registry=r,
+        )
+        self.upgrade_duration = Histogram(
+            "ooto_upgrade_node_duration_seconds",
+            "One node's upgrade, from its ready label taken off to the label back.",
+            buckets=_UPGRADE_BUCKETS,
             registry=r,
         )
 
@@ -244,11 +261,21 @@ class Metrics:
         self.module_ready.labels(namespace=namespace, module=module).set(state == "Ready")
         self._module_state_is((namespace, module), state)
 
+    def set_upgrade_nodes(self, namespace: str, module: str, counts: Mapping[str, int]) -> None:
+        for state in UPGRADE_STATES:
+            self.upgrade_nodes.labels(namespace, module, state).set(counts.get(state, 0))
+
+    def node_upgraded(self, seconds: float) -> None:
+        self.upgrade_duration.observe(seconds)
+
     def forget_module(self, namespace: str, module: str) -> None:
         """Drop a deleted Module's series (and its state) so they do not linger as stale values."""
         for gauge in (self.daemonset_pods_desired, self.daemonset_pods_ready, self.module_ready):
             with contextlib.suppress(KeyError):  # never seen, or already forgotten
                 gauge.remove(namespace, module)
+        for state in UPGRADE_STATES:
+            with contextlib.suppress(KeyError):
+                self.upgrade_nodes.remove(namespace, module, state)
         self._module_state_is((namespace, module), None)
 
     def _module_state_is(self, key: tuple[str, str], state: str | None) -> None:

@@ -8,8 +8,10 @@ decisions are in actors/ and the pure modules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ooto.api import Module
@@ -18,8 +20,9 @@ from ooto.kernels import KernelPlan
 from ooto.kube.client import KubeApi
 from ooto.kube.errors import Conflict
 from ooto.kube.events import EventRecorder
+from ooto.kube.evictions import Departing, clear_node
 from ooto.kube.informer import Informer
-from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PREFLIGHTVALIDATIONS
+from ooto.kube.resources import DAEMONSETS, MODULES, NODES, PODS, PREFLIGHTVALIDATIONS
 from ooto.kube.writer import Writer
 from ooto.module_images import ModuleImages
 from ooto.registry import ImageCheck, RegistryClient
@@ -50,6 +53,8 @@ class KubeOperatorIO:
         registry: RegistryClient,
         backend: BuildBackend,
         modules: Informer,
+        nodes: Informer,
+        loader_pods: Informer,
         signer_image: str = "",
         sign_secret_ttl: float = 60.0,
     ) -> None:
@@ -58,6 +63,8 @@ class KubeOperatorIO:
         self.daemonsets = daemonsets
         self.builds = builds
         self.modules = modules
+        self.nodes = nodes
+        self.loader_pods = loader_pods
         self._recorder = recorder
         self._images = ModuleImages(api, registry)
         self._backend = backend
@@ -97,7 +104,12 @@ class KubeOperatorIO:
         if kind == "build":
             await self._backend.delete(namespace, name)
             return
-        await self._writer.delete(DAEMONSETS, name, namespace, uid=uid)
+        if kind != "pod":
+            await self._writer.delete(DAEMONSETS, name, namespace, uid=uid)
+            return
+        # A 409 is the uid precondition: that pod is gone, a new one has its name.
+        with contextlib.suppress(Conflict):
+            await self._writer.delete(PODS, name, namespace, uid=uid)
 
     async def patch_module_status(self, namespace: str, name: str, status: dict[str, Any]) -> Obj:
         return await self._api.patch_status(MODULES, name, {"status": status}, namespace)
@@ -107,6 +119,30 @@ class KubeOperatorIO:
     ) -> None:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
         await self._api.patch(NODES, name, patch)
+
+    async def patch_node(
+        self,
+        name: str,
+        labels: Mapping[str, str | None],
+        annotations: Mapping[str, str | None],
+        unschedulable: bool | None = None,
+    ) -> Obj:
+        patch: dict[str, Any] = {
+            "metadata": {"labels": dict(labels), "annotations": dict(annotations)}
+        }
+        if unschedulable is not None:
+            # null, not false, on uncordon: the field reads back absent, as kubectl leaves it.
+            patch["spec"] = {"unschedulable": True if unschedulable else None}
+        return await self._api.patch(NODES, name, patch)
+
+    async def clear_node(
+        self,
+        node: str,
+        departures_of: Callable[[list[Obj]], Departing],
+        on_blocked: Callable[[str], None],
+        cancelled: threading.Event,
+    ) -> int | None:
+        return await clear_node(self._api, node, departures_of, on_blocked, cancelled)
 
     async def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False

@@ -14,9 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api.module import API_VERSION, KIND, Module, UpdateStrategyType
+from ooto.api.module import API_VERSION, KIND, Module
 from ooto.kernels import KernelPlan, Role, daemonset_name, kernel_label_value, label_safe
 from ooto.modprobe import FIRMWARE_MOUNT, loader_command, prestop_command
+from ooto.upgrade.keys import ready_label_key
 
 LABEL_MODULE = "ooto.sigs.k8s.io/module"
 LABEL_KERNEL = "ooto.sigs.k8s.io/kernel"
@@ -26,6 +27,8 @@ MANAGED_BY = "ooto"
 NODE_KERNEL_LABEL = "ooto.sigs.k8s.io/kernel-version.full"
 NODE_KERNEL_ANNOTATION = NODE_KERNEL_LABEL
 SPEC_HASH_ANNOTATION = "ooto.sigs.k8s.io/spec-hash"
+LOAD_DIGEST_ANNOTATION = "ooto.sigs.k8s.io/load-digest"
+"""On loader pods: the load digest (ooto.digest) they were created with."""
 
 MODULE_LOADER: Role = "module-loader"
 DEVICE_PLUGIN: Role = "device-plugin"
@@ -104,10 +107,19 @@ def render_daemonsets(
 ) -> list[dict[str, Any]]:
     """The module-loader DaemonSet and, when the Module has a device plugin, its DaemonSet."""
     loader = module_loader_container(module, plan, options)
-    objects = [_daemonset(module, plan, MODULE_LOADER, loader)]
+    digest = {LOAD_DIGEST_ANNOTATION: _load_digest(module, plan, options)}
+    objects = [_daemonset(module, plan, MODULE_LOADER, loader, digest)]
     if module.spec.device_plugin is not None:
         objects.append(_daemonset(module, plan, DEVICE_PLUGIN, _device_plugin(module)))
     return objects
+
+
+def _load_digest(module: Module, plan: KernelPlan, options: RenderOptions) -> str:
+    """The digest loader pods carry (ooto.digest builds on `module_loader_container`, so it is
+    imported here, not at the top: each module needs the other)."""
+    from ooto.digest import load_digest
+
+    return load_digest(module, plan, options)
 
 
 def module_loader_container(
@@ -186,14 +198,27 @@ def _host_volume(host: HostDir) -> dict[str, Any]:
     return {"name": host.name, "hostPath": source}
 
 
+def _node_selector(module: Module, plan: KernelPlan, role: Role) -> dict[str, str]:
+    """Selected nodes of this kernel; a device plugin only where the module is loaded (the ready
+    label), so it leaves a node as soon as ooto takes the label off for an upgrade."""
+    selector = {**module.spec.selector, NODE_KERNEL_LABEL: plan.kernel_label}
+    if role == DEVICE_PLUGIN:
+        selector[ready_label_key(module.metadata.namespace, module.metadata.name)] = "true"
+    return selector
+
+
 def _pod_spec(
-    module: Module, plan: KernelPlan, container: dict[str, Any], dirs: tuple[HostDir, ...]
+    module: Module,
+    plan: KernelPlan,
+    role: Role,
+    container: dict[str, Any],
+    dirs: tuple[HostDir, ...],
 ) -> dict[str, Any]:
     spec = module.spec
     volumes = [_host_volume(host) for host in dirs]
     pod: dict[str, Any] = {
         "containers": [with_host_mounts(container, dirs)],
-        "nodeSelector": {**spec.selector, NODE_KERNEL_LABEL: plan.kernel_label},
+        "nodeSelector": _node_selector(module, plan, role),
         "priorityClassName": spec.priority_class_name,
         "volumes": volumes + copy.deepcopy(spec.additional_volumes),
     }
@@ -206,16 +231,13 @@ def _pod_spec(
     return pod
 
 
-def _update_strategy(module: Module) -> dict[str, Any]:
-    strategy = module.spec.update_strategy
-    if strategy.type is UpdateStrategyType.ON_DELETE:
-        return {"type": UpdateStrategyType.ON_DELETE.value}
-    rolling = strategy.rolling_update
-    max_unavailable = rolling.max_unavailable if rolling is not None else 1
-    return {
-        "type": UpdateStrategyType.ROLLING_UPDATE.value,
-        "rollingUpdate": {"maxUnavailable": max_unavailable},
-    }
+def _update_strategy(module: Module, role: Role) -> dict[str, Any]:
+    """Loader pods are replaced by ooto alone, node by node (actors/rollout.py): OnDelete.
+    Device-plugin pods roll at most `upgradePolicy.maxParallel` nodes at a time."""
+    if role == MODULE_LOADER:
+        return {"type": "OnDelete"}
+    max_parallel = module.spec.upgrade_policy.max_parallel
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_parallel}}
 
 
 def owner_reference(module: Module) -> dict[str, Any]:
@@ -235,6 +257,7 @@ def _daemonset(
     plan: KernelPlan,
     role: Role,
     pod: tuple[dict[str, Any], tuple[HostDir, ...]],
+    template_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     selector = selector_labels(module, plan, role)
     labels = {**selector, LABEL_MANAGED_BY: MANAGED_BY}
@@ -249,16 +272,22 @@ def _daemonset(
         },
         "spec": {
             "selector": {"matchLabels": selector},
-            "updateStrategy": _update_strategy(module),
+            "updateStrategy": _update_strategy(module, role),
             "template": {
-                "metadata": {"labels": labels},
-                "spec": _pod_spec(module, plan, *pod),
+                "metadata": _template_metadata(labels, template_annotations),
+                "spec": _pod_spec(module, plan, role, *pod),
             },
         },
     }
     manifest["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(manifest)}
     result: dict[str, Any] = _sorted(manifest)
     return result
+
+
+def _template_metadata(
+    labels: dict[str, str], annotations: dict[str, str] | None
+) -> dict[str, Any]:
+    return {"labels": labels, **({"annotations": annotations} if annotations else {})}
 
 
 def _sorted(value: Any) -> Any:

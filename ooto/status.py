@@ -39,6 +39,18 @@ class WarningCondition:
 
 
 @dataclass(frozen=True)
+class RolloutFacts:
+    """The RolloutActor's view: ready label key, status.upgrade, failed and waiting nodes."""
+
+    ready_label: str
+    upgrade: Mapping[str, Any]
+    failed: Sequence[tuple[str, str]] = ()
+    waiting: Sequence[tuple[str, str]] = ()
+    generation: int = 0
+    """The Module generation the RolloutActor judged (its grants for it are made)."""
+
+
+@dataclass(frozen=True)
 class ModuleFacts:
     """Everything the Module status is computed from."""
 
@@ -49,6 +61,7 @@ class ModuleFacts:
     problems: Sequence[KernelProblem] = ()
     warnings: Sequence[WarningCondition] = ()
     nodes_invalid_kernel: int = 0
+    rollout: RolloutFacts | None = None
 
 
 def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
@@ -67,7 +80,7 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
         + [_problem_entry(p) for p in facts.problems],
         key=lambda k: k.kernel,
     )
-    return {
+    status: dict[str, Any] = {
         "conditions": conditions,
         "kernels": [_compact(k.model_dump(by_alias=True, mode="json")) for k in listed],
         "observedGeneration": facts.generation,
@@ -77,6 +90,10 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
         "nodesUnavailable": sum(k.nodes_unavailable for k in kernels),
         "nodesInvalidKernel": facts.nodes_invalid_kernel,
     }
+    if facts.rollout is not None:
+        status["readyLabel"] = facts.rollout.ready_label
+        status["upgrade"] = dict(facts.rollout.upgrade)
+    return status
 
 
 def _problem_entry(problem: KernelProblem) -> KernelStatus:
@@ -108,6 +125,32 @@ def _conditions(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> tuple[Ve
         else (false, "Converged", "every kernel is deployed or has stopped progressing")
     )
     ready = _ready(facts, kernels)
+    return _upgrade_verdicts(facts, ready, progressing)
+
+
+def _upgrade_verdicts(
+    facts: ModuleFacts, ready: Verdict, progressing: Verdict
+) -> tuple[Verdict, Verdict]:
+    """A failed node upgrade stops the rollout (both conditions say UpgradeFailed, naming the
+    node and cause); a running one makes the Module Progressing, and not Ready, with reason
+    Upgrading: Ready for a generation means its loaders run on every node (nodes held back on
+    purpose, by the skip label or Manual mode, do not count)."""
+    rollout = facts.rollout
+    if rollout is None or facts.problems:
+        return ready, progressing
+    false, true = ConditionStatus.FALSE, ConditionStatus.TRUE
+    if rollout.failed:
+        message = _join(f"node {node}: {cause}" for node, cause in rollout.failed)
+        message += "; the rollout stopped: a new Module generation resumes it"
+        return (false, "UpgradeFailed", message), (false, "UpgradeFailed", message)
+    upgrading = int(rollout.upgrade.get("nodesUpgrading", 0))
+    if upgrading and progressing[1] in ("Rolling", "Converged"):
+        done = int(rollout.upgrade.get("nodesUpToDate", 0))
+        parts = [f"{upgrading} nodes upgrading, {done} up to date"]
+        parts += [f"node {node}: {why}" for node, why in rollout.waiting]
+        progressing = (true, "Upgrading", _join(parts))
+        if ready[0] is true or ready[1] == "Rolling":
+            ready = (false, "Upgrading", progressing[2])
     return ready, progressing
 
 

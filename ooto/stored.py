@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ooto.render import SPEC_HASH_ANNOTATION
+from ooto.render import LOAD_DIGEST_ANNOTATION, SPEC_HASH_ANNOTATION
 
 Obj = Mapping[str, Any]
 
@@ -41,7 +41,11 @@ def daemonset_ready(obj: Obj | None, excused: int = 0) -> tuple[int, bool]:
     desired = max(0, status.get("desiredNumberScheduled", 0) - excused)
     ready = status.get("numberReady", 0)
     current = status.get("observedGeneration", 0) >= generation
-    rolled = current and status.get("updatedNumberScheduled", 0) >= desired and ready >= desired
+    # OnDelete (module loaders): pods on an older template are replaced by ooto's rollout, or
+    # never when what they load is unchanged, so "updated" pods say nothing about readiness.
+    on_delete = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type") == "OnDelete"
+    updated = on_delete or status.get("updatedNumberScheduled", 0) >= desired
+    rolled = current and updated and ready >= desired
     return ready, rolled
 
 
@@ -88,11 +92,21 @@ def pull_failures(pod: Obj) -> frozenset[str]:
 
 
 def trim_pod(pod: dict[str, Any]) -> None:
-    """Keep, in place, only what `pull_failures` and routing read of a loader pod (an informer
-    `trim`): name, namespace, labels, and each container status's image and state."""
+    """Keep, in place, only what `pull_failures`, routing and the RolloutActor read of a loader pod
+    (an informer `trim`): identity, labels, the load-digest annotation, deletion and creation
+    times, its node, its Ready condition, and each container status's image and state."""
     meta = pod.get("metadata") or {}
-    pod["metadata"] = {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta}
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    kept_meta = ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp")
+    trimmed = {k: meta[k] for k in kept_meta if k in meta}
+    digest = (meta.get("annotations") or {}).get(LOAD_DIGEST_ANNOTATION)
+    if digest is not None:
+        trimmed["annotations"] = {LOAD_DIGEST_ANNOTATION: digest}
+    pod["metadata"] = trimmed
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
     kept = [{"image": s.get("image"), "state": s.get("state") or {}} for s in statuses]
-    pod["status"] = {"containerStatuses": kept}
-    pod.pop("spec", None)
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    pod["status"] = {"containerStatuses": kept, "conditions": ready}
+    node = (pod.pop("spec", None) or {}).get("nodeName")
+    if node:
+        pod["spec"] = {"nodeName": node}

@@ -12,6 +12,7 @@ from ooto.api.module import (
     Condition,
     ConditionStatus,
     ConditionType,
+    Drain,
     GitSource,
     ImageRepoSecret,
     KernelMapping,
@@ -22,10 +23,11 @@ from ooto.api.module import (
     ModuleSpec,
     ModuleStatus,
     ObjectMeta,
+    PodDeletion,
     RegistryAccess,
-    RollingUpdate,
-    UpdateStrategy,
-    UpdateStrategyType,
+    UpgradeMode,
+    UpgradePolicy,
+    UpgradeStatus,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "ConditionType",
+    "Drain",
     "GitSource",
     "ImageRepoSecret",
     "KernelMapping",
@@ -50,8 +53,9 @@ __all__ = [
     "ModuleSpec",
     "ModuleStatus",
     "ObjectMeta",
+    "PodDeletion",
     "RegistryAccess",
-    "RollingUpdate",
-    "UpdateStrategy",
-    "UpdateStrategyType",
+    "UpgradeMode",
+    "UpgradePolicy",
+    "UpgradeStatus",
 ]

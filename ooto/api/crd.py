@@ -70,6 +70,7 @@ _PRINTER_COLUMNS = [
     {"name": "Kernels", "type": "integer", "jsonPath": ".status.kernelCount"},
     {"name": "Nodes Ready", "type": "integer", "jsonPath": ".status.nodesReady"},
     {"name": "Desired", "type": "integer", "jsonPath": ".status.nodesDesired"},
+    {"name": "Up-to-date", "type": "integer", "jsonPath": ".status.upgrade.nodesUpToDate"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 _PREFLIGHT_PRINTER_COLUMNS: list[dict[str, Any]] = [

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from ooto.upgrade.selector import parse_selector
+
 GROUP = "ooto.sigs.k8s.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -167,24 +169,62 @@ class ImageRepoSecret(ApiModel):
     pull and push images."""
 
 
-class UpdateStrategyType(StrEnum):
-    ROLLING_UPDATE = "RollingUpdate"
-    ON_DELETE = "OnDelete"
+class UpgradeMode(StrEnum):
+    AUTO = "Auto"
+    MANUAL = "Manual"
 
 
-class RollingUpdate(ApiModel):
-    max_unavailable: int | str = 1
-    """How many nodes may reload the module at once (a number or a percentage such as "10%")."""
+PERCENT = r"^(100|[1-9][0-9]?)%$"
 
 
-class UpdateStrategy(ApiModel):
-    """How pods are replaced when the Module changes."""
+class PodDeletion(ApiModel):
+    """The pods that use the module on a node, evicted before its loader pod is replaced."""
 
-    type: UpdateStrategyType = UpdateStrategyType.ROLLING_UPDATE
-    """RollingUpdate (paced by maxUnavailable) or OnDelete (admins drain and delete pods
-    themselves)."""
-    rolling_update: RollingUpdate | None = None
-    """Pacing of a RollingUpdate; default maxUnavailable 1."""
+    pod_selector: str = ""
+    """Label selector (as in `kubectl get -l`), e.g. `app=uses-my-driver`."""
+    resource_names: list[str] = Field(default_factory=list)
+    """Pods requesting any of these extended resources (e.g. `example.com/fpga`) are evicted."""
+    timeout_seconds: int = Field(default=300, ge=1)
+    """How long evictions may be blocked (PodDisruptionBudgets) or pods take to go before the
+    node's upgrade fails."""
+
+
+class Drain(ApiModel):
+    """Evict every pod but DaemonSet pods (limited to podSelector when set) before the upgrade."""
+
+    enable: bool = False
+    """Drain the node before its loader pod is replaced."""
+    pod_selector: str = ""
+    """Limit the drain to pods matching this label selector. Empty: all pods."""
+    delete_empty_dir: bool = False
+    """Also evict pods with emptyDir volumes (their data is lost). Otherwise such a pod fails the
+    node's upgrade."""
+    timeout_seconds: int = Field(default=600, ge=1)
+    """How long the drain may take before the node's upgrade fails."""
+
+
+class UpgradePolicy(ApiModel):
+    """How ooto replaces module-loader pods when what they load changes (the load digest)."""
+
+    mode: UpgradeMode = UpgradeMode.AUTO
+    """Auto: ooto upgrades nodes one slot at a time. Manual: ooto never replaces a running loader
+    pod (admins delete pods themselves; ready labels still follow)."""
+    max_parallel: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=PERCENT)] = 1
+    """Nodes upgrading at once for this Module, across all its kernels: a number, or a
+    percentage of the Module's nodes such as "10%" (rounded up, at least 1)."""
+    ready_timeout_seconds: int = Field(default=600, ge=1)
+    """A new loader pod not Ready this long after the old one went: the node's upgrade failed."""
+    pod_deletion: PodDeletion | None = None
+    """Evict the pods that use the module (Eviction API, PodDisruptionBudgets respected)."""
+    drain: Drain | None = None
+    """Optionally evict all non-DaemonSet pods of the node."""
+
+    @field_validator("pod_deletion", "drain")
+    @classmethod
+    def _selectors_parse(cls, value: PodDeletion | Drain | None) -> PodDeletion | Drain | None:
+        if value is not None:
+            parse_selector(value.pod_selector)  # raises ValueError with the reason
+        return value
 
 
 MODULE_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -263,9 +303,8 @@ class ModuleSpec(ApiModel):
     """Priority class of the pods ooto creates."""
     service_account_name: str | None = None
     """Service account of the pods ooto creates."""
-    update_strategy: UpdateStrategy = Field(default_factory=UpdateStrategy)
-    """How the pods ooto creates (module loader and device plugin) are replaced when the Module
-    changes."""
+    upgrade_policy: UpgradePolicy = Field(default_factory=UpgradePolicy)
+    """How module-loader pods are replaced, node by node, when what they load changes."""
 
     @field_validator("selector", mode="before")
     @classmethod
@@ -352,6 +391,21 @@ class KernelStatus(ApiModel):
     """Why this kernel is not Ready, when it is not."""
 
 
+class UpgradeStatus(ApiModel):
+    """Where the Module's node-by-node upgrade stands (upgradePolicy)."""
+
+    digest: str = ""
+    """Load digest the nodes are being moved to (one hash over every kernel's load digest)."""
+    nodes_up_to_date: int = 0
+    """Nodes whose loader pod runs the desired load digest."""
+    nodes_upgrading: int = 0
+    """Nodes between "ready label off" and "ready label back" (at most maxParallel)."""
+    nodes_failed: int = 0
+    """Nodes whose upgrade failed (see the Progressing condition and the Node's Events)."""
+    nodes_pending: int = 0
+    """Nodes waiting for their turn (or held back: skip label, Manual mode, a failure)."""
+
+
 class ModuleStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     """Progressing and Ready; NoUnloadHook (True) while nothing unloads the module."""
@@ -370,6 +424,11 @@ class ModuleStatus(ApiModel):
     nodes_invalid_kernel: int = 0
     """Selected nodes whose reported kernel string is refused (not `[A-Za-z0-9._+~-]{1,128}`):
     no module is placed there."""
+    ready_label: str = ""
+    """The Node label key that is "true" where this Module is loaded: select on it in the
+    nodeSelector or affinity of workloads that need the module."""
+    upgrade: UpgradeStatus | None = None
+    """Node-by-node upgrade progress, when the Module has nodes."""
 
 
 class ObjectMeta(BaseModel):

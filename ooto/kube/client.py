@@ -168,6 +168,13 @@ class KubeApi:
             "PATCH", "patch", _label(res, subresource), path, query, body=patch, headers=headers
         )
 
+    async def create_subresource(
+        self, res: Resource, name: str, subresource: str, obj: JsonObj, namespace: str
+    ) -> JsonObj:
+        """POST to a subresource, e.g. a Pod's `eviction`."""
+        path = res.path(namespace, name, subresource)
+        return await self._json("POST", "create", _label(res, subresource), path, body=obj)
+
     async def apply(self, res: Resource, obj: JsonObj, *, force: bool = True) -> JsonObj:
         """Server-side apply of a full intent with fieldManager "ooto"."""
         meta = obj.get("metadata") or {}

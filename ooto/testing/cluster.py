@@ -37,7 +37,9 @@ from ooto.testing.processes import ManagedProcess, free_port, wait_until
 ADMIN_USER = "admin"
 OPERATOR_USER = "ooto-operator"
 # clusterrole-aggregation fills the built-in view/edit/admin roles (and the chart's viewer in).
-CONTROLLERS = "daemonset,garbagecollector,job,namespace,clusterrole-aggregation"
+# disruption: PodDisruptionBudgets get their status computed, so evictions they forbid get 429 as
+# on a real cluster (upgrades evict the pods that use a module).
+CONTROLLERS = "daemonset,disruption,garbagecollector,job,namespace,clusterrole-aggregation"
 # Controllers' client rate limits: the defaults (20 qps) would make the DaemonSet controller, not
 # the operator, the bottleneck of benchmarks with hundreds of DaemonSets.
 CLIENT_QPS = ["--kube-api-qps=1000", "--kube-api-burst=2000"]

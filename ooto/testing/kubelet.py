@@ -7,7 +7,9 @@ statuses, so 500 nodes and thousands of pods cost one watch and bounded concurre
 What each pod becomes is decided per pod: build Job pods (label `job-name`) by `job_outcome`
 (default: `job_outcomes[job name]`, else `default_job_outcome`), other pods by `pod_outcome`
 (default: `ImagePullBackOff` for `fail_images`, `CrashLoop` for pods carrying all `fail_labels`,
-else `Ready`). Pods being deleted are finished (grace period 0, uid precondition).
+else `Ready`). Pods being deleted (a delete, an eviction) are finished (grace period 0, uid
+precondition): at once, or, for pods `graceful` matches, after their own grace period as a real
+kubelet would let a workload shut down (`graceful_cap` bounds the wait).
 
 With `execute_jobs` set, a Job pod decided `Succeeded` whose containers name host programs by
 absolute path (Buildah Jobs do, Kaniko's do not) really runs (`ooto.testing.podrun`), and its exit
@@ -46,6 +48,7 @@ NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreacha
 JOB_NAME_LABEL = "job-name"
 PodDecision = Callable[[JSON], PodOutcome | Awaitable[PodOutcome | None] | None]
 JobDecision = Callable[[JSON], JobOutcome | Awaitable[JobOutcome]]
+PodMatch = Callable[[JSON], bool]
 
 
 class SimulatedKubelet:
@@ -73,6 +76,8 @@ class SimulatedKubelet:
         self.job_outcome: JobDecision | None = None
         self.execute_jobs = False
         self.pull_retry_seconds: float | None = None
+        self.graceful: PodMatch | None = None
+        self.graceful_cap: float = 5.0
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -225,7 +230,7 @@ class SimulatedKubelet:
         if node not in self.nodes:
             return
         if meta.get("deletionTimestamp"):
-            await self._force_delete(pod)
+            await self._terminate(pod)
             return
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
@@ -274,6 +279,13 @@ class SimulatedKubelet:
             decided = self.job_outcome(pod)
             return await decided if inspect.isawaitable(decided) else decided
         return self.job_outcomes.get(job_name, self.default_job_outcome)
+
+    async def _terminate(self, pod: JSON) -> None:
+        """A pod being deleted or evicted: it stops within its grace period, then is gone."""
+        if self.graceful is not None and self.graceful(pod):
+            grace = pod["metadata"].get("deletionGracePeriodSeconds") or 0
+            await asyncio.sleep(min(float(grace), self.graceful_cap))
+        await self._force_delete(pod)
 
     async def _force_delete(self, pod: JSON) -> None:
         meta = pod["metadata"]

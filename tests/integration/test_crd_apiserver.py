@@ -99,7 +99,8 @@ def _set(body: dict[str, Any], path: list[Any], value: Any) -> None:
         (["selector"], {"gpu": {"nested": "x"}}, "spec.selector.gpu"),
         (["additionalVolumes", 0, "configMap", "name"], ["x"], "configMap.name"),
         (["tolerations"], [{"tolerationSeconds": "soon"}], "tolerationSeconds"),
-        (["updateStrategy"], {"type": "Sometimes"}, "updateStrategy.type"),
+        (["upgradePolicy"], {"mode": "Sometimes"}, "upgradePolicy.mode"),
+        (["upgradePolicy"], {"readyTimeoutSeconds": 0}, "upgradePolicy.readyTimeoutSeconds"),
     ],
 )
 async def test_the_api_server_rejects_wrong_shapes(
@@ -150,13 +151,13 @@ async def test_printer_columns(
     cluster: LocalCluster, admin_rest: KubeRest, crd: str, namespace: str
 ) -> None:
     created = await admin_rest.post(modules_path(namespace), example("columns"))
-    status = {"kernelCount": 2, "nodesReady": 1, "nodesDesired": 3}
+    status = {"kernelCount": 2, "nodesReady": 1, "nodesDesired": 3, "upgrade": {"nodesUpToDate": 2}}
     created["status"] = {**status, "conditions": [{"type": "Ready", "status": "False"}]}
     await admin_rest.request("PUT", f"{modules_path(namespace)}/columns/status", created)
     table = await get_table(cluster, f"{modules_path(namespace)}/columns")
     names = [column["name"] for column in table["columnDefinitions"]]
-    assert names == ["Name", "Ready", "Kernels", "Nodes Ready", "Desired", "Age"]
-    assert table["rows"][0]["cells"][1:5] == ["False", 2, 1, 3]
+    assert names == ["Name", "Ready", "Kernels", "Nodes Ready", "Desired", "Up-to-date", "Age"]
+    assert table["rows"][0]["cells"][1:6] == ["False", 2, 1, 3, 2]
 
 
 DEEP = '{"a":' * 1100 + '"x"' + "}" * 1100

@@ -356,3 +356,51 @@ async def test_admin_kubeconfig_serves_kubernetes_asyncio_and_kubectl(
     out, err = await kubectl.communicate()
     assert kubectl.returncode == 0, err.decode()
     assert out.decode().strip() == f"namespace/{namespace}"
+
+
+async def test_a_pod_disruption_budget_blocks_an_eviction_and_the_kubelet_honours_the_rest(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str
+) -> None:
+    """The disruption controller runs: a PDB answers evictions with 429 until it allows them;
+    an allowed eviction ends with the pod gone after its grace period (the kubelet confirms)."""
+    (node,) = await add_nodes(kubelet, f"ooto-test/{namespace}", 1)
+    kubelet.graceful = lambda pod: pod["metadata"]["labels"].get("app") == "work"
+    base = f"/api/v1/namespaces/{namespace}/pods"
+    pod = {
+        "metadata": {"name": "work", "labels": {"app": "work"}},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "example.invalid/work:1"}],
+        },
+    }
+    await admin_rest.post(base, pod)
+    pdb = {
+        "metadata": {"name": "keep-one"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "work"}}},
+    }
+    pdbs = f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets"
+    await admin_rest.post(pdbs, pdb)
+
+    async def computed() -> bool:
+        status = (await admin_rest.get(f"{pdbs}/keep-one")).get("status") or {}
+        return status.get("observedGeneration", 0) >= 1 and status.get("currentHealthy") == 1
+
+    await eventually(computed, what="the disruption controller computed the budget")
+    eviction = {"apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": {"name": "work"}}
+    with pytest.raises(RestError) as refused:
+        await admin_rest.post(f"{base}/work/eviction", eviction)
+    assert refused.value.status == 429
+
+    await admin_rest.delete(f"{pdbs}/keep-one")
+    await admin_rest.post(f"{base}/work/eviction", eviction)
+    assert (await admin_rest.get(f"{base}/work"))["metadata"].get("deletionTimestamp")
+
+    async def gone() -> bool:
+        try:
+            await admin_rest.get(f"{base}/work")
+        except RestError as error:
+            return error.status == 404
+        return False
+
+    await eventually(gone, what="the kubelet finished the evicted pod")

@@ -193,9 +193,15 @@ async def walk_every_feature(
     await eventually(lambda: with_ready(rest, namespace, "bad", "BuildFailed"), timeout=60)
     await preflight_builds_ahead(rest, f"{namespace}/mod")
 
+    # A new loader env is a new load digest: an upgrade evicts the workload, deletes the loader
+    # pod (pods list/watch/delete, pods/eviction create) and cordons/uncordons the node.
+    await rest.post(f"/api/v1/namespaces/{namespace}/pods", workload_pod("rbac-1"))
     env = [{"name": "RBAC_STEP", "value": "loader changed"}]
-    await patch_module(rest, namespace, "mod", {"spec": {"moduleLoader": {"env": env}}})
+    policy = {"podDeletion": {"podSelector": "app=uses-mod"}}
+    changed = {"spec": {"moduleLoader": {"env": env}, "upgradePolicy": policy}}
+    module = await patch_module(rest, namespace, "mod", changed)
     await eventually(lambda: _equals(loader_env(rest, namespace, "mod"), env), timeout=30)
+    await eventually(lambda: upgraded(rest, namespace, module), timeout=60)
 
     dockerfile = DOCKERFILE + "LABEL step=dockerfile-changed\n"
     changed = build_mapping(registry, f"{namespace}/bad", dockerfile)
@@ -256,6 +262,23 @@ async def take_a_name_refuse_a_spec_lose_a_node(
 
     await kubelet.set_labels("rbac-1", {"ooto-test/gpu": None})
     await eventually(lambda: _equals(daemonsets(rest, namespace, "mod"), []), timeout=30)
+
+
+def workload_pod(node: str) -> JSON:
+    return {
+        "metadata": {"name": "uses-mod", "labels": {"app": "uses-mod"}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+    }
+
+
+async def upgraded(rest: KubeRest, namespace: str, module: JSON) -> bool:
+    """The Module's nodes all run its current generation's loader, the workload evicted."""
+    now = await get_module(rest, namespace, module["metadata"]["name"])
+    status = now.get("status") or {}
+    current = status.get("observedGeneration") == module["metadata"]["generation"]
+    done = (status.get("upgrade") or {}).get("nodesUpToDate") == 1
+    pods = await rest.get(f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": "app=uses-mod"})
+    return current and done and not pods["items"]
 
 
 async def judged(rest: KubeRest, namespace: str, module: JSON, invalid: str | None) -> bool:

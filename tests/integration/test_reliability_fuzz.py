@@ -138,12 +138,14 @@ spec_extras = st.fixed_dictionaries(
         ),
         "priorityClassName": st.sampled_from(["", "no-such-class", "UPPER"]),
         "serviceAccountName": st.sampled_from(["default", "Not_Valid"]),
-        "updateStrategy": st.sampled_from(
+        "upgradePolicy": st.sampled_from(
             [
-                {"type": "OnDelete"},
-                {"rollingUpdate": {"maxUnavailable": "150%"}},
-                {"rollingUpdate": {"maxUnavailable": 0}},
-                {"rollingUpdate": {"maxUnavailable": "abc"}},
+                {"mode": "Manual"},
+                {"maxParallel": "150%"},
+                {"maxParallel": 0},
+                {"maxParallel": "abc"},
+                {"podDeletion": {"podSelector": "a in ("}},
+                {"drain": {"enable": True, "timeoutSeconds": 1}},
             ]
         ),
         "additionalVolumes": st.sampled_from(

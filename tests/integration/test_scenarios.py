@@ -66,10 +66,11 @@ async def test_two_kernels_get_one_daemonset_each_and_the_module_goes_ready(
     created = count(verb="create", resource="daemonsets")
     status = count(verb="patch", resource="modules/status")
     print(
-        f"\nscenario 1 API writes: {operator.writes()} = {node_labels} node labels + "
+        f"\nscenario 1 API writes: {operator.writes()} = {node_labels} node labels (kernel, "
+        f"ready) + "
         f"{created} DaemonSets + {status} status writes"
     )
-    assert (node_labels, created) == (3, 2)
+    assert (node_labels, created) == (3 + 3, 2)  # a kernel label and a module-ready label each
     assert 1 <= status <= 5, "status is debounced and written only when it changes"
     assert sum(operator.writes().values()) == node_labels + created + status
 

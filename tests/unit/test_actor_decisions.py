@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from actors.node_tracker import NodeView, Subscription, _reindex, kernel_patch, node_view, selects
 from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
-from ooto.stored import daemonset_ready, owned_by
+from ooto.stored import daemonset_ready, owned_by, trim_pod
 
 
 def node(kernel: str | None, labels: dict[str, str] | None = None) -> dict[str, object]:
@@ -67,6 +69,22 @@ def test_daemonset_readiness_needs_a_current_generation_and_every_pod_ready() ->
     assert daemonset_ready(None) == (0, False)
 
 
+def test_an_on_delete_daemonset_with_every_pod_ready_is_ready_on_an_older_template() -> None:
+    """Loader pods stay on their template when the load digest did not change (issue 12)."""
+    ds = {
+        "metadata": {"generation": 2},
+        "spec": {"updateStrategy": {"type": "OnDelete"}},
+        "status": {
+            "observedGeneration": 2,
+            "desiredNumberScheduled": 3,
+            "numberReady": 3,
+            "updatedNumberScheduled": 0,
+        },
+    }
+    assert daemonset_ready(ds) == (3, True)
+    assert daemonset_ready({**ds, "status": {**ds["status"], "numberReady": 2}}) == (2, False)
+
+
 def test_only_objects_we_control_count_as_ours() -> None:
     ours = {"metadata": {"ownerReferences": [{"uid": "u1", "controller": True}]}}
     assert owned_by(ours, "u1") and not owned_by(ours, "u2")
@@ -119,3 +137,25 @@ def test_daemonset_readiness_excuses_unavailable_nodes() -> None:
     }
     assert daemonset_ready(ds) == (2, False)
     assert daemonset_ready(ds, excused=1) == (2, True)
+
+
+def test_a_trimmed_loader_pod_keeps_what_ready_labels_and_upgrades_read() -> None:
+    pod: dict[str, Any] = {
+        "metadata": {
+            "name": "p",
+            "namespace": "n",
+            "uid": "u",
+            "labels": {"a": "b"},
+            "annotations": {"ooto.sigs.k8s.io/load-digest": "sha256:1", "other": "x"},
+            "creationTimestamp": "t0",
+            "deletionTimestamp": "t1",
+            "managedFields": [{"big": "yes"}],
+        },
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    trim_pod(pod)
+    assert pod["metadata"]["annotations"] == {"ooto.sigs.k8s.io/load-digest": "sha256:1"}
+    assert "managedFields" not in pod["metadata"] and pod["metadata"]["deletionTimestamp"] == "t1"
+    assert pod["spec"] == {"nodeName": "node-1"}
+    assert pod["status"]["conditions"] == [{"type": "Ready", "status": "True"}]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from ooto.api.module import Module, UpdateStrategyType
+from ooto.api.module import Module, UpgradeMode
 from ooto.render_cli import field_path
 
 EXAMPLE = """
@@ -56,7 +56,7 @@ def test_the_design_example_is_read_as_written() -> None:
     }
     assert module.metadata.namespace == "default"
     assert module.spec.priority_class_name == "system-node-critical"
-    assert module.spec.update_strategy.type is UpdateStrategyType.ROLLING_UPDATE
+    assert module.spec.upgrade_policy.mode is UpgradeMode.AUTO
     build = module.spec.kernel_mappings[1].build
     assert build is not None and build.build_args[0].name == "SOME_KEY"
 

@@ -122,6 +122,7 @@ class TestDefinition:
             "Kernels": ".status.kernelCount",
             "Nodes Ready": ".status.nodesReady",
             "Desired": ".status.nodesDesired",
+            "Up-to-date": ".status.upgrade.nodesUpToDate",
             "Age": ".metadata.creationTimestamp",
         }
 
@@ -203,8 +204,8 @@ class TestMeaning:
         assert "tolerationSeconds" in spec_node(schema, "tolerations", "[]")["properties"]
 
     def test_int_or_string_and_quantities(self, schema: dict[str, Any]) -> None:
-        rolling = spec_node(schema, "updateStrategy", "rollingUpdate", "maxUnavailable")
-        assert rolling["x-kubernetes-int-or-string"] is True and rolling["default"] == 1
+        parallel = spec_node(schema, "upgradePolicy", "maxParallel")
+        assert parallel["x-kubernetes-int-or-string"] is True and parallel["default"] == 1
         limits = spec_node(schema, "moduleLoader", "resources", "limits")
         assert limits["additionalProperties"] == {"x-kubernetes-int-or-string": True}
         port = spec_node(schema, "moduleLoader", "ports", "[]", "containerPort")
@@ -218,9 +219,10 @@ class TestMeaning:
         assert selector["additionalProperties"] == {"x-kubernetes-int-or-string": True}
 
     def test_enums_and_defaults(self, schema: dict[str, Any]) -> None:
-        strategy = spec_node(schema, "updateStrategy", "type")
-        assert strategy["enum"] == ["RollingUpdate", "OnDelete"]
-        assert strategy["default"] == "RollingUpdate"
+        mode = spec_node(schema, "upgradePolicy", "mode")
+        assert mode["enum"] == ["Auto", "Manual"]
+        assert mode["default"] == "Auto"
+        assert spec_node(schema, "upgradePolicy", "readyTimeoutSeconds")["minimum"] == 1
         assert spec_node(schema, "priorityClassName")["default"] == "system-node-critical"
         assert spec_node(schema, "kernelMappings")["minItems"] == 1
 

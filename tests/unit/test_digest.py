@@ -61,7 +61,7 @@ def test_what_is_loaded_changes_the_digest(change: dict[str, Any]) -> None:
         {"tolerations": [{"operator": "Exists"}]},
         {"priorityClassName": "other"},
         {"serviceAccountName": "loader"},
-        {"updateStrategy": {"type": "OnDelete"}},
+        {"upgradePolicy": {"maxParallel": 3, "mode": "Manual"}},
         {"devicePlugin": {"name": "dp", "image": "r.example/dp:1"}},
         {"imageRepoSecret": {"name": "pull"}},
         {"moduleLoader": {**BASE["moduleLoader"], "resources": {"limits": {"cpu": "1"}}}},

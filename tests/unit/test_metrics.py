@@ -67,6 +67,8 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_kernel_actors",
         "ooto_module_daemonset_pods_desired",
         "ooto_module_daemonset_pods_ready",
+        "ooto_upgrade_nodes",
+        "ooto_upgrade_node_duration_seconds",
         "ooto_builds_started",
         "ooto_builds_succeeded",
         "ooto_builds_failed",
@@ -270,3 +272,13 @@ def test_counters_exist_at_zero_before_their_first_event() -> None:
     for name in ("ooto_watch_restarts", "ooto_watch_relists"):
         series = [s for s in found[name] if s[0].endswith("_total")]
         assert [(s[1], s[2]) for s in series] == [({"resource": "nodes"}, 0)]
+
+
+def test_issue_12_upgrade_metrics_per_module_and_state() -> None:
+    m = Metrics()
+    m.set_upgrade_nodes("ns", "mod", {"upToDate": 3, "upgrading": 1})
+    m.node_upgraded(12.5)
+    samples = {(s[1].get("state"), s[2]) for s in families(m)["ooto_upgrade_nodes"]}
+    assert samples == {("upToDate", 3), ("upgrading", 1), ("failed", 0), ("pending", 0)}
+    m.forget_module("ns", "mod")
+    assert families(m).get("ooto_upgrade_nodes", []) == []

@@ -1,0 +1,488 @@
+"""RolloutActor: one per Module. Module-ready node labels and the Module's node-by-node upgrades.
+
+The per-node decisions are pure (ooto/upgrade/state.py); this actor feeds them events from the
+informers (loader pods, Nodes) and from its own I/O, performs the actions they return, and owns
+the Module-wide budget: at most `maxParallel` nodes between "label off" and "label back", across
+all the Module's kernels. One actor per Module (not the kernel actors) because a node's upgrade is
+a node-wide affair (cordon, evictions) that can outlive its kernel actor, and one budget needs one
+owner to be exact.
+
+Writes per node are serialized (one Node patch in flight at a time), so a label write can never
+overtake an upgrade step's write. At rest it writes nothing: every write is the difference between
+the Node as cached and the decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from actors.base import Backoff, OotoActor
+from actors.messages import (
+    ChildDied,
+    DaemonSetObserved,
+    EvictionBlocked,
+    Flush,
+    IoDone,
+    LoaderPodObserved,
+    ModuleGone,
+    NodeObserved,
+    RolloutReport,
+    RolloutTargets,
+)
+from actors.node_writes import NodeWrites, Patch
+from actors.ports import ActorContext, Obj
+from actors.rollout_views import Clearings, LoaderPods
+from ooto.api import Module, UpgradeMode
+from ooto.kernels import label_safe
+from ooto.logs import log_fields
+from ooto.upgrade import facts, record
+from ooto.upgrade.budget import candidates, failed_in, max_parallel
+from ooto.upgrade.facts import template_digest
+from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
+from ooto.upgrade.progress import progress, timeouts, upgrade_status
+from ooto.upgrade.state import (
+    ACTIVE,
+    Aborted,
+    Action,
+    ArmDeadline,
+    DeadlinePassed,
+    DeleteLoaderPod,
+    Event,
+    EvictPods,
+    NewPodReady,
+    NodeUpgrade,
+    NodeUpgradeState,
+    PodsGone,
+    ReportDone,
+    ReportFailed,
+    SlotGranted,
+    Timeouts,
+    WriteFailed,
+    WriteNode,
+    Written,
+    ready_label_wanted,
+    resumed,
+    transition,
+)
+from ooto.upgrade.workloads import departures, must_evict
+
+log = logging.getLogger(__name__)
+S = NodeUpgradeState
+IDLE = NodeUpgrade()
+
+
+class RolloutActor(OotoActor):
+    def __init__(self, context: ActorContext, supervisor: Any, module: Module) -> None:
+        super().__init__(context.bridge)
+        self._io, self._metrics, self._routes = context.io, context.metrics, context.rollouts
+        self._supervisor = supervisor
+        self._module = module
+        meta = module.metadata
+        self._label = ready_label_key(meta.namespace, meta.name)
+        self._annotation = upgrade_annotation_key(meta.namespace, meta.name)
+        self._module_label = label_safe(meta.name)
+        self._targets: dict[str, tuple[str, str]] | None = None  # node -> (kernel label, digest)
+        self._digests: dict[str, str] = {}  # kernel label -> desired digest
+        self._kernels: dict[str, tuple[str, frozenset[str], str]] = {}
+        self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
+        self._pods = LoaderPods(meta.namespace)
+        self._writes = NodeWrites(context.io.nodes)
+        self._clearings = Clearings()
+        self._started: dict[str, float] = {}  # node -> monotonic time its label went off
+        self._known: set[str] = set()  # nodes that carry our label or record
+        self._failed_writes: dict[str, str] = {}
+        self._last_report: RolloutReport | None = None
+        self._settling = False
+        self._backoff = Backoff(
+            context.settings.backoff_initial_seconds, context.settings.backoff_max_seconds
+        )
+
+    def describe(self) -> str:
+        return f"RolloutActor({self._module.key})"
+
+    def on_started(self) -> None:
+        if self._routes is not None:
+            self._routes.add(self._route_key(), self.actor_ref)
+        for pod in self._io.loader_pods.list():
+            self._pods.observe("ADDED", pod)
+
+    def on_death(self, error: BaseException | None) -> None:
+        self.send(self._supervisor, ChildDied("rollout", self.actor_ref, repr(error)))
+
+    def on_stop(self) -> None:
+        self._clearings.cancel_all()
+        if self._routes is not None:
+            self._routes.remove(self._route_key(), self.actor_ref)
+
+    def _route_key(self) -> tuple[str, str]:
+        return (self._module.metadata.namespace, self._module_label)
+
+    # --- messages ------------------------------------------------------------------------------
+
+    def on_RolloutTargets(self, message: RolloutTargets) -> None:
+        first, left = self._targets is None, set(self._targets or ())
+        self._module = message.module
+        self._kernels = dict(message.kernels)
+        self._refresh_digests()
+        if first:
+            self._resume()
+        # Nodes that left too: their label (and any upgrade) must go.
+        for node in sorted({*(self._targets or ()), *left, *self._upgrades, *self._known}):
+            self._reconcile(node)
+        self._settle()
+
+    def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
+        """One of the Module's loader DaemonSets changed: its template may carry a new digest."""
+        if self._targets is not None and self._refresh_digests():
+            for node in sorted(self._targets):
+                self._reconcile(node)
+            self._settle()
+
+    def _refresh_digests(self) -> bool:
+        """Desired digest per kernel: the loader DaemonSet template's (what new pods get: the
+        kernel actor may pin the image by digest), else the plan's until the DaemonSet exists.
+        Returns whether any changed."""
+        namespace = self._module.metadata.namespace
+        digests = {}
+        for kernel, (planned, _, name) in self._kernels.items():
+            written = template_digest(self._io.daemonsets.get(namespace, name))
+            digests[kernel] = written or planned
+        changed = digests != self._digests
+        self._digests = digests
+        self._targets = {
+            node: (kernel, digests[kernel])
+            for kernel, (_, nodes, _) in self._kernels.items()
+            for node in nodes
+        }
+        return changed
+
+    def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
+        node = self._pods.observe(message.type, message.pod)
+        if node and self._targets is not None:
+            self._reconcile(node)
+            self._settle()
+
+    def on_NodeObserved(self, message: NodeObserved) -> None:
+        name = str((message.node.get("metadata") or {}).get("name", ""))
+        if self._targets is None or not (
+            name in self._targets or name in self._upgrades or self._ours(message.node)
+        ):
+            return
+        self._reconcile(name)
+        self._settle()
+
+    def on_ModuleGone(self, _: ModuleGone) -> None:
+        """The Module is deleted: no node keeps its ready label, record or ooto's cordon."""
+        for node in sorted({*(self._targets or {}), *self._upgrades, *self._known}):
+            upgrade = self._upgrades.pop(node, IDLE)
+            if upgrade.state is S.IDLE and not self._ours(self._node(node)):
+                continue
+            uncordon = False if upgrade.cordoned else None
+            self._write(node, WriteNode(None, ready_label=False, unschedulable=uncordon))
+        self._targets = None  # nothing more to decide: the supervisor stops us next
+
+    def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
+        if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
+            self._clearings.blocked[message.node] = message.why
+            self._report()
+
+    def on_timer(self, name: str) -> None:
+        kind, _, node = name.partition(":")
+        if kind == "deadline":
+            self._feed(node, DeadlinePassed(time.time()))
+        elif kind == "clear":
+            self._clear(node)
+        elif kind == "rewrite":
+            self._feed(node, WriteFailed(self._failed_writes.pop(node, "")))
+        elif kind == "retry" and self._targets is not None:
+            for each in sorted({*self._targets, *self._upgrades}):
+                self._reconcile(each)
+        self._settle()
+
+    def on_IoDone(self, done: IoDone) -> None:
+        kind, node = done.tag[0], done.tag[1]
+        if kind == "node":
+            self._node_written(node, done)
+        elif kind == "clear":
+            self._cleared(node, done)
+        elif kind == "delete" and done.ok:
+            self._say(logging.INFO, "LoaderDeleted", node, f"deleted the loader pod {done.tag[2]}")
+        elif kind == "delete" and not done.ok:
+            self._say(logging.WARNING, "DeleteFailed", node, f"loader delete failed: {done.error}")
+            self.set_timer("retry", self._backoff.next_delay())
+        self._settle()
+
+    # --- observing -------------------------------------------------------------------------------
+
+    def _node(self, name: str) -> Obj | None:
+        return self._writes.view(name)
+
+    def _ours(self, node: Obj | None) -> bool:
+        meta = (node or {}).get("metadata") or {}
+        return self._label in (meta.get("labels") or {}) or self._annotation in (
+            meta.get("annotations") or {}
+        )
+
+    def _resume(self) -> None:
+        """First targets: pick up the records a previous leader left on the Nodes."""
+        limits = self._limits()
+        for node in self._io.nodes.list():
+            name = str((node.get("metadata") or {}).get("name", ""))
+            if not self._ours(node):
+                continue
+            self._known.add(name)
+            found = record.decode(
+                ((node.get("metadata") or {}).get("annotations") or {}).get(self._annotation)
+            )
+            if found is None:
+                continue
+            self._say(logging.INFO, "Resumed", name, f"resumes {found.state} on {name}")
+            upgrade, actions = resumed(found, limits)
+            self._set(name, upgrade)
+            self._perform(name, actions)
+
+    # --- deciding --------------------------------------------------------------------------------
+
+    def _reconcile(self, node: str) -> None:
+        """Feed what the caches show to the node's upgrade, then put its ready label right."""
+        assert self._targets is not None
+        upgrade = self._upgrades.get(node, IDLE)
+        target = self._targets.get(node)
+        if target is None and upgrade.state is not S.IDLE:
+            self._feed(node, Aborted())
+            upgrade = self._upgrades.get(node, IDLE)
+        pod = self._pod(node)
+        if self._settled_failure(upgrade, target, pod):
+            self._feed(node, Aborted())  # its loader already runs what is wanted: clean up
+            upgrade = self._upgrades.get(node, IDLE)
+        if self._replaced(upgrade, pod):
+            self._feed(node, NewPodReady())
+            upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state in ACTIVE or self._writes.busy(node):
+            return
+        ready = (
+            target is not None
+            and pod is not None
+            and facts.pod_kernel(pod) == target[0]
+            and facts.pod_ready(pod)
+        )
+        self._put_label(node, ready_label_wanted(ready, upgrade))
+
+    def _settled_failure(
+        self, upgrade: NodeUpgrade, target: tuple[str, str] | None, pod: Obj | None
+    ) -> bool:
+        """A node that failed in an older generation whose loader needs no upgrade now (the
+        Module went back to what it runs): its record and ooto's cordon go."""
+        if upgrade.state is not S.FAILED or target is None or pod is None:
+            return False
+        older = upgrade.generation < self._module.metadata.generation
+        return older and facts.pod_ready(pod) and not facts.needs_upgrade(pod, *target)
+
+    @staticmethod
+    def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:
+        """The loader pod that replaced the recorded one is Ready."""
+        if upgrade.state is not S.POD_RESTART_REQUIRED or not upgrade.written or pod is None:
+            return False
+        return _uid(pod) != upgrade.old_pod and facts.pod_ready(pod)
+
+    def _put_label(self, node: str, wanted: bool) -> None:
+        obj = self._node(node)
+        if obj is None:
+            return
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if (labels.get(self._label) == "true") == wanted and (wanted or self._label not in labels):
+            return
+        self._write(node, WriteNode(None, ready_label=wanted), step=False)
+
+    def _settle(self) -> None:
+        """Grant free slots, then report: once per burst of messages (both walk every node), by
+        a Flush queued behind the messages already in the mailbox."""
+        if not self._settling:
+            self._settling = True
+            self.send(self.actor_ref, Flush("settle"))
+
+    def on_Flush(self, _: Flush) -> None:
+        self._settling = False
+        self._grant()
+        self._report()
+
+    def _grant(self) -> None:
+        module, targets = self._module, self._targets
+        if targets is None or module.spec.upgrade_policy.mode is UpgradeMode.MANUAL:
+            return
+        if self._failed_now():
+            return  # the rollout of this generation stopped; a new generation resumes it
+        limit = max_parallel(module.spec.upgrade_policy.max_parallel, len(targets))
+        active = sum(1 for u in self._upgrades.values() if u.state in ACTIVE)
+        for node in candidates(targets, self._upgrades, self._pod, self._node):
+            if active >= limit:
+                return
+            if self._writes.busy(node):
+                continue
+            cordon = must_evict(module) and not facts.cordoned(self._node(node))
+            grant = SlotGranted(targets[node][1], module.metadata.generation, cordon, time.time())
+            self._started[node] = time.monotonic()
+            self._say(logging.INFO, "Upgrading", node, f"upgrades {node}")
+            self._feed(node, grant)
+            active += 1
+
+    def _failed_now(self) -> dict[str, NodeUpgrade]:
+        return failed_in(self._upgrades, self._module.metadata.generation)
+
+    def _limits(self) -> Timeouts:
+        return timeouts(self._module.spec.upgrade_policy)
+
+    # --- performing ------------------------------------------------------------------------------
+
+    def _feed(self, node: str, event: Event) -> None:
+        upgrade, actions = transition(self._upgrades.get(node, IDLE), event, self._limits())
+        self._set(node, upgrade)
+        self._perform(node, actions)
+
+    def _set(self, node: str, upgrade: NodeUpgrade) -> None:
+        if upgrade.state is S.IDLE:
+            self._upgrades.pop(node, None)
+        else:
+            self._upgrades[node] = upgrade
+        if upgrade.state is not S.POD_DELETION_REQUIRED:
+            self._clearings.cancel(node)  # no eviction after the node failed or left
+
+    def _perform(self, node: str, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, WriteNode):
+                self._write(node, action)
+            elif isinstance(action, EvictPods):
+                self._clear(node)
+            elif isinstance(action, DeleteLoaderPod):
+                self._delete_pod(node, action.uid)
+            elif isinstance(action, ArmDeadline):
+                self.set_timer(f"deadline:{node}", max(0.0, action.at - time.time()))
+            elif isinstance(action, ReportFailed):
+                self._report_failed(node, action.cause)
+            elif isinstance(action, ReportDone):
+                self._report_done(node)
+
+    def _write(self, node: str, action: WriteNode, *, step: bool = True) -> None:
+        labels: dict[str, str | None] = {}
+        if action.ready_label is not None:
+            labels[self._label] = "true" if action.ready_label else None
+        notes: dict[str, str | None] = {}
+        if step:
+            notes[self._annotation] = record.encode(action.record) if action.record else None
+        self._send(node, self._writes.start(node, (labels, notes, action.unschedulable, step)))
+
+    def _send(self, node: str, patch: Patch | None) -> None:
+        if patch is not None:
+            labels, notes, unschedulable, step = patch
+            write = self._io.patch_node(node, labels, notes, unschedulable)
+            self.bridge.run(self.actor_ref, ("node", node, step), write)
+
+    def _node_written(self, node: str, done: IoDone) -> None:
+        queued = self._writes.done(node, done.result if done.ok else None)
+        step = done.tag[2]
+        if done.ok:
+            self._backoff.reset()
+        else:
+            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
+        if step and done.ok:
+            self._feed(node, Written())
+        elif step:
+            self._failed_writes[node] = str(done.error)
+            self.set_timer(f"rewrite:{node}", self._backoff.next_delay())
+        elif not done.ok:
+            self.set_timer("retry", self._backoff.next_delay())
+        self._send(node, queued)
+        if self._targets is not None and not self._writes.busy(node):
+            self._reconcile(node)
+
+    def _clear(self, node: str) -> None:
+        upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state is not S.POD_DELETION_REQUIRED:
+            return
+        module, label = self._module, self._module_label
+        ref, bridge = self.actor_ref, self.bridge
+
+        def departures_of(pods: list[Obj]) -> Any:
+            return departures(module, label, pods)
+
+        def on_blocked(why: str) -> None:
+            bridge.tell(ref, EvictionBlocked(node, why))
+
+        clear = self._clearings.start(
+            node, lambda cancelled: self._io.clear_node(node, departures_of, on_blocked, cancelled)
+        )
+        if clear is not None:
+            self.bridge.run(ref, ("clear", node), clear)
+
+    def _cleared(self, node: str, done: IoDone) -> None:
+        self._clearings.finished(node)
+        if done.ok and done.result is None:
+            return  # cancelled: the node left this state (failed, aborted) or we are stopping
+        if not done.ok:
+            self._say(logging.WARNING, "EvictionFailed", node, f"evictions failed: {done.error}")
+            self.set_timer(f"clear:{node}", self._backoff.next_delay())
+            return
+        pod = self._pod(node)
+        self._feed(node, PodsGone(_uid(pod) if pod is not None else "", time.time()))
+
+    def _delete_pod(self, node: str, uid: str) -> None:
+        pod = self._pods.by_uid(node, uid)
+        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return  # gone or going already (a resumed operator): never delete twice
+        meta = pod["metadata"]
+        self._say(logging.INFO, "Upgrading", node, f"replaces the loader pod on {node}")
+        self.bridge.run(
+            self.actor_ref,
+            ("delete", node, uid),
+            self._io.delete_object("pod", meta["namespace"], meta["name"], uid),
+        )
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def _report_failed(self, node: str, cause: str) -> None:
+        message = f"node {node}: {cause}; the rollout stopped (a new Module generation resumes it)"
+        self._say(logging.WARNING, "UpgradeFailed", node, message)
+        self._io.record_event(self._module.object_reference(), "Warning", "UpgradeFailed", message)
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+        self._io.record_event(
+            involved, "Warning", "UpgradeFailed", f"module {self._module.key}: {cause}"
+        )
+        self._started.pop(node, None)
+
+    def _report_done(self, node: str) -> None:
+        started = self._started.pop(node, None)
+        if started is not None:
+            self._metrics.node_upgraded(time.monotonic() - started)
+        self._say(logging.INFO, "Upgraded", node, f"upgraded {node}")
+
+    def _report(self) -> None:
+        if self._targets is None:
+            return
+        counts = progress(self._targets, self._upgrades, self._pod)
+        meta = self._module.metadata
+        self._metrics.upgrade_nodes(meta.namespace, meta.name, counts)
+        failed = self._failed_now()
+        report = RolloutReport(
+            ready_label=self._label,
+            upgrade=upgrade_status(self._digests, counts),
+            failed=tuple(sorted((n, u.cause) for n, u in failed.items())),
+            waiting=tuple(sorted(self._clearings.blocked.items())),
+            generation=self._module.metadata.generation,
+        )
+        if report != self._last_report:
+            self._last_report = report
+            self.send(self._supervisor, report)
+
+    def _pod(self, node: str) -> Obj | None:
+        return self._pods.current(node)
+
+    def _say(self, level: int, reason: str, node: str, text: str) -> None:
+        """One log line per decision, with module, node and reason fields."""
+        fields = log_fields(module=self._module.key, node=node, reason=reason)
+        log.log(level, "%s: %s", self.describe(), text, extra=fields)
+
+
+def _uid(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")

@@ -1,0 +1,51 @@
+"""The Module-wide upgrade budget: how many nodes may be between "label off" and "label back"."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ooto.upgrade import facts
+from ooto.upgrade.state import ACTIVE, NodeUpgrade, NodeUpgradeState
+
+Obj = Mapping[str, Any]
+
+
+def max_parallel(value: int | str, nodes: int) -> int:
+    """`maxParallel` as a node count: an int as given; "N%" of the Module's nodes, rounded up;
+    at least 1 either way (a rollout that can never start helps nobody)."""
+    if isinstance(value, int):
+        return max(1, value)
+    percent = int(value.rstrip("%"))
+    return max(1, math.ceil(nodes * percent / 100))
+
+
+def failed_in(upgrades: Mapping[str, NodeUpgrade], generation: int) -> dict[str, NodeUpgrade]:
+    """Nodes whose upgrade failed in this Module generation: while there is one, the rollout has
+    stopped (no node starts); a new generation resumes it."""
+    return {
+        node: u
+        for node, u in upgrades.items()
+        if u.state is NodeUpgradeState.FAILED and u.generation >= generation
+    }
+
+
+def candidates(
+    targets: Mapping[str, tuple[str, str]],
+    upgrades: Mapping[str, NodeUpgrade],
+    pod_of: Callable[[str], Obj | None],
+    node_of: Callable[[str], Obj | None],
+) -> list[str]:
+    """Nodes to upgrade, in order: a running loader pod of the node's kernel with another digest,
+    no skip label, not upgrading now. Nodes that failed (an older generation) come first, so a
+    fix is tried where it failed; then by name."""
+    found = []
+    for node, (kernel, digest) in targets.items():
+        upgrade = upgrades.get(node)
+        if upgrade is not None and upgrade.state in ACTIVE:
+            continue
+        if not facts.needs_upgrade(pod_of(node), kernel, digest) or facts.skipped(node_of(node)):
+            continue
+        found.append((upgrade is None, node))
+    return [node for _, node in sorted(found)]

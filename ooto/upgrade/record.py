@@ -1,0 +1,60 @@
+"""A node's upgrade record as a Node annotation value (`keys.upgrade_annotation_key`).
+
+JSON with short, stable field names, e.g.
+`{"state":"pod-restart-required","digest":"3f..","generation":4,"cordoned":true,
+"oldPod":"6d1c..","since":1764600000.0}`. A value ooto cannot read (hand-edited, from a future
+version) is treated as no record: the node is judged afresh from its loader pod.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ooto.upgrade.state import NodeUpgrade, NodeUpgradeState
+
+_FIELDS = (
+    ("digest", "digest", str),
+    ("generation", "generation", int),
+    ("cordoned", "cordoned", bool),
+    ("oldPod", "old_pod", str),
+    ("since", "since", float),
+    ("cause", "cause", str),
+)
+
+
+def encode(upgrade: NodeUpgrade) -> str:
+    out: dict[str, Any] = {"state": upgrade.state.value}
+    for wire, attribute, _ in _FIELDS:
+        value = getattr(upgrade, attribute)
+        if value:
+            out[wire] = value
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+def decode(text: str | None) -> NodeUpgrade | None:
+    """The record in `text`, None when there is none or it is not one ooto wrote."""
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        state = NodeUpgradeState(raw["state"])
+        values = {
+            attribute: _typed(raw[wire], kind) for wire, attribute, kind in _FIELDS if wire in raw
+        }
+    except (ValueError, KeyError, TypeError):
+        return None
+    if state is NodeUpgradeState.IDLE:
+        return None
+    return NodeUpgrade(state=state, written=True, **values)
+
+
+def _typed(value: Any, kind: type) -> Any:
+    """`value` if JSON gave it the field's type (an int is a valid float), else TypeError."""
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise TypeError(value)
+    if not isinstance(value, kind):
+        raise TypeError(value)
+    return value

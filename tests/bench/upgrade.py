@@ -1,0 +1,210 @@
+"""Upgrade benchmark (issue 12): `python -m tests.bench.upgrade [--nodes 500] [--max-parallel 50]`.
+
+Own local control plane, simulated kubelet in this process, the operator as a child process. N
+nodes (one kernel each) converge on a Module with a device plugin; then its image changes and the
+operator upgrades every node, `maxParallel` at a time. Watches of Nodes and loader pods time every
+step; the report gives the operator's own share per node:
+
+- ready -> label back: from the new loader pod's Ready (as the watch saw it) to the ready label
+  back on the Node;
+- slot -> next start: from a node's label back (its slot free) to the next node's label off;
+- writes per node, by verb and resource, and writes in a quiet period afterwards (should be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ooto.testing.binaries import Binaries
+from ooto.testing.cluster import LocalCluster
+from ooto.upgrade.keys import ready_label_key
+from tests.bench.fleet import (
+    GROUP_PATH,
+    ObjectWatch,
+    add_fleet,
+    create_namespace,
+    fleet,
+    module_manifest,
+    percentile,
+)
+from tests.bench.operator_process import OperatorProcess
+from tests.bench.scale import bench_context
+
+JSON = dict[str, Any]
+LOADER = "ooto.sigs.k8s.io/role=module-loader"
+
+
+class Timeline:
+    """When each node's label went off and came back, and when its new loader pod got Ready."""
+
+    def __init__(self, label: str, nodes: set[str]) -> None:
+        self.label, self.nodes = label, nodes
+        self.off: dict[str, float] = {}
+        self.back: dict[str, float] = {}
+        self.ready: dict[str, float] = {}
+        self.armed = False
+        self.old_pods: set[str] = set()
+
+    def node(self, obj: JSON) -> None:
+        name = obj["metadata"]["name"]
+        if not self.armed or name not in self.nodes:
+            return
+        labelled = (obj["metadata"].get("labels") or {}).get(self.label) == "true"
+        if not labelled and name not in self.off:
+            self.off[name] = time.monotonic()
+        elif labelled and name in self.off and name not in self.back:
+            self.back[name] = time.monotonic()
+
+    def pod(self, obj: JSON) -> None:
+        if not self.armed or obj["metadata"]["uid"] in self.old_pods:
+            return
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        node = obj["spec"].get("nodeName", "")
+        if node and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            self.ready.setdefault(node, time.monotonic())
+
+
+def hooked(watch: ObjectWatch, see: Any) -> ObjectWatch:
+    original = watch._apply
+
+    async def apply(kind: str, obj: JSON) -> None:
+        if kind != "DELETED":
+            see(obj)
+        await original(kind, obj)
+
+    watch._apply = apply  # type: ignore[method-assign]
+    return watch
+
+
+async def run(n: int, max_parallel: int) -> dict[str, Any]:
+    with LocalCluster(Binaries.expected()) as cluster:
+        async with bench_context(cluster, quick=True) as bench:
+            return await upgrade(bench, n, max_parallel)
+
+
+async def upgrade(bench: Any, n: int, max_parallel: int) -> dict[str, Any]:
+    namespace, nodes = "bench-upgrade", fleet("u", n)
+    await add_fleet(bench.kubelet, nodes)
+    await create_namespace(bench.rest, namespace)
+    label = ready_label_key(namespace, "mod")
+    timeline = Timeline(label, {name for name, _ in nodes})
+    node_watch = await hooked(ObjectWatch(bench.rest, "/api/v1/nodes"), timeline.node).start()
+    pod_path = f"/api/v1/namespaces/{namespace}/pods"
+    pod_watch = await hooked(
+        ObjectWatch(bench.rest, pod_path, {"labelSelector": LOADER}), timeline.pod
+    ).start()
+    operator = bench.operator = OperatorProcess(
+        bench.cluster.admin_kubeconfig, bench.workdir / "operator.log", "--log-level=WARNING"
+    )
+    await operator.start()
+    operator.go()
+    manifest = module_manifest("mod")
+    manifest["spec"]["devicePlugin"] = {"name": "dp", "image": "registry.invalid/dp:1"}
+    manifest["spec"]["upgradePolicy"] = {"maxParallel": max_parallel}
+    await bench.rest.post(f"{GROUP_PATH}/namespaces/{namespace}/modules", manifest)
+    started = time.monotonic()
+    await node_watch.wait_for(lambda objs: all_labelled(objs, label, timeline.nodes), 900)
+    day1 = time.monotonic() - started
+    print(f"day 1: {n} nodes labelled in {day1:.1f} s", flush=True)
+
+    timeline.old_pods = {p["metadata"]["uid"] for p in pod_watch.objects.values()}
+    before = await operator.write_requests()
+    timeline.armed = True
+    bumped = time.monotonic()
+    image = "registry.invalid/ooto-bench/mod:v2-${KERNEL_FULL_VERSION}"
+    mapping = [{"regexp": "^.+$", "containerImage": image}]
+    await bench.rest.patch(
+        f"{GROUP_PATH}/namespaces/{namespace}/modules/mod", {"spec": {"kernelMappings": mapping}}
+    )
+    await node_watch.wait_for(lambda _: len(timeline.back) == n, 1800)
+    total = time.monotonic() - bumped
+    await settled(bench, namespace, n)
+    after = await operator.write_requests()
+    await asyncio.sleep(10)
+    quiet = await operator.write_requests()
+    await node_watch.stop()
+    await pod_watch.stop()
+    return report(timeline, n, max_parallel, total, day1, before, after, quiet)
+
+
+async def settled(bench: Any, namespace: str, n: int) -> None:
+    """The Module status says every node is up to date (its last write is in)."""
+    path = f"{GROUP_PATH}/namespaces/{namespace}/modules/mod"
+    for _ in range(600):
+        status = (await bench.rest.get(path)).get("status") or {}
+        if (status.get("upgrade") or {}).get("nodesUpToDate") == n:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("status never showed every node up to date")
+
+
+def all_labelled(objs: Mapping[str, JSON], label: str, nodes: set[str]) -> bool:
+    found = [o for name, o in objs.items() if name in nodes]
+    return len(found) == len(nodes) and all(
+        (o["metadata"].get("labels") or {}).get(label) == "true" for o in found
+    )
+
+
+def report(
+    timeline: Timeline,
+    n: int,
+    max_parallel: int,
+    total: float,
+    day1: float,
+    before: Mapping[tuple[str, str], int],
+    after: Mapping[tuple[str, str], int],
+    quiet: Mapping[tuple[str, str], int],
+) -> dict[str, Any]:
+    ready_to_back = [
+        (timeline.back[node] - timeline.ready[node]) * 1000
+        for node in timeline.back
+        if node in timeline.ready
+    ]
+    offs = sorted(timeline.off.values())
+    gaps = []
+    for back in sorted(timeline.back.values()):
+        later = [t for t in offs if t >= back]
+        if later and len(gaps) < n - max_parallel:
+            gaps.append((later[0] - back) * 1000)
+    writes = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+    return {
+        "nodes": n,
+        "maxParallel": max_parallel,
+        "day1_seconds": round(day1, 2),
+        "upgrade_seconds": round(total, 2),
+        "ready_to_label_back_ms": summary(ready_to_back),
+        "slot_to_next_start_ms": summary(gaps),
+        "writes_per_node": {
+            f"{v} {r}": round(c / n, 2) for (v, r), c in sorted(writes.items()) if c
+        },
+        "writes_at_rest": sum(quiet.values()) - sum(after.values()),
+    }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 0.5), 1),
+        "p99": round(percentile(values, 0.99), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--max-parallel", type=int, default=50)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.nodes, args.max_parallel))
+    for key, value in results.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
