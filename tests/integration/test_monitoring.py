@@ -2,7 +2,10 @@
 the shipped alert rules and dashboard use has data, and every rule evaluates without error.
 
 The operator converges a Module whose image it builds (the simulated kubelet plays the build pod
-and pushes to the test registry), so the Module, build, API, actor and process series all exist.
+and pushes to the test registry), so the Module, build, upgrade, API, actor and process series all
+exist. Two families are there before anything happens, as ooto exports them: `ooto_sign_jobs_total`
+at 0 for both outcomes, and `ooto_upgrade_node_duration_seconds` (no labels) with no observation;
+`ooto_upgrade_nodes` is the rollout's real count (the Module's one node up to date).
 """
 
 from __future__ import annotations
@@ -153,6 +156,8 @@ async def test_every_metric_and_label_of_the_rules_and_dashboard_has_data(
             async with prom_api(url) as api:
                 ready = f'ooto_module_ready{{namespace="{namespace}",module="watched"}} == 1'
                 await eventually(lambda: api.query(ready), timeout=90)
+                labels = f'namespace="{namespace}",module="watched",state="upToDate"'
+                await eventually(lambda: api.query(f"ooto_upgrade_nodes{{{labels}}} == 1"))
                 built = 'ooto_build_duration_seconds_count{outcome="succeeded"}'
                 await eventually(lambda: api.query(built), timeout=30)
                 problems = [p for q in all_queries() for p in await missing_data(api, q)]
