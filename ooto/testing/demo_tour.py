@@ -19,9 +19,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from ooto.testing.registry_server import RegistryServer
-from ooto.testing.rest import JSON, KubeRest, WatchGoneError
+from ooto.testing.rest import JSON, KubeRest, RestError, WatchGoneError
 from ooto.testing.session import say
-from ooto.upgrade.keys import upgrade_annotation_key
+from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
 
 IMAGE_SUFFIX = "-v2"
 UPGRADE_SECONDS = 150.0
@@ -42,15 +42,16 @@ STATE_TEXT = {
     "pod-deletion-required": "ready label off; pods that use the module leave (podDeletion)",
     "pod-restart-required": "old loader pod deleted (its preStop unloads); new one starting",
     "uncordon-required": "new loader pod Ready; putting the ready label back",
-    "upgrade-failed": "upgrade FAILED",
 }
 
 
 @dataclass
 class RolloutLog:
-    """Per-node upgrade records as a Node watch delivers them, printed as they change."""
+    """Per-node upgrade records as a Node watch delivers them, printed as they change. A node is
+    upgraded once its record is gone and its ready label is back."""
 
     annotation: str
+    ready_label: str
     states: dict[str, str] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
     upgraded: list[str] = field(default_factory=list)
@@ -58,25 +59,29 @@ class RolloutLog:
     most_at_once: int = 0
 
     def saw(self, node: JSON) -> None:
-        name = str(node["metadata"]["name"])
-        raw = (node["metadata"].get("annotations") or {}).get(self.annotation)
+        meta = node["metadata"]
+        name = str(meta["name"])
+        raw = (meta.get("annotations") or {}).get(self.annotation)
         state = _record_state(raw)
-        previous = self.states.get(name, "")
-        if state == previous:
-            return
         if state:
-            self.states[name] = state
-            self.started.setdefault(name, time.monotonic())
-            cause = f": {_record_cause(raw)}" if state == "upgrade-failed" else ""
-            print(f"  {name:9} {state:22} {STATE_TEXT.get(state, '')}{cause}", flush=True)
-            if state == "upgrade-failed":
-                self.failed.append(name)
-        else:
+            self._in_state(name, state, _record_cause(raw))
+        elif name in self.states and (meta.get("labels") or {}).get(self.ready_label) == "true":
             del self.states[name]
             took = time.monotonic() - self.started.pop(name)
             self.upgraded.append(name)
             print(f"  {name:9} {'upgraded':22} in {took:.1f} s; ready label back", flush=True)
         self.most_at_once = max(self.most_at_once, len(self.states))
+
+    def _in_state(self, name: str, state: str, cause: str) -> None:
+        if self.states.get(name) == state:
+            return
+        self.states[name] = state
+        self.started.setdefault(name, time.monotonic())
+        if state == "upgrade-failed":
+            self.failed.append(name)
+            print(f"  {name:9} {state:22} {cause}", flush=True)
+        else:
+            print(f"  {name:9} {state:22} {STATE_TEXT.get(state, '')}", flush=True)
 
 
 def _record_state(raw: str | None) -> str:
@@ -174,7 +179,10 @@ async def tour_upgrade(site: TourSite) -> bool:
     mappings, spec = bumped_mappings(current), current["spec"]
     await site.push_images(site.registry, {**current, "spec": {**spec, "kernelMappings": mappings}})
     listed = await site.rest.get("/api/v1/nodes", {"labelSelector": site.node_selector})
-    log = RolloutLog(upgrade_annotation_key(site.namespace, site.module))
+    log = RolloutLog(
+        upgrade_annotation_key(site.namespace, site.module),
+        ready_label_key(site.namespace, site.module),
+    )
     watcher = asyncio.create_task(_follow_nodes(site, log, listed["metadata"]["resourceVersion"]))
     try:
         patched = await site.rest.patch(site.module_path, {"spec": {"kernelMappings": mappings}})
@@ -183,7 +191,7 @@ async def tour_upgrade(site: TourSite) -> bool:
             f"(generation {patched['metadata']['generation']}); the GKE image is built first. "
             "upgradePolicy defaults to maxParallel 1: one node at a time"
         )
-        done = await _poll(lambda: _upgrade_done(site), UPGRADE_SECONDS)
+        done = await _poll(lambda: _settled(site, log), UPGRADE_SECONDS)
         # The Module's status follows the last Node patch; let the watch deliver that patch.
         await _poll(lambda: _true(len(log.upgraded) >= site.nodes), 10.0)
     finally:
@@ -214,8 +222,9 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def _upgrade_done(site: TourSite) -> bool:
-    return upgrade_done(await site.rest.get(site.module_path), site.nodes)
+async def _settled(site: TourSite, log: RolloutLog) -> bool:
+    """Done, or failed (the rollout stops at a failed node: no use waiting on)."""
+    return bool(log.failed) or upgrade_done(await site.rest.get(site.module_path), site.nodes)
 
 
 async def _poll(check: Callable[[], Awaitable[bool]], seconds: float) -> bool:
@@ -228,7 +237,8 @@ async def _poll(check: Callable[[], Awaitable[bool]], seconds: float) -> bool:
 
 
 async def _follow_nodes(site: TourSite, log: RolloutLog, version: str) -> None:
-    """Feed every change of the demo's Nodes to `log`, from `version` on (so none is missed)."""
+    """Feed every change of the demo's Nodes to `log`, from `version` on (so none is missed);
+    after a broken or expired watch, a relist (records gone meanwhile still count)."""
     params = {"labelSelector": site.node_selector, "resourceVersion": version}
     while True:
         try:
@@ -237,11 +247,17 @@ async def _follow_nodes(site: TourSite, log: RolloutLog, version: str) -> None:
                 params["resourceVersion"] = node.get("metadata", {}).get("resourceVersion", "")
                 if event.get("type") in ("ADDED", "MODIFIED"):
                     log.saw(node)
-        except WatchGoneError:
-            listed = await site.rest.get("/api/v1/nodes", {"labelSelector": site.node_selector})
-            for node in listed["items"]:
-                log.saw(node)
-            params["resourceVersion"] = listed["metadata"]["resourceVersion"]
+        except (WatchGoneError, RestError, aiohttp.ClientError, TimeoutError, ValueError):
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(RestError, aiohttp.ClientError, TimeoutError):
+                params["resourceVersion"] = await _relist(site, log)
+
+
+async def _relist(site: TourSite, log: RolloutLog) -> str:
+    listed = await site.rest.get("/api/v1/nodes", {"labelSelector": site.node_selector})
+    for node in listed["items"]:
+        log.saw(node)
+    return str(listed["metadata"]["resourceVersion"])
 
 
 async def tour_preflight(site: TourSite) -> bool:

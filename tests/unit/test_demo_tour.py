@@ -16,15 +16,17 @@ from ooto.testing.demo_tour import (
 )
 
 KEY = "upgrade.ooto.sigs.k8s.io/ooto-demo.demo-kmod"
+LABEL = "ready.ooto.sigs.k8s.io/ooto-demo.demo-kmod"
 
 
-def node(name: str, state: str | None, **record: Any) -> dict[str, Any]:
+def node(name: str, state: str | None, label: bool = True, **record: Any) -> dict[str, Any]:
     annotations = {} if state is None else {KEY: json.dumps({"state": state, **record})}
-    return {"metadata": {"name": name, "annotations": annotations}}
+    labels = {LABEL: "true"} if label else {}
+    return {"metadata": {"name": name, "annotations": annotations, "labels": labels}}
 
 
 def test_a_node_by_node_rollout_is_logged_in_order_one_at_a_time() -> None:
-    log = RolloutLog(KEY)
+    log = RolloutLog(KEY, LABEL)
     for name in ("a", "b"):
         log.saw(node(name, None))
         log.saw(node(name, "pod-restart-required"))
@@ -37,7 +39,7 @@ def test_a_node_by_node_rollout_is_logged_in_order_one_at_a_time() -> None:
 
 
 def test_overlapping_upgrades_and_failures_are_counted() -> None:
-    log = RolloutLog(KEY)
+    log = RolloutLog(KEY, LABEL)
     log.saw(node("a", "pod-restart-required"))
     log.saw(node("b", "pod-deletion-required"))
     log.saw(node("b", "upgrade-failed", cause="evictions timed out"))
@@ -46,8 +48,17 @@ def test_overlapping_upgrades_and_failures_are_counted() -> None:
     assert log.upgraded == []
 
 
+def test_a_node_is_upgraded_only_once_its_ready_label_is_back() -> None:
+    log = RolloutLog(KEY, LABEL)
+    log.saw(node("a", "pod-restart-required", label=False))
+    log.saw(node("a", None, label=False))
+    assert log.upgraded == [] and log.states == {"a": "pod-restart-required"}
+    log.saw(node("a", None))
+    assert log.upgraded == ["a"] and not log.states
+
+
 def test_an_unreadable_record_is_no_record() -> None:
-    log = RolloutLog(KEY)
+    log = RolloutLog(KEY, LABEL)
     log.saw({"metadata": {"name": "a", "annotations": {KEY: "{not json"}}})
     assert not log.states
 
