@@ -124,6 +124,7 @@ async def _tour(
         tour.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await tour
+        say("stopped before the tour finished")
         return False
     done = tour.result()
     print(flush=True)

@@ -30,6 +30,7 @@ loaded 2-core machine)."""
 PREFLIGHT_KERNELS = ("5.4.0-1060-gke", "5.17.0-300.fc36.x86_64")
 """A newer GKE kernel (its mapping builds: WillBuild) and a newer Fedora kernel (the sample maps
 one exact Fedora kernel: NoMapping, so preflight exits 1)."""
+PREFLIGHT_SECONDS = 90.0
 PREFLIGHT_EXPECTED = {"5.4.0-1060-gke": "WillBuild", "5.17.0-300.fc36.x86_64": "NoMapping"}
 METRICS_SHOWN = (
     "ooto_module_ready{",
@@ -265,20 +266,12 @@ async def tour_preflight(site: TourSite) -> bool:
     args += [f"--kernel={kernel}" for kernel in PREFLIGHT_KERNELS]
     say("will every Module have a module image for the nodes' next kernels?")
     print(f"\n  $ ooto {' '.join(args)}", flush=True)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ooto.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), 90)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        say("ooto preflight did not answer within 90 s")
+    code, out = await _preflight(args)
+    if code is None:
+        say(f"ooto preflight did not answer within {PREFLIGHT_SECONDS:.0f} s")
         return False
     table = out.decode(errors="replace")
     print("".join(f"  {line}\n" for line in table.splitlines()), flush=True)
-    code = process.returncode if process.returncode is not None else -1
     if not preflight_as_expected(code, table):
         say(f"unexpected answer from ooto preflight (exit code {code})")
         return False
@@ -287,6 +280,24 @@ async def tour_preflight(site: TourSite) -> bool:
         " (the sample maps one exact Fedora kernel): add a mapping before upgrading fedora-1"
     )
     return True
+
+
+async def _preflight(args: list[str]) -> tuple[int | None, bytes]:
+    """Run `ooto preflight` as a user would; (None, b"") when it does not answer in time. The
+    process never outlives the call (Ctrl-C cancels the tour here too)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ooto.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), PREFLIGHT_SECONDS)
+        return process.returncode, out
+    except TimeoutError:
+        return None, b""
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def tour_metrics(site: TourSite) -> bool:
