@@ -189,8 +189,9 @@ async def tour_upgrade(site: TourSite) -> bool:
         patched = await site.rest.patch(site.module_path, {"spec": {"kernelMappings": mappings}})
         say(
             f"patched Module {site.namespace}/{site.module}: every image tag gets {IMAGE_SUFFIX} "
-            f"(generation {patched['metadata']['generation']}); the GKE image is built first. "
-            "upgradePolicy defaults to maxParallel 1: one node at a time"
+            f"(generation {patched['metadata']['generation']}); gke-1's new image is built in the "
+            "cluster before that node upgrades. upgradePolicy defaults to maxParallel 1: one "
+            "node at a time"
         )
         done = await _poll(lambda: _settled(site, log), UPGRADE_SECONDS)
         # The Module's status follows the last Node patch; let the watch deliver that patch.
