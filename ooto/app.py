@@ -461,12 +461,14 @@ async def _main(settings: Settings, kubeconfig: str | None) -> int:
     return await run(settings, kubeconfig, stop)
 
 
-async def run_demo_operator(kubeconfig: str, stop: asyncio.Event) -> None:
-    """The operator as `ooto demo` runs it: no leader election, a free metrics port."""
+async def run_demo_operator(kubeconfig: str, stop: asyncio.Event, metrics_port: int = 0) -> None:
+    """The operator as `ooto demo` runs it: no leader election, metrics on localhost only (on
+    `metrics_port`, 0: any free port)."""
     settings = Settings.load(
         {
             "leader_election": False,
-            "metrics_port": 0,
+            "metrics_host": "127.0.0.1",
+            "metrics_port": metrics_port,
             "status_debounce_seconds": 0.5,
             "webhook_port": 0,
         }

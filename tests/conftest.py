@@ -66,6 +66,12 @@ def _binaries_or_skip() -> Binaries:
 
 
 @pytest.fixture(scope="session")
+def binaries() -> Binaries:
+    """The control-plane binaries, for tests that start their own (e.g. `ooto demo`)."""
+    return _binaries_or_skip()
+
+
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     with LocalCluster(_binaries_or_skip(), audit_users=[OPERATOR_USER]) as started:
         print(f"\nlocal cluster up in {started.startup_seconds:.1f}s at {started.server}")

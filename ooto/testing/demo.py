@@ -1,4 +1,7 @@
-"""`ooto demo`: three nodes with three different kernels, one Module, and what ooto makes of it.
+"""`ooto demo`: three nodes with three different kernels, one Module, and what ooto makes of it;
+once the Module is Ready, a guided tour (ooto/testing/demo_tour.py): a new image rolled out node
+by node, `ooto preflight` for the next kernels, and the operator's metrics. Exit 0 when all of it
+went as shown.
 
 The sample (examples/module-demo.yaml) maps a Fedora kernel and a Raspberry Pi kernel (with a `+`)
 to images that already exist in the local registry, and GKE kernels to an image that must be built
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +23,7 @@ from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.commands import print_access
 from ooto.testing.crds import install_crds
+from ooto.testing.demo_tour import TourSite, run_tour
 from ooto.testing.kubelet import pushing_builds
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import JSON, KubeRest, RestError
@@ -39,7 +44,7 @@ CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 MODULES = f"/apis/ooto.sigs.k8s.io/v1alpha1/namespaces/{NAMESPACE}/modules"
 DAEMONSETS = f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets"
 CONVERGE_SECONDS = 120.0
-DemoOperator = Callable[[str, asyncio.Event], Awaitable[None]]
+DemoOperator = Callable[[str, asyncio.Event, int], Awaitable[None]]
 
 
 async def run_demo(
@@ -61,12 +66,17 @@ async def run_demo(
         kubelet.job_outcome = pushing_builds(registry)
         await eventually(lambda: _create(rest, MODULES, module), what="the Module to be accepted")
         say(f"applied Module {NAMESPACE}/{module['metadata']['name']} from {EXAMPLE.name}")
-        code = await _show(cluster, rest, stop, binaries, keep)
+        code = await _show(cluster, rest, stop, binaries, keep, registry)
         return code
 
 
 async def _show(
-    cluster: LocalCluster, rest: KubeRest, stop: asyncio.Event, binaries: Binaries, keep: bool
+    cluster: LocalCluster,
+    rest: KubeRest,
+    stop: asyncio.Event,
+    binaries: Binaries,
+    keep: bool,
+    registry: RegistryServer,
 ) -> int:
     operator = _demo_operator()
     if operator is None:
@@ -75,17 +85,51 @@ async def _show(
         await _finish(cluster, binaries, keep, stop)
         return 0
     operator_stop = asyncio.Event()
-    task = asyncio.create_task(_run(operator, str(cluster.admin_kubeconfig), operator_stop))
+    port = free_port()
+    kubeconfig = str(cluster.admin_kubeconfig)
+    task = asyncio.create_task(_run(operator, kubeconfig, operator_stop, port))
     say("operator started; watching the Module converge (Ctrl-C stops)")
     try:
         ready = await watch_progress(rest, stop, task)
         say("Module Ready: every node runs its kernel's module loader" if ready else "not Ready")
+        toured = ready and await _tour(rest, registry, kubeconfig, port, stop)
         await _finish(cluster, binaries, keep, stop)
     finally:
         operator_stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 15)
-    return 0 if ready else 1
+    return 0 if toured else 1
+
+
+async def _tour(
+    rest: KubeRest, registry: RegistryServer, kubeconfig: str, port: int, stop: asyncio.Event
+) -> bool:
+    """The guided tour, unless Ctrl-C comes first (then False)."""
+    site = TourSite(
+        rest=rest,
+        registry=registry,
+        kubeconfig=kubeconfig,
+        namespace=NAMESPACE,
+        module="demo-kmod",
+        node_selector=",".join(f"{k}={v}" for k, v in NODE_LABELS.items()),
+        nodes=len(NODES),
+        metrics_url=f"http://127.0.0.1:{port}/metrics",
+        push_images=push_prebuilt_images,
+    )
+    tour = asyncio.create_task(run_tour(site))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait((tour, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not tour.done():
+        tour.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tour
+        say("stopped before the tour finished")
+        return False
+    done = tour.result()
+    print(flush=True)
+    say("tour complete" if done else "the tour stopped: see above")
+    return done
 
 
 async def _finish(
@@ -100,8 +144,15 @@ async def _finish(
         await stop.wait()
 
 
-async def _run(operator: DemoOperator, kubeconfig: str, stop: asyncio.Event) -> None:
-    await operator(kubeconfig, stop)
+async def _run(operator: DemoOperator, kubeconfig: str, stop: asyncio.Event, port: int) -> None:
+    await operator(kubeconfig, stop, port)
+
+
+def free_port() -> int:
+    """A port free now, for the operator's metrics (the tour reads and prints them)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _demo_operator() -> DemoOperator | None:

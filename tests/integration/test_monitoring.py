@@ -2,7 +2,9 @@
 the shipped alert rules and dashboard use has data, and every rule evaluates without error.
 
 The operator converges a Module whose image it builds (the simulated kubelet plays the build pod
-and pushes to the test registry), so the Module, build, API, actor and process series all exist.
+and pushes to the test registry), then upgrades its node to a new image, so the Module, build,
+upgrade, API, actor and process series all exist with real values. `ooto_sign_jobs_total` is there
+before any sign, as ooto exports it: at 0 for both outcomes (a first failure then counts).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.integration.test_builds_operator import built_mapping, unique_repo
 from tests.monitoring.queries import RULES, Query, all_queries, rule_groups
 
 KERNEL = "6.1.0-18-amd64"
+MODULES = "/apis/ooto.sigs.k8s.io/v1alpha1/namespaces"
 GPU = {"ooto-test/gpu": "true"}
 
 
@@ -145,7 +148,8 @@ async def test_every_metric_and_label_of_the_rules_and_dashboard_has_data(
 ) -> None:
     kubelet.job_outcome = pushing_builds(registry)
     await kubelet.add_node("mon-1", KERNEL, GPU)
-    mapping = built_mapping({"literal": KERNEL}, f"{unique_repo(registry, 'mon')}:{KERNEL}")
+    repo = unique_repo(registry, "mon")
+    mapping = built_mapping({"literal": KERNEL}, f"{repo}:{KERNEL}")
     await apply_module(admin_rest, namespace, module_manifest("watched", [mapping]))
     flags = (f"--watch-namespace={namespace}", "--no-leader-election", "--build-backend=kaniko")
     async with operators(cluster.admin_kubeconfig, tmp_path, *flags) as (operator,):
@@ -153,6 +157,15 @@ async def test_every_metric_and_label_of_the_rules_and_dashboard_has_data(
             async with prom_api(url) as api:
                 ready = f'ooto_module_ready{{namespace="{namespace}",module="watched"}} == 1'
                 await eventually(lambda: api.query(ready), timeout=90)
+                # A new image (built too): the node's loader is replaced, an ordered upgrade.
+                bumped = built_mapping({"literal": KERNEL}, f"{repo}:{KERNEL}-v2")
+                await admin_rest.patch(
+                    f"{MODULES}/{namespace}/modules/watched", {"spec": {"kernelMappings": [bumped]}}
+                )
+                upgraded = "ooto_upgrade_node_duration_seconds_count >= 1"
+                await eventually(lambda: api.query(upgraded), timeout=90)
+                labels = f'namespace="{namespace}",module="watched",state="upToDate"'
+                await eventually(lambda: api.query(f"ooto_upgrade_nodes{{{labels}}} == 1"))
                 built = 'ooto_build_duration_seconds_count{outcome="succeeded"}'
                 await eventually(lambda: api.query(built), timeout=30)
                 problems = [p for q in all_queries() for p in await missing_data(api, q)]

@@ -48,6 +48,7 @@ def exported() -> dict[str, set[str]]:
     m.observe_message_latency("KernelActor", 0.002)
     m.observe_module("ns", "mod", {"nodesDesired": 1, "nodesReady": 1})
     m.set_kernel_actors_by_state({"Ready": 1})
+    m.set_upgrade_nodes("ns", "mod", {"upToDate": 1})
     m.set_leader(True)
     m.event_dropped()
     m.set_loop_lag(0.001)
@@ -133,6 +134,9 @@ def test_dashboard_panels_are_well_formed() -> None:
         "Kernel actors by phase",
         "Nodes ready / desired per Module",
         "Builds",
+        "Signs",
+        "Upgrade progress",
+        "Node upgrade duration",
         "API requests by verb and code",
         "API latency (p99)",
         "Actor mailbox wait (p99)",
