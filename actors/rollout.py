@@ -87,7 +87,7 @@ class RolloutActor(OotoActor):
         self._digests: dict[str, str] = {}  # kernel label -> desired digest
         self._kernels: dict[str, tuple[str, frozenset[str], str]] = {}
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
-        self._pods = LoaderPods(meta.namespace)
+        self._pods = LoaderPods(meta.namespace, self._module_label)
         self._writes = NodeWrites(context.io.nodes)
         self._clearings = Clearings()
         self._started: dict[str, float] = {}  # node -> monotonic time its label went off

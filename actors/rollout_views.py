@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from ooto.render import LABEL_MODULE
 from ooto.upgrade import facts
 
 Obj = Mapping[str, Any]
@@ -15,15 +16,19 @@ Obj = Mapping[str, Any]
 class LoaderPods:
     """The Module's module-loader pods (from the loader-pod informer), indexed by node."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, module_label: str) -> None:
         self._namespace = namespace
+        self._module_label = module_label
         self._by_node: dict[str, dict[str, Obj]] = {}
 
     def observe(self, type_: str, pod: Obj) -> str:
         """Record an event; returns the pod's node ("" when it is not ours or not bound)."""
         meta = pod.get("metadata") or {}
         node = str((pod.get("spec") or {}).get("nodeName") or "")
-        if meta.get("namespace") != self._namespace or not node:
+        # Another Module's loader pods may share the namespace and the node: never count them
+        # (one would be "upgraded", i.e. deleted, under a Module that does not own it).
+        module = (meta.get("labels") or {}).get(LABEL_MODULE)
+        if meta.get("namespace") != self._namespace or module != self._module_label or not node:
             return ""
         pods = self._by_node.setdefault(node, {})
         if type_ == "DELETED":

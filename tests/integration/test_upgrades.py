@@ -433,3 +433,29 @@ async def test_a_kernel_upgrade_moves_the_ready_label_with_the_module(
             return label not in (found[nodes[1]]["metadata"].get("labels") or {})
 
         await eventually(unlabelled, timeout=60)
+
+
+async def test_a_second_module_on_the_same_nodes_never_replaces_the_first_ones_loaders(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Two Modules in one namespace on the same nodes: each Module's rollout sees only its own
+    loader pods. Reproduced before the fix: the second Module's RolloutActor counted the first
+    one's pods (same namespace, same node) as its own loaders with another digest and deleted
+    them, unloading a module that nobody changed."""
+    nodes, first_label, _, _ = await converged(admin_rest, kubelet, namespace, start_operator, 3)
+    first = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+    labels, pods = LabelWatch(first_label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        second = module_manifest(
+            "other",
+            [{"regexp": ".", "containerImage": "example.invalid/other:1"}],
+            selector={"ooto-test/day2": "true"},
+        )
+        await apply_module(admin_rest, namespace, second)
+        await eventually(lambda: ready_module(admin_rest, namespace, "other"), timeout=120)
+        label = ready_label_key(namespace, "other")
+        await eventually(lambda: labelled(admin_rest, nodes, label), timeout=60)
+    deleted = {p["metadata"]["uid"] for p in pods.loader_deletions()}
+    assert not deleted & first, "the second Module deleted loader pods of the first"
+    assert labels.removals == [], "the first Module's ready label went off"
+    assert first <= {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
