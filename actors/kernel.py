@@ -115,10 +115,18 @@ class KernelActor(OotoActor, KernelSigning):
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
 
     def on_started(self) -> None:
-        meta = self._module.metadata
-        pods = self._io.loader_pods.list()
-        self._troubles.seed(pods, meta.namespace, meta.name, self._plan.kernel_label)
+        meta, pods = self._module.metadata, self._io.loader_pods.list()
+        stored = self._stored_message()
+        self._troubles.seed(pods, meta.namespace, meta.name, self._plan.kernel_label, stored)
         self._converge()
+
+    def _stored_message(self) -> str:
+        """Our kernel's message in the Module's stored status ("" if none)."""
+        kernels = (self._module.status or {}).get("kernels")
+        for entry in kernels if isinstance(kernels, list) else ():
+            if isinstance(entry, dict) and entry.get("kernel") == self._plan.kernel:
+                return str(entry.get("message") or "")
+        return ""
 
     def on_stop(self) -> None:
         self._metrics.kernel_phase_changed(self._phase, None)

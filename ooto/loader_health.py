@@ -20,6 +20,8 @@ LOADER_CRASHING = "LoaderCrashing"
 PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 PULL_DETAIL = frozenset({"ErrImagePull", "InvalidImageName"})
 """Waiting reasons whose message says why (ImagePullBackOff's only says it waits)."""
+BACK_OFF_CAUSE = ": ErrImagePull: "
+"""Newer kubelets append the last pull error to the back-off message after this."""
 DETAIL_LIMIT = 300
 
 
@@ -53,7 +55,8 @@ def _container_trouble(node: str, container: Mapping[str, Any]) -> PodTrouble | 
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason")
     if reason in PULL_WAITING:
-        detail = str(waiting.get("message") or "") if reason in PULL_DETAIL else ""
+        message = str(waiting.get("message") or "")
+        detail = message if reason in PULL_DETAIL else message.partition(BACK_OFF_CAUSE)[2]
         return PodTrouble(node, IMAGE_PULL_FAILED, image, _clip(detail))
     exit_ = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
     crashed = int(exit_.get("exitCode") or 0) != 0
@@ -84,6 +87,15 @@ def carry_detail(previous: PodTrouble | None, new: PodTrouble | None) -> PodTrou
     if (previous.reason, previous.image) == (new.reason, new.image):
         return replace(new, detail=previous.detail)
     return new
+
+
+def with_stored_cause(trouble: PodTrouble, stored_message: str) -> PodTrouble:
+    """`trouble`, with the cause the kernel's stored status message quotes for its image when it
+    knows none: a restarted operator that finds pods backing off then writes nothing new."""
+    marker = f"cannot pull {trouble.image}: "
+    if trouble.detail or trouble.reason != IMAGE_PULL_FAILED or marker not in stored_message:
+        return trouble
+    return replace(trouble, detail=stored_message.partition(marker)[2])
 
 
 def kernel_trouble(troubles: Iterable[PodTrouble], nodes: int) -> tuple[str, str] | None:

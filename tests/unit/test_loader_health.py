@@ -16,6 +16,7 @@ from ooto.loader_health import (
     carry_detail,
     kernel_trouble,
     pod_trouble,
+    with_stored_cause,
 )
 from ooto.render import LABEL_KERNEL, LABEL_MODULE
 from ooto.stored import trim_pod
@@ -47,6 +48,26 @@ def test_a_pull_error_names_the_image_and_the_runtimes_cause() -> None:
 
 def test_a_back_off_is_a_pull_failure_without_a_cause_of_its_own() -> None:
     assert pod_trouble(pod("n1", "ImagePullBackOff")) == PodTrouble("n1", IMAGE_PULL_FAILED, IMAGE)
+
+
+def test_a_newer_kubelets_back_off_quotes_the_last_pull_error() -> None:
+    backing_off = pod("n1", "ImagePullBackOff")
+    waiting = backing_off["status"]["containerStatuses"][0]["state"]["waiting"]
+    waiting["message"] = f'Back-off pulling image "{IMAGE}": ErrImagePull: {pull_error(IMAGE)}'
+    assert pod_trouble(backing_off) == pod_trouble(pod("n1", "ErrImagePull"))
+
+
+def test_a_restart_takes_the_cause_from_the_stored_message_when_pods_only_back_off() -> None:
+    stored = f"0/2 nodes ready; 2/2 nodes cannot pull {IMAGE}: not found"
+    back_off = PodTrouble("n1", IMAGE_PULL_FAILED, IMAGE)
+    assert with_stored_cause(back_off, stored).detail == "not found"
+    assert with_stored_cause(PodTrouble("n1", IMAGE_PULL_FAILED, "other:1"), stored).detail == ""
+    troubles = LoaderTroubles()
+    troubles.seed([pod("n1", "ImagePullBackOff")], "ns", "mod", "k1", stored)
+    assert troubles.verdict(frozenset(), 2) == (
+        IMAGE_PULL_FAILED,
+        f"1/2 nodes cannot pull {IMAGE}: not found",
+    )
 
 
 def test_an_invalid_image_name_is_a_pull_failure() -> None:
