@@ -91,14 +91,27 @@ def pull_failures(pod: Obj) -> frozenset[str]:
     )
 
 
+POD_META_KEPT = frozenset(
+    {
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",  # the informer resumes its watch from the last object's
+        "labels",
+        "creationTimestamp",
+        "deletionTimestamp",
+    }
+)
+
+
 def trim_pod(pod: dict[str, Any]) -> None:
     """Keep, in place, only what `pull_failures`, routing and the RolloutActor read of a loader pod
-    (an informer `trim`): identity, labels, the load-digest annotation, deletion and creation
+    (an informer `trim`): identity, the resourceVersion (the informer resumes its watch from
+    the last object's), labels, the load-digest annotation, deletion and creation
     times, its node, its Ready condition, and of each container status what
     `ooto.loader_health` reads (image, state, readiness, restarts, how it last exited)."""
     meta = pod.get("metadata") or {}
-    kept_meta = ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp")
-    trimmed = {k: meta[k] for k in kept_meta if k in meta}
+    trimmed = {k: meta[k] for k in POD_META_KEPT if k in meta}
     digest = (meta.get("annotations") or {}).get(LOAD_DIGEST_ANNOTATION)
     if digest is not None:
         trimmed["annotations"] = {LOAD_DIGEST_ANNOTATION: digest}

@@ -206,3 +206,13 @@ def test_routes_without_a_kernel_actor_remember_nothing() -> None:
     routes.add(("ns", "mod", "k1"), "kernel-actor")
     routes.deliver_pod(pod("n1", "ErrImagePull"))
     assert len([m for m in bridge.told if isinstance(m, LoaderPodTrouble)]) == 1
+
+
+def test_the_informer_trim_keeps_the_resource_version_the_watch_resumes_from() -> None:
+    """Reproduced: trim_pod dropped it, so the loader-pod informer's resourceVersion stayed at
+    its last list (a reconnect replayed every pod change since, or relisted on 410 Gone), and
+    the integration barrier never saw the pod events delivered."""
+    full = pod("n1", "Ready")
+    full["metadata"]["resourceVersion"] = "4711"
+    trim_pod(full)
+    assert full["metadata"]["resourceVersion"] == "4711"
