@@ -116,17 +116,18 @@ class KernelActor(OotoActor, KernelSigning):
 
     def on_started(self) -> None:
         meta, pods = self._module.metadata, self._io.loader_pods.list()
-        stored = self._stored_message()
+        reason, stored = self._stored_entry()
         self._troubles.seed(pods, meta.namespace, meta.name, self._plan.kernel_label, stored)
+        self._troubles.announced = reason  # a restart does not repeat the Event
         self._converge()
 
-    def _stored_message(self) -> str:
-        """Our kernel's message in the Module's stored status ("" if none)."""
+    def _stored_entry(self) -> tuple[str, str]:
+        """Our kernel's (reason, message) in the Module's stored status."""
         kernels = (self._module.status or {}).get("kernels")
         for entry in kernels if isinstance(kernels, list) else ():
             if isinstance(entry, dict) and entry.get("kernel") == self._plan.kernel:
-                return str(entry.get("message") or "")
-        return ""
+                return str(entry.get("reason") or ""), str(entry.get("message") or "")
+        return "", ""
 
     def on_stop(self) -> None:
         self._metrics.kernel_phase_changed(self._phase, None)
@@ -600,6 +601,7 @@ class KernelActor(OotoActor, KernelSigning):
         blocked = self._pod_create_failure(objs)
         if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
             self._set_phase(KernelPhase.READY, "", "", nodes_ready)
+            self._troubles.announced = ""
         elif blocked:
             # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
             message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
@@ -609,6 +611,9 @@ class KernelActor(OotoActor, KernelSigning):
             reason, why = trouble
             message = f"{nodes_ready}/{want} nodes ready; {why}"
             self._set_phase(KernelPhase.DEGRADED, reason, message, nodes_ready)
+            if self._troubles.announced != reason:  # once, until the kernel is Ready again
+                self._troubles.announced = reason
+                self._build_event(f"kernel {self._plan.kernel}: {why}", reason)
         else:
             message = f"{nodes_ready}/{want} nodes ready"
             if excused:

@@ -20,6 +20,7 @@ from ooto.render import LABEL_KERNEL, LABEL_MODULE
 class LoaderTroubles:
     def __init__(self) -> None:
         self._by_pod: dict[str, PodTrouble] = {}  # pod uid -> why it cannot run
+        self.announced = ""  # the reason of the Warning Event sent since the kernel was Ready
 
     def seed(
         self,

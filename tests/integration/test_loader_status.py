@@ -15,6 +15,7 @@ from tests.integration.reliability_support import GPU, A
 from tests.integration.scenario_support import (
     apply_module,
     condition,
+    events,
     eventually,
     get_module,
     kernel_status,
@@ -78,6 +79,10 @@ async def test_a_vendor_tag_that_does_not_exist_is_the_kernels_reason_until_fixe
     assert (ready["status"], ready["reason"]) == ("False", "ImagePullFailed")
     assert ready["message"] == f"{A}: {expected}"
     await quiet_while_pods_retry(operator, admin_rest, namespace)
+    (event,) = await events(admin_rest, namespace, "ImagePullFailed")  # one, however many retries
+    assert event["type"] == "Warning" and event.get("count", 1) == 1
+    assert event["message"].startswith(f"kernel {A}: ")  # sent at the first node's failure
+    assert event["message"].endswith(f"/2 nodes cannot pull {WRONG}: {pull_error(WRONG)}")
 
     await operator.stop()  # a restart while pods back off writes nothing either
     second = await start_operator(watch_namespace=namespace)
@@ -117,3 +122,5 @@ async def test_a_loader_that_crashes_is_the_kernels_reason(
     )
     ready = condition(module, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "LoaderCrashing")
+    (event,) = await eventually(lambda: events(admin_rest, namespace, "LoaderCrashing"))
+    assert event["type"] == "Warning" and crashing in event["message"]
