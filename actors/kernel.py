@@ -26,6 +26,7 @@ from actors.kernel_signing import (
     SignStarted,
     UnsignedChecked,
 )
+from actors.loader_troubles import LoaderTroubles
 from actors.messages import (
     BuildObserved,
     ChildDied,
@@ -34,6 +35,7 @@ from actors.messages import (
     IoDone,
     KernelReport,
     KernelRetired,
+    LoaderPodTrouble,
     PlanKernel,
     PodCreateFailed,
     Retire,
@@ -83,6 +85,7 @@ class KernelActor(OotoActor, KernelSigning):
         self._module, self._plan, self._nodes = module, plan, nodes
         self._unavailable = unavailable  # of our nodes: NotReady or unschedulable
         self._create_failures: dict[str, PodCreateFailed] = {}  # DaemonSet -> its latest
+        self._troubles = LoaderTroubles()  # our loader pods that cannot pull or keep crashing
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
         self._message = ""
@@ -112,7 +115,19 @@ class KernelActor(OotoActor, KernelSigning):
         return f"KernelActor({self._module.key}, {self._plan.kernel})"
 
     def on_started(self) -> None:
+        meta, pods = self._module.metadata, self._io.loader_pods.list()
+        reason, stored = self._stored_entry()
+        self._troubles.seed(pods, meta.namespace, meta.name, self._plan.kernel_label, stored)
+        self._troubles.announced = reason  # a restart does not repeat the Event
         self._converge()
+
+    def _stored_entry(self) -> tuple[str, str]:
+        """Our kernel's (reason, message) in the Module's stored status."""
+        kernels = (self._module.status or {}).get("kernels")
+        for entry in kernels if isinstance(kernels, list) else ():
+            if isinstance(entry, dict) and entry.get("kernel") == self._plan.kernel:
+                return str(entry.get("reason") or ""), str(entry.get("message") or "")
+        return "", ""
 
     def on_stop(self) -> None:
         self._metrics.kernel_phase_changed(self._phase, None)
@@ -161,6 +176,11 @@ class KernelActor(OotoActor, KernelSigning):
         if not self._retiring:
             self._converge()
 
+    def on_LoaderPodTrouble(self, message: LoaderPodTrouble) -> None:
+        self._troubles.observe(message.uid, message.trouble)
+        if not self._retiring:
+            self._converge()  # reports only if the kernel's reason or message changed
+
     def on_ImagePullFailed(self, failed: ImagePullFailed) -> None:
         """Nodes cannot pull our image. If ooto builds or signs it and the registry lost it (an
         in-cluster registry on an emptyDir restarted), make it again: ask the registry afresh, at
@@ -182,7 +202,8 @@ class KernelActor(OotoActor, KernelSigning):
         log.info("%s checks %s again", self.describe(), image, extra=self._log_extra("ImagePull"))
         self._image_present = None
         self._build = BuildPhase.CHECKING
-        self._set_phase(KernelPhase.RESOLVING, "", f"nodes cannot pull {image}; checking it")
+        message = f"nodes cannot pull {image}; checking it"
+        self._set_phase(KernelPhase.RESOLVING, "ImagePullFailed", message)
         if self._plan.sign is not None:
             self._check_signature(fresh=True)
             return
@@ -580,10 +601,19 @@ class KernelActor(OotoActor, KernelSigning):
         blocked = self._pod_create_failure(objs)
         if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
             self._set_phase(KernelPhase.READY, "", "", nodes_ready)
+            self._troubles.announced = ""
         elif blocked:
             # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
             message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
             self._set_phase(KernelPhase.DEGRADED, "PodCreateFailed", message, nodes_ready)
+        elif trouble := self._troubles.verdict(self._unavailable, want):
+            # Until the pods run: the kubelets retry (and we rebuild a lost image we make).
+            reason, why = trouble
+            message = f"{nodes_ready}/{want} nodes ready; {why}"
+            self._set_phase(KernelPhase.DEGRADED, reason, message, nodes_ready)
+            if self._troubles.announced != reason:  # once, until the kernel is Ready again
+                self._troubles.announced = reason
+                self._build_event(f"kernel {self._plan.kernel}: {why}", reason)
         else:
             message = f"{nodes_ready}/{want} nodes ready"
             if excused:

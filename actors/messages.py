@@ -14,6 +14,7 @@ from typing import Any, Literal
 from ooto.api import KernelStatus, Module
 from ooto.api.preflight import PreflightValidation
 from ooto.kernels import KernelPlan
+from ooto.loader_health import PodTrouble
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Selector = Mapping[str, str]
@@ -64,6 +65,15 @@ class ImagePullFailed:
     the loader pod informer)."""
 
     image: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoaderPodTrouble:
+    """A module-loader pod of the kernel actor cannot run, or runs again (`trouble` None): told
+    by DaemonSetRoutes only when what `ooto.loader_health.pod_trouble` says of it changes."""
+
+    uid: str
+    trouble: PodTrouble | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,11 @@ from actors.messages import (
     EventType,
     ImagePullFailed,
     LoaderPodObserved,
+    LoaderPodTrouble,
     NodeObserved,
     PodCreateFailed,
 )
+from ooto.loader_health import PodTrouble, pod_trouble
 from ooto.stored import pull_failures
 
 RouteKey = tuple[str, str, str]
@@ -39,6 +41,7 @@ class DaemonSetRoutes:
         self._module_label, self._kernel_label = module_label, kernel_label
         self._routes: dict[RouteKey, Any] = {}  # -> pykka.ActorRef of the KernelActor
         self._modules: dict[ModuleRouteKey, Any] = {}  # -> pykka.ActorRef of the supervisor
+        self._troubles: dict[str, PodTrouble] = {}  # pod uid -> what its kernel actor was told
 
     # --- from actor threads ---------------------------------------------------------------
 
@@ -81,13 +84,28 @@ class DaemonSetRoutes:
             message = str(event.get("message") or "")[:512]
             self._bridge.tell(ref, PodCreateFailed(involved.get("name", ""), uid, message))
 
-    def deliver_pod(self, pod: Mapping[str, Any]) -> None:
-        """Tell the owning kernel actor when one of its loader pods cannot pull an image; pods
-        that pull fine cost nothing beyond this check (no message)."""
-        failed = pull_failures(pod)
-        ref = self._routes.get(self._key(pod)) if failed else None
-        for image in sorted(failed) if ref is not None else ():
+    def deliver_pod(self, pod: Mapping[str, Any], deleted: bool = False) -> None:
+        """Tell the owning kernel actor when one of its loader pods cannot pull an image, and
+        when why a pod cannot run changes (a pod that runs, and ran, costs no message)."""
+        ref = self._routes.get(self._key(pod))
+        self._deliver_trouble(ref, pod, deleted)
+        failed = pull_failures(pod) if not deleted and ref is not None else frozenset()
+        for image in sorted(failed):
             self._bridge.tell(ref, ImagePullFailed(image))
+
+    def _deliver_trouble(self, ref: Any, pod: Mapping[str, Any], deleted: bool) -> None:
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        trouble = None if deleted else pod_trouble(pod)
+        if trouble == self._troubles.get(uid):
+            return
+        if ref is None:  # no kernel actor yet: it reads the pod cache when it starts
+            self._troubles.pop(uid, None)
+            return
+        if trouble is None:
+            del self._troubles[uid]
+        else:
+            self._troubles[uid] = trouble
+        self._bridge.tell(ref, LoaderPodTrouble(uid, trouble))
 
     def _key(self, daemonset: Mapping[str, Any]) -> RouteKey:
         meta = daemonset.get("metadata") or {}

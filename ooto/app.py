@@ -183,10 +183,10 @@ class Operator:
 
         def on_loader_pod(event: Any) -> None:
             # Ready labels and upgrades follow loader pods (RolloutActor); a kernel actor hears
-            # of images its nodes cannot pull (a registry that lost a built image).
+            # of images its nodes cannot pull (a registry that lost a built image), and of why
+            # its pods cannot run (its status says so: ImagePullFailed, LoaderCrashing).
             rollouts.deliver_pod(event.type, event.obj)
-            if event.type != "DELETED":
-                routes.deliver_pod(event.obj)
+            routes.deliver_pod(event.obj, deleted=event.type == "DELETED")
 
         loader_pods = self._informer(
             PODS,

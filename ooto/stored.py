@@ -91,22 +91,50 @@ def pull_failures(pod: Obj) -> frozenset[str]:
     )
 
 
+POD_META_KEPT = frozenset(
+    {
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",  # the informer resumes its watch from the last object's
+        "labels",
+        "creationTimestamp",
+        "deletionTimestamp",
+    }
+)
+
+
 def trim_pod(pod: dict[str, Any]) -> None:
     """Keep, in place, only what `pull_failures`, routing and the RolloutActor read of a loader pod
-    (an informer `trim`): identity, labels, the load-digest annotation, deletion and creation
-    times, its node, its Ready condition, and each container status's image and state."""
+    (an informer `trim`): identity, the resourceVersion (the informer resumes its watch from
+    the last object's), labels, the load-digest annotation, deletion and creation
+    times, its node, its Ready condition, and of each container status what
+    `ooto.loader_health` reads (image, state, readiness, restarts, how it last exited)."""
     meta = pod.get("metadata") or {}
-    kept_meta = ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp")
-    trimmed = {k: meta[k] for k in kept_meta if k in meta}
+    trimmed = {k: meta[k] for k in POD_META_KEPT if k in meta}
     digest = (meta.get("annotations") or {}).get(LOAD_DIGEST_ANNOTATION)
     if digest is not None:
         trimmed["annotations"] = {LOAD_DIGEST_ANNOTATION: digest}
     pod["metadata"] = trimmed
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
-    kept = [{"image": s.get("image"), "state": s.get("state") or {}} for s in statuses]
+    kept = [_trim_container(s) for s in statuses]
     ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     pod["status"] = {"containerStatuses": kept, "conditions": ready}
     node = (pod.pop("spec", None) or {}).get("nodeName")
     if node:
         pod["spec"] = {"nodeName": node}
+
+
+def _trim_container(status: Obj) -> dict[str, Any]:
+    kept = {"image": status.get("image"), "state": status.get("state") or {}}
+    for key in ("ready", "restartCount"):
+        if key in status:
+            kept[key] = status[key]
+    last = (status.get("lastState") or {}).get("terminated")
+    if last:
+        exited = {k: last[k] for k in ("exitCode", "reason") if k in last}
+        if last.get("message"):
+            exited["message"] = str(last["message"])[:512]  # a termination log can be 4 KiB
+        kept["lastState"] = {"terminated": exited}
+    return kept

@@ -14,8 +14,10 @@ kubelet would let a workload shut down (`graceful_cap` bounds the wait).
 With `execute_jobs` set, a Job pod decided `Succeeded` whose containers name host programs by
 absolute path (Buildah Jobs do, Kaniko's do not) really runs (`ooto.testing.podrun`), and its exit
 codes decide its phase: the build pushes a real image. `Running` and `Failed` stay simulated.
-With `pull_retry_seconds` set, a pod left in ImagePullBackOff is decided again after that long,
-as a kubelet retries a pull.
+A pull failure shows as a kubelet shows it: `ErrImagePull` with the runtime's error, then
+(`PULL_BACKOFF_SECONDS` later) `ImagePullBackOff`. With `pull_retry_seconds` set, a pod left in
+ImagePullBackOff is decided again after that long, as a kubelet retries a pull (and, failing
+again, shows ErrImagePull again). A crash-looping pod's last run exited 1 with `crash_message`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ooto.testing.rest import JSON, STRATEGIC_PATCH, KubeRest, RestError, WatchG
 
 log = logging.getLogger("ooto.testing.kubelet")
 
+PULL_BACKOFF_SECONDS = 0.2
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 JOB_NAME_LABEL = "job-name"
 PodDecision = Callable[[JSON], PodOutcome | Awaitable[PodOutcome | None] | None]
@@ -63,6 +66,7 @@ class SimulatedKubelet:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._busy: set[str] = set()
+        self._pull_due: set[str] = set()  # pod keys whose next pull step (back-off, retry) is due
         self.runner = PodRunner(rest)
         self.reset()
 
@@ -76,6 +80,7 @@ class SimulatedKubelet:
         self.job_outcome: JobDecision | None = None
         self.execute_jobs = False
         self.pull_retry_seconds: float | None = None
+        self.crash_message = ""
         self.graceful: PodMatch | None = None
         self.graceful_cap: float = 5.0
 
@@ -190,6 +195,7 @@ class SimulatedKubelet:
             version = pod["metadata"].get("resourceVersion", version)
             if event["type"] == "DELETED":
                 self._pods.pop(_key(pod), None)
+                self._pull_due.discard(_key(pod))
             elif event["type"] in ("ADDED", "MODIFIED"):
                 self._observe(pod)
         return version
@@ -222,8 +228,8 @@ class SimulatedKubelet:
                 log.exception("pod %s: unexpected error", key)
             finally:
                 self._busy.discard(key)
-            if key in self._pods and self._pods[key] is not pod:
-                self._enqueue(key)  # it changed while we worked on it
+            if key in self._pods and (self._pods[key] is not pod or key in self._pull_due):
+                self._enqueue(key)  # it changed, or its next pull step fell due, meanwhile
 
     async def _handle(self, pod: JSON) -> None:
         meta, node = pod["metadata"], pod["spec"].get("nodeName", "")
@@ -235,9 +241,8 @@ class SimulatedKubelet:
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
         outcome = await self._decide(pod)
-        if outcome == "ImagePullBackOff" and self.pull_retry_seconds is not None:
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.pull_retry_seconds, self._enqueue, _key(pod))
+        if outcome == "ImagePullBackOff":
+            outcome = self._pull_step(pod)
         if outcome == "Pending" or has_outcome(pod, outcome):
             return
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
@@ -245,13 +250,37 @@ class SimulatedKubelet:
             runs = await self.runner.run(pod)
             body = executed_pod_status(pod, runs, fake_ip(node, "172.16"))
         else:
-            body = pod_status(pod, outcome, fake_ip(node, "172.16"))
+            body = pod_status(pod, outcome, fake_ip(node, "172.16"), self.crash_message)
         body["metadata"] = {"uid": meta["uid"]}  # never write a recreated pod of the same name
         try:
             await _ignore_missing(self.rest.patch(path, body, STRATEGIC_PATCH))
         except RestError as error:
             if error.status != 422 or "metadata.uid" not in str(error):
                 raise  # a uid mismatch is a new pod of that name: its own event follows
+
+    def _pull_step(self, pod: JSON) -> PodOutcome:
+        """The next state of a pod whose image cannot be pulled: ErrImagePull, then back-off,
+        then (with `pull_retry_seconds`) another attempt. "Pending": nothing is due yet."""
+        key = _key(pod)
+        due = key in self._pull_due
+        self._pull_due.discard(key)
+        shown = {
+            ((s.get("state") or {}).get("waiting") or {}).get("reason")
+            for s in (pod.get("status") or {}).get("containerStatuses") or []
+        }
+        loop = asyncio.get_running_loop()
+        if shown & {"ErrImagePull", "ImagePullBackOff"} and not due:
+            return "Pending"
+        if "ErrImagePull" in shown:
+            if self.pull_retry_seconds is not None:
+                loop.call_later(self.pull_retry_seconds, self._due, key)
+            return "ImagePullBackOff"
+        loop.call_later(PULL_BACKOFF_SECONDS, self._due, key)
+        return "ErrImagePull"
+
+    def _due(self, key: str) -> None:
+        self._pull_due.add(key)
+        self._enqueue(key)
 
     def _executes(self, pod: JSON) -> bool:
         labels = pod["metadata"].get("labels") or {}

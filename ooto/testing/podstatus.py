@@ -2,8 +2,11 @@
 
 Outcomes a simulated pod can reach:
 - `Ready`: Running, every container running and ready.
-- `CrashLoop`: Running, containers waiting in CrashLoopBackOff, not ready.
-- `ImagePullBackOff`: Pending, containers waiting in ImagePullBackOff (what a missing image does).
+- `CrashLoop`: Running, containers waiting in CrashLoopBackOff, not ready, their last run
+  terminated with exit code 1 (and the pod's `crash_message` as termination message).
+- `ErrImagePull`: Pending, containers waiting in ErrImagePull with the container runtime's error
+  (what a missing image does first) ...
+- `ImagePullBackOff`: ... then waiting in ImagePullBackOff ("Back-off pulling image ...").
 - `Failed` / `Succeeded`: terminal, containers terminated with exit code 1 / 0.
 - `Pending`: leave the pod alone.
 """
@@ -14,13 +17,16 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-PodOutcome = Literal["Ready", "CrashLoop", "ImagePullBackOff", "Failed", "Succeeded", "Pending"]
+PodOutcome = Literal[
+    "Ready", "CrashLoop", "ErrImagePull", "ImagePullBackOff", "Failed", "Succeeded", "Pending"
+]
 JobOutcome = Literal["Succeeded", "Failed", "Running"]
 JSON = dict[str, Any]
 
 _PHASE: dict[PodOutcome, str] = {
     "Ready": "Running",
     "CrashLoop": "Running",
+    "ErrImagePull": "Pending",
     "ImagePullBackOff": "Pending",
     "Failed": "Failed",
     "Succeeded": "Succeeded",
@@ -60,7 +66,26 @@ def has_outcome(pod: JSON, outcome: PodOutcome) -> bool:
 
 
 def _waiting_reason(outcome: PodOutcome) -> str:
-    return "CrashLoopBackOff" if outcome == "CrashLoop" else "ImagePullBackOff"
+    return "CrashLoopBackOff" if outcome == "CrashLoop" else outcome
+
+
+def pull_error(image: str) -> str:
+    """What containerd says of an image tag the registry does not have."""
+    return (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+        f'failed to resolve reference "{image}": {image}: not found'
+    )
+
+
+def _waiting_message(outcome: PodOutcome, pod: JSON, container: JSON) -> str:
+    image = container.get("image", "")
+    if outcome == "ErrImagePull":
+        return pull_error(image)
+    if outcome == "ImagePullBackOff":
+        return f'Back-off pulling image "{image}"'
+    meta = pod["metadata"]
+    where = f"{meta['name']}_{meta.get('namespace', '')}({meta.get('uid', '')})"
+    return f"back-off 10s restarting failed container={container['name']} pod={where}"
 
 
 def _container_state(outcome: PodOutcome, at: str) -> JSON:
@@ -72,8 +97,7 @@ def _container_state(outcome: PodOutcome, at: str) -> JSON:
         return {
             "terminated": {"exitCode": code, "reason": reason, "startedAt": at, "finishedAt": at}
         }
-    reason = _waiting_reason(outcome)
-    return {"waiting": {"reason": reason, "message": f"simulated {reason}"}}
+    return {"waiting": {"reason": _waiting_reason(outcome)}}
 
 
 def _condition(kind: str, true: bool, at: str, reason: str = "") -> JSON:
@@ -87,7 +111,7 @@ def _condition(kind: str, true: bool, at: str, reason: str = "") -> JSON:
     return condition
 
 
-def pod_status(pod: JSON, outcome: PodOutcome, host_ip: str) -> JSON:
+def pod_status(pod: JSON, outcome: PodOutcome, host_ip: str, crash_message: str = "") -> JSON:
     """The status a kubelet reports for `pod` once it reached `outcome`."""
     at = now()
     ready = outcome == "Ready"
@@ -110,20 +134,23 @@ def pod_status(pod: JSON, outcome: PodOutcome, host_ip: str) -> JSON:
             _condition("Ready", ready, at, reason),
         ],
         "containerStatuses": [
-            _container_status(container, uid, outcome, at) for container in spec["containers"]
+            _container_status(pod, container, outcome, at, crash_message)
+            for container in spec["containers"]
         ],
     }
     if spec.get("initContainers"):
         status["initContainerStatuses"] = [
-            _container_status(container, uid, "Succeeded", at)
+            _container_status(pod, container, "Succeeded", at)
             for container in spec["initContainers"]
         ]
     return {"status": status}
 
 
-def _container_status(container: JSON, uid: str, outcome: PodOutcome, at: str) -> JSON:
-    image = container.get("image", "")
-    return {
+def _container_status(
+    pod: JSON, container: JSON, outcome: PodOutcome, at: str, crash_message: str = ""
+) -> JSON:
+    image, uid = container.get("image", ""), pod["metadata"].get("uid", "")
+    status = {
         "name": container["name"],
         "image": image,
         "imageID": f"simulated://{image}",
@@ -133,6 +160,15 @@ def _container_status(container: JSON, uid: str, outcome: PodOutcome, at: str) -
         "restartCount": 1 if outcome == "CrashLoop" else 0,
         "state": _container_state(outcome, at),
     }
+    waiting = status["state"].get("waiting")
+    if waiting is not None:
+        waiting["message"] = _waiting_message(outcome, pod, container)
+    if outcome == "CrashLoop":
+        exited = {"exitCode": 1, "reason": "Error", "startedAt": at, "finishedAt": at}
+        if crash_message:
+            exited["message"] = crash_message
+        status["lastState"] = {"terminated": exited}
+    return status
 
 
 def node_status(name: str, kernel: str) -> JSON:

@@ -96,14 +96,17 @@ async def test_failing_image_keeps_the_pod_unready(
         f"/apis/apps/v1/namespaces/{namespace}/daemonsets", daemonset("ds", label)
     )
 
-    async def backing_off() -> str | None:
+    seen: dict[str, str] = {}  # waiting reason -> its message, as a kubelet writes them
+
+    async def backing_off() -> bool:
         for pod in await pods_of(admin_rest, namespace, "ds"):
             for cs in pod.get("status", {}).get("containerStatuses") or []:
-                reason: str | None = cs.get("state", {}).get("waiting", {}).get("reason")
-                return reason
-        return None
+                waiting = cs.get("state", {}).get("waiting", {})
+                seen[waiting.get("reason", "")] = waiting.get("message", "")
+        return "ImagePullBackOff" in seen
 
-    assert await eventually(backing_off, what="a waiting container") == "ImagePullBackOff"
+    await eventually(backing_off, what="a container backing off")
+    assert seen["ImagePullBackOff"] == 'Back-off pulling image "example.invalid/loader:1"'
     ds = await admin_rest.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/ds")
     assert ds["status"].get("numberReady", 0) == 0
 

@@ -58,7 +58,7 @@ class FakeCluster:
     """`OperatorIO` for DaemonSets: writes land in `daemonsets` (the cache) and are watched."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.daemonsets, self.builds = Store(), Store()
+        self.daemonsets, self.builds, self.loader_pods = Store(), Store(), Store()
         self.watch: Callable[[dict[str, Any]], None] = lambda obj: None
         self.applies, self.deletes = Gate(loop), Gate(loop)
         self.delete_failures: dict[str, Exception] = {}  # name -> error, every time
