@@ -410,15 +410,14 @@ class RolloutActor(OotoActor):
         def on_blocked(why: str) -> None:
             bridge.tell(ref, EvictionBlocked(node, why))
 
-        clear = self._clearings.start(
-            node, lambda cancelled: self._io.clear_node(node, departures_of, on_blocked, cancelled)
-        )
-        if clear is not None:
-            self.bridge.run(ref, ("clear", node), clear)
+        if not self._clearings.running(node):
+            clear = self._io.clear_node(node, departures_of, on_blocked)
+            serial = self._clearings.next_serial()
+            handle = self.bridge.run(ref, ("clear", node, serial), clear)
+            self._clearings.started(node, serial, handle)
 
     def _cleared(self, node: str, done: IoDone) -> None:
-        self._clearings.finished(node)
-        if done.ok and done.result is None:
+        if not self._clearings.finished(node, done.tag[2]):
             return  # cancelled: the node left this state (failed, aborted) or we are stopping
         if not done.ok:
             self._say(logging.WARNING, "EvictionFailed", node, f"evictions failed: {done.error}")

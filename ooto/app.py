@@ -286,7 +286,9 @@ class Operator:
         """Stop writing at once, then stop actors and watches."""
         self._stopping = True
         if self._bridge is not None:
-            self._bridge.close()
+            # Cancels and awaits what actors started (evictions, Node writes, status writes):
+            # after a lost Lease nothing of this term writes again.
+            await self._bridge.drain()
         for informer in reversed(self._informers):
             await informer.stop()
         for ref in (self._root, self._tracker):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -140,9 +139,8 @@ class KubeOperatorIO:
         node: str,
         departures_of: Callable[[list[Obj]], Departing],
         on_blocked: Callable[[str], None],
-        cancelled: threading.Event,
-    ) -> int | None:
-        return await clear_node(self._api, node, departures_of, on_blocked, cancelled)
+    ) -> int:
+        return await clear_node(self._api, node, departures_of, on_blocked)
 
     async def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False
