@@ -106,6 +106,8 @@ class Bridge:
         """On the loop thread: start `coro` unless it was cancelled or the bridge closed first."""
         if self._closed or running.cancelled:
             coro.close()
+            if running.cancelled and not self._closed:
+                self.tell(reply_to, IoDone(tag, error=asyncio.CancelledError()))
             return
         task = running.task = self._loop.create_task(coro)
         self._tasks.add(task)

@@ -87,8 +87,10 @@ class OperatorIO(Protocol):
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
         unschedulable: bool | None = None,
+        resource_version: str = "",
     ) -> Coroutine[Any, Any, Obj]:
-        """One merge patch of a Node's labels, annotations (None deletes) and cordon."""
+        """One merge patch of a Node's labels, annotations (None deletes) and cordon; with a
+        `resource_version`, only if the Node is still at that version (else Conflict)."""
 
     def clear_node(
         self,

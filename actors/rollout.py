@@ -95,6 +95,7 @@ class RolloutActor(OotoActor):
         self._failed_writes: dict[str, str] = {}
         self._last_report: RolloutReport | None = None
         self._settling = False
+        self._gone = False
         self._backoff = Backoff(
             context.settings.backoff_initial_seconds, context.settings.backoff_max_seconds
         )
@@ -174,14 +175,11 @@ class RolloutActor(OotoActor):
         self._settle()
 
     def on_ModuleGone(self, _: ModuleGone) -> None:
-        """The Module is deleted: no node keeps its ready label, record or ooto's cordon."""
-        for node in sorted({*(self._targets or {}), *self._upgrades, *self._known}):
-            upgrade = self._upgrades.pop(node, IDLE)
-            if upgrade.state is S.IDLE and not self._ours(self._node(node)):
-                continue
-            uncordon = False if upgrade.cordoned else None
-            self._write(node, WriteNode(None, ready_label=False, unschedulable=uncordon))
-        self._targets = None  # nothing more to decide: the supervisor stops us next
+        """The Module is deleted: act no more (the supervisor stops us next). The NodeCleaner
+        takes its labels, records and ooto's cordons off the nodes, retried until done."""
+        self._gone = True
+        self._targets = None
+        self._clearings.cancel_all()
 
     def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
         if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
@@ -337,6 +335,8 @@ class RolloutActor(OotoActor):
     # --- performing ------------------------------------------------------------------------------
 
     def _feed(self, node: str, event: Event) -> None:
+        if self._gone:
+            return  # a reply that came after the Module went starts nothing
         upgrade, actions = transition(self._upgrades.get(node, IDLE), event, self._limits())
         self._set(node, upgrade)
         self._perform(node, actions)
@@ -365,6 +365,8 @@ class RolloutActor(OotoActor):
                 self._report_done(node)
 
     def _write(self, node: str, action: WriteNode, *, step: bool = True) -> None:
+        if self._gone:
+            return
         labels: dict[str, str | None] = {}
         if action.ready_label is not None:
             labels[self._label] = "true" if action.ready_label else None

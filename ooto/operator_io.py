@@ -125,10 +125,13 @@ class KubeOperatorIO:
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
         unschedulable: bool | None = None,
+        resource_version: str = "",
     ) -> Obj:
         patch: dict[str, Any] = {
             "metadata": {"labels": dict(labels), "annotations": dict(annotations)}
         }
+        if resource_version:  # optimistic: 409 if anything wrote the Node since it was judged
+            patch["metadata"]["resourceVersion"] = resource_version
         if unschedulable is not None:
             # null, not false, on uncordon: the field reads back absent, as kubectl leaves it.
             patch["spec"] = {"unschedulable": True if unschedulable else None}

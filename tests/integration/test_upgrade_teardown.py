@@ -23,9 +23,7 @@ from tests.integration.upgrade_support import WORKLOAD, add_workloads
 
 def clearings() -> list[asyncio.Task[Any]]:
     """The eviction coroutines (`ooto.kube.evictions.clear_node`) running on this loop."""
-    return [
-        t for t in asyncio.all_tasks() if not t.done() and "clear_node" in repr(t.get_coro())
-    ]
+    return [t for t in asyncio.all_tasks() if not t.done() and "clear_node" in repr(t.get_coro())]
 
 
 async def blocked(
