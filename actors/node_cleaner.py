@@ -32,10 +32,12 @@ class NodeCleaner(OotoActor):
         self._io = io
         self._backoff = backoff
         self._namespace = namespace
+        self._synced = False  # judging before the Module cache is synced would take live keys
         self._inflight: set[str] = set()
         self._again: set[str] = set()  # nodes that changed while their patch was in flight
 
     def on_SweepLeftovers(self, _: SweepLeftovers) -> None:
+        self._synced = True  # the first one is told once every cache is synced
         for node in self._io.nodes.list():
             self._check(str((node.get("metadata") or {}).get("name", "")))
 
@@ -47,6 +49,8 @@ class NodeCleaner(OotoActor):
         self._check(name.partition(":")[2])
 
     def _check(self, name: str) -> None:
+        if not self._synced:
+            return  # the sweep after sync judges this node
         if name in self._inflight:
             self._again.add(name)
             return

@@ -105,7 +105,7 @@ class RolloutActor(OotoActor):
 
     def on_started(self) -> None:
         if self._routes is not None:
-            self._routes.add(self._route_key(), self.actor_ref)
+            self._routes.add(self._route_key(), self.actor_ref, self._label.partition("/")[2])
         for pod in self._io.loader_pods.list():
             self._pods.observe("ADDED", pod)
 
@@ -152,11 +152,14 @@ class RolloutActor(OotoActor):
             digests[kernel] = written or planned
         changed = digests != self._digests
         self._digests = digests
+        before = set(self._targets or ())
         self._targets = {
             node: (kernel, digests[kernel])
             for kernel, (_, nodes, _) in self._kernels.items()
             for node in nodes
         }
+        if self._routes is not None and before != set(self._targets):
+            self._routes.target(self.actor_ref, frozenset(self._targets))
         return changed
 
     def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
@@ -301,7 +304,12 @@ class RolloutActor(OotoActor):
             self._settling = True
             self.send(self.actor_ref, Flush("settle"))
 
-    def on_Flush(self, _: Flush) -> None:
+    def on_Flush(self, flush: Flush) -> None:
+        if flush.name == "routed" and self._targets is not None:
+            # Node events of newly targeted nodes reach us from now on; what came before is in
+            # the cache.
+            for node in sorted(self._targets):
+                self._reconcile(node)
         self._settling = False
         self._grant()
         self._report()

@@ -281,7 +281,7 @@ class Operator:
     def _module_events(self, gate: EventGate) -> Callable[[Any], None]:
         def on_module(event: Any) -> None:
             gate(event)
-            if event.type == "DELETED":
+            if event.type == "DELETED" and self.synced.is_set():
                 self._tell_cleaner(SweepLeftovers())  # its keys, records, cordons
 
         return on_module

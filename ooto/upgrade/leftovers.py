@@ -6,9 +6,10 @@ cache writes that Module's keys, so a key whose Module the cache lacks belongs t
 is gone. What is still racy (a Module created while the cleanup patch is in flight) is closed by
 the patch itself: it carries the Node's resourceVersion, so it fails (409) if anything wrote the
 Node after it was judged, and the Node is judged again. An unreadable Module still counts as
-present (it is in the cache). Under a watch namespace, only keys that name that namespace are
-judged (another ooto may own the rest); a shortened key whose readable part does not start with
-`<namespace>.` is then never judged (namespaces over 45 characters).
+present (it is in the cache). Under a watch namespace, only keys that may name a Module of that
+namespace are judged (another ooto may own the rest): `<namespace>.` and a verbatim name, or a
+shortened key whose readable part is a prefix of `<namespace>.<name>` (two namespaces sharing
+their first 45 characters, each with its own ooto, could then judge each other's shortened keys).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ooto.upgrade import facts, record
-from ooto.upgrade.keys import READY_LABEL_PREFIX, UPGRADE_ANNOTATION_PREFIX, module_name_part
+from ooto.upgrade.keys import (
+    HASH_HEX,
+    READY_LABEL_PREFIX,
+    UPGRADE_ANNOTATION_PREFIX,
+    module_name_part,
+)
 
 Obj = Mapping[str, Any]
 _READY = READY_LABEL_PREFIX + "/"
@@ -62,7 +68,7 @@ def leftovers(node: Obj, live: frozenset[str], namespace: str | None = None) -> 
         part = key[len(prefix) :]
         if not key.startswith(prefix) or part in live:
             return False
-        return namespace is None or part.startswith(f"{namespace}.")
+        return namespace is None or may_name(part, namespace)
 
     gone_labels = tuple(sorted(k for k in labels if orphan(k, _READY)))
     gone_records = tuple(sorted(k for k in annotations if orphan(k, _RECORD)))
@@ -74,3 +80,12 @@ def leftovers(node: Obj, live: frozenset[str], namespace: str | None = None) -> 
     )
     version = str(meta.get("resourceVersion") or "")
     return Cleanup(gone_labels, gone_records, uncordon, version)
+
+
+def may_name(part: str, namespace: str) -> bool:
+    """Whether a key name part can be that of a Module in `namespace` (see `keys`)."""
+    if part.startswith(f"{namespace}."):
+        return True
+    readable, dash, digest = part.rpartition("-")
+    shortened = dash and len(digest) == HASH_HEX and all(c in "0123456789abcdef" for c in digest)
+    return bool(shortened) and bool(readable) and f"{namespace}.".startswith(readable)

@@ -8,7 +8,7 @@ from typing import Any
 
 from actors.base import Backoff
 from actors.bridge import Bridge
-from actors.messages import NodeObserved, SweepLeftovers
+from actors.messages import Flush, NodeObserved, SweepLeftovers
 from actors.node_cleaner import NodeCleaner
 from ooto.kube.errors import ApiError
 from ooto.upgrade import record
@@ -65,6 +65,11 @@ def test_under_a_watch_namespace_other_namespaces_keys_are_not_judged() -> None:
     found = leftovers(node(labels, {}), frozenset(), namespace="a")
     assert found is not None and found.labels == (ready_label_key("a", "gone"),)
     assert carries_module_keys(node(labels, {})) and not carries_module_keys(node({}, {}))
+    # A namespace too long for the verbatim form: its hashed keys are still its own.
+    long_ns = "l" * 60
+    labels = {ready_label_key(long_ns, "gone"): "true", ready_label_key("l" * 61, "x"): "true"}
+    found = leftovers(node(labels, {}), frozenset(), namespace=long_ns)
+    assert found is not None and found.labels == (ready_label_key(long_ns, "gone"),)
 
 
 class Store:
@@ -108,6 +113,10 @@ def test_the_cleaner_retries_a_failed_cleanup_until_it_is_done(
     io = FlakyIO([node({gone: "true"}, notes, cordoned=True)], failures=2)
     cleaner = NodeCleaner.start(Bridge(loop), io, Backoff(0.05, 0.1), None)
     try:
+        cleaner.tell(NodeObserved("ADDED", io.nodes.objs[0]))  # before the caches are synced
+        cleaner.ask(Flush("barrier"))
+        asyncio.run_coroutine_threadsafe(_turns(3), loop).result(5)
+        assert io.calls.empty()  # an unsynced Module cache would call every key left over
         cleaner.tell(SweepLeftovers())
         calls = [io.calls.get(timeout=5) for _ in range(3)]  # two refused, then done
         assert all(
