@@ -234,11 +234,10 @@ class RolloutActor(OotoActor):
             if not self._ours(node):
                 continue
             self._known.add(name)
-            found = record.decode(
-                ((node.get("metadata") or {}).get("annotations") or {}).get(self._annotation)
-            )
-            if found is None:
-                continue
+            text = ((node.get("metadata") or {}).get("annotations") or {}).get(self._annotation)
+            found = record.decode(text)
+            if found is None or record.owner_of(text) not in ("", self._module.metadata.uid):
+                continue  # a Module of this name deleted before us left it: the NodeCleaner's
             self._say(logging.INFO, "Resumed", name, f"resumes {found.state} on {name}")
             upgrade, actions = resumed(found, limits)
             self._set(name, upgrade)
@@ -380,7 +379,8 @@ class RolloutActor(OotoActor):
             labels[self._label] = "true" if action.ready_label else None
         notes: dict[str, str | None] = {}
         if step:
-            notes[self._annotation] = record.encode(action.record) if action.record else None
+            owner = self._module.metadata.uid
+            notes[self._annotation] = record.encode(action.record, owner) if action.record else None
         self._send(node, self._writes.start(node, (labels, notes, action.unschedulable, step)))
 
     def _send(self, node: str, patch: Patch | None) -> None:

@@ -3,7 +3,9 @@
 A key is left over when no Module in the (synced) Module cache has it: the Module cache is
 updated before any actor hears of a Module, and only a RolloutActor of a Module already in the
 cache writes that Module's keys, so a key whose Module the cache lacks belongs to a Module that
-is gone. What is still racy (a Module created while the cleanup patch is in flight) is closed by
+is gone; so is a record whose `owner` uid is not the cached Module's (a Module deleted and
+re-created under the same name while no operator ran: its RolloutActor ignores that record). What
+is still racy (a Module created while the cleanup patch is in flight) is closed by
 the patch itself: it carries the Node's resourceVersion, so it fails (409) if anything wrote the
 Node after it was judged, and the Node is judged again. An unreadable Module still counts as
 present (it is in the cache). Under a watch namespace, only keys that may name a Module of that
@@ -49,16 +51,17 @@ def carries_module_keys(node: Obj) -> bool:
     )
 
 
-def live_parts(modules: Iterable[Obj]) -> frozenset[str]:
-    """The key name parts of the Modules in the cache (every one, readable or not)."""
-    parts = set()
+def live_parts(modules: Iterable[Obj]) -> dict[str, str]:
+    """The key name parts of the Modules in the cache (every one, readable or not) -> uid."""
+    parts = {}
     for module in modules:
         meta = module.get("metadata") or {}
-        parts.add(module_name_part(str(meta.get("namespace", "")), str(meta.get("name", ""))))
-    return frozenset(parts)
+        part = module_name_part(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        parts[part] = str(meta.get("uid") or "")
+    return parts
 
 
-def leftovers(node: Obj, live: frozenset[str], namespace: str | None = None) -> Cleanup | None:
+def leftovers(node: Obj, live: Mapping[str, str], namespace: str | None = None) -> Cleanup | None:
     """What to take off `node`: keys of Modules not in `live`; None when there is nothing."""
     meta = node.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -70,8 +73,15 @@ def leftovers(node: Obj, live: frozenset[str], namespace: str | None = None) -> 
             return False
         return namespace is None or may_name(part, namespace)
 
+    def stale(key: str) -> bool:
+        """A record of a Module deleted and re-created under the same name (another uid)."""
+        owner = record.owner_of(annotations[key])
+        return owner not in ("", live.get(key[len(_RECORD) :], owner))
+
     gone_labels = tuple(sorted(k for k in labels if orphan(k, _READY)))
-    gone_records = tuple(sorted(k for k in annotations if orphan(k, _RECORD)))
+    gone_records = tuple(
+        sorted(k for k in annotations if orphan(k, _RECORD) or (k.startswith(_RECORD) and stale(k)))
+    )
     if not gone_labels and not gone_records:
         return None
     uncordon = facts.cordoned(node) and any(

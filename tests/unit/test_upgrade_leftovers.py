@@ -19,13 +19,14 @@ from ooto.upgrade.state import NodeUpgrade, NodeUpgradeState
 LONG = "n" * 70
 
 
-def module(namespace: str, name: str) -> dict[str, Any]:
-    return {"metadata": {"namespace": namespace, "name": name}}
+def module(namespace: str, name: str, uid: str = "") -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": name, "uid": uid}}
 
 
-def held(cordoned: bool) -> str:
+def held(cordoned: bool, owner: str = "") -> str:
     state = NodeUpgradeState.POD_DELETION_REQUIRED
-    return record.encode(NodeUpgrade(state=state, digest="d", generation=2, cordoned=cordoned))
+    upgrade = NodeUpgrade(state=state, digest="d", generation=2, cordoned=cordoned)
+    return record.encode(upgrade, owner)
 
 
 def node(labels: dict[str, str], notes: dict[str, str], cordoned: bool = False) -> dict[str, Any]:
@@ -53,22 +54,31 @@ def test_only_keys_of_modules_not_in_the_cache_are_left_over() -> None:
 
 def test_a_cordon_goes_only_when_the_gone_module_recorded_that_ooto_made_it() -> None:
     notes = {upgrade_annotation_key("a", "gone"): held(False)}
-    found = leftovers(node({}, notes, cordoned=True), frozenset())
+    found = leftovers(node({}, notes, cordoned=True), {})
     assert found is not None and not found.uncordon  # an admin's cordon stays
     unreadable = {upgrade_annotation_key("a", "gone"): "{not json"}
-    found = leftovers(node({}, unreadable, cordoned=True), frozenset())
+    found = leftovers(node({}, unreadable, cordoned=True), {})
     assert found is not None and found.annotations and not found.uncordon
+
+
+def test_a_record_of_a_module_deleted_and_re_created_under_its_name_is_left_over() -> None:
+    key = upgrade_annotation_key("a", "m")
+    live = live_parts([module("a", "m", uid="new")])
+    found = leftovers(node({}, {key: held(True, owner="old")}, cordoned=True), live)
+    assert found is not None and found.annotations == (key,) and found.uncordon
+    assert leftovers(node({}, {key: held(True, owner="new")}, cordoned=True), live) is None
+    assert leftovers(node({}, {key: held(True)}, cordoned=True), live) is None  # older ooto
 
 
 def test_under_a_watch_namespace_other_namespaces_keys_are_not_judged() -> None:
     labels = {ready_label_key("b", "theirs"): "true", ready_label_key("a", "gone"): "true"}
-    found = leftovers(node(labels, {}), frozenset(), namespace="a")
+    found = leftovers(node(labels, {}), {}, namespace="a")
     assert found is not None and found.labels == (ready_label_key("a", "gone"),)
     assert carries_module_keys(node(labels, {})) and not carries_module_keys(node({}, {}))
     # A namespace too long for the verbatim form: its hashed keys are still its own.
     long_ns = "l" * 60
     labels = {ready_label_key(long_ns, "gone"): "true", ready_label_key("l" * 61, "x"): "true"}
-    found = leftovers(node(labels, {}), frozenset(), namespace=long_ns)
+    found = leftovers(node(labels, {}), {}, namespace=long_ns)
     assert found is not None and found.labels == (ready_label_key(long_ns, "gone"),)
 
 
