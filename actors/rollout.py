@@ -110,6 +110,7 @@ class RolloutActor(OotoActor):
             self._pods.observe("ADDED", pod)
 
     def on_death(self, error: BaseException | None) -> None:
+        self._clearings.cancel_all()  # the replacement resumes them from the records
         self.send(self._supervisor, ChildDied("rollout", self.actor_ref, repr(error)))
 
     def on_stop(self) -> None:
