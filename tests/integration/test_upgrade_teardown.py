@@ -72,3 +72,21 @@ async def test_deleting_the_module_ends_its_evictions(
 
     # The watch the eviction waits in lasts 5 s between retries: well before that, it is gone.
     await eventually(ended, timeout=3)
+
+
+def cleared_nodes() -> set[str]:
+    frames = (t.get_coro().cr_frame for t in clearings())  # type: ignore[union-attr]
+    return {str(f.f_locals.get("node")) for f in frames if f is not None}
+
+
+async def test_deleting_the_node_mid_upgrade_ends_its_evictions(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    await blocked(admin_rest, kubelet, namespace, start_operator)
+    (node,) = cleared_nodes()
+    await admin_rest.delete(f"/api/v1/nodes/{node}")
+
+    async def ended() -> bool:
+        return node not in cleared_nodes()
+
+    await eventually(ended, timeout=3)
