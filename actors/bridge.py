@@ -7,6 +7,11 @@ Timers run on the loop (`call_later`) and come back as messages, so an actor has
 its own
 besides its mailbox, and no polling anywhere.
 
+Every coroutine the bridge runs is owned: `run` returns a `Running` handle the actor may cancel
+(the coroutine is cancelled at its next await, not when it next looks at a flag), and `drain`
+cancels and awaits every one still running, so nothing an actor started outlives the operator's
+term (no write after the Lease is lost, no "Task destroyed but it is pending" at shutdown).
+
 With a `MessageLatencyObserver`, what the bridge tells is wrapped in `Stamped` (the monotonic time
 of the tell); `OotoActor` unwraps it and reports how long the message waited in the mailbox.
 """
@@ -14,7 +19,7 @@ of the tell); `OotoActor` unwraps it and reports how long the message waited in 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Hashable
@@ -56,6 +61,7 @@ class Bridge:
     ) -> None:
         self._loop = loop
         self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()  # touched on the loop thread only
         self._latency = latency
         self._failures = failures
 
@@ -80,13 +86,51 @@ class Bridge:
 
     def run(
         self, reply_to: pykka.ActorRef[Any], tag: Hashable, coro: Coroutine[Any, Any, Any]
-    ) -> None:
-        """Run `coro` on the loop; tell `reply_to` IoDone(tag, ...) when it ends."""
+    ) -> Running:
+        """Run `coro` on the loop; tell `reply_to` IoDone(tag, ...) when it ends (a cancelled
+        one ends with `asyncio.CancelledError`)."""
+        running = Running(self._loop)
         if self._closed:
             coro.close()
+            return running
+        self._loop.call_soon_threadsafe(self._start, running, reply_to, tag, coro)
+        return running
+
+    def _start(
+        self,
+        running: Running,
+        reply_to: pykka.ActorRef[Any],
+        tag: Hashable,
+        coro: Coroutine[Any, Any, Any],
+    ) -> None:
+        """On the loop thread: start `coro` unless it was cancelled or the bridge closed first."""
+        if self._closed or running.cancelled:
+            coro.close()
+            if running.cancelled and not self._closed:
+                self.tell(reply_to, IoDone(tag, error=asyncio.CancelledError()))
             return
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        future.add_done_callback(lambda done: self.tell(reply_to, _outcome(tag, done)))
+        task = running.task = self._loop.create_task(coro)
+        self._tasks.add(task)
+
+        def ended(done: asyncio.Task[Any]) -> None:
+            self._tasks.discard(done)
+            self.tell(reply_to, _outcome(tag, done))
+
+        task.add_done_callback(ended)
+
+    async def drain(self, timeout: float = 10.0) -> int:
+        """Close, then cancel every coroutine still running and wait (up to `timeout`) until
+        each has ended; returns how many there were. Called on the loop at the end of a term."""
+        self.close()
+        await asyncio.sleep(0)  # `_start` calls queued before close() ran: they saw it closed
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                log.error("%s did not end within %.0fs of its cancellation", task, timeout)
+        return len(tasks)
 
     def call_later(self, delay: float, reply_to: pykka.ActorRef[Any], message: object) -> None:
         """Tell `reply_to` `message` after `delay` seconds (drop stale ones by generation)."""
@@ -105,7 +149,27 @@ class Bridge:
         self._closed = True
 
 
-def _outcome(tag: Hashable, done: concurrent.futures.Future[Any]) -> IoDone:
+class Running:
+    """A coroutine the bridge runs for an actor; `cancel` may be called from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.cancelled = False
+        self.task: asyncio.Task[Any] | None = None  # set on the loop thread once started
+
+    def cancel(self) -> None:
+        """Cancel it at its next await (or before it starts); its IoDone then carries
+        `asyncio.CancelledError`."""
+        self.cancelled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs any more
+            self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _outcome(tag: Hashable, done: asyncio.Future[Any]) -> IoDone:
     if done.cancelled():
         return IoDone(tag, error=asyncio.CancelledError())
     error = done.exception()

@@ -194,7 +194,13 @@ class ChildDied:
 @dataclass(frozen=True, slots=True)
 class ModuleGone:
     """The Module is deleted: its supervisor stops next. Told first, so that the RolloutActor
-    takes the Module's labels and records off its nodes (a mere shutdown keeps them)."""
+    stops acting at once (the NodeCleaner takes its labels, records and cordons off the Nodes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepLeftovers:
+    """To the NodeCleaner: look at every Node for what deleted Modules left (caches synced, or
+    a Module was deleted)."""
 
 
 @dataclass(frozen=True, slots=True)

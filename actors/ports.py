@@ -6,7 +6,6 @@ another. Methods returning coroutines are run through the Bridge; the others nev
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -88,18 +87,19 @@ class OperatorIO(Protocol):
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
         unschedulable: bool | None = None,
+        resource_version: str = "",
     ) -> Coroutine[Any, Any, Obj]:
-        """One merge patch of a Node's labels, annotations (None deletes) and cordon."""
+        """One merge patch of a Node's labels, annotations (None deletes) and cordon; with a
+        `resource_version`, only if the Node is still at that version (else Conflict)."""
 
     def clear_node(
         self,
         node: str,
         departures_of: Callable[[list[Obj]], Any],
         on_blocked: Callable[[str], None],
-        cancelled: threading.Event,
-    ) -> Coroutine[Any, Any, int | None]:
+    ) -> Coroutine[Any, Any, int]:
         """Evict the pods `departures_of` names, until none must leave (see ooto.kube.evictions);
-        None when `cancelled` was set first."""
+        returns how many it evicted. Cancelled through its `Bridge.run` handle."""
 
     def apply_daemonset(
         self, desired: dict[str, Any], current: Obj | None

@@ -95,6 +95,7 @@ class RolloutActor(OotoActor):
         self._failed_writes: dict[str, str] = {}
         self._last_report: RolloutReport | None = None
         self._settling = False
+        self._gone = False
         self._backoff = Backoff(
             context.settings.backoff_initial_seconds, context.settings.backoff_max_seconds
         )
@@ -104,11 +105,12 @@ class RolloutActor(OotoActor):
 
     def on_started(self) -> None:
         if self._routes is not None:
-            self._routes.add(self._route_key(), self.actor_ref)
+            self._routes.add(self._route_key(), self.actor_ref, self._label.partition("/")[2])
         for pod in self._io.loader_pods.list():
             self._pods.observe("ADDED", pod)
 
     def on_death(self, error: BaseException | None) -> None:
+        self._clearings.cancel_all()  # the replacement resumes them from the records
         self.send(self._supervisor, ChildDied("rollout", self.actor_ref, repr(error)))
 
     def on_stop(self) -> None:
@@ -151,11 +153,14 @@ class RolloutActor(OotoActor):
             digests[kernel] = written or planned
         changed = digests != self._digests
         self._digests = digests
+        before = set(self._targets or ())
         self._targets = {
             node: (kernel, digests[kernel])
             for kernel, (_, nodes, _) in self._kernels.items()
             for node in nodes
         }
+        if self._routes is not None and before != set(self._targets):
+            self._routes.target(self.actor_ref, frozenset(self._targets))
         return changed
 
     def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
@@ -174,14 +179,11 @@ class RolloutActor(OotoActor):
         self._settle()
 
     def on_ModuleGone(self, _: ModuleGone) -> None:
-        """The Module is deleted: no node keeps its ready label, record or ooto's cordon."""
-        for node in sorted({*(self._targets or {}), *self._upgrades, *self._known}):
-            upgrade = self._upgrades.pop(node, IDLE)
-            if upgrade.state is S.IDLE and not self._ours(self._node(node)):
-                continue
-            uncordon = False if upgrade.cordoned else None
-            self._write(node, WriteNode(None, ready_label=False, unschedulable=uncordon))
-        self._targets = None  # nothing more to decide: the supervisor stops us next
+        """The Module is deleted: act no more (the supervisor stops us next). The NodeCleaner
+        takes its labels, records and ooto's cordons off the nodes, retried until done."""
+        self._gone = True
+        self._targets = None
+        self._clearings.cancel_all()
 
     def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
         if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
@@ -233,11 +235,10 @@ class RolloutActor(OotoActor):
             if not self._ours(node):
                 continue
             self._known.add(name)
-            found = record.decode(
-                ((node.get("metadata") or {}).get("annotations") or {}).get(self._annotation)
-            )
-            if found is None:
-                continue
+            text = ((node.get("metadata") or {}).get("annotations") or {}).get(self._annotation)
+            found = record.decode(text)
+            if found is None or record.owner_of(text) not in ("", self._module.metadata.uid):
+                continue  # a Module of this name deleted before us left it: the NodeCleaner's
             self._say(logging.INFO, "Resumed", name, f"resumes {found.state} on {name}")
             upgrade, actions = resumed(found, limits)
             self._set(name, upgrade)
@@ -303,7 +304,12 @@ class RolloutActor(OotoActor):
             self._settling = True
             self.send(self.actor_ref, Flush("settle"))
 
-    def on_Flush(self, _: Flush) -> None:
+    def on_Flush(self, flush: Flush) -> None:
+        if flush.name == "routed" and self._targets is not None:
+            # Node events of newly targeted nodes reach us from now on; what came before is in
+            # the cache.
+            for node in sorted(self._targets):
+                self._reconcile(node)
         self._settling = False
         self._grant()
         self._report()
@@ -337,6 +343,8 @@ class RolloutActor(OotoActor):
     # --- performing ------------------------------------------------------------------------------
 
     def _feed(self, node: str, event: Event) -> None:
+        if self._gone:
+            return  # a reply that came after the Module went starts nothing
         upgrade, actions = transition(self._upgrades.get(node, IDLE), event, self._limits())
         self._set(node, upgrade)
         self._perform(node, actions)
@@ -365,12 +373,15 @@ class RolloutActor(OotoActor):
                 self._report_done(node)
 
     def _write(self, node: str, action: WriteNode, *, step: bool = True) -> None:
+        if self._gone:
+            return
         labels: dict[str, str | None] = {}
         if action.ready_label is not None:
             labels[self._label] = "true" if action.ready_label else None
         notes: dict[str, str | None] = {}
         if step:
-            notes[self._annotation] = record.encode(action.record) if action.record else None
+            owner = self._module.metadata.uid
+            notes[self._annotation] = record.encode(action.record, owner) if action.record else None
         self._send(node, self._writes.start(node, (labels, notes, action.unschedulable, step)))
 
     def _send(self, node: str, patch: Patch | None) -> None:
@@ -410,15 +421,14 @@ class RolloutActor(OotoActor):
         def on_blocked(why: str) -> None:
             bridge.tell(ref, EvictionBlocked(node, why))
 
-        clear = self._clearings.start(
-            node, lambda cancelled: self._io.clear_node(node, departures_of, on_blocked, cancelled)
-        )
-        if clear is not None:
-            self.bridge.run(ref, ("clear", node), clear)
+        if not self._clearings.running(node):
+            clear = self._io.clear_node(node, departures_of, on_blocked)
+            serial = self._clearings.next_serial()
+            handle = self.bridge.run(ref, ("clear", node, serial), clear)
+            self._clearings.started(node, serial, handle)
 
     def _cleared(self, node: str, done: IoDone) -> None:
-        self._clearings.finished(node)
-        if done.ok and done.result is None:
+        if not self._clearings.finished(node, done.tag[2]):
             return  # cancelled: the node left this state (failed, aborted) or we are stopping
         if not done.ok:
             self._say(logging.WARNING, "EvictionFailed", node, f"evictions failed: {done.error}")

@@ -3,9 +3,8 @@ evictions running on nodes (each cancellable, so none goes on after its node fai
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ooto.render import LABEL_MODULE
 from ooto.upgrade import facts
@@ -45,32 +44,44 @@ class LoaderPods:
         return self._by_node.get(node, {}).get(uid)
 
 
-ClearNode = Callable[[threading.Event], Coroutine[Any, Any, int | None]]
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Clearings:
-    """Nodes whose pods are being evicted; `start` returns the coroutine to run, or None when
-    that node is being cleared already."""
+    """Nodes whose pods are being evicted, each with the handle of its running coroutine
+    (`Bridge.run`), so that it is cancelled at once when its node no longer needs it."""
 
     def __init__(self) -> None:
-        self._running: dict[str, threading.Event] = {}
+        self._running: dict[str, tuple[int, Cancellable]] = {}
+        self._serial = 0
         self.blocked: dict[str, str] = {}  # node -> why its evictions wait (status message)
 
-    def start(self, node: str, clear: ClearNode) -> Coroutine[Any, Any, int | None] | None:
-        if node in self._running:
-            return None
-        cancelled = self._running[node] = threading.Event()
-        return clear(cancelled)
+    def running(self, node: str) -> bool:
+        return node in self._running
 
-    def finished(self, node: str) -> None:
-        self._running.pop(node, None)
+    def next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def started(self, node: str, serial: int, handle: Cancellable) -> None:
+        self._running[node] = (serial, handle)
+
+    def finished(self, node: str, serial: int) -> bool:
+        """The clearing `serial` of `node` ended; False when it is not the current one (it was
+        cancelled, and maybe replaced, before its end was told)."""
+        if self._running.get(node, (0, None))[0] != serial:
+            return False
+        del self._running[node]
+        return True
 
     def cancel(self, node: str) -> None:
         """No eviction on `node` any more (it failed, left, or finished this step)."""
         self.blocked.pop(node, None)
-        if node in self._running:
-            self._running[node].set()
+        running = self._running.pop(node, None)
+        if running is not None:
+            running[1].cancel()
 
     def cancel_all(self) -> None:
-        for cancelled in self._running.values():
-            cancelled.set()
+        for node in list(self._running):
+            self.cancel(node)

@@ -20,6 +20,7 @@ from typing import Any
 from actors.messages import (
     DaemonSetObserved,
     EventType,
+    Flush,
     ImagePullFailed,
     LoaderPodObserved,
     LoaderPodTrouble,
@@ -28,6 +29,7 @@ from actors.messages import (
 )
 from ooto.loader_health import PodTrouble, pod_trouble
 from ooto.stored import pull_failures
+from ooto.upgrade.keys import READY_LABEL_PREFIX, UPGRADE_ANNOTATION_PREFIX
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""
@@ -137,20 +139,32 @@ class DaemonSetRoutes:
 class RolloutRoutes:
     """Loader-pod and Node events to the RolloutActors, on the loop thread like DaemonSetRoutes.
 
-    A loader pod goes to the actor of its (namespace, Module label). A Node event goes to every
-    RolloutActor (one per Module, so a handful): each keeps only its own nodes' news.
+    A loader pod goes to the actor of its (namespace, Module label). A Node event goes only to the
+    actors that care about that node: those whose Module targets it (`target`) and those whose
+    ready label or upgrade record it carries (by the key's name part, `add`). Broadcasting every
+    Node event to every actor cost ~180 us of CPU per Node event with 50 Modules
+    (tests/bench/node_fanout.py, docs/benchmarks.md), all of it for nothing on nodes a Module does
+    not select. Changing an actor's targets tells it `Flush("routed")` once the table holds them,
+    so it reads the newly targeted nodes from the cache: no event falls between the two.
     """
 
     def __init__(self, bridge: Any, module_label: str) -> None:
         self._bridge = bridge
         self._module_label = module_label
         self._routes: dict[tuple[str, str], Any] = {}
+        self._parts: dict[str, Any] = {}  # key name part (`<ns>.<name>`, maybe hashed) -> actor
+        self._targets: dict[Any, frozenset[str]] = {}  # actor -> nodes its Module targets
+        self._by_node: dict[str, set[Any]] = {}  # node -> actors targeting it
 
-    def add(self, key: tuple[str, str], ref: Any) -> None:
-        self._bridge.call_soon(self._add, key, ref)
+    def add(self, key: tuple[str, str], ref: Any, part: str = "") -> None:
+        self._bridge.call_soon(self._add, key, ref, part)
 
     def remove(self, key: tuple[str, str], ref: Any) -> None:
         self._bridge.call_soon(self._remove, key, ref)
+
+    def target(self, ref: Any, nodes: frozenset[str]) -> None:
+        """`ref`'s Module now targets `nodes`: their events go to it from now on."""
+        self._bridge.call_soon(self._target, ref, nodes)
 
     def deliver_pod(self, type_: EventType, pod: Mapping[str, Any]) -> None:
         meta = pod.get("metadata") or {}
@@ -170,12 +184,40 @@ class RolloutRoutes:
             self._bridge.tell(ref, DaemonSetObserved(daemonset))
 
     def deliver_node(self, type_: EventType, node: Mapping[str, Any]) -> None:
-        for ref in list(self._routes.values()):
+        meta = node.get("metadata") or {}
+        refs = set(self._by_node.get(str(meta.get("name", "")), ()))
+        for key in (*(meta.get("labels") or {}), *(meta.get("annotations") or {})):
+            prefix, _, part = key.partition("/")
+            if prefix in (READY_LABEL_PREFIX, UPGRADE_ANNOTATION_PREFIX) and part in self._parts:
+                refs.add(self._parts[part])
+        for ref in refs:
             self._bridge.tell(ref, NodeObserved(type_, node))
 
-    def _add(self, key: tuple[str, str], ref: Any) -> None:
+    def _add(self, key: tuple[str, str], ref: Any, part: str) -> None:
         self._routes[key] = ref
+        if part:
+            self._parts[part] = ref
 
     def _remove(self, key: tuple[str, str], ref: Any) -> None:
         if self._routes.get(key) == ref:
             del self._routes[key]
+        for part in [p for p, r in self._parts.items() if r == ref]:
+            del self._parts[part]
+        self._set_targets(ref, frozenset())
+
+    def _target(self, ref: Any, nodes: frozenset[str]) -> None:
+        if ref in self._routes.values():  # not after it was removed
+            self._set_targets(ref, nodes)
+            self._bridge.tell(ref, Flush("routed"))
+
+    def _set_targets(self, ref: Any, nodes: frozenset[str]) -> None:
+        old = self._targets.pop(ref, frozenset())
+        for node in old - nodes:
+            refs = self._by_node.get(node, set())
+            refs.discard(ref)
+            if not refs:
+                self._by_node.pop(node, None)
+        for node in nodes - old:
+            self._by_node.setdefault(node, set()).add(ref)
+        if nodes:
+            self._targets[ref] = nodes

@@ -19,14 +19,21 @@ import socket
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
 
 from actors.base import Backoff
 from actors.bridge import Bridge
-from actors.messages import BuildObserved, ModuleObserved, NodeObserved, PreflightObserved
+from actors.messages import (
+    BuildObserved,
+    ModuleObserved,
+    NodeObserved,
+    PreflightObserved,
+    SweepLeftovers,
+)
+from actors.node_cleaner import NodeCleaner
 from actors.node_tracker import NodeTracker
 from actors.ports import ActorContext, ActorSettings
 from actors.root import OperatorRoot
@@ -57,6 +64,7 @@ from ooto.reports import InformerReports
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
 from ooto.stored import trim_pod
+from ooto.upgrade.leftovers import carries_module_keys
 from ooto.webhook import AdmissionServer, WebhookConfig
 
 log = logging.getLogger(__name__)
@@ -135,6 +143,7 @@ class Operator:
         self._bridge: Bridge | None = None
         self._root: pykka.ActorRef[Any] | None = None
         self._tracker: pykka.ActorRef[Any] | None = None
+        self._cleaner: pykka.ActorRef[Any] | None = None
         self._recorder = EventRecorder(api, observer=metrics)
         self._reports = InformerReports(metrics, self._recorder)
         self._registry = RegistryClient()
@@ -179,7 +188,7 @@ class Operator:
         # patches queues on the shared limiter), but reach the root only once the caches their
         # actors read are synced.
         gate = EventGate(lambda e: root_tell(ModuleObserved(e.type, e.obj)))
-        modules = self._informer(MODULES, gate)
+        modules = self._informer(MODULES, self._module_events(gate))
 
         def on_loader_pod(event: Any) -> None:
             # Ready labels and upgrades follow loader pods (RolloutActor); a kernel actor hears
@@ -199,6 +208,8 @@ class Operator:
             if self._tracker is not None:
                 bridge.tell(self._tracker, NodeObserved(event.type, event.obj))
             rollouts.deliver_node(event.type, event.obj)
+            if carries_module_keys(event.obj):
+                self._tell_cleaner(NodeObserved(event.type, event.obj))
 
         nodes = Informer(self.api, NODES, on_event=on_node, observer=self._reports)
         self._informers.append(nodes)
@@ -226,6 +237,7 @@ class Operator:
         )
         backoff = Backoff(self.settings.backoff_initial_seconds, self.settings.backoff_max_seconds)
         self._tracker = NodeTracker.start(bridge, io, backoff)
+        self._cleaner = self._start_cleaner(bridge, io)
         counter = PhaseCounter(self.metrics, type(self._backend).__name__)
         context = ActorContext(bridge, io, settings, counter, routes, rollouts)
         self._root = OperatorRoot.start(context, self._tracker)
@@ -241,9 +253,16 @@ class Operator:
         self._informer(EVENTS, failed_create, field_selector=FAILED_CREATE_EVENTS).start()
         await self._sync(daemonsets, builds, nodes, loader_pods, modules)
         gate.open()
+        self._tell_cleaner(SweepLeftovers())  # what Modules deleted meanwhile left
         self._watch_preflights()
         self.synced.set()
         log.info("operator started: caches synced", extra={"reason": "started"})
+
+    def _start_cleaner(self, bridge: Bridge, io: KubeOperatorIO) -> pykka.ActorRef[Any]:
+        """What deleted Modules left on Nodes goes, retried until done (NodeCleaner)."""
+        settings = self.settings
+        backoff = Backoff(settings.backoff_initial_seconds, settings.backoff_max_seconds)
+        return NodeCleaner.start(bridge, io, backoff, settings.watch_namespace)
 
     def _watch_preflights(self) -> None:
         """PreflightValidations read the Module cache, so they start once it is synced. Not part
@@ -258,6 +277,18 @@ class Operator:
         self._informers.append(preflights)
         self.metrics.watching(PREFLIGHTVALIDATIONS.plural)
         preflights.start()
+
+    def _module_events(self, gate: EventGate) -> Callable[[Any], None]:
+        def on_module(event: Any) -> None:
+            gate(event)
+            if event.type == "DELETED" and self.synced.is_set():
+                self._tell_cleaner(SweepLeftovers())  # its keys, records, cordons
+
+        return on_module
+
+    def _tell_cleaner(self, message: object) -> None:
+        if self._cleaner is not None and self._bridge is not None:
+            self._bridge.tell(self._cleaner, message)
 
     def _tell_root(self, message: object) -> None:
         if self._root is not None and self._bridge is not None:
@@ -277,7 +308,12 @@ class Operator:
         found = [problem for task in tasks if (problem := task.problem())]
         if self._stopping:
             return found
-        for name, ref in (("OperatorRoot", self._root), ("NodeTracker", self._tracker)):
+        actors = (
+            ("OperatorRoot", self._root),
+            ("NodeTracker", self._tracker),
+            ("NodeCleaner", self._cleaner),
+        )
+        for name, ref in actors:
             if ref is not None and not ref.is_alive():
                 found.append(f"actor {name} is dead")
         return found
@@ -286,10 +322,12 @@ class Operator:
         """Stop writing at once, then stop actors and watches."""
         self._stopping = True
         if self._bridge is not None:
-            self._bridge.close()
+            # Cancels and awaits what actors started (evictions, Node writes, status writes):
+            # after a lost Lease nothing of this term writes again.
+            await self._bridge.drain()
         for informer in reversed(self._informers):
             await informer.stop()
-        for ref in (self._root, self._tracker):
+        for ref in (self._root, self._tracker, self._cleaner):
             if ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
                     await asyncio.to_thread(ref.stop, block=True, timeout=10)

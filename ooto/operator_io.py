@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -126,10 +125,13 @@ class KubeOperatorIO:
         labels: Mapping[str, str | None],
         annotations: Mapping[str, str | None],
         unschedulable: bool | None = None,
+        resource_version: str = "",
     ) -> Obj:
         patch: dict[str, Any] = {
             "metadata": {"labels": dict(labels), "annotations": dict(annotations)}
         }
+        if resource_version:  # optimistic: 409 if anything wrote the Node since it was judged
+            patch["metadata"]["resourceVersion"] = resource_version
         if unschedulable is not None:
             # null, not false, on uncordon: the field reads back absent, as kubectl leaves it.
             patch["spec"] = {"unschedulable": True if unschedulable else None}
@@ -140,9 +142,8 @@ class KubeOperatorIO:
         node: str,
         departures_of: Callable[[list[Obj]], Departing],
         on_blocked: Callable[[str], None],
-        cancelled: threading.Event,
-    ) -> int | None:
-        return await clear_node(self._api, node, departures_of, on_blocked, cancelled)
+    ) -> int:
+        return await clear_node(self._api, node, departures_of, on_blocked)
 
     async def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False

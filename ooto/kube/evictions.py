@@ -4,15 +4,17 @@ pods that must leave are gone.
 Evictions go through the Eviction API, so PodDisruptionBudgets are respected: a refused eviction
 (429) is retried every `retry_seconds` (as `kubectl drain` does; the API has no way to be told
 when a budget allows it) and reported through `on_blocked`. Between retries the node's pods are
-watched (field selector on the node), never polled. Each pod is evicted at most once per uid: a pod
-already terminating is waited for, not evicted again (this is what keeps a restarted operator
-from evicting twice).
+watched (field selector on the node), never polled. It runs until done or cancelled (the
+RolloutActor cancels it through its `Bridge.run` handle the moment the node no longer needs it;
+the watch stream is closed then, not left to the garbage collector). Each pod is evicted at
+most once per uid: a pod already terminating is waited for, not evicted again (this is what
+keeps a restarted operator from evicting twice).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
 EVICTION_VERSION = "policy/v1beta1"  # policy/v1 Eviction needs Kubernetes 1.22
-CHECK_SECONDS = 30.0
-"""How long one watch of the node's pods lasts before `clear_node` looks at `cancelled` again."""
+CHECK_SECONDS = 300.0
+"""How long one watch of the node's pods lasts when no eviction waits (then it lists again)."""
 
 
 class Departing(Protocol):
@@ -44,14 +46,12 @@ async def clear_node(
     node: str,
     departures_of: Callable[[list[Obj]], Departing],
     on_blocked: Callable[[str], None],
-    cancelled: threading.Event,
     retry_seconds: float = 5.0,
-) -> int | None:
-    """Evict and wait until `departures_of(pods on node).waiting` is 0; returns evictions made,
-    or None once `cancelled` is set (checked at least every `CHECK_SECONDS`)."""
+) -> int:
+    """Evict and wait until `departures_of(pods on node).waiting` is 0; returns evictions made."""
     field = f"spec.nodeName={node}"
     evicted: set[str] = set()
-    while not cancelled.is_set():
+    while True:
         listed = await api.list(PODS, field_selector=field)
         pods: dict[str, Obj] = {_uid(p): p for p in listed.items}
         found = departures_of(list(pods.values()))
@@ -69,7 +69,6 @@ async def clear_node(
                 return len(evicted)
         except (Gone, TransientError) as error:
             log.info("node %s: pod watch ended (%s); listing again", node, error)
-    return None
 
 
 async def _evict(api: KubeApi, pod: Obj, evicted: set[str]) -> str:
@@ -110,16 +109,17 @@ async def _watch_until_gone(
     stream = api.watch(
         PODS, resource_version=version, field_selector=field, timeout_seconds=max(1, int(timeout))
     )
-    async for event in stream:
-        kind, obj = event.get("type"), event.get("object") or {}
-        if kind == "DELETED":
-            pods.pop(_uid(obj), None)
-        elif kind in ("ADDED", "MODIFIED"):
-            pods[_uid(obj)] = obj
-        else:
-            continue
-        if departures_of(list(pods.values())).waiting == 0:
-            return True
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            kind, obj = event.get("type"), event.get("object") or {}
+            if kind == "DELETED":
+                pods.pop(_uid(obj), None)
+            elif kind in ("ADDED", "MODIFIED"):
+                pods[_uid(obj)] = obj
+            else:
+                continue
+            if departures_of(list(pods.values())).waiting == 0:
+                return True
     return False
 
 

@@ -38,14 +38,17 @@ def candidates(
     node_of: Callable[[str], Obj | None],
 ) -> list[str]:
     """Nodes to upgrade, in order: a running loader pod of the node's kernel with another digest,
-    no skip label, not upgrading now. Nodes that failed (an older generation) come first, so a
-    fix is tried where it failed; then by name."""
+    no skip label, not NotReady (it waits: its pods could not leave nor its new loader start, and
+    the timeout would stop the whole rollout), not upgrading now. Nodes that failed (an older
+    generation) come first, so a fix is tried where it failed; then by name."""
     found = []
     for node, (kernel, digest) in targets.items():
         upgrade = upgrades.get(node)
         if upgrade is not None and upgrade.state in ACTIVE:
             continue
-        if not facts.needs_upgrade(pod_of(node), kernel, digest) or facts.skipped(node_of(node)):
+        if not facts.needs_upgrade(pod_of(node), kernel, digest):
+            continue
+        if facts.skipped(node_of(node)) or facts.not_ready(node_of(node)):
             continue
         found.append((upgrade is None, node))
     return [node for _, node in sorted(found)]

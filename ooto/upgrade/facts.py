@@ -60,6 +60,15 @@ def skipped(node: Obj | None) -> bool:
     return labels.get(SKIP_LABEL) == "true"
 
 
+def not_ready(node: Obj | None) -> bool:
+    """The node reports Ready other than "True" (NotReady, Unknown); a node without a Ready
+    condition is not: its kubelet has not said otherwise."""
+    for condition in ((node or {}).get("status") or {}).get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition.get("status") != "True"
+    return False
+
+
 def cordoned(node: Obj | None) -> bool:
     return bool(((node or {}).get("spec") or {}).get("unschedulable"))
 

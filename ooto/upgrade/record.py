@@ -2,8 +2,10 @@
 
 JSON with short, stable field names, e.g.
 `{"state":"pod-restart-required","digest":"3f..","generation":4,"cordoned":true,
-"oldPod":"6d1c..","since":1764600000.0}`. A value ooto cannot read (hand-edited, from a future
-version) is treated as no record: the node is judged afresh from its loader pod.
+"oldPod":"6d1c..","since":1764600000.0,"owner":"<Module uid>"}`. `owner` tells a record of a
+Module deleted and re-created under the same name from its own (`owner_of`). A value ooto cannot
+read (hand-edited, from a future version) is treated as no record: the node is judged afresh
+from its loader pod.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ _FIELDS = (
 )
 
 
-def encode(upgrade: NodeUpgrade) -> str:
+def encode(upgrade: NodeUpgrade, owner: str = "") -> str:
     out: dict[str, Any] = {"state": upgrade.state.value}
+    if owner:
+        out["owner"] = owner
     for wire, attribute, _ in _FIELDS:
         value = getattr(upgrade, attribute)
         if value:
@@ -47,6 +51,16 @@ def decode(text: str | None) -> NodeUpgrade | None:
     if state is NodeUpgradeState.IDLE:
         return None
     return NodeUpgrade(state=state, written=True, **values)
+
+
+def owner_of(text: str | None) -> str:
+    """The uid of the Module that wrote the record ("" when unknown: older ooto, unreadable)."""
+    try:
+        raw = json.loads(text or "")
+    except ValueError:
+        return ""
+    owner = raw.get("owner") if isinstance(raw, dict) else None
+    return owner if isinstance(owner, str) else ""
 
 
 def _typed(value: Any, kind: type) -> Any:

@@ -99,3 +99,45 @@ def test_a_closed_bridge_drops_new_work_and_a_dead_actor_is_not_an_error(
     ref2.tell("after")
     assert seen2.get(timeout=5) == "after"
     ref2.stop()
+
+
+async def forever(ended: queue.Queue[str], started: queue.Queue[str] | None = None) -> None:
+    if started is not None:
+        started.put("started")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        ended.put("finally ran")
+
+
+def test_a_cancelled_handle_ends_its_coroutine_at_its_next_await(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    ref, seen, bridge = start(loop)
+    ended: queue.Queue[str] = queue.Queue()
+    started: queue.Queue[str] = queue.Queue()
+    handle = bridge.run(ref, ("forever",), forever(ended, started))
+    assert started.get(timeout=5) == "started"
+    handle.cancel()
+    assert ended.get(timeout=5) == "finally ran"
+    done = seen.get(timeout=5)
+    assert done.tag == ("forever",) and isinstance(done.error, asyncio.CancelledError)
+    # Cancelled at once (maybe before the loop started it): its end is told all the same.
+    bridge.run(ref, ("soon",), forever(ended, started)).cancel()
+    done = seen.get(timeout=5)
+    assert done.tag == ("soon",) and isinstance(done.error, asyncio.CancelledError)
+
+
+def test_drain_cancels_and_awaits_everything_still_running(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    ref, _, bridge = start(loop)
+    ended: queue.Queue[str] = queue.Queue()
+    for n in range(3):
+        bridge.run(ref, ("forever", n), forever(ended))
+    count = asyncio.run_coroutine_threadsafe(bridge.drain(timeout=5), loop).result(10)
+    assert count == 3
+    assert [ended.get_nowait() for _ in range(3)] == ["finally ran"] * 3  # before drain returned
+    late: queue.Queue[str] = queue.Queue()
+    bridge.run(ref, ("late",), forever(late))  # a closed bridge starts nothing
+    assert asyncio.run_coroutine_threadsafe(bridge.drain(timeout=5), loop).result(10) == 0

@@ -10,8 +10,9 @@ from typing import Any
 
 from actors.base import OotoActor
 from actors.bridge import Bridge
-from actors.messages import DaemonSetObserved
-from actors.routes import DaemonSetRoutes
+from actors.messages import DaemonSetObserved, Flush, NodeObserved
+from actors.routes import DaemonSetRoutes, RolloutRoutes
+from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
 
 MODULE, KERNEL = "example.com/module", "example.com/kernel"
 
@@ -131,3 +132,60 @@ def test_failed_create_events_reach_the_kernel_actor_of_that_daemonset(
     actor.ask("barrier")
     assert seen.empty(), "events about other or earlier DaemonSets are not ours"
     actor.stop()
+
+
+class Listener(OotoActor):
+    """Stands for a RolloutActor: records the Node events and Flushes it is told."""
+
+    def __init__(self, bridge: Bridge, seen: queue.Queue[tuple[str, str]]) -> None:
+        super().__init__(bridge)
+        self.seen = seen
+
+    def on_NodeObserved(self, event: NodeObserved) -> None:
+        self.seen.put(("node", event.node["metadata"]["name"]))
+
+    def on_Flush(self, flush: Flush) -> None:
+        self.seen.put(("flush", flush.name))
+
+
+def node(name: str, labels: dict[str, str] | None = None, notes: Any = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels or {}, "annotations": notes or {}}}
+
+
+def test_node_events_reach_only_the_rollouts_that_target_or_marked_the_node(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    bridge = Bridge(loop)
+    routes = RolloutRoutes(bridge, MODULE)
+    seen_a: queue.Queue[tuple[str, str]] = queue.Queue()
+    seen_b: queue.Queue[tuple[str, str]] = queue.Queue()
+    a, b = Listener.start(bridge, seen_a), Listener.start(bridge, seen_b)
+    part_a, part_b = "ns.a", "ns." + "b" * 70  # b's keys are shortened: routed all the same
+    label_b = ready_label_key("ns", "b" * 70)
+    routes.add(("ns", "a"), a, part_a)
+    routes.add(("ns", "b"), b, label_b.partition("/")[2])
+    routes.target(a, frozenset({"n1"}))
+    assert seen_a.get(timeout=5) == ("flush", "routed")  # the table holds n1 from now on
+    on_loop(loop, lambda: routes.deliver_node("MODIFIED", node("n1")))
+    on_loop(loop, lambda: routes.deliver_node("MODIFIED", node("n2")))  # nobody's
+    on_loop(loop, lambda: routes.deliver_node("MODIFIED", node("n3", {label_b: "true"})))
+    record = {upgrade_annotation_key("ns", "a"): "{}"}
+    on_loop(loop, lambda: routes.deliver_node("DELETED", node("n4", notes=record)))
+    a.ask(Flush("barrier"))
+    b.ask(Flush("barrier"))
+    assert drained(seen_a) == [("node", "n1"), ("node", "n4"), ("flush", "barrier")]
+    assert drained(seen_b) == [("node", "n3"), ("flush", "barrier")]
+    assert part_b not in label_b  # (the route is by the key actually written)
+    routes.remove(("ns", "a"), a)
+    on_loop(loop, lambda: routes.deliver_node("MODIFIED", node("n1")))
+    a.ask(Flush("barrier"))
+    assert drained(seen_a) == [("flush", "barrier")]
+    a.stop()
+    b.stop()
+
+
+def drained(seen: queue.Queue[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = []
+    while not seen.empty():
+        out.append(seen.get_nowait())
+    return out

@@ -63,3 +63,15 @@ def test_progress_counts_every_node_once() -> None:
     assert counts == {"upToDate": 1, "upgrading": 1, "failed": 0, "pending": 2}
     status = upgrade_status({"k1": "d2"}, counts)
     assert status["nodesPending"] == 2 and len(status["digest"]) == 64
+
+
+def test_a_notready_node_is_not_started_it_waits_until_ready_again() -> None:
+    """Its pods could not leave (no kubelet to stop them) nor its new loader start: starting it
+    would fail at a timeout and stop the whole rollout."""
+    targets = {"a": ("k1", "d2"), "b": ("k1", "d2"), "c": ("k1", "d2")}
+    pods = {n: pod(n) for n in targets}
+    nodes: dict[str, dict[str, Any]] = {n: {"metadata": {"labels": {}}} for n in targets}
+    nodes["a"]["status"] = {"conditions": [{"type": "Ready", "status": "Unknown"}]}
+    nodes["b"]["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    # c reports no Ready condition yet: its kubelet has not said otherwise.
+    assert candidates(targets, {}, pods.get, nodes.get) == ["b", "c"]
