@@ -38,6 +38,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ooto.reasons import Reason
+
 # Verbs that only read; every other verb the client reports counts as a write.
 READ_VERBS = frozenset({"get", "list", "watch"})
 
@@ -54,7 +56,7 @@ def module_state(status: Mapping[str, Any]) -> str:
     """`ooto_modules` state of a Module status: Invalid (InvalidSpec), Ready, else NotReady."""
     for condition in status.get("conditions") or ():
         if condition.get("type") == "Ready":
-            if condition.get("reason") == "InvalidSpec":
+            if condition.get("reason") == Reason.INVALID_SPEC:
                 return "Invalid"
             return "Ready" if condition.get("status") == "True" else "NotReady"
     return "NotReady"
