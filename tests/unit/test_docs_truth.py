@@ -33,14 +33,14 @@ NOT_SETTINGS = {
 }
 OTHER_TOOLS_FLAGS = {
     # helm
-    "--set", "--reuse-values", "--namespace", "--create-namespace",
+    "--set", "--reuse-values", "--reset-then-reuse-values", "--namespace", "--create-namespace",
     # kubectl
     "--field-selector", "--from-file", "--previous", "--dry-run", "--as", "--clusterrole",
-    "--group",
+    "--group", "--all",
     # buildah, kaniko, mokutil, py-spy, kube-controller-manager
     "--storage-driver", "--isolation", "--tls-verify", "--authfile", "--build-arg", "--file",
     "--tag", "--mount", "--destination", "--import", "--gil", "--nonblocking",
-    "--concurrent-daemonset-syncs",
+    "--concurrent-daemonset-syncs", "--pod-max-pids",
     # python -m tests.bench.scale
     "--sizes", "--rounds", "--quick", "--profile", "--converge-only",
     # every ooto command
