@@ -250,3 +250,31 @@ def test_reliability_md_states_the_test_counts_pytest_collects() -> None:
         f"docs/reliability.md says {stated[1]} integration and {stated[2]} unit tests; pytest "
         f"collects {integration} and {unit}: change the numbers in its 'Run them' line"
     )
+
+
+# --- tests cited as evidence ---------------------------------------------------------------
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    defined: dict[str, set[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        names = set(re.findall(r"^\s*(?:async )?(?:def|class) (\w+)", _text(path), re.M))
+        defined.setdefault(path.name, set()).update(names)
+    everywhere = set().union(*defined.values())
+    missing = []
+    for path in DOCS:
+        text = _text(path)
+        for file, parts in re.findall(r"(test_\w+\.py)((?:::\w+)+)", text):
+            name = parts.rsplit("::", 1)[-1]
+            if name not in defined.get(file, set()):
+                missing.append(f"{file}{parts} (in {path.name})")
+        for file in re.findall(r"(?<![\w/*])(test_\w+\.py)", text):
+            if file not in defined:
+                missing.append(f"{file} (in {path.name})")
+        for name in re.findall(r"`(test_\w+)`", text):
+            if name not in everywhere:
+                missing.append(f"{name} (in {path.name})")
+    assert not missing, (
+        "the docs cite tests that do not exist (renamed or removed?): fix the reference: "
+        + "; ".join(sorted(set(missing)))
+    )
