@@ -278,3 +278,37 @@ def test_every_test_the_docs_cite_exists() -> None:
         "the docs cite tests that do not exist (renamed or removed?): fix the reference: "
         + "; ".join(sorted(set(missing)))
     )
+
+
+def test_the_preflight_verdict_table_lists_exactly_the_verdicts() -> None:
+    from ooto.api.preflight import Verdict
+
+    table = {_backticked(cell)[0] for cell in _table_first_cells(_text(OPERATIONS), "| verdict |")}
+    code = {v.value for v in Verdict}
+    assert table == code, (
+        "docs/operations.md's preflight verdict table (Before a kernel upgrade) must list exactly "
+        f"ooto.api.preflight.Verdict: add {sorted(code - table)}, remove {sorted(table - code)}"
+    )
+
+
+def test_every_status_field_is_in_the_status_table() -> None:
+    from ooto.api.module import KernelStatus, ModuleStatus
+
+    cells = _table_first_cells(_text(OPERATIONS), "| field |")
+    documented: set[str] = set()
+    for cell in cells:
+        names = _backticked(cell)
+        prefix = names[0].rsplit(".", 1)[0] + "." if "." in names[0] else ""
+        documented.update(prefix + n[1:] if n.startswith(".") else n for n in names)
+    fields = {f.alias or name for name, f in ModuleStatus.model_fields.items()}
+    fields = {"conditions[]" if f == "conditions" else f for f in fields}
+    fields |= {f"kernels[].{f.alias or n}" for n, f in KernelStatus.model_fields.items()}
+    missing = sorted(fields - documented - {"kernels"})
+    assert not missing, (
+        "add these Module status fields to the status field table of docs/operations.md "
+        f"(Troubleshooting by condition reason): {', '.join(missing)}"
+    )
+    unknown = sorted(documented - fields - {"kernels[]"})
+    assert not unknown, (
+        f"docs/operations.md's status field table names fields ModuleStatus lacks: {unknown}"
+    )
