@@ -34,9 +34,10 @@ NOT_SETTINGS = {
 OTHER_TOOLS_FLAGS = {
     # helm
     "--set", "--reuse-values", "--reset-then-reuse-values", "--namespace", "--create-namespace",
+    "--force-conflicts",
     # kubectl
     "--field-selector", "--from-file", "--previous", "--dry-run", "--as", "--clusterrole",
-    "--group", "--all",
+    "--group", "--all", "--overwrite",
     # buildah, kaniko, mokutil, py-spy, kube-controller-manager
     "--storage-driver", "--isolation", "--tls-verify", "--authfile", "--build-arg", "--file",
     "--tag", "--mount", "--destination", "--import", "--gil", "--nonblocking",
@@ -209,9 +210,10 @@ def test_every_top_level_value_is_documented_and_every_documented_value_exists()
 
 
 def test_object_names_in_the_docs_are_the_names_the_chart_renders() -> None:
-    templates = "\n".join(_text(p) for p in sorted(TEMPLATES.glob("*")))
+    templates = "\n".join(_text(p) for p in sorted(TEMPLATES.rglob("*")) if p.is_file())
     rendered = set(re.findall(r'include "ooto\.fullname" \. }}-([a-z-]+)', templates))
     rendered |= set(re.findall(r'printf "%s-([a-z-]+)" \(include "ooto\.fullname"', templates))
+    rendered |= set(re.findall(r'include "ooto\.suffixed" \(list \. "([a-z-]+)"\)', templates))
     documented = {n for p in DOCS for n in re.findall(r"<fullname>-([a-z-]*[a-z])", _text(p))}
     assert documented <= rendered, (
         "the docs name chart objects the templates do not render (as <fullname>-SUFFIX): "
