@@ -25,9 +25,9 @@ from actors.messages import IoDone
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
 from ooto.api import BuildPhase, KernelPhase, Module
 from ooto.kernels import KernelPlan
+from ooto.reasons import Reason
 from ooto.sign_flow import SignAction, SignEvent, sign_step
 from ooto.signing import CertificateError
-from ooto.reasons import Reason
 
 log = logging.getLogger("actors.kernel")
 

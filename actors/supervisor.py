@@ -51,10 +51,10 @@ from ooto.kernels import (
 )
 from ooto.logs import log_fields
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
+from ooto.reasons import Reason
 from ooto.render import MODULE_LOADER, RenderOptions, render_failure
 from ooto.status import KernelProblem, ModuleFacts, RolloutFacts, WarningCondition, fold_status
 from ooto.validation import validate_module
-from ooto.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,10 @@ class ModuleSupervisor(OotoActor):
             errors = [render_failure(self._module, error)]
         if errors and errors != self._spec_errors:
             log.warning(
-                "%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra(Reason.INVALID_SPEC)
+                "%s: invalid spec: %s",
+                self.describe(),
+                errors[0],
+                extra=self._extra(Reason.INVALID_SPEC),
             )
             self._event("Warning", Reason.INVALID_SPEC, "; ".join(errors))
         self._spec_errors = errors

@@ -34,6 +34,11 @@ class Reason(StrEnum):
     DEGRADED = "Degraded"
     """Fallback for a failed kernel that reported no reason of its own."""
     ROLLING = "Rolling"
+    UPGRADING = "Upgrading"
+    """Nodes are being upgraded to a new load digest, upgradePolicy.maxParallel at a time."""
+    UPGRADE_FAILED = "UpgradeFailed"
+    """A node's upgrade failed and the rollout stopped (also a Warning Event on the Module and
+    the Node)."""
     CONVERGED = "Converged"
     NO_NODES_SELECTED = "NoNodesSelected"
     ALL_KERNELS_READY = "AllKernelsReady"

@@ -143,15 +143,15 @@ def _upgrade_verdicts(
     if rollout.failed:
         message = _join(f"node {node}: {cause}" for node, cause in rollout.failed)
         message += "; the rollout stopped: a new Module generation resumes it"
-        return (false, "UpgradeFailed", message), (false, "UpgradeFailed", message)
+        return (false, Reason.UPGRADE_FAILED, message), (false, Reason.UPGRADE_FAILED, message)
     upgrading = int(rollout.upgrade.get("nodesUpgrading", 0))
-    if upgrading and progressing[1] in ("Rolling", "Converged"):
+    if upgrading and progressing[1] in (Reason.ROLLING, Reason.CONVERGED):
         done = int(rollout.upgrade.get("nodesUpToDate", 0))
         parts = [f"{upgrading} nodes upgrading, {done} up to date"]
         parts += [f"node {node}: {why}" for node, why in rollout.waiting]
-        progressing = (true, "Upgrading", _join(parts))
-        if ready[0] is true or ready[1] == "Rolling":
-            ready = (false, "Upgrading", progressing[2])
+        progressing = (true, Reason.UPGRADING, _join(parts))
+        if ready[0] is true or ready[1] == Reason.ROLLING:
+            ready = (false, Reason.UPGRADING, progressing[2])
     return ready, progressing
 
 

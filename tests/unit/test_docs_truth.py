@@ -42,8 +42,11 @@ OTHER_TOOLS_FLAGS = {
     "--storage-driver", "--isolation", "--tls-verify", "--authfile", "--build-arg", "--file",
     "--tag", "--mount", "--destination", "--import", "--gil", "--nonblocking",
     "--concurrent-daemonset-syncs", "--pod-max-pids",
-    # python -m tests.bench.scale
-    "--sizes", "--rounds", "--quick", "--profile", "--converge-only",
+    "--cache", "--ignore-path", "--volume",
+    # Dockerfile COPY
+    "--from",
+    # python -m tests.bench.scale, python -m tests.bench.upgrade
+    "--sizes", "--rounds", "--quick", "--profile", "--converge-only", "--nodes", "--max-parallel",
     # every ooto command
     "--help",
 }  # fmt: skip
