@@ -48,7 +48,14 @@ _BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 _MESSAGE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
 
 MODULE_STATES = ("Ready", "NotReady", "Invalid")
-ACTOR_KINDS = ("OperatorRoot", "NodeTracker", "ModuleSupervisor", "KernelActor", "PreflightActor")
+ACTOR_KINDS = (
+    "OperatorRoot",
+    "NodeTracker",
+    "ModuleSupervisor",
+    "KernelActor",
+    "RolloutActor",
+    "PreflightActor",
+)
 """The `actor_kind` label's values: the class names of the actors (actors/)."""
 
 
