@@ -158,7 +158,10 @@ async def test_printer_columns(
     await admin_rest.request("PUT", f"{modules_path(namespace)}/columns/status", created)
     table = await get_table(cluster, f"{modules_path(namespace)}/columns")
     names = [column["name"] for column in table["columnDefinitions"]]
-    assert names == ["Name", "Ready", "Kernels", "Nodes Ready", "Desired", "Up-to-date", "Age"]
+    assert names == [
+        *["Name", "Ready", "Kernels", "Nodes Ready", "Desired", "Up-to-date", "Age"],
+        "Ready Label",  # priority 1: kubectl shows it with -o wide
+    ]
     assert table["rows"][0]["cells"][1:6] == ["False", 2, 1, 3, 2]
 
 
