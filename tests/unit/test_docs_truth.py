@@ -317,3 +317,14 @@ def test_every_status_field_is_in_the_status_table() -> None:
     assert not unknown, (
         f"docs/operations.md's status field table names fields ModuleStatus lacks: {unknown}"
     )
+
+
+def test_the_alert_table_lists_exactly_the_shipped_alerts() -> None:
+    rules = yaml.safe_load(_text(ROOT / "charts" / "ooto" / "files" / "prometheus-rules.yaml"))
+    shipped = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    table = {_backticked(cell)[0] for cell in _table_first_cells(_text(OPERATIONS), "| alert |")}
+    assert table == shipped, (
+        "docs/operations.md's alert table (Alerts) must list exactly the alerts of "
+        f"charts/ooto/files/prometheus-rules.yaml: add {sorted(shipped - table)}, "
+        f"remove {sorted(table - shipped)}"
+    )
