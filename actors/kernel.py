@@ -204,7 +204,7 @@ class KernelActor(OotoActor, KernelSigning):
         self._image_present = None
         self._build = BuildPhase.CHECKING
         message = f"nodes cannot pull {image}; checking it"
-        self._set_phase(KernelPhase.RESOLVING, "ImagePullFailed", message)
+        self._set_phase(KernelPhase.RESOLVING, Reason.IMAGE_PULL_FAILED, message)
         if self._plan.sign is not None:
             self._check_signature(fresh=True)
             return

@@ -54,6 +54,7 @@ ACTOR_KINDS = (
     "ModuleSupervisor",
     "KernelActor",
     "RolloutActor",
+    "NodeCleaner",
     "PreflightActor",
 )
 """The `actor_kind` label's values: the class names of the actors (actors/)."""
