@@ -55,6 +55,7 @@ from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.builds.model import tail_message
 from ooto.kernels import KernelPlan
 from ooto.logs import log_fields
+from ooto.reasons import EventReason, Reason
 from ooto.render import RenderOptions, render_daemonsets, render_failure
 from ooto.signing import CertificateError
 from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
@@ -136,7 +137,7 @@ class KernelActor(OotoActor, KernelSigning):
         if self._retiring:
             self.set_timer("retire", self._backoff.next_delay())
             return
-        self._set_phase(KernelPhase.DEGRADED, "InternalError", f"internal error: {error!r}")
+        self._set_phase(KernelPhase.DEGRADED, Reason.INTERNAL_ERROR, f"internal error: {error!r}")
         self.set_timer("retry", self._backoff.next_delay())
 
     def on_death(self, error: BaseException | None) -> None:
@@ -203,7 +204,7 @@ class KernelActor(OotoActor, KernelSigning):
         self._image_present = None
         self._build = BuildPhase.CHECKING
         message = f"nodes cannot pull {image}; checking it"
-        self._set_phase(KernelPhase.RESOLVING, "ImagePullFailed", message)
+        self._set_phase(KernelPhase.RESOLVING, Reason.IMAGE_PULL_FAILED, message)
         if self._plan.sign is not None:
             self._check_signature(fresh=True)
             return
@@ -272,8 +273,10 @@ class KernelActor(OotoActor, KernelSigning):
             self._targets()
         except RenderError as error:
             # Deterministic for this spec: no retry; a new generation (PlanKernel) tries again.
-            log.warning("%s: %s", self.describe(), error, extra=self._log_extra("RenderFailed"))
-            self._set_phase(KernelPhase.INVALID, "RenderFailed", str(error))
+            log.warning(
+                "%s: %s", self.describe(), error, extra=self._log_extra(Reason.RENDER_FAILED)
+            )
+            self._set_phase(KernelPhase.INVALID, Reason.RENDER_FAILED, str(error))
             return
         makes_image = self._plan.build is not None or self._plan.sign is not None
         if makes_image and self._image_present != self._plan.image:
@@ -354,7 +357,7 @@ class KernelActor(OotoActor, KernelSigning):
         outcome = done.result.outcome if done.ok else "error"
         message = done.result.message if done.ok else str(done.error)
         if isinstance(done.error, CertificateError):
-            self._fail("SignSecretInvalid", message)
+            self._fail(Reason.SIGN_SECRET_INVALID, message)
         elif outcome == "missing" and self._plan.sign is not None:
             self._signature_missing(message)
         elif outcome == "present":
@@ -371,14 +374,15 @@ class KernelActor(OotoActor, KernelSigning):
             self._start_build()
         elif outcome == "missing":
             self._fail(
-                "ImageMissing", f"build finished but {self._plan.image} is not in the registry"
+                Reason.IMAGE_MISSING,
+                f"build finished but {self._plan.image} is not in the registry",
             )
         else:
-            self._fail("ImageCheckFailed", f"cannot check {self._plan.image}: {message}")
+            self._fail(Reason.IMAGE_CHECK_FAILED, f"cannot check {self._plan.image}: {message}")
 
     def _start_build(self) -> None:
         self._build = BuildPhase.BUILDING
-        self._set_phase(KernelPhase.BUILDING, "Building", f"building {self._plan.image}")
+        self._set_phase(KernelPhase.BUILDING, Reason.BUILDING, f"building {self._plan.image}")
         log.info(
             "%s builds %s",
             self.describe(),
@@ -471,7 +475,8 @@ class KernelActor(OotoActor, KernelSigning):
             check = self._io.check_image(self._module, self._plan, fresh=True)
             self._run(ImageChecked(self._plan.image), check)
             return
-        reason, image = ("SignFailed" if signing else "BuildFailed"), self._target(signing)
+        reason = Reason.SIGN_FAILED if signing else Reason.BUILD_FAILED
+        image = self._target(signing)
         if not signing:
             self._build = BuildPhase.FAILED
         self._fail(reason, message)
@@ -512,7 +517,7 @@ class KernelActor(OotoActor, KernelSigning):
 
     def _done_buildlog(self, tag: BuildLogRead, done: IoDone) -> None:
         tail = done.result if done.ok else f"(no log: {done.error})"
-        what = "sign" if tag.reason == "SignFailed" else "build"
+        what = "sign" if tag.reason == Reason.SIGN_FAILED else "build"
         head = f"kernel {self._plan.kernel}: {what} of {tag.image} failed; log tail:"
         self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT), tag.reason)
 
@@ -525,7 +530,9 @@ class KernelActor(OotoActor, KernelSigning):
         for target in targets:
             current = self._io.daemonsets.get(target.namespace, target.name)
             if current is not None and not owned_by(current, self._module.metadata.uid):
-                self._fail("DaemonSetConflict", f"DaemonSet {target.name} exists and is not ours")
+                self._fail(
+                    Reason.DAEMONSET_CONFLICT, f"DaemonSet {target.name} exists and is not ours"
+                )
                 return
             want = target.spec_hash
             reason = self._apply_reason(target, current)
@@ -571,7 +578,9 @@ class KernelActor(OotoActor, KernelSigning):
             if self._retiring:
                 self._retire_step()  # nothing written, or the cache will show what was
             else:
-                self._fail("ApplyFailed", f"could not apply DaemonSet {tag.name}: {done.error}")
+                self._fail(
+                    Reason.APPLY_FAILED, f"could not apply DaemonSet {tag.name}: {done.error}"
+                )
             return
         meta = done.result.get("metadata") or {}
         if self._retiring:
@@ -605,7 +614,7 @@ class KernelActor(OotoActor, KernelSigning):
         elif blocked:
             # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
             message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
-            self._set_phase(KernelPhase.DEGRADED, "PodCreateFailed", message, nodes_ready)
+            self._set_phase(KernelPhase.DEGRADED, Reason.POD_CREATE_FAILED, message, nodes_ready)
         elif trouble := self._troubles.verdict(self._unavailable, want):
             # Until the pods run: the kubelets retry (and we rebuild a lost image we make).
             reason, why = trouble
@@ -618,7 +627,7 @@ class KernelActor(OotoActor, KernelSigning):
             message = f"{nodes_ready}/{want} nodes ready"
             if excused:
                 message += f" ({excused} unavailable)"
-            self._set_phase(KernelPhase.DEPLOYING, "Rolling", message, nodes_ready)
+            self._set_phase(KernelPhase.DEPLOYING, Reason.ROLLING, message, nodes_ready)
 
     def _pod_create_failure(self, objs: list[Obj | None]) -> str:
         """The latest FailedCreate message of a DaemonSet of ours that still lacks pods."""
@@ -666,11 +675,13 @@ class KernelActor(OotoActor, KernelSigning):
         if not done.ok:
             self._delete_failed.add(tag.uid)  # retried when the "retire" timer fires
             message = f"could not delete DaemonSet {tag.name}: {done.error}"
-            log.warning("%s %s", self.describe(), message, extra=self._log_extra("DeleteFailed"))
+            log.warning(
+                "%s %s", self.describe(), message, extra=self._log_extra(EventReason.DELETE_FAILED)
+            )
             self._io.record_event(
                 self._module.object_reference(),
                 "Warning",
-                "DeleteFailed",
+                EventReason.DELETE_FAILED,
                 f"kernel {self._plan.kernel}: {message}",
             )
             self.set_timer("retire", self._backoff.next_delay())

@@ -25,6 +25,7 @@ from actors.messages import IoDone
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
 from ooto.api import BuildPhase, KernelPhase, Module
 from ooto.kernels import KernelPlan
+from ooto.reasons import Reason
 from ooto.sign_flow import SignAction, SignEvent, sign_step
 from ooto.signing import CertificateError
 
@@ -107,8 +108,8 @@ class KernelSigning:
     def _start_sign(self) -> None:
         self._build = BuildPhase.SIGNING
         image = self._plan.image
-        self._set_phase(KernelPhase.BUILDING, "Signing", f"signing {image}")
-        log.info("%s signs %s", self.describe(), image, extra=self._log_extra("Signing"))
+        self._set_phase(KernelPhase.BUILDING, Reason.SIGNING, f"signing {image}")
+        log.info("%s signs %s", self.describe(), image, extra=self._log_extra(Reason.SIGNING))
         self._begin_build_object(sign=True)
         self._run(SignStarted(image), self._io.start_sign(self._module, self._plan))
 

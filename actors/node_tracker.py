@@ -24,6 +24,7 @@ from actors.messages import (
 )
 from actors.ports import OperatorIO
 from ooto.kernels import valid_kernel
+from ooto.reasons import EventReason
 from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL, node_kernel_labels
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,10 @@ class NodeTracker(OotoActor):
             f"kernel version {shown} is not a kernel release string (allowed: "
             "[A-Za-z0-9._+~-], 1 to 128 characters): no kernel module is placed on this node"
         )
-        log.warning("node %s: %s", name, message, extra={"node": name, "reason": "InvalidKernel"})
-        self._io.record_event(node, "Warning", "InvalidKernel", message)
+        log.warning(
+            "node %s: %s", name, message, extra={"node": name, "reason": EventReason.INVALID_KERNEL}
+        )
+        self._io.record_event(node, "Warning", EventReason.INVALID_KERNEL, message)
 
     def on_Subscribe(self, message: Subscribe) -> None:
         sub = Subscription(message.selector, message.subscriber)

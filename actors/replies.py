@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ooto.reasons import Reason
+
 
 @dataclass(frozen=True, slots=True)
 class ImageChecked:
@@ -22,7 +24,7 @@ class BuildStarted:
 @dataclass(frozen=True, slots=True)
 class BuildLogRead:
     build: str
-    reason: str = "BuildFailed"  # or SignFailed
+    reason: str = Reason.BUILD_FAILED  # or SignFailed
     image: str = ""  # what the failed build was making
 
 

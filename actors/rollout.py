@@ -37,6 +37,7 @@ from actors.rollout_views import Clearings, LoaderPods
 from ooto.api import Module, UpgradeMode
 from ooto.kernels import label_safe
 from ooto.logs import log_fields
+from ooto.reasons import EventReason, Reason
 from ooto.upgrade import facts, record
 from ooto.upgrade.budget import candidates, failed_in, max_parallel
 from ooto.upgrade.facts import template_digest
@@ -212,7 +213,12 @@ class RolloutActor(OotoActor):
         elif kind == "delete" and done.ok:
             self._say(logging.INFO, "LoaderDeleted", node, f"deleted the loader pod {done.tag[2]}")
         elif kind == "delete" and not done.ok:
-            self._say(logging.WARNING, "DeleteFailed", node, f"loader delete failed: {done.error}")
+            self._say(
+                logging.WARNING,
+                EventReason.DELETE_FAILED,
+                node,
+                f"loader delete failed: {done.error}",
+            )
             self.set_timer("retry", self._backoff.next_delay())
         self._settle()
 
@@ -330,7 +336,7 @@ class RolloutActor(OotoActor):
             cordon = must_evict(module) and not facts.cordoned(self._node(node))
             grant = SlotGranted(targets[node][1], module.metadata.generation, cordon, time.time())
             self._started[node] = time.monotonic()
-            self._say(logging.INFO, "Upgrading", node, f"upgrades {node}")
+            self._say(logging.INFO, Reason.UPGRADING, node, f"upgrades {node}")
             self._feed(node, grant)
             active += 1
 
@@ -442,7 +448,7 @@ class RolloutActor(OotoActor):
         if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
             return  # gone or going already (a resumed operator): never delete twice
         meta = pod["metadata"]
-        self._say(logging.INFO, "Upgrading", node, f"replaces the loader pod on {node}")
+        self._say(logging.INFO, Reason.UPGRADING, node, f"replaces the loader pod on {node}")
         self.bridge.run(
             self.actor_ref,
             ("delete", node, uid),
@@ -453,11 +459,13 @@ class RolloutActor(OotoActor):
 
     def _report_failed(self, node: str, cause: str) -> None:
         message = f"node {node}: {cause}; the rollout stopped (a new Module generation resumes it)"
-        self._say(logging.WARNING, "UpgradeFailed", node, message)
-        self._io.record_event(self._module.object_reference(), "Warning", "UpgradeFailed", message)
+        self._say(logging.WARNING, Reason.UPGRADE_FAILED, node, message)
+        self._io.record_event(
+            self._module.object_reference(), "Warning", Reason.UPGRADE_FAILED, message
+        )
         involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
         self._io.record_event(
-            involved, "Warning", "UpgradeFailed", f"module {self._module.key}: {cause}"
+            involved, "Warning", Reason.UPGRADE_FAILED, f"module {self._module.key}: {cause}"
         )
         self._started.pop(node, None)
 

@@ -24,6 +24,7 @@ from actors.supervisor import ModuleSupervisor
 from ooto.api import Module
 from ooto.api.preflight import PreflightValidation
 from ooto.logs import log_fields
+from ooto.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class OperatorRoot(OotoActor):
             key,
             message.error,
             delay,
-            extra=log_fields(module=key, reason="ActorFailed"),
+            extra=log_fields(module=key, reason=Reason.ACTOR_FAILED),
         )
         self.set_timer(f"respawn:{key}", delay)
 
@@ -121,12 +122,12 @@ class OperatorRoot(OotoActor):
             "module %s is unreadable: %s",
             key,
             error,
-            extra=log_fields(module=key, reason="InvalidSpec"),
+            extra=log_fields(module=key, reason=Reason.INVALID_SPEC),
         )
         meta = raw.get("metadata") or {}
         if _already_reported(raw, error):
             return
-        self._io.record_event(raw, "Warning", "InvalidSpec", error)
+        self._io.record_event(raw, "Warning", Reason.INVALID_SPEC, error)
         self.bridge.run(
             self.actor_ref,
             ("status", key),
@@ -205,7 +206,7 @@ class OperatorRoot(OotoActor):
             name,
             error,
             delay,
-            extra=log_fields(reason="ActorFailed"),
+            extra=log_fields(reason=Reason.ACTOR_FAILED),
         )
         self.set_timer(f"preflight:{name}", delay)
 
@@ -221,7 +222,7 @@ def _already_reported(raw: Obj, error: str) -> bool:
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready":
             return bool(
-                condition.get("reason") == "InvalidSpec"
+                condition.get("reason") == Reason.INVALID_SPEC
                 and condition.get("message") == error[:1024]
                 and condition.get("observedGeneration") == generation
             )
@@ -235,7 +236,7 @@ def _unreadable_status(raw: Obj, error: str) -> dict[str, Any]:
     generation = (raw.get("metadata") or {}).get("generation", 0)
     condition = {
         "status": "False",
-        "reason": "InvalidSpec",
+        "reason": Reason.INVALID_SPEC,
         "message": error[:1024],
         "observedGeneration": generation,
         "lastTransitionTime": now,

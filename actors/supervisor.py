@@ -51,13 +51,14 @@ from ooto.kernels import (
 )
 from ooto.logs import log_fields
 from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
+from ooto.reasons import Reason
 from ooto.render import MODULE_LOADER, RenderOptions, render_failure
 from ooto.status import KernelProblem, ModuleFacts, RolloutFacts, WarningCondition, fold_status
 from ooto.validation import validate_module
 
 log = logging.getLogger(__name__)
 
-KEEPS_WHAT_RUNS = frozenset({"InvalidSpec", "ActorFailed"})
+KEEPS_WHAT_RUNS = frozenset({Reason.INVALID_SPEC, Reason.ACTOR_FAILED})
 """Kernel problems under which the kernel's DaemonSets are kept (NoMatchingMapping retires)."""
 
 PROGRESS_SECONDS_PER_KERNEL = 0.01
@@ -153,7 +154,7 @@ class ModuleSupervisor(OotoActor):
 
     def on_ModuleUnreadable(self, message: ModuleUnreadable) -> None:
         self._spec_errors = [message.error]
-        self._event("Warning", "InvalidSpec", message.error)
+        self._event("Warning", Reason.INVALID_SPEC, message.error)
         self._schedule_status()
 
     def _validate(self) -> None:
@@ -163,9 +164,12 @@ class ModuleSupervisor(OotoActor):
             errors = [render_failure(self._module, error)]
         if errors and errors != self._spec_errors:
             log.warning(
-                "%s: invalid spec: %s", self.describe(), errors[0], extra=self._extra("InvalidSpec")
+                "%s: invalid spec: %s",
+                self.describe(),
+                errors[0],
+                extra=self._extra(Reason.INVALID_SPEC),
             )
-            self._event("Warning", "InvalidSpec", "; ".join(errors))
+            self._event("Warning", Reason.INVALID_SPEC, "; ".join(errors))
         self._spec_errors = errors
         warnings = [_NO_UNLOAD_HOOK] if unload_hook_missing(self._module) else []
         for warning in warnings:
@@ -255,11 +259,11 @@ class ModuleSupervisor(OotoActor):
         try:
             plan = plan_kernel(self._module, kernel)
         except SpecError as error:
-            self._problem(kernel, "InvalidSpec", str(error))
+            self._problem(kernel, Reason.INVALID_SPEC, str(error))
             return
         if plan is None:
             self._problem(
-                kernel, "NoMatchingMapping", "no kernelMappings entry matches this kernel"
+                kernel, Reason.NO_MATCHING_MAPPING, "no kernelMappings entry matches this kernel"
             )
             if kernel in self._actors:
                 self._retire(kernel)
@@ -357,7 +361,7 @@ class ModuleSupervisor(OotoActor):
         delay = self._respawns.setdefault(kernel, self._new_backoff()).next_delay()
         self._problem(
             kernel,
-            "ActorFailed",
+            Reason.ACTOR_FAILED,
             f"internal error ({message.error[:200]}); its actor restarts in {delay:.0f}s",
         )
         self.set_timer(f"respawn:{kernel}", delay)

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-backend",
         choices=["kaniko", "buildah", "buildconfig"],
         default=None,
-        help="build objects to show (default: OOTO_BUILD_BACKEND; auto shows kaniko)",
+        help="build objects to show (default: OOTO_BUILD_BACKEND; auto shows buildah)",
     )
     render.add_argument(
         "--sign-cert",

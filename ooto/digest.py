@@ -1,4 +1,4 @@
-"""The load digest: a hash of what decides what runs in the kernel on a node (design.md).
+"""The load digest: a hash of what decides what runs in the kernel on a node.
 
 Pure: no I/O. Its inputs are the image, the module-loader container's command, args, env,
 volumeMounts, securityContext and lifecycle as ooto renders them (so the scripts ooto writes for

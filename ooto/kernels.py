@@ -102,7 +102,8 @@ def label_safe(value: str) -> str:
 
 
 def kernel_label_value(kernel: str) -> str:
-    """The node kernel label value (design.md): the kernel verbatim when label-safe."""
+    """The node kernel label value (docs/architecture.md, "Names and labels"): the kernel
+    verbatim when label-safe."""
     return label_safe(kernel)
 
 

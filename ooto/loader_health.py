@@ -14,8 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-IMAGE_PULL_FAILED = "ImagePullFailed"
-LOADER_CRASHING = "LoaderCrashing"
+from ooto.reasons import Reason
+
+IMAGE_PULL_FAILED = Reason.IMAGE_PULL_FAILED
+LOADER_CRASHING = Reason.LOADER_CRASHING
 
 PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 PULL_DETAIL = frozenset({"ErrImagePull", "InvalidImageName"})

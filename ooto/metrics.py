@@ -38,6 +38,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ooto.reasons import Reason
+
 # Verbs that only read; every other verb the client reports counts as a write.
 READ_VERBS = frozenset({"get", "list", "watch"})
 
@@ -46,7 +48,15 @@ _BUILD_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 _MESSAGE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
 
 MODULE_STATES = ("Ready", "NotReady", "Invalid")
-ACTOR_KINDS = ("OperatorRoot", "NodeTracker", "ModuleSupervisor", "KernelActor", "PreflightActor")
+ACTOR_KINDS = (
+    "OperatorRoot",
+    "NodeTracker",
+    "ModuleSupervisor",
+    "KernelActor",
+    "RolloutActor",
+    "NodeCleaner",
+    "PreflightActor",
+)
 """The `actor_kind` label's values: the class names of the actors (actors/)."""
 
 
@@ -54,7 +64,7 @@ def module_state(status: Mapping[str, Any]) -> str:
     """`ooto_modules` state of a Module status: Invalid (InvalidSpec), Ready, else NotReady."""
     for condition in status.get("conditions") or ():
         if condition.get("type") == "Ready":
-            if condition.get("reason") == "InvalidSpec":
+            if condition.get("reason") == Reason.INVALID_SPEC:
                 return "Invalid"
             return "Ready" if condition.get("status") == "True" else "NotReady"
     return "NotReady"

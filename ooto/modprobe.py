@@ -26,6 +26,7 @@ import shlex
 from dataclasses import dataclass
 
 from ooto.api.module import Modprobe, Module
+from ooto.reasons import Reason
 
 FIRMWARE_MOUNT = "/var/lib/ooto/firmware"
 """Where the loader sees the node's firmware directory (mounted only when firmwarePath is set)."""
@@ -232,7 +233,7 @@ def _duplicates(names: list[str], path: str) -> list[FieldProblem]:
     return errors
 
 
-NO_UNLOAD_HOOK = "NoUnloadHook"
+NO_UNLOAD_HOOK = Reason.NO_UNLOAD_HOOK
 NO_UNLOAD_HOOK_MESSAGE = (
     "spec.moduleLoader has no lifecycle.preStop hook and spec.modprobe is not set: when a loader "
     "pod goes (kernel upgrade, Module update or deletion) the module stays loaded on its node. "

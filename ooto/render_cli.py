@@ -151,9 +151,9 @@ Backend = Literal["kaniko", "buildah", "buildconfig"]
 
 
 def _build_backend(settings: Settings) -> Backend:
-    # "auto" asks the API server (BuildConfig on OpenShift); with no cluster, show Kaniko.
-    backend = settings.build_backend
-    return backend if backend in ("buildah", "buildconfig") else "kaniko"
+    # "auto" asks the API server (BuildConfig on OpenShift); with no cluster, show what upstream
+    # Kubernetes gets: Buildah.
+    return "buildah" if settings.build_backend == "auto" else settings.build_backend
 
 
 def build_objects(

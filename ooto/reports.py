@@ -5,6 +5,7 @@ from __future__ import annotations
 from ooto.kube.client import JsonObj
 from ooto.kube.events import EventRecorder
 from ooto.metrics import Metrics
+from ooto.reasons import EventReason
 
 
 class InformerReports:
@@ -43,4 +44,4 @@ class InformerReports:
             " acting on the last version it could read, if any. Nest its free-form fields less"
             " deeply."
         )
-        self._recorder.record(involved, "Warning", "UndecodableObject", message)
+        self._recorder.record(involved, "Warning", EventReason.UNDECODABLE_OBJECT, message)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ooto.api import BuildPhase
+from ooto.reasons import Reason
 
 
 class SignEvent(StrEnum):
@@ -63,8 +64,10 @@ _UNSIGNED_REPLIES = (
 )
 _SIGN_ENDS = {
     SignEvent.SIGN_SUCCEEDED: SignStep(BuildPhase.SIGNED, SignAction.CHECK_SIGNATURE),
-    SignEvent.SIGN_FAILED: SignStep(BuildPhase.SIGN_FAILED, SignAction.FAIL, "SignFailed"),
-    SignEvent.SIGN_REFUSED: SignStep(BuildPhase.SIGN_FAILED, SignAction.FAIL, "SignSecretInvalid"),
+    SignEvent.SIGN_FAILED: SignStep(BuildPhase.SIGN_FAILED, SignAction.FAIL, Reason.SIGN_FAILED),
+    SignEvent.SIGN_REFUSED: SignStep(
+        BuildPhase.SIGN_FAILED, SignAction.FAIL, Reason.SIGN_SECRET_INVALID
+    ),
 }
 
 
@@ -74,7 +77,7 @@ def sign_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:
     stay = SignStep(phase)
     if event is SignEvent.SIGNATURE_MISSING:
         if phase is BuildPhase.SIGNED:
-            return SignStep(phase, SignAction.FAIL, "ImageMissing")
+            return SignStep(phase, SignAction.FAIL, Reason.IMAGE_MISSING)
         if phase is BuildPhase.CHECKING:
             return SignStep(phase, SignAction.CHECK_UNSIGNED)
         return stay
@@ -85,9 +88,9 @@ def sign_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:
     if event is SignEvent.CERT_CHANGED and phase not in _BUSY:
         return SignStep(BuildPhase.CHECKING, SignAction.CHECK_SIGNATURE)
     if event is SignEvent.CERT_INVALID and phase not in _BUSY:
-        return SignStep(phase, SignAction.FAIL, "SignSecretInvalid")
+        return SignStep(phase, SignAction.FAIL, Reason.SIGN_SECRET_INVALID)
     if event is SignEvent.CERT_UNREADABLE and phase not in _BUSY:
-        return SignStep(phase, SignAction.FAIL, "ImageCheckFailed")
+        return SignStep(phase, SignAction.FAIL, Reason.IMAGE_CHECK_FAILED)
     return stay
 
 
@@ -95,7 +98,7 @@ def _unsigned_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignSte
     if event is SignEvent.UNSIGNED_PRESENT:
         return SignStep(BuildPhase.SIGNING, SignAction.START_SIGN)
     if event is SignEvent.UNSIGNED_UNKNOWN:
-        return SignStep(phase, SignAction.FAIL, "ImageCheckFailed")
+        return SignStep(phase, SignAction.FAIL, Reason.IMAGE_CHECK_FAILED)
     if builds and phase is BuildPhase.CHECKING:
         return SignStep(BuildPhase.BUILDING, SignAction.START_BUILD)
-    return SignStep(phase, SignAction.FAIL, "ImageMissing")  # no build, or ours did not land
+    return SignStep(phase, SignAction.FAIL, Reason.IMAGE_MISSING)  # no build, or ours did not land

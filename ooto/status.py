@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ooto.api import ConditionStatus, ConditionType, KernelPhase, KernelStatus
+from ooto.reasons import Reason
 
 MAX_MESSAGE = 1024
 MAX_NAMED = 5
@@ -98,7 +99,7 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
 
 def _problem_entry(problem: KernelProblem) -> KernelStatus:
     """A kernel without an actor (no mapping, an invalid one, an actor being replaced)."""
-    phase = KernelPhase.DEGRADED if problem.reason == "ActorFailed" else KernelPhase.INVALID
+    phase = KernelPhase.DEGRADED if problem.reason == Reason.ACTOR_FAILED else KernelPhase.INVALID
     return KernelStatus(
         kernel=problem.kernel,
         phase=phase,
@@ -116,13 +117,13 @@ def _conditions(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> tuple[Ve
     false, true = ConditionStatus.FALSE, ConditionStatus.TRUE
     if facts.spec_errors:
         message = _join(facts.spec_errors)
-        return (false, "InvalidSpec", message), (false, "InvalidSpec", message)
+        return (false, Reason.INVALID_SPEC, message), (false, Reason.INVALID_SPEC, message)
     settled = (KernelPhase.READY, KernelPhase.DEGRADED, KernelPhase.INVALID)
     busy = [k for k in kernels if k.phase not in settled]
     progressing: Verdict = (
         (true, _busy_reason(busy), _join(f"{k.kernel}: {k.message or k.phase}" for k in busy))
         if busy
-        else (false, "Converged", "every kernel is deployed or has stopped progressing")
+        else (false, Reason.CONVERGED, "every kernel is deployed or has stopped progressing")
     )
     ready = _ready(facts, kernels)
     return _upgrade_verdicts(facts, ready, progressing)
@@ -142,15 +143,15 @@ def _upgrade_verdicts(
     if rollout.failed:
         message = _join(f"node {node}: {cause}" for node, cause in rollout.failed)
         message += "; the rollout stopped: a new Module generation resumes it"
-        return (false, "UpgradeFailed", message), (false, "UpgradeFailed", message)
+        return (false, Reason.UPGRADE_FAILED, message), (false, Reason.UPGRADE_FAILED, message)
     upgrading = int(rollout.upgrade.get("nodesUpgrading", 0))
-    if upgrading and progressing[1] in ("Rolling", "Converged"):
+    if upgrading and progressing[1] in (Reason.ROLLING, Reason.CONVERGED):
         done = int(rollout.upgrade.get("nodesUpToDate", 0))
         parts = [f"{upgrading} nodes upgrading, {done} up to date"]
         parts += [f"node {node}: {why}" for node, why in rollout.waiting]
-        progressing = (true, "Upgrading", _join(parts))
-        if ready[0] is true or ready[1] == "Rolling":
-            ready = (false, "Upgrading", progressing[2])
+        progressing = (true, Reason.UPGRADING, _join(parts))
+        if ready[0] is true or ready[1] == Reason.ROLLING:
+            ready = (false, Reason.UPGRADING, progressing[2])
     return ready, progressing
 
 
@@ -162,7 +163,7 @@ def _ready(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> Verdict:
     reasons = facts.kernel_reasons or {}
     failing = [k for k in kernels if k.phase in (KernelPhase.DEGRADED, KernelPhase.INVALID)]
     if failing:
-        reason = sorted({reasons.get(k.kernel) or "Degraded" for k in failing})[0]
+        reason = sorted({reasons.get(k.kernel) or Reason.DEGRADED for k in failing})[0]
         return false, reason, _join(f"{k.kernel}: {k.message}" for k in failing)
     waiting = [k for k in kernels if k.phase != KernelPhase.READY]
     if waiting:
@@ -172,11 +173,11 @@ def _ready(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> Verdict:
             _join(f"{k.kernel}: {k.message or k.phase}" for k in waiting),
         )
     if not kernels:
-        return ConditionStatus.TRUE, "NoNodesSelected", "no node matches the selector"
+        return ConditionStatus.TRUE, Reason.NO_NODES_SELECTED, "no node matches the selector"
     nodes = sum(k.nodes_ready for k in kernels)
     return (
         ConditionStatus.TRUE,
-        "AllKernelsReady",
+        Reason.ALL_KERNELS_READY,
         f"module loaded on {nodes} nodes across {len(kernels)} kernels",
     )
 
@@ -184,10 +185,10 @@ def _ready(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> Verdict:
 def _busy_reason(kernels: Sequence[KernelStatus]) -> str:
     phases = {k.phase for k in kernels}
     if KernelPhase.BUILDING in phases:
-        return "Building"
+        return Reason.BUILDING
     if KernelPhase.RESOLVING in phases:
-        return "Resolving"
-    return "Rolling"
+        return Reason.RESOLVING
+    return Reason.ROLLING
 
 
 def _condition(

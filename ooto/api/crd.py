@@ -61,7 +61,7 @@ _SPEC_DESCRIPTION = "Which kernel module to load on which nodes, and the image f
 _STATUS_DESCRIPTION = (
     "What ooto observed: conditions, and one entry per kernel on the selected nodes."
 )
-_PRINTER_COLUMNS = [
+_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Ready",
         "type": "string",
@@ -72,6 +72,8 @@ _PRINTER_COLUMNS = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.nodesDesired"},
     {"name": "Up-to-date", "type": "integer", "jsonPath": ".status.upgrade.nodesUpToDate"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # `kubectl get modules -o wide`: the Node label key workloads select on.
+    {"name": "Ready Label", "type": "string", "priority": 1, "jsonPath": ".status.readyLabel"},
 ]
 _PREFLIGHT_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {

@@ -28,6 +28,7 @@ from ooto.kube.client import JsonObj, KubeApi, RawEvent
 from ooto.kube.errors import Gone, KubeError
 from ooto.kube.resources import Resource
 from ooto.kube.tasks import SupervisedTask
+from ooto.reasons import EventReason
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ class Informer:
             self._describe(),
             *key,
             reason,
-            extra={"reason": "UndecodableObject"},
+            extra={"reason": EventReason.UNDECODABLE_OBJECT},
         )
         self._observer.object_skipped(self.resource.plural, obj, reason)
         old = self._cache.get(key)

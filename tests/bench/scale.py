@@ -244,7 +244,8 @@ async def memory(bench: Bench, n: int, modules: ObjectWatch, count: int = 10) ->
     stats = bench.operator.stats()
     bench.operator.save_smaps(bench.workdir / "operator-smaps.txt")
     kernel_actors = await bench.operator.kernel_actors()
-    actors = kernel_actors + count + 2  # + one supervisor per Module, the root, the node tracker
+    # + a supervisor and a rollout actor per Module, the root, the node tracker, the node cleaner
+    actors = kernel_actors + 2 * count + 3
     bench.results.memory = (count, n, ready - began, stats.rss_mb, stats.threads, actors)
     await modules.stop()
 

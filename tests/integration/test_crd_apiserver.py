@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +158,10 @@ async def test_printer_columns(
     await admin_rest.request("PUT", f"{modules_path(namespace)}/columns/status", created)
     table = await get_table(cluster, f"{modules_path(namespace)}/columns")
     names = [column["name"] for column in table["columnDefinitions"]]
-    assert names == ["Name", "Ready", "Kernels", "Nodes Ready", "Desired", "Up-to-date", "Age"]
+    assert names == [
+        *["Name", "Ready", "Kernels", "Nodes Ready", "Desired", "Up-to-date", "Age"],
+        "Ready Label",  # priority 1: kubectl shows it with -o wide
+    ]
     assert table["rows"][0]["cells"][1:6] == ["False", 2, 1, 3, 2]
 
 
@@ -224,3 +229,43 @@ async def test_a_module_nested_1100_levels_deep_is_never_stored_deep(
     assert nesting(answer) < 32, f"{status}: stored {nesting(answer)} levels deep"
     if status == 422:
         assert "Invalid value" in answer
+
+
+async def test_kubectl_get_modules_shows_progress_and_wide_adds_the_ready_label(
+    admin_rest: KubeRest, crd: str, namespace: str, cluster: LocalCluster
+) -> None:
+    """The printer columns as a person sees them: the real kubectl against the real API server,
+    on a status written through the status subresource as the operator writes it."""
+    await admin_rest.post(modules_path(namespace), example("drv"))
+    label = f"ready.ooto.sigs.k8s.io/{namespace}.drv"
+    status = {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Upgrading",
+                "message": "1 of 3 nodes upgraded",
+                "lastTransitionTime": "2026-12-01T12:00:00Z",
+            }
+        ],
+        "kernelCount": 2,
+        "nodesDesired": 3,
+        "nodesReady": 2,
+        "readyLabel": label,
+        "upgrade": {"digest": "sha256:0", "nodesUpToDate": 1, "nodesUpgrading": 1},
+    }
+    await admin_rest.patch(f"{modules_path(namespace)}/drv/status", {"status": status})
+
+    def kubectl_get(*extra: str) -> list[list[str]]:
+        out = subprocess.run(
+            [str(cluster.binaries.kubectl), f"--kubeconfig={cluster.admin_kubeconfig}",
+             "get", "modules", "-n", namespace, *extra],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        return [re.split(r"\s{2,}", line.strip()) for line in out.strip().splitlines()]
+
+    header, row = kubectl_get()
+    assert header == ["NAME", "READY", "KERNELS", "NODES READY", "DESIRED", "UP-TO-DATE", "AGE"]
+    assert row[:6] == ["drv", "False", "2", "2", "3", "1"]
+    header, row = kubectl_get("-o", "wide")
+    assert header[-1] == "READY LABEL" and row[-1] == label

@@ -2,7 +2,7 @@
 
 The `ooto` command runs as a user would run it, its stdout goes to the real kubectl, and
 `kubectl apply --dry-run=server` has the local API server validate and admit every object
-(DaemonSets, the Kaniko Job and its ConfigMap) without storing them.
+(DaemonSets, the Buildah Job and its ConfigMap) without storing them.
 """
 
 from __future__ import annotations

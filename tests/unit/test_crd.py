@@ -124,7 +124,14 @@ class TestDefinition:
             "Desired": ".status.nodesDesired",
             "Up-to-date": ".status.upgrade.nodesUpToDate",
             "Age": ".metadata.creationTimestamp",
+            "Ready Label": ".status.readyLabel",
         }
+        wide = [
+            c["name"]
+            for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            if c.get("priority", 0) > 0
+        ]
+        assert wide == ["Ready Label"]  # only with -o wide: a label key is long
 
 
 def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

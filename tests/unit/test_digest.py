@@ -1,4 +1,4 @@
-"""The load digest changes exactly when what a node loads changes (design.md, issue 12)."""
+"""The load digest changes exactly when what a node loads changes (issue 12)."""
 
 from __future__ import annotations
 

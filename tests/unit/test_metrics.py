@@ -282,3 +282,26 @@ def test_issue_12_upgrade_metrics_per_module_and_state() -> None:
     assert samples == {("upToDate", 3), ("upgrading", 1), ("failed", 0), ("pending", 0)}
     m.forget_module("ns", "mod")
     assert families(m).get("ooto_upgrade_nodes", []) == []
+
+
+def test_every_actor_class_is_an_actor_kind_counted_from_the_start() -> None:
+    """`ooto_actor_failures_total` exists at 0 for every actor class, so `increase()` (the
+    OotoActorFailures alert) sees the first failure of each."""
+    import importlib
+    import pkgutil
+
+    import actors
+    from actors.base import OotoActor
+
+    for info in pkgutil.iter_modules(actors.__path__):
+        importlib.import_module(f"actors.{info.name}")
+
+    def concrete(cls: type) -> set[str]:
+        ours = [sub for sub in cls.__subclasses__() if sub.__module__.startswith("actors.")]
+        return {sub.__name__ for sub in ours}.union(*(concrete(sub) for sub in ours))
+
+    from ooto.metrics import ACTOR_KINDS
+
+    assert concrete(OotoActor) <= set(ACTOR_KINDS), (
+        f"add to ooto.metrics.ACTOR_KINDS: {sorted(concrete(OotoActor) - set(ACTOR_KINDS))}"
+    )

@@ -1,4 +1,4 @@
-"""Rendering the DaemonSets of one (Module, kernel), as design.md's "Pods" section says."""
+"""Rendering the DaemonSets of one (Module, kernel), as docs/architecture.md's "Pods" says."""
 
 from __future__ import annotations
 

@@ -53,14 +53,16 @@ def test_a_build_mapping_prints_the_build_objects_the_operator_would_create(
     code, out, _ = run(capsys, write(tmp_path, SAMPLE), "5.10.0-1-gke")
     assert code == 0
     assert "matches spec.kernelMappings[2]" in out
-    assert "ooto first creates the build objects below (kaniko backend" in out
+    # OOTO_BUILD_BACKEND defaults to auto: Buildah on upstream Kubernetes, as the operator does.
+    assert "ooto first creates the build objects below (buildah backend" in out
     documents = list(yaml.safe_load_all(out))
     assert [doc["kind"] for doc in documents] == ["DaemonSet", "DaemonSet", "ConfigMap", "Job"]
     configmap, job = documents[2:]
     assert configmap["data"]["Dockerfile"] == "FROM some-image\nRUN some-command\n"
-    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--build-arg=KERNEL_FULL_VERSION=5.10.0-1-gke" in args
-    assert "--destination=quay.io/vendor/module-sample:gke" in args
+    pod = job["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["command"] == ["/usr/bin/buildah"]
+    assert "--build-arg=KERNEL_FULL_VERSION=5.10.0-1-gke" in pod["initContainers"][0]["args"]
+    assert "docker://quay.io/vendor/module-sample:gke" in pod["containers"][0]["args"]
     assert job["metadata"]["name"] == configmap["metadata"]["name"]
 
 
