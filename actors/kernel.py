@@ -51,14 +51,14 @@ from actors.replies import (
     ImageChecked,
 )
 from actors.retire import Doomed, kernel_daemonsets, retire_step
-from ooto.api import BuildPhase, KernelPhase, KernelStatus, Module
 from ooto.builds.model import tail_message
-from ooto.kernels import KernelPlan
+from ooto.domain.api import BuildPhase, KernelPhase, KernelStatus, Module
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.reasons import EventReason, Reason
+from ooto.domain.render import RenderOptions, render_daemonsets, render_failure
+from ooto.domain.signing import CertificateError
+from ooto.domain.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 from ooto.logs import log_fields
-from ooto.reasons import EventReason, Reason
-from ooto.render import RenderOptions, render_daemonsets, render_failure
-from ooto.signing import CertificateError
-from ooto.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
 
 log = logging.getLogger(__name__)
 

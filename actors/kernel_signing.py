@@ -1,6 +1,6 @@
 """The signing steps of a KernelActor whose mapping signs (a mixin: the actor's state, these
 handlers). Kept apart so actors/kernel.py stays about one image's check, build and rollout. What
-each reply means in each build phase is decided by `ooto.sign_flow.sign_step` (pure, tested
+each reply means in each build phase is decided by `ooto.domain.sign_flow.sign_step` (pure, tested
 exhaustively); these handlers turn replies into its events and perform its actions.
 
     Resolving: is the signed image there, labelled with the current certificate's fingerprint?
@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from actors.messages import IoDone
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
-from ooto.api import BuildPhase, KernelPhase, Module
-from ooto.kernels import KernelPlan
-from ooto.reasons import Reason
-from ooto.sign_flow import SignAction, SignEvent, sign_step
-from ooto.signing import CertificateError
+from ooto.domain.api import BuildPhase, KernelPhase, Module
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.reasons import Reason
+from ooto.domain.sign_flow import SignAction, SignEvent, sign_step
+from ooto.domain.signing import CertificateError
 
 log = logging.getLogger("actors.kernel")
 

@@ -1,20 +1,20 @@
 """What a KernelActor knows of its loader pods that cannot run (state only; the decisions are
-`ooto.loader_health`'s)."""
+`ooto.domain.loader_health`'s)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from actors.ports import Obj
-from ooto.kernels import label_safe
-from ooto.loader_health import (
+from ooto.domain.kernels import label_safe
+from ooto.domain.loader_health import (
     PodTrouble,
     carry_detail,
     kernel_trouble,
     pod_trouble,
     with_stored_cause,
 )
-from ooto.render import LABEL_KERNEL, LABEL_MODULE
+from ooto.domain.render import LABEL_KERNEL, LABEL_MODULE
 
 
 class LoaderTroubles:

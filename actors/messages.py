@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ooto.api import KernelStatus, Module
-from ooto.api.preflight import PreflightValidation
-from ooto.kernels import KernelPlan
-from ooto.loader_health import PodTrouble
+from ooto.domain.api import KernelStatus, Module
+from ooto.domain.api.preflight import PreflightValidation
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.loader_health import PodTrouble
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Selector = Mapping[str, str]
@@ -70,7 +70,7 @@ class ImagePullFailed:
 @dataclass(frozen=True, slots=True)
 class LoaderPodTrouble:
     """A module-loader pod of the kernel actor cannot run, or runs again (`trouble` None): told
-    by DaemonSetRoutes only when what `ooto.loader_health.pod_trouble` says of it changes."""
+    by DaemonSetRoutes only when what `ooto.domain.loader_health.pod_trouble` says of it changes."""
 
     uid: str
     trouble: PodTrouble | None

@@ -3,7 +3,8 @@ ooto's cordons), retried with backoff until done, and found again after a restar
 
 A Module's own RolloutActor cannot do this: it stops with its Module, and a patch that failed
 then (or an operator killed then) would leave a node cordoned forever. The cleaner judges from the
-caches alone (`ooto.upgrade.leftovers`: a key no cached Module has), so a restarted operator finds
+caches alone (`ooto.domain.upgrade.leftovers`: a key no cached Module has), so a restarted
+operator finds
 the same leftovers with its first sweep, and at rest it writes nothing. It hears of every Node that
 carries an ooto key (a write of a RolloutActor that landed after its Module went is seen too), of
 each Module deletion, and sweeps once the caches are synced.
@@ -17,9 +18,9 @@ from actors.base import Backoff, OotoActor
 from actors.bridge import Bridge
 from actors.messages import IoDone, NodeObserved, SweepLeftovers
 from actors.ports import OperatorIO
+from ooto.domain.upgrade.leftovers import leftovers, live_parts
 from ooto.kube.errors import NotFound
 from ooto.logs import log_fields
-from ooto.upgrade.leftovers import leftovers, live_parts
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from actors.messages import (
     Unsubscribe,
 )
 from actors.ports import OperatorIO
-from ooto.kernels import valid_kernel
-from ooto.reasons import EventReason
-from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL, node_kernel_labels
+from ooto.domain.kernels import valid_kernel
+from ooto.domain.reasons import EventReason
+from ooto.domain.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL, node_kernel_labels
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ooto.api import Module
-from ooto.kernels import KernelPlan
-from ooto.validation import ModulePolicy
+from ooto.domain.api import Module
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.validation import ModulePolicy
 
 Obj = Mapping[str, Any]
 EventKind = Literal["Normal", "Warning"]

@@ -27,11 +27,10 @@ from pydantic import ValidationError
 from actors.base import Backoff, OotoActor
 from actors.messages import BuildObserved, ChildDied, IoDone, PreflightChanged
 from actors.ports import ActorContext, Obj
-from ooto.api import Module
-from ooto.api.preflight import PreflightValidation, Verdict
-from ooto.kernels import KernelPlan
-from ooto.logs import log_fields
-from ooto.preflight_verdicts import (
+from ooto.domain.api import Module
+from ooto.domain.api.preflight import PreflightValidation, Verdict
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.preflight_verdicts import (
     CheckOutcome,
     Finding,
     complete_condition,
@@ -42,7 +41,8 @@ from ooto.preflight_verdicts import (
     sort_findings,
     status_entries,
 )
-from ooto.stored import uid_of
+from ooto.domain.stored import uid_of
+from ooto.logs import log_fields
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ooto.reasons import Reason
+from ooto.domain.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)

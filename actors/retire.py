@@ -12,8 +12,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.render import LABEL_KERNEL
-from ooto.stored import owned_by
+from ooto.domain.render import LABEL_KERNEL
+from ooto.domain.stored import owned_by
 
 Obj = Mapping[str, Any]
 

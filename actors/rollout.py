@@ -1,6 +1,7 @@
 """RolloutActor: one per Module. Module-ready node labels and the Module's node-by-node upgrades.
 
-The per-node decisions are pure (ooto/upgrade/state.py); this actor feeds them events from the
+The per-node decisions are pure (ooto/domain/upgrade/state.py); this actor feeds them events from
+the
 informers (loader pods, Nodes) and from its own I/O, performs the actions they return, and owns
 the Module-wide budget: at most `maxParallel` nodes between "label off" and "label back", across
 all the Module's kernels. One actor per Module (not the kernel actors) because a node's upgrade is
@@ -34,16 +35,15 @@ from actors.messages import (
 from actors.node_writes import NodeWrites, Patch
 from actors.ports import ActorContext, Obj
 from actors.rollout_views import Clearings, LoaderPods
-from ooto.api import Module, UpgradeMode
-from ooto.kernels import label_safe
-from ooto.logs import log_fields
-from ooto.reasons import EventReason, Reason
-from ooto.upgrade import facts, record
-from ooto.upgrade.budget import candidates, failed_in, max_parallel
-from ooto.upgrade.facts import template_digest
-from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
-from ooto.upgrade.progress import progress, timeouts, upgrade_status
-from ooto.upgrade.state import (
+from ooto.domain.api import Module, UpgradeMode
+from ooto.domain.kernels import label_safe
+from ooto.domain.reasons import EventReason, Reason
+from ooto.domain.upgrade import facts, record
+from ooto.domain.upgrade.budget import candidates, failed_in, max_parallel
+from ooto.domain.upgrade.facts import template_digest
+from ooto.domain.upgrade.keys import ready_label_key, upgrade_annotation_key
+from ooto.domain.upgrade.progress import progress, timeouts, upgrade_status
+from ooto.domain.upgrade.state import (
     ACTIVE,
     Aborted,
     Action,
@@ -67,7 +67,8 @@ from ooto.upgrade.state import (
     resumed,
     transition,
 )
-from ooto.upgrade.workloads import departures, must_evict
+from ooto.domain.upgrade.workloads import departures, must_evict
+from ooto.logs import log_fields
 
 log = logging.getLogger(__name__)
 S = NodeUpgradeState

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ooto.render import LABEL_MODULE
-from ooto.upgrade import facts
+from ooto.domain.render import LABEL_MODULE
+from ooto.domain.upgrade import facts
 
 Obj = Mapping[str, Any]
 

@@ -21,10 +21,10 @@ from actors.messages import (
 from actors.ports import ActorContext, Obj
 from actors.preflight import PreflightActor
 from actors.supervisor import ModuleSupervisor
-from ooto.api import Module
-from ooto.api.preflight import PreflightValidation
+from ooto.domain.api import Module
+from ooto.domain.api.preflight import PreflightValidation
+from ooto.domain.reasons import Reason
 from ooto.logs import log_fields
-from ooto.reasons import Reason
 
 log = logging.getLogger(__name__)
 

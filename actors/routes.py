@@ -27,9 +27,9 @@ from actors.messages import (
     NodeObserved,
     PodCreateFailed,
 )
-from ooto.loader_health import PodTrouble, pod_trouble
-from ooto.stored import pull_failures
-from ooto.upgrade.keys import READY_LABEL_PREFIX, UPGRADE_ANNOTATION_PREFIX
+from ooto.domain.loader_health import PodTrouble, pod_trouble
+from ooto.domain.stored import pull_failures
+from ooto.domain.upgrade.keys import READY_LABEL_PREFIX, UPGRADE_ANNOTATION_PREFIX
 
 RouteKey = tuple[str, str, str]
 """(namespace, Module label, kernel label): the labels every DaemonSet of a kernel carries."""

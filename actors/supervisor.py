@@ -39,9 +39,9 @@ from actors.ports import ActorContext
 from actors.retire import orphans
 from actors.rollout import RolloutActor
 from actors.routes import RouteKey
-from ooto.api import KernelPhase, Module
-from ooto.digest import load_digest
-from ooto.kernels import (
+from ooto.domain.api import KernelPhase, Module
+from ooto.domain.digest import load_digest
+from ooto.domain.kernels import (
     KernelPlan,
     SpecError,
     daemonset_name,
@@ -49,12 +49,18 @@ from ooto.kernels import (
     label_safe,
     plan_kernel,
 )
+from ooto.domain.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
+from ooto.domain.reasons import Reason
+from ooto.domain.render import MODULE_LOADER, RenderOptions, render_failure
+from ooto.domain.status import (
+    KernelProblem,
+    ModuleFacts,
+    RolloutFacts,
+    WarningCondition,
+    fold_status,
+)
+from ooto.domain.validation import validate_module
 from ooto.logs import log_fields
-from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
-from ooto.reasons import Reason
-from ooto.render import MODULE_LOADER, RenderOptions, render_failure
-from ooto.status import KernelProblem, ModuleFacts, RolloutFacts, WarningCondition, fold_status
-from ooto.validation import validate_module
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,16 @@ from actors.root import OperatorRoot
 from actors.routes import DaemonSetRoutes, RolloutRoutes
 from ooto.builds.model import BUILD_SELECTOR, BuildBackend
 from ooto.builds.select import select_backend
+from ooto.domain.render import (
+    LABEL_KERNEL,
+    LABEL_MANAGED_BY,
+    LABEL_MODULE,
+    LABEL_ROLE,
+    MANAGED_BY,
+    MODULE_LOADER,
+)
+from ooto.domain.stored import trim_pod
+from ooto.domain.upgrade.leftovers import carries_module_keys
 from ooto.health import Health
 from ooto.kube.client import KubeApi
 from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfig
@@ -52,19 +62,9 @@ from ooto.metrics import Metrics
 from ooto.operator_io import KubeOperatorIO
 from ooto.preflight import ClusterUnreachableError, StartupError, check_cluster
 from ooto.registry import RegistryClient
-from ooto.render import (
-    LABEL_KERNEL,
-    LABEL_MANAGED_BY,
-    LABEL_MODULE,
-    LABEL_ROLE,
-    MANAGED_BY,
-    MODULE_LOADER,
-)
 from ooto.reports import InformerReports
 from ooto.server import make_app, start_server, stop_server
 from ooto.settings import Settings, SettingsError
-from ooto.stored import trim_pod
-from ooto.upgrade.leftovers import carries_module_keys
 from ooto.webhook import AdmissionServer, WebhookConfig
 
 log = logging.getLogger(__name__)

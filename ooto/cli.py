@@ -13,7 +13,7 @@ CHART_CRD_DIR = "charts/ooto/files/crds"
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from ooto.api.crd import all_crds, render_crd_yaml, write_crds
+    from ooto.domain.api.crd import all_crds, render_crd_yaml, write_crds
 
     if args.output == "-":  # `ooto crds --output - | kubectl apply -f -`: every CRD, one stream
         sys.stdout.write("---\n".join(render_crd_yaml(crd) for crd in all_crds().values()))

@@ -38,7 +38,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ooto.reasons import Reason
+from ooto.domain.reasons import Reason
 
 # Verbs that only read; every other verb the client reports counts as a write.
 READ_VERBS = frozenset({"get", "list", "watch"})

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from ooto.api import Module
-from ooto.kernels import KernelPlan
+from ooto.domain.api import Module
+from ooto.domain.kernels import KernelPlan
 from ooto.kube.client import KubeApi
 from ooto.kube.errors import NotFound
 from ooto.kube.resources import SECRETS

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from ooto.api import Module
 from ooto.builds.model import BuildBackend, BuildObservation
-from ooto.kernels import KernelPlan
+from ooto.domain.api import Module
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.stored import owned_by
 from ooto.kube.client import KubeApi
 from ooto.kube.errors import Conflict
 from ooto.kube.events import EventRecorder
@@ -26,7 +27,6 @@ from ooto.kube.writer import Writer
 from ooto.module_images import ModuleImages
 from ooto.registry import ImageCheck, RegistryClient
 from ooto.signing_io import ModuleSignatures, SignatureCheck
-from ooto.stored import owned_by
 
 log = logging.getLogger(__name__)
 

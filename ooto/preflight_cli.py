@@ -24,17 +24,23 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from ooto.api import Module
-from ooto.api.preflight import MAX_KERNELS, MODULE_KEY_PATTERN, Verdict
-from ooto.kernels import MAX_KERNEL_LENGTH
+from ooto.domain.api import Module
+from ooto.domain.api.preflight import MAX_KERNELS, MODULE_KEY_PATTERN, Verdict
+from ooto.domain.kernels import MAX_KERNEL_LENGTH
+from ooto.domain.preflight_verdicts import (
+    Finding,
+    judge_check,
+    plan_or_finding,
+    selected,
+    sort_findings,
+)
+from ooto.domain.validation import ModulePolicy
 from ooto.kube.client import KubeApi
 from ooto.kube.config import KubeconfigError, make_api_client, resolve_kubeconfig
 from ooto.kube.resources import MODULES
 from ooto.module_images import ModuleImages
-from ooto.preflight_verdicts import Finding, judge_check, plan_or_finding, selected, sort_findings
 from ooto.registry import RegistryClient
 from ooto.settings import Settings, SettingsError
-from ooto.validation import ModulePolicy
 
 OUTPUTS = ("table", "yaml", "json")
 CHECK_CONCURRENCY = 16

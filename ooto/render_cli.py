@@ -20,23 +20,23 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
-from ooto.api.module import KIND, Module
 from ooto.builds.buildah import BuildahOptions, render_buildah_job, sign_build
 from ooto.builds.buildconfig import render_buildconfig
 from ooto.builds.kaniko import KanikoOptions, render_dockerfile_configmap, render_kaniko_job
-from ooto.kernels import (
+from ooto.domain.api.module import KIND, Module
+from ooto.domain.kernels import (
     MAX_KERNEL_LENGTH,
     KernelPlan,
     SpecError,
     mapping_path,
     plan_kernel,
 )
-from ooto.manifest_yaml import dump_manifests
-from ooto.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
-from ooto.render import RenderOptions, node_kernel_labels, render_daemonsets
+from ooto.domain.manifest_yaml import dump_manifests
+from ooto.domain.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
+from ooto.domain.render import RenderOptions, node_kernel_labels, render_daemonsets
+from ooto.domain.signing import CertificateError, fingerprint
+from ooto.domain.validation import ModulePolicy, field_path, validate_module
 from ooto.settings import Settings, SettingsError
-from ooto.signing import CertificateError, fingerprint
-from ooto.validation import ModulePolicy, field_path, validate_module
 
 __all__ = ["field_path", "load_module", "render_command"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ooto.domain.reasons import EventReason
 from ooto.kube.client import JsonObj
 from ooto.kube.events import EventRecorder
 from ooto.metrics import Metrics
-from ooto.reasons import EventReason
 
 
 class InformerReports:

@@ -2,7 +2,7 @@
 a recheck interval, the key never kept), the signed image's signed-by label, and the sign Job.
 
 `ModuleSignatures` is what `KubeOperatorIO` delegates its signing methods to; the decisions
-(what a label means, when to sign) are in `ooto.signing` and `actors/kernel_signing.py`.
+(what a label means, when to sign) are in `ooto.domain.signing` and `actors/kernel_signing.py`.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ooto.api import Module
 from ooto.builds.buildah import sign_build
 from ooto.builds.model import BuildBackend, BuildStartError
-from ooto.kernels import KernelPlan
-from ooto.kube.client import KubeApi
-from ooto.kube.errors import NotFound
-from ooto.kube.resources import SECRETS
-from ooto.module_images import ModuleImages
-from ooto.registry import ImageCheck, RegistryClient
-from ooto.signing import (
+from ooto.domain.api import Module
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.signing import (
     SIGNED_BY_LABEL,
     CertificateError,
     SignPlan,
     fingerprint,
     private_key_problem,
 )
+from ooto.kube.client import KubeApi
+from ooto.kube.errors import NotFound
+from ooto.kube.resources import SECRETS
+from ooto.module_images import ModuleImages
+from ooto.registry import ImageCheck, RegistryClient
 
 
 @dataclass(frozen=True)

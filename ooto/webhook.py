@@ -1,7 +1,7 @@
 """The validating admission webhook's server: `POST /validate-module` over TLS, on its own port.
 
-Every replica serves it, the standby too: the answer is `ooto.admission.review_response`, pure
-and stateless, computed on the loop from the request alone. It never asks the actor system
+Every replica serves it, the standby too: the answer is `ooto.domain.admission.review_response`,
+pure and stateless, computed on the loop from the request alone. It never asks the actor system
 anything, so a busy or dead actor system never delays a Module write.
 
 The serving certificate is `tls.crt` + `tls.key` in the cert directory (controller-runtime's
@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ooto.admission import ReviewError, encode, review_response, undecodable_response
+from ooto.domain.admission import ReviewError, encode, review_response, undecodable_response
+from ooto.domain.validation import ModulePolicy
 from ooto.kube.tasks import SupervisedTask, TaskObserver
 from ooto.logs import log_fields
-from ooto.validation import ModulePolicy
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
-from ooto.api.module import Module
 from ooto.builds.buildah import DEFAULT_BUILDAH, BuildahOptions, render_buildah_job
 from ooto.builds.buildconfig import (
     BUILD_CONFIG_LABEL,
@@ -56,11 +55,12 @@ from ooto.builds.model import (
     plan_build,
     termination_message,
 )
-from ooto.kernels import KernelPlan, kernel_hash
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import KernelPlan, kernel_hash
+from ooto.domain.render import SPEC_HASH_ANNOTATION
 from ooto.kube.client import JsonObj, KubeApi
 from ooto.kube.errors import AlreadyExists, ApiError, NotFound
 from ooto.kube.resources import BUILDCONFIGS, BUILDS, CONFIGMAPS, JOBS, PODS, Resource
-from ooto.render import SPEC_HASH_ANNOTATION
 
 log = logging.getLogger(__name__)
 

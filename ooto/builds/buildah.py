@@ -29,7 +29,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api.module import GitSource, Module
 from ooto.builds.kaniko import DOCKERFILE_KEY
 from ooto.builds.model import (
     build_metadata,
@@ -39,8 +38,9 @@ from ooto.builds.model import (
     sign_secret_volumes,
     sorted_keys,
 )
-from ooto.kernels import BuildPlan, KernelPlan
-from ooto.signing import (
+from ooto.domain.api.module import GitSource, Module
+from ooto.domain.kernels import BuildPlan, KernelPlan
+from ooto.domain.signing import (
     CERT_SECRET_ID,
     KEY_SECRET_ID,
     MOUNTED_CERT,
@@ -209,7 +209,8 @@ def sign_build(
     plan: KernelPlan, signer_image: str, signed_by: str, mounted: bool = False
 ) -> KernelPlan:
     """The plan of the build that signs `plan.sign.unsigned_image` into `plan.image`: a
-    generated Dockerfile (`ooto.signing.sign_dockerfile`; `mounted` for builders without build
+    generated Dockerfile (`ooto.domain.signing.sign_dockerfile`; `mounted` for builders without
+    build
     secrets), no build args (nothing secret can leak through one). Its Job and ConfigMap are
     named after the signed image."""
     sign = plan.sign

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ooto.api.module import Module
 from ooto.builds.model import (
     BuildObservation,
     build_metadata,
@@ -32,9 +31,10 @@ from ooto.builds.model import (
     sign_of_build,
     sorted_keys,
 )
-from ooto.kernels import BuildPlan, KernelPlan
-from ooto.render import SPEC_HASH_ANNOTATION, spec_hash
-from ooto.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import BuildPlan, KernelPlan
+from ooto.domain.render import SPEC_HASH_ANNOTATION, spec_hash
+from ooto.domain.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 
 API_VERSION = "build.openshift.io/v1"
 BUILD_CONFIG_LABEL = "openshift.io/build-config.name"

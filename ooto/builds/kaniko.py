@@ -8,7 +8,8 @@ becomes Kaniko's `/kaniko/.docker/config.json`, used to pull base images and to 
 
 A sign build (Kaniko has no build secrets) mounts the key and certificate Secrets read-only into
 the executor's container, where the generated Dockerfile's signer stage reads them
-(`ooto.signing.sign_dockerfile(..., mounted=True)`). The key never reaches a pushed layer: Kaniko
+(`ooto.domain.signing.sign_dockerfile(..., mounted=True)`). The key never reaches a pushed layer:
+Kaniko
 leaves mounted paths out of its snapshots (and is told `--ignore-path` for both), the signer
 stage is never pushed (only the last stage is; no `--cache`, which would push RUN layers to a
 cache repository), and the last stage copies only `/signed` (the signed modules) out of it.
@@ -21,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api.module import GitSource, Module
 from ooto.builds.model import (
     BuildObservation,
     build_metadata,
@@ -32,8 +32,9 @@ from ooto.builds.model import (
     sign_secret_volumes,
     sorted_keys,
 )
-from ooto.kernels import BuildPlan, KernelPlan
-from ooto.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
+from ooto.domain.api.module import GitSource, Module
+from ooto.domain.kernels import BuildPlan, KernelPlan
+from ooto.domain.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 
 DEFAULT_EXECUTOR_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 """The last Kaniko release; pinned so a build never changes under us. Override in settings."""

@@ -6,11 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ooto.api.module import Module
-from ooto.kernels import BuildPlan, KernelPlan, build_job_name, kernel_hash
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import BuildPlan, KernelPlan, build_job_name, kernel_hash
+from ooto.domain.render import (
+    LABEL_MANAGED_BY,
+    LABEL_MODULE,
+    LABEL_ROLE,
+    MANAGED_BY,
+    owner_reference,
+)
+from ooto.domain.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 from ooto.kube.resources import Resource
-from ooto.render import LABEL_MANAGED_BY, LABEL_MODULE, LABEL_ROLE, MANAGED_BY, owner_reference
-from ooto.signing import SIGN_CERT_DIR, SIGN_KEY_DIR, SignPlan
 
 LABEL_IMAGE_HASH = "ooto.sigs.k8s.io/image-hash"
 IMAGE_ANNOTATION = "ooto.sigs.k8s.io/image"

@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ooto.domain.reasons import EventReason
 from ooto.kube.backoff import Backoff
 from ooto.kube.client import JsonObj, KubeApi, RawEvent
 from ooto.kube.errors import Gone, KubeError
 from ooto.kube.resources import Resource
 from ooto.kube.tasks import SupervisedTask
-from ooto.reasons import EventReason
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ def crd_manifests() -> list[dict[str, Any]]:
     """The committed CRDs, or freshly generated ones when running from an installed package."""
     if CRD_DIR.is_dir() and any(CRD_DIR.glob("*.yaml")):
         return [yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml"))]
-    from ooto.api.crd import write_crds
+    from ooto.domain.api.crd import write_crds
 
     with tempfile.TemporaryDirectory() as directory:
         return [yaml.safe_load(p.read_text()) for p in write_crds(directory)]

@@ -177,8 +177,8 @@ def sample_module(registry_host: str) -> JSON:
 async def push_prebuilt_images(registry: RegistryServer, module: JSON) -> None:
     """Push the images of mappings without a build, so that only the GKE image needs building."""
     try:
-        from ooto.api.module import Module
-        from ooto.kernels import plan_kernel
+        from ooto.domain.api.module import Module
+        from ooto.domain.kernels import plan_kernel
     except ImportError:
         return
     parsed = Module.model_validate(module)
@@ -251,11 +251,11 @@ def describe(module: JSON, daemonsets: list[JSON]) -> list[str]:
 
 def show_rendered(raw: JSON) -> None:
     try:
-        from ooto.api.module import Module
-        from ooto.kernels import plan_kernel
-        from ooto.render import render_daemonsets
+        from ooto.domain.api.module import Module
+        from ooto.domain.kernels import plan_kernel
+        from ooto.domain.render import render_daemonsets
     except ImportError:
-        say("ooto.render is not available yet either")
+        say("ooto.domain.render is not available yet either")
         return
     module = Module.model_validate(raw)
     for node, kernel in NODES:

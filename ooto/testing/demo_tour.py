@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from ooto.domain.upgrade.keys import ready_label_key, upgrade_annotation_key
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import JSON, KubeRest, RestError, WatchGoneError
 from ooto.testing.session import say
-from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
 
 IMAGE_SUFFIX = "-v2"
 UPGRADE_SECONDS = 150.0

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from ooto import signing
+from ooto.domain import signing
 from ooto.testing.processes import ManagedProcess, free_port, wait_until
 from ooto.testing.registry_server import RegistryServer
 

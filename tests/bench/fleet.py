@@ -11,16 +11,16 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from ooto.api import Module
-from ooto.kernels import plan_kernel
-from ooto.kube.client import KubeApi
-from ooto.kube.resources import DAEMONSETS, NODES
-from ooto.render import (
+from ooto.domain.api import Module
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.render import (
     NODE_KERNEL_ANNOTATION,
     NODE_KERNEL_LABEL,
     node_kernel_labels,
     render_daemonsets,
 )
+from ooto.kube.client import KubeApi
+from ooto.kube.resources import DAEMONSETS, NODES
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import JSON, KubeRest, RestError, WatchGoneError
 

@@ -21,8 +21,8 @@ from actors.messages import Flush, RolloutTargets
 from actors.ports import ActorContext, ActorSettings
 from actors.rollout import RolloutActor
 from actors.routes import RolloutRoutes
-from ooto.api import Module
-from ooto.render import LABEL_MODULE
+from ooto.domain.api import Module
+from ooto.domain.render import LABEL_MODULE
 
 
 class Store:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ooto.kernels import daemonset_name
+from ooto.domain.kernels import daemonset_name
 from ooto.kube.client import KubeApi
 from ooto.kube.config import make_api_client
 from ooto.settings import Settings

@@ -19,9 +19,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
-from ooto.upgrade.keys import ready_label_key
 from tests.bench.fleet import (
     GROUP_PATH,
     ObjectWatch,

@@ -21,14 +21,14 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from ooto.api.module import Module
 from ooto.builds.backends import BuildahJobBackend, BuildConfigBackend, KanikoJobBackend
 from ooto.builds.buildconfig import BUILD_CONFIG_LABEL
 from ooto.builds.cluster import ApiClientReads, KubeApiReads
 from ooto.builds.kaniko import observe_job
 from ooto.builds.model import BUILD_SELECTOR, LABEL_IMAGE_HASH
 from ooto.builds.select import backend_for, select_backend
-from ooto.kernels import KernelPlan, kernel_hash, plan_kernel
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import KernelPlan, kernel_hash, plan_kernel
 from ooto.kube.client import KubeApi
 from ooto.kube.errors import NotFound
 from ooto.kube.resources import BUILDCONFIGS, BUILDS, CONFIGMAPS, CRDS, JOBS

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ooto.kernels import build_job_name
+from ooto.domain.kernels import build_job_name
 from ooto.testing.images import GitServer, host_buildah, push_busybox_base
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer

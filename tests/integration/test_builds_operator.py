@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from ooto.kernels import build_job_name
+from ooto.domain.kernels import build_job_name
 from ooto.testing.kubelet import SimulatedKubelet, pushing_builds
 from ooto.testing.podstatus import JobOutcome
 from ooto.testing.registry_server import RegistryServer

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from ooto.api.crd import APPROVAL, CRD_FILENAME
+from ooto.domain.api.crd import APPROVAL, CRD_FILENAME
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.rest import KubeRest, RestError
 

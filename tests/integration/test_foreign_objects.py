@@ -6,7 +6,7 @@ A DaemonSet without ooto's labels is not in the operator's cache, so the first s
 
 from __future__ import annotations
 
-from ooto.kernels import daemonset_name
+from ooto.domain.kernels import daemonset_name
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory

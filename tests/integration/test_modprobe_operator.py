@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ooto.api.module import Modprobe, Module
-from ooto.digest import load_digest
-from ooto.kernels import plan_kernel
-from ooto.modprobe import loader_command, prestop_command
+from ooto.domain.api.module import Modprobe, Module
+from ooto.domain.digest import load_digest
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.modprobe import loader_command, prestop_command
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory

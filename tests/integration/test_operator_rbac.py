@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from ooto.kernels import daemonset_name
-from ooto.render import MODULE_LOADER
+from ooto.domain.kernels import daemonset_name
+from ooto.domain.render import MODULE_LOADER
 from ooto.testing.audit import AuditedRequest, AuditLog, Grant
 from ooto.testing.cluster import OPERATOR_USER, LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet, build_destinations, pushing_builds

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ooto.api.crd import CRD_FILENAME, PREFLIGHT_CRD_FILENAME
+from ooto.domain.api.crd import CRD_FILENAME, PREFLIGHT_CRD_FILENAME
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.crds import CRD_DIR, CRDS_PATH
 from ooto.testing.kubelet import SimulatedKubelet

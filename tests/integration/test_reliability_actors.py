@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ooto.kernels import kernel_label_value
-from ooto.render import LABEL_KERNEL
+from ooto.domain.kernels import kernel_label_value
+from ooto.domain.render import LABEL_KERNEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory

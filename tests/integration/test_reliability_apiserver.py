@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ooto.kernels import kernel_label_value
-from ooto.render import NODE_KERNEL_LABEL
+from ooto.domain.kernels import kernel_label_value
+from ooto.domain.render import NODE_KERNEL_LABEL
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from actors.supervisor import ModuleSupervisor
-from ooto.api import Module
+from ooto.domain.api import Module
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest, RestError
 from tests.integration.conftest import OperatorFactory

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ooto.kernels import kernel_label_value
-from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
+from ooto.domain.kernels import kernel_label_value
+from ooto.domain.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory

@@ -17,7 +17,7 @@ from typing import Any
 import pytest_asyncio
 
 from ooto.builds.model import BUILD_SELECTOR
-from ooto.kernels import kernel_label_value
+from ooto.domain.kernels import kernel_label_value
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet, build_destinations
 from ooto.testing.podstatus import JobOutcome

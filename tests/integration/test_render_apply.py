@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ooto.manifest_yaml import dump_manifests
+from ooto.domain.manifest_yaml import dump_manifests
 from ooto.testing.binaries import Binaries
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.rest import KubeRest

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ooto.kernels import kernel_label_value
+from ooto.domain.kernels import kernel_label_value
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.integration.barrier import has_seen, idle, version_of

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import secrets
 
-from ooto.api.module import Module
 from ooto.builds.backends import BuildConfigBackend, KanikoJobBackend
 from ooto.builds.buildah import sign_build
 from ooto.builds.cluster import KubeApiReads
-from ooto.kernels import KernelPlan, plan_kernel
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import KernelPlan, plan_kernel
 from ooto.kube.client import KubeApi
 from ooto.kube.resources import BUILDCONFIGS, BUILDS, CONFIGMAPS, JOBS
 from ooto.testing.kubelet import SimulatedKubelet

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ooto.signing import (
+from ooto.domain.signing import (
     SIGN_CERT_DIR,
     SIGN_FILE,
     SIGN_KEY_DIR,
@@ -271,7 +271,7 @@ async def nothing_built_left(rest: KubeRest, namespace: str) -> bool:
 
 
 def test_the_signer_path_is_where_debian_ships_sign_file() -> None:
-    """The sign Dockerfile calls ooto.signing.SIGN_FILE; the operator image (the default
+    """The sign Dockerfile calls ooto.domain.signing.SIGN_FILE; the operator image (the default
     signer) gets it from linux-kbuild-6.1, the package this host's sign-file comes from."""
     listed = subprocess.run(
         ["dpkg", "-L", "linux-kbuild-6.1"], capture_output=True, text=True, check=True

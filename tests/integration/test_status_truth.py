@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ooto.render import NODE_KERNEL_LABEL
+from ooto.domain.render import NODE_KERNEL_LABEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import STRATEGIC_PATCH, KubeRest
 from tests.integration.conftest import OperatorFactory

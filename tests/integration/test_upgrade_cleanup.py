@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ooto.domain.upgrade.keys import upgrade_annotation_key
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
-from ooto.upgrade.keys import upgrade_annotation_key
 from tests.integration.conftest import OperatorFactory
 from tests.integration.scenario_support import delete_module, eventually
 from tests.integration.test_upgrade_teardown import blocked

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest_asyncio
 
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
-from ooto.upgrade.keys import ready_label_key
 from tests.integration import operator_process
 from tests.integration.scenario_support import apply_module, eventually, patch_module, ready_module
 from tests.integration.test_upgrades import KERNELS, bump, fleet_module, labelled, rolled_out

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ooto import render
+from ooto.domain import render
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
-from ooto.upgrade.keys import ready_label_key
 from tests.integration.conftest import OperatorFactory, RunningOperator
 from tests.integration.scenario_support import (
     apply_module,

@@ -23,11 +23,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from ooto.domain.validation import ModulePolicy
 from ooto.testing.cluster import LocalCluster
 from ooto.testing.pki import make_ca, make_serving_cert
 from ooto.testing.rest import KubeRest, RestError
 from ooto.testing.waiting import eventually
-from ooto.validation import ModulePolicy
 from ooto.webhook import PATH, AdmissionServer, WebhookConfig
 from tests.integration.operator_process import free_port, start
 from tests.integration.scenario_support import GROUP_PATH

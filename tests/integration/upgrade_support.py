@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ooto.digest import LOAD_DIGEST_ANNOTATION
+from ooto.domain.digest import LOAD_DIGEST_ANNOTATION
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 

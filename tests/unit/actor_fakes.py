@@ -17,7 +17,7 @@ from typing import Any
 from actors.base import OotoActor
 from actors.bridge import Bridge
 from actors.messages import ChildDied, DaemonSetObserved, KernelReport, KernelRetired
-from ooto.api import Module
+from ooto.domain.api import Module
 
 KERNEL = "5.14.0-70.el9.x86_64"
 

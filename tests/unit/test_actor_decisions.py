@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from actors.node_tracker import NodeView, Subscription, _reindex, kernel_patch, node_view, selects
-from ooto.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
-from ooto.stored import daemonset_ready, owned_by, trim_pod
+from ooto.domain.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL
+from ooto.domain.stored import daemonset_ready, owned_by, trim_pod
 
 
 def node(kernel: str | None, labels: dict[str, str] | None = None) -> dict[str, object]:

@@ -20,8 +20,8 @@ from actors.kernel import KernelActor
 from actors.messages import ChildDied, KernelReport, NodesChanged, Subscribe
 from actors.ports import ActorContext, ActorSettings
 from actors.supervisor import ModuleSupervisor
-from ooto.api import KernelPhase
-from ooto.kernels import plan_kernel
+from ooto.domain.api import KernelPhase
+from ooto.domain.kernels import plan_kernel
 from tests.unit.actor_fakes import (
     KERNEL,
     FakeCluster,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ooto.admission import ReviewError, review_response, undecodable_response
-from ooto.validation import ModulePolicy
+from ooto.domain.admission import ReviewError, review_response, undecodable_response
+from ooto.domain.validation import ModulePolicy
 
 SAFE = ModulePolicy()
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from ooto.api.module import Module, UpgradeMode
+from ooto.domain.api.module import Module, UpgradeMode
 from ooto.render_cli import field_path
 
 EXAMPLE = """

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import GitSource
 from ooto.builds.buildah import (
     AUTH_FILE,
     BUILDAH,
@@ -20,7 +19,8 @@ from ooto.builds.buildah import (
     render_buildah_job,
 )
 from ooto.builds.model import last_lines, tail_message, termination_message
-from ooto.stored import pull_failures, trim_pod
+from ooto.domain.api.module import GitSource
+from ooto.domain.stored import pull_failures, trim_pod
 from tests.unit.test_builds_render import IMAGE, INLINE, KERNEL, module, plan_for
 
 

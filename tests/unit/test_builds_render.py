@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import Module
 from ooto.builds.buildconfig import (
     BUILD_CONFIG_LABEL,
     build_number,
@@ -27,8 +26,9 @@ from ooto.builds.kaniko import (
     render_kaniko_job,
 )
 from ooto.builds.model import BUILD_SELECTOR, IMAGE_ANNOTATION, LABEL_IMAGE_HASH
-from ooto.kernels import KernelPlan, build_job_name, kernel_hash, plan_kernel
-from ooto.render import SPEC_HASH_ANNOTATION
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import KernelPlan, build_job_name, kernel_hash, plan_kernel
+from ooto.domain.render import SPEC_HASH_ANNOTATION
 
 KERNEL = "5.14.0-70.13.1.el9_0.x86_64"
 REPO = "registry.example.com:5000/acme/mod"
@@ -212,7 +212,7 @@ def test_git_context_with_substituted_ref_sub_path_and_dockerfile() -> None:
 def test_git_urls_and_refs_in_kaniko_syntax(
     url: str, ref: str, context: str, env: list[dict[str, str]]
 ) -> None:
-    from ooto.api.module import GitSource
+    from ooto.domain.api.module import GitSource
 
     assert git_context(GitSource(url=url, ref=ref)) == (context, env)
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from ooto.domain.validation import ModulePolicy
 from ooto.settings import Settings
 from ooto.testing.binaries import Binaries
-from ooto.validation import ModulePolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "ooto"

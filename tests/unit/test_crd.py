@@ -11,7 +11,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from ooto.api.crd import (
+from ooto.domain.api.crd import (
     APPROVAL,
     CRD_FILENAME,
     PREFLIGHT_CRD_FILENAME,

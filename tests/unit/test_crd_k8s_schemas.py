@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ooto.api import k8s_schemas
-from ooto.api.k8s_schemas import (
+from ooto.domain.api import k8s_schemas
+from ooto.domain.api.k8s_schemas import (
     DEFINITIONS_FILE,
     ROOTS,
     _convert_definition,

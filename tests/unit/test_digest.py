@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import Module
-from ooto.digest import load_digest, load_inputs
-from ooto.kernels import plan_kernel
-from ooto.render import RenderOptions
+from ooto.domain.api.module import Module
+from ooto.domain.digest import load_digest, load_inputs
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.render import RenderOptions
 
 KERNEL = "6.1.0-18-amd64"
 BASE: dict[str, Any] = {

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from ooto.cli import build_parser
+from ooto.domain.reasons import EventReason, Reason
 from ooto.metrics import Metrics
-from ooto.reasons import EventReason, Reason
 from ooto.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def test_the_reason_table_lists_exactly_the_reasons_of_ooto_reasons() -> None:
     code = {r.value for r in Reason} | {r.value for r in EventReason}
     table = {_backticked(cell)[0] for cell in _table_first_cells(_text(OPERATIONS), "| reason |")}
     assert not table - code, (
-        "docs/operations.md's reason table lists reasons ooto/reasons.py does not define: "
+        "docs/operations.md's reason table lists reasons ooto/domain/reasons.py does not define: "
         f"remove the rows or add them to Reason/EventReason: {sorted(table - code)}"
     )
     assert not code - table, (
@@ -286,18 +286,19 @@ def test_every_test_the_docs_cite_exists() -> None:
 
 
 def test_the_preflight_verdict_table_lists_exactly_the_verdicts() -> None:
-    from ooto.api.preflight import Verdict
+    from ooto.domain.api.preflight import Verdict
 
     table = {_backticked(cell)[0] for cell in _table_first_cells(_text(OPERATIONS), "| verdict |")}
     code = {v.value for v in Verdict}
     assert table == code, (
         "docs/operations.md's preflight verdict table (Before a kernel upgrade) must list exactly "
-        f"ooto.api.preflight.Verdict: add {sorted(code - table)}, remove {sorted(table - code)}"
+        "ooto.domain.api.preflight.Verdict: "
+        f"add {sorted(code - table)}, remove {sorted(table - code)}"
     )
 
 
 def test_every_status_field_is_in_the_status_table() -> None:
-    from ooto.api.module import KernelStatus, ModuleStatus
+    from ooto.domain.api.module import KernelStatus, ModuleStatus
 
     cells = _table_first_cells(_text(OPERATIONS), "| field |")
     documented: set[str] = set()

@@ -18,16 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ooto.api import Module
-from ooto.kernels import (
+from ooto.domain.api import Module
+from ooto.domain.kernels import (
     MAX_KERNEL_LENGTH,
     daemonset_name,
     find_mapping,
     kernel_label_value,
     plan_kernel,
 )
+from ooto.domain.validation import ModulePolicy, validate_module
 from ooto.registry import RegistryAuthError, auth_from_secret
-from ooto.validation import ModulePolicy, validate_module
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 CATASTROPHIC = ["(a+)+$", "^(a|a)*!$", "(a|aa)+$", "^(([a-z])+.)+[A-Z]([a-z])+$", "(.*a){20}"]

@@ -19,9 +19,9 @@ from actors.bridge import Bridge
 from actors.kernel import KernelActor
 from actors.messages import DaemonSetObserved, KernelReport, PlanKernel
 from actors.ports import ActorContext, ActorSettings
-from ooto.api import KernelPhase, Module
-from ooto.kernels import plan_kernel
-from ooto.render import render_daemonsets
+from ooto.domain.api import KernelPhase, Module
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.render import render_daemonsets
 
 KERNEL = "5.14.0-70.el9.x86_64"
 

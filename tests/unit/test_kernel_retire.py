@@ -19,8 +19,8 @@ from actors.messages import KernelRetired, NodesChanged, Retire, Subscribe
 from actors.ports import ActorContext, ActorSettings
 from actors.retire import Doomed, orphans, retire_step
 from actors.supervisor import ModuleSupervisor
-from ooto.kernels import plan_kernel
-from ooto.render import LABEL_KERNEL, owner_reference
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.render import LABEL_KERNEL, owner_reference
 from tests.unit.actor_fakes import (
     KERNEL,
     FakeCluster,
@@ -216,7 +216,7 @@ def test_a_kernel_whose_mapping_is_invalid_for_it_keeps_its_daemonsets_after_a_r
 ) -> None:
     """An invalid spec changes nothing that runs. A restarted supervisor has no actor for such a
     kernel, so its DaemonSets must not look orphaned to the sweep."""
-    from ooto.kernels import kernel_label_value
+    from ooto.domain.kernels import kernel_label_value
 
     long_kernel = "6.1.0-" + "x" * 64  # its doubled tag is over 128 characters: invalid for it
     image = "r.example/m:${KERNEL_FULL_VERSION}${KERNEL_FULL_VERSION}"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import Module
-from ooto.kernels import (
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import (
     MAX_KERNEL_LENGTH,
     SpecError,
     build_job_name,

@@ -7,7 +7,7 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ooto.kernels import (
+from ooto.domain.kernels import (
     build_job_name,
     daemonset_name,
     kernel_hash,
@@ -109,7 +109,7 @@ def test_label_safe_is_total(value: str) -> None:
 
 
 def test_only_kernel_release_strings_are_valid() -> None:
-    from ooto.kernels import valid_kernel
+    from ooto.domain.kernels import valid_kernel
 
     for good in ("6.1.0-9-amd64", "5.14.0-70.13.1.el9_0.x86_64", "6.1.0-rpi7-rpi-v8+", "4.4~rc1"):
         assert valid_kernel(good), good

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ooto.variables import (
+from ooto.domain.variables import (
     TemplateError,
     Variable,
     image_reference_problem,

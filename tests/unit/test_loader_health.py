@@ -1,5 +1,5 @@
-"""Loader pods that cannot run -> the kernel's reason and message (ooto.loader_health), what the
-routes tell the kernel actor of them, and what the simulated kubelet writes for them."""
+"""Loader pods that cannot run -> the kernel's reason and message (ooto.domain.loader_health),
+what the routes tell the kernel actor of them, and what the simulated kubelet writes for them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from actors.loader_troubles import LoaderTroubles
 from actors.messages import ImagePullFailed, LoaderPodTrouble
 from actors.routes import DaemonSetRoutes
-from ooto.loader_health import (
+from ooto.domain.loader_health import (
     IMAGE_PULL_FAILED,
     LOADER_CRASHING,
     PodTrouble,
@@ -18,8 +18,8 @@ from ooto.loader_health import (
     pod_trouble,
     with_stored_cause,
 )
-from ooto.render import LABEL_KERNEL, LABEL_MODULE
-from ooto.stored import trim_pod
+from ooto.domain.render import LABEL_KERNEL, LABEL_MODULE
+from ooto.domain.stored import trim_pod
 from ooto.testing.podstatus import PodOutcome, pod_status, pull_error
 
 IMAGE = "registry.example/vendor/mod:6.1-wrong"

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ooto.manifest_yaml import dump_manifest, dump_manifests
+from ooto.domain.manifest_yaml import dump_manifest, dump_manifests
 
 _GO_TABLE = {
     **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE"), "bool"),

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import Modprobe
-from ooto.modprobe import LoaderPaths, load_order, load_script, unload_order, unload_script
+from ooto.domain.api.module import Modprobe
+from ooto.domain.modprobe import LoaderPaths, load_order, load_script, unload_order, unload_script
 
 KERNEL = os.uname().release
 

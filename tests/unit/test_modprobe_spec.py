@@ -11,16 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ooto.api.module import MODULE_PARAMETER_PATTERN, Modprobe, Module
-from ooto.kernels import plan_kernel
-from ooto.modprobe import (
+from ooto.domain.api.module import MODULE_PARAMETER_PATTERN, Modprobe, Module
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.modprobe import (
     FIRMWARE_MOUNT,
     load_script,
     unload_hook_missing,
     unload_script,
 )
-from ooto.render import RenderOptions, render_daemonsets
-from ooto.validation import ModulePolicy, validate_module
+from ooto.domain.render import RenderOptions, render_daemonsets
+from ooto.domain.validation import ModulePolicy, validate_module
 
 KERNEL = "6.1.0-18-amd64"
 

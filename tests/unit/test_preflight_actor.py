@@ -20,11 +20,11 @@ from actors.bridge import Bridge
 from actors.messages import BuildObserved, ChildDied, PreflightChanged
 from actors.ports import ActorContext, ActorSettings
 from actors.preflight import PreflightActor
-from ooto.api import Module
-from ooto.api.preflight import PreflightValidation
 from ooto.builds.model import BuildObservation
-from ooto.kernels import KernelPlan
-from ooto.validation import ModulePolicy
+from ooto.domain.api import Module
+from ooto.domain.api.preflight import PreflightValidation
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.validation import ModulePolicy
 from tests.unit.actor_fakes import Parent, next_of
 
 A, B = "6.8.0-31-generic", "6.8.0-31-lowlatency"

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ooto.api.module import Module
-from ooto.api.preflight import PreflightSpec, Verdict
-from ooto.kernels import KernelPlan
-from ooto.preflight_verdicts import (
+from ooto.domain.api.module import Module
+from ooto.domain.api.preflight import PreflightSpec, Verdict
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.preflight_verdicts import (
     MAX_STATUS_ENTRIES,
     Finding,
     complete_condition,
@@ -22,7 +22,7 @@ from ooto.preflight_verdicts import (
     status_entries,
     summary,
 )
-from ooto.validation import ModulePolicy
+from ooto.domain.validation import ModulePolicy
 
 K = "6.8.0-31-generic"
 POLICY = ModulePolicy()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from ooto.api.module import Module
-from ooto.kernels import plan_kernel
-from ooto.modprobe import unload_hook_missing
-from ooto.render import render_daemonsets
-from ooto.validation import ModulePolicy, validate_module
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.modprobe import unload_hook_missing
+from ooto.domain.render import render_daemonsets
+from ooto.domain.validation import ModulePolicy, validate_module
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

@@ -12,10 +12,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ooto.api.module import Module
-from ooto.digest import LOAD_DIGEST_ANNOTATION, load_digest
-from ooto.kernels import KernelPlan, daemonset_name, kernel_label_value, plan_kernel
-from ooto.render import (
+from ooto.domain.api.module import Module
+from ooto.domain.digest import LOAD_DIGEST_ANNOTATION, load_digest
+from ooto.domain.kernels import KernelPlan, daemonset_name, kernel_label_value, plan_kernel
+from ooto.domain.render import (
     LABEL_KERNEL,
     LABEL_MODULE,
     LABEL_ROLE,

@@ -13,11 +13,11 @@ from ooto.builds.buildah import sign_build
 from ooto.builds.buildconfig import render_buildconfig
 from ooto.builds.kaniko import KanikoOptions, render_dockerfile_configmap, render_kaniko_job
 from ooto.cli import main
-from ooto.kernels import plan_kernel
+from ooto.domain.kernels import plan_kernel
+from ooto.domain.signing import fingerprint
+from ooto.domain.validation import ModulePolicy
 from ooto.render_cli import build_objects, field_path, load_module
 from ooto.settings import Settings
-from ooto.signing import fingerprint
-from ooto.validation import ModulePolicy
 
 SAMPLE = (Path(__file__).parents[2] / "examples" / "module-sample.yaml").read_text()
 

@@ -12,7 +12,7 @@ from actors.base import OotoActor
 from actors.bridge import Bridge
 from actors.messages import DaemonSetObserved, Flush, NodeObserved
 from actors.routes import DaemonSetRoutes, RolloutRoutes
-from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
+from ooto.domain.upgrade.keys import ready_label_key, upgrade_annotation_key
 
 MODULE, KERNEL = "example.com/module", "example.com/kernel"
 

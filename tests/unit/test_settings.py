@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ooto import settings as settings_module
+from ooto.domain.validation import ModulePolicy
 from ooto.settings import Settings, SettingsError, add_arguments
-from ooto.validation import ModulePolicy
 
 
 @pytest.fixture(autouse=True)

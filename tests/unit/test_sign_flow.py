@@ -9,10 +9,10 @@ import itertools
 
 import pytest
 
-from ooto.api import BuildPhase as P
-from ooto.sign_flow import SignAction as A
-from ooto.sign_flow import SignEvent as E
-from ooto.sign_flow import SignStep, sign_step
+from ooto.domain.api import BuildPhase as P
+from ooto.domain.sign_flow import SignAction as A
+from ooto.domain.sign_flow import SignEvent as E
+from ooto.domain.sign_flow import SignStep, sign_step
 
 IDLE = (P.NOT_NEEDED, P.CHECKING, P.BUILT, P.FAILED, P.SIGNED, P.SIGN_FAILED)
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import Module
 from ooto.builds.buildah import render_buildah_job, sign_build
 from ooto.builds.buildconfig import render_buildconfig
 from ooto.builds.kaniko import render_dockerfile_configmap, render_kaniko_job
-from ooto.kernels import SpecError, plan_kernel
-from ooto.signing import (
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import SpecError, plan_kernel
+from ooto.domain.signing import (
     SIGN_FILE,
     CertificateError,
     certificate_der,
@@ -185,7 +185,7 @@ def test_the_dockerfile_signs_every_match_and_labels_the_result() -> None:
 
 
 def test_signing_fields_no_kernel_can_use_are_validation_errors() -> None:
-    from ooto.validation import ModulePolicy, validate_module
+    from ooto.domain.validation import ModulePolicy, validate_module
 
     no_build = module({"sign": {**SIGN, "filesToSign": ["/a b/*.ko"]}})
     errors = {e.path: e.message for e in validate_module(no_build, ModulePolicy())}
@@ -199,7 +199,7 @@ def test_signing_fields_no_kernel_can_use_are_validation_errors() -> None:
 
 def test_the_operator_image_carries_sign_file_where_the_sign_dockerfile_calls_it() -> None:
     """The default signer is the operator image: its final stage installs the Debian package
-    that ships sign-file at ooto.signing.SIGN_FILE (tests/integration/test_signing.py checks
+    that ships sign-file at ooto.domain.signing.SIGN_FILE (tests/integration/test_signing.py checks
     that path against the package's file list and signs with it)."""
     root = Path(__file__).resolve().parents[2]
     stages = (root / "Dockerfile").read_text().split("\nFROM ")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ooto.api import KernelPhase, KernelStatus
-from ooto.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
+from ooto.domain.api import KernelPhase, KernelStatus
+from ooto.domain.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
 
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ooto.digest import LOAD_DIGEST_ANNOTATION
-from ooto.upgrade import facts
-from ooto.upgrade.budget import candidates, failed_in
-from ooto.upgrade.progress import progress, upgrade_status
-from ooto.upgrade.state import NodeUpgrade, NodeUpgradeState
+from ooto.domain.digest import LOAD_DIGEST_ANNOTATION
+from ooto.domain.upgrade import facts
+from ooto.domain.upgrade.budget import candidates, failed_in
+from ooto.domain.upgrade.progress import progress, upgrade_status
+from ooto.domain.upgrade.state import NodeUpgrade, NodeUpgradeState
 
 K = "ooto.sigs.k8s.io/kernel"
 

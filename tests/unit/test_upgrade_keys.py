@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ooto.upgrade.keys import (
+from ooto.domain.upgrade.keys import (
     MAX_NAME_PART,
     module_name_part,
     ready_label_key,

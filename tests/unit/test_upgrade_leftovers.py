@@ -10,11 +10,11 @@ from actors.base import Backoff
 from actors.bridge import Bridge
 from actors.messages import Flush, NodeObserved, SweepLeftovers
 from actors.node_cleaner import NodeCleaner
+from ooto.domain.upgrade import record
+from ooto.domain.upgrade.keys import ready_label_key, upgrade_annotation_key
+from ooto.domain.upgrade.leftovers import carries_module_keys, leftovers, live_parts
+from ooto.domain.upgrade.state import NodeUpgrade, NodeUpgradeState
 from ooto.kube.errors import ApiError
-from ooto.upgrade import record
-from ooto.upgrade.keys import ready_label_key, upgrade_annotation_key
-from ooto.upgrade.leftovers import carries_module_keys, leftovers, live_parts
-from ooto.upgrade.state import NodeUpgrade, NodeUpgradeState
 
 LONG = "n" * 70
 

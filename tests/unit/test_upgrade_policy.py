@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ooto.api import Module
-from ooto.upgrade.budget import max_parallel
-from ooto.upgrade.selector import matches, parse_selector
-from ooto.upgrade.workloads import departures, must_evict
+from ooto.domain.api import Module
+from ooto.domain.upgrade.budget import max_parallel
+from ooto.domain.upgrade.selector import matches, parse_selector
+from ooto.domain.upgrade.workloads import departures, must_evict
 
 
 def module(policy: dict[str, Any] | None = None) -> Module:

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from ooto.upgrade import record
-from ooto.upgrade.state import (
+from ooto.domain.upgrade import record
+from ooto.domain.upgrade.state import (
     ACTIVE,
     Aborted,
     ArmDeadline,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ooto.api.module import Module
-from ooto.validation import (
+from ooto.domain.api.module import Module
+from ooto.domain.validation import (
     MAX_DEPTH,
     MAX_ITEMS,
     MAX_STRING,

@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ooto.domain.validation import ModulePolicy
 from ooto.testing.pki import CertPair, make_ca, make_serving_cert
 from ooto.testing.waiting import eventually
-from ooto.validation import ModulePolicy
 from ooto.webhook import PATH, AdmissionServer, WebhookConfig
 
 UID = "0c7f4a4e-8d4b-4a53-9a57-6f1e2b3c4d5e"

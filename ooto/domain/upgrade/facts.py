@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ooto.digest import LOAD_DIGEST_ANNOTATION
-from ooto.upgrade.keys import SKIP_LABEL
+from ooto.domain.digest import LOAD_DIGEST_ANNOTATION
+from ooto.domain.upgrade.keys import SKIP_LABEL
 
 Obj = Mapping[str, Any]
 LABEL_KERNEL = "ooto.sigs.k8s.io/kernel"

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api.module import Module
-from ooto.upgrade.selector import matches, parse_selector
+from ooto.domain.api.module import Module
+from ooto.domain.upgrade.selector import matches, parse_selector
 
 Obj = Mapping[str, Any]
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"

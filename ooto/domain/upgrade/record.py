@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ooto.upgrade.state import NodeUpgrade, NodeUpgradeState
+from ooto.domain.upgrade.state import NodeUpgrade, NodeUpgradeState
 
 _FIELDS = (
     ("digest", "digest", str),

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ooto.api import BuildPhase
-from ooto.reasons import Reason
+from ooto.domain.api import BuildPhase
+from ooto.domain.reasons import Reason
 
 
 class SignEvent(StrEnum):

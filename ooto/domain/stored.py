@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ooto.render import LOAD_DIGEST_ANNOTATION, SPEC_HASH_ANNOTATION
+from ooto.domain.render import LOAD_DIGEST_ANNOTATION, SPEC_HASH_ANNOTATION
 
 Obj = Mapping[str, Any]
 
@@ -109,7 +109,7 @@ def trim_pod(pod: dict[str, Any]) -> None:
     (an informer `trim`): identity, the resourceVersion (the informer resumes its watch from
     the last object's), labels, the load-digest annotation, deletion and creation
     times, its node, its Ready condition, and of each container status what
-    `ooto.loader_health` reads (image, state, readiness, restarts, how it last exited)."""
+    `ooto.domain.loader_health` reads (image, state, readiness, restarts, how it last exited)."""
     meta = pod.get("metadata") or {}
     trimmed = {k: meta[k] for k in POD_META_KEPT if k in meta}
     digest = (meta.get("annotations") or {}).get(LOAD_DIGEST_ANNOTATION)

@@ -15,11 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ooto.api import Module
-from ooto.api.preflight import READY_VERDICTS, Verdict
-from ooto.kernels import KernelPlan, SpecError, plan_kernel
-from ooto.validation import ModulePolicy, validate_module
-from ooto.validation import summary as errors_summary
+from ooto.domain.api import Module
+from ooto.domain.api.preflight import READY_VERDICTS, Verdict
+from ooto.domain.kernels import KernelPlan, SpecError, plan_kernel
+from ooto.domain.validation import ModulePolicy, validate_module
+from ooto.domain.validation import summary as errors_summary
 
 MAX_MESSAGE = 1024
 MAX_STATUS_ENTRIES = 500

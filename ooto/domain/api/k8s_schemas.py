@@ -3,7 +3,7 @@
 The upstream definitions come from the Kubernetes 1.20.2 OpenAPI (swagger.json), extracted once
 into `k8s_core_v1_definitions.json` next to this file, so `ooto crds` works offline. Regenerate:
 
-    python -m ooto.api.k8s_schemas ~/.cache/ooto/kubernetes-1.20.2/openapi/swagger.json
+    python -m ooto.domain.api.k8s_schemas ~/.cache/ooto/kubernetes-1.20.2/openapi/swagger.json
 
 Turning them into structural schemas (what apiextensions.k8s.io/v1 demands): every `$ref`
 inlined, a `type` on every node, IntOrString and Quantity as `x-kubernetes-int-or-string`,
@@ -157,7 +157,7 @@ def _list_type(node: Schema, items: Schema, item_ref: str) -> Schema:
 def main(argv: list[str]) -> int:
     """Regenerate the committed definitions file from an upstream swagger.json."""
     if len(argv) != 1:
-        print("usage: python -m ooto.api.k8s_schemas SWAGGER_JSON", file=sys.stderr)
+        print("usage: python -m ooto.domain.api.k8s_schemas SWAGGER_JSON", file=sys.stderr)
         return 2
     swagger = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     text = json.dumps(extract_definitions(swagger), indent=1, sort_keys=True) + "\n"

@@ -1,6 +1,6 @@
 """The Module API (ooto.sigs.k8s.io/v1alpha1): pydantic models the CRD schema is generated from."""
 
-from ooto.api.module import (
+from ooto.domain.api.module import (
     API_VERSION,
     GROUP,
     KIND,

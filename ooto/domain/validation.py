@@ -8,7 +8,7 @@ walked recursively.
 
 Each rule is a small check `(Module, ModulePolicy) -> Iterable[FieldError]` listed in `CHECKS`; a
 new field of the spec adds its check there. What a kernel decides (which mapping matches, the
-image once substituted) stays in `ooto.kernels`, which reports it per kernel.
+image once substituted) stays in `ooto.domain.kernels`, which reports it per kernel.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ooto.api.module import KernelMapping, Module
-from ooto.kernels import SpecError, group_names, mapping_path, mapping_templates
-from ooto.modprobe import modprobe_errors
-from ooto.signing import sign_problems
-from ooto.variables import (
+from ooto.domain.api.module import KernelMapping, Module
+from ooto.domain.kernels import SpecError, group_names, mapping_path, mapping_templates
+from ooto.domain.modprobe import modprobe_errors
+from ooto.domain.signing import sign_problems
+from ooto.domain.variables import (
     BUILTIN_VARIABLES,
     MOD_NAME,
     MOD_NAMESPACE,
@@ -214,7 +214,7 @@ def _image_errors(
 
 
 def modprobe_check(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
-    """`spec.modprobe`: its rules live beside the scripts they generate (ooto/modprobe.py)."""
+    """`spec.modprobe`: its rules live beside the scripts they generate (domain/modprobe.py)."""
     for path, message in modprobe_errors(module):
         yield FieldError(path, message)
 
@@ -333,7 +333,7 @@ def _is_label_value(value: str) -> bool:
 
 
 def sign_check(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
-    """Signing fields no kernel can use (ooto.signing.sign_problems)."""
+    """Signing fields no kernel can use (ooto.domain.signing.sign_problems)."""
     for path, message in sign_problems(module):
         yield FieldError(path, message)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ooto.api.module import UpgradePolicy
-from ooto.upgrade import facts
-from ooto.upgrade.state import ACTIVE, NodeUpgrade, NodeUpgradeState, Timeouts
+from ooto.domain.api.module import UpgradePolicy
+from ooto.domain.upgrade import facts
+from ooto.domain.upgrade.state import ACTIVE, NodeUpgrade, NodeUpgradeState, Timeouts
 
 Obj = Mapping[str, Any]
 Targets = Mapping[str, tuple[str, str]]

@@ -2,7 +2,8 @@
 
 Field docstrings become the CRD's descriptions, so `kubectl explain` reads them: write them for the
 cluster admin. Fields typed `K8sContainer`, `K8sVolume` or `K8sToleration` stay plain dicts here;
-the CRD generator substitutes the real core/v1 schemas for them (see `ooto.api.crd`), so the API
+the CRD generator substitutes the real core/v1 schemas for them (see `ooto.domain.api.crd`), so
+the API
 server rejects a malformed container before ooto ever sees it.
 """
 
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from ooto.upgrade.selector import parse_selector
+from ooto.domain.upgrade.selector import parse_selector
 
 GROUP = "ooto.sigs.k8s.io"
 VERSION = "v1alpha1"

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import re2
 
-from ooto.api.module import GitSource, KernelMapping, Module, RegistryAccess, Sign
-from ooto.signing import SignPlan, glob_problem, unsigned_tag
-from ooto.variables import (
+from ooto.domain.api.module import GitSource, KernelMapping, Module, RegistryAccess, Sign
+from ooto.domain.signing import SignPlan, glob_problem, unsigned_tag
+from ooto.domain.variables import (
     BUILTIN_VARIABLES,
     TemplateError,
     image_reference_problem,

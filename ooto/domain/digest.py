@@ -16,9 +16,9 @@ import hashlib
 import json
 from typing import Any
 
-from ooto.api.module import Module
-from ooto.kernels import KernelPlan
-from ooto.render import (
+from ooto.domain.api.module import Module
+from ooto.domain.kernels import KernelPlan
+from ooto.domain.render import (
     DEFAULT_OPTIONS,
     LOAD_DIGEST_ANNOTATION,
     RenderOptions,

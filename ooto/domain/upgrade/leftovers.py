@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.upgrade import facts, record
-from ooto.upgrade.keys import (
+from ooto.domain.upgrade import facts, record
+from ooto.domain.upgrade.keys import (
     HASH_HEX,
     READY_LABEL_PREFIX,
     UPGRADE_ANNOTATION_PREFIX,

@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ooto.upgrade import facts
-from ooto.upgrade.state import ACTIVE, NodeUpgrade, NodeUpgradeState
+from ooto.domain.upgrade import facts
+from ooto.domain.upgrade.state import ACTIVE, NodeUpgrade, NodeUpgradeState
 
 Obj = Mapping[str, Any]
 

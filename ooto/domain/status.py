@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api import ConditionStatus, ConditionType, KernelPhase, KernelStatus
-from ooto.reasons import Reason
+from ooto.domain.api import ConditionStatus, ConditionType, KernelPhase, KernelStatus
+from ooto.domain.reasons import Reason
 
 MAX_MESSAGE = 1024
 MAX_NAMED = 5

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from ooto.api.module import ApiModel, ConditionStatus, ObjectMeta
+from ooto.domain.api.module import ApiModel, ConditionStatus, ObjectMeta
 
 PREFLIGHT_KIND = "PreflightValidation"
 PREFLIGHT_PLURAL = "preflightvalidations"

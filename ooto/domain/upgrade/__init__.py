@@ -1,5 +1,5 @@
 """Day 2, the pure part: module-ready node labels, per-node upgrade states, their Node records.
 
 No I/O here: the actors (actors/upgrade*.py) observe the cluster, feed events to
-`ooto.upgrade.state.transition` and perform the actions it returns.
+`ooto.domain.upgrade.state.transition` and perform the actions it returns.
 """

@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ooto.api.module import GROUP, KIND, PLURAL
-from ooto.validation import (
+from ooto.domain.api.module import GROUP, KIND, PLURAL
+from ooto.domain.validation import (
     MAX_DEPTH,
     MAX_REPORTED,
     FieldError,

@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ooto.api.module import Module
+from ooto.domain.api.module import Module
 
 SIGNED_BY_LABEL = "ooto.sigs.k8s.io/signed-by"
 SIGN_FILE = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ooto.reasons import Reason
+from ooto.domain.reasons import Reason
 
 IMAGE_PULL_FAILED = Reason.IMAGE_PULL_FAILED
 LOADER_CRASHING = Reason.LOADER_CRASHING

@@ -25,8 +25,8 @@ import posixpath
 import shlex
 from dataclasses import dataclass
 
-from ooto.api.module import Modprobe, Module
-from ooto.reasons import Reason
+from ooto.domain.api.module import Modprobe, Module
+from ooto.domain.reasons import Reason
 
 FIRMWARE_MOUNT = "/var/lib/ooto/firmware"
 """Where the loader sees the node's firmware directory (mounted only when firmwarePath is set)."""

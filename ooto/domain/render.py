@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ooto.api.module import API_VERSION, KIND, Module
-from ooto.kernels import KernelPlan, Role, daemonset_name, kernel_label_value, label_safe
-from ooto.modprobe import FIRMWARE_MOUNT, loader_command, prestop_command
-from ooto.upgrade.keys import ready_label_key
+from ooto.domain.api.module import API_VERSION, KIND, Module
+from ooto.domain.kernels import KernelPlan, Role, daemonset_name, kernel_label_value, label_safe
+from ooto.domain.modprobe import FIRMWARE_MOUNT, loader_command, prestop_command
+from ooto.domain.upgrade.keys import ready_label_key
 
 LABEL_MODULE = "ooto.sigs.k8s.io/module"
 LABEL_KERNEL = "ooto.sigs.k8s.io/kernel"
@@ -28,7 +28,7 @@ NODE_KERNEL_LABEL = "ooto.sigs.k8s.io/kernel-version.full"
 NODE_KERNEL_ANNOTATION = NODE_KERNEL_LABEL
 SPEC_HASH_ANNOTATION = "ooto.sigs.k8s.io/spec-hash"
 LOAD_DIGEST_ANNOTATION = "ooto.sigs.k8s.io/load-digest"
-"""On loader pods: the load digest (ooto.digest) they were created with."""
+"""On loader pods: the load digest (ooto.domain.digest) they were created with."""
 
 MODULE_LOADER: Role = "module-loader"
 DEVICE_PLUGIN: Role = "device-plugin"
@@ -115,9 +115,9 @@ def render_daemonsets(
 
 
 def _load_digest(module: Module, plan: KernelPlan, options: RenderOptions) -> str:
-    """The digest loader pods carry (ooto.digest builds on `module_loader_container`, so it is
-    imported here, not at the top: each module needs the other)."""
-    from ooto.digest import load_digest
+    """The digest loader pods carry (ooto.domain.digest builds on `module_loader_container`, so it
+    is imported here, not at the top: each module needs the other)."""
+    from ooto.domain.digest import load_digest
 
     return load_digest(module, plan, options)
 
