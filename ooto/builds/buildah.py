@@ -31,6 +31,7 @@ from typing import Any
 
 from ooto.builds.kaniko import DOCKERFILE_KEY
 from ooto.builds.model import (
+    BuildPodLimits,
     build_metadata,
     build_name,
     plan_build,
@@ -61,13 +62,8 @@ APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io"
 
 
 @dataclass(frozen=True)
-class BuildahOptions:
+class BuildahOptions(BuildPodLimits):
     image: str = DEFAULT_BUILDAH_IMAGE
-    cpu_request: str = "250m"
-    memory_request: str = "512Mi"
-    cpu_limit: str = "2"
-    memory_limit: str = "4Gi"
-    active_deadline_seconds: int = 3600
 
 
 DEFAULT_BUILDAH = BuildahOptions()
@@ -149,10 +145,7 @@ def _container(
         "image": options.image,
         "command": [BUILDAH],
         "args": args,
-        "resources": {
-            "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
-            "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
-        },
+        "resources": options.resources(),
         "securityContext": {
             "runAsUser": 0,
             "privileged": False,

@@ -24,6 +24,7 @@ from typing import Any
 
 from ooto.builds.model import (
     BuildObservation,
+    BuildPodLimits,
     build_metadata,
     build_name,
     meta_of,
@@ -46,13 +47,8 @@ _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
 
 
 @dataclass(frozen=True)
-class KanikoOptions:
+class KanikoOptions(BuildPodLimits):
     executor_image: str = DEFAULT_EXECUTOR_IMAGE
-    cpu_request: str = "250m"
-    memory_request: str = "512Mi"
-    cpu_limit: str = "2"
-    memory_limit: str = "4Gi"
-    active_deadline_seconds: int = 3600
 
 
 DEFAULT_KANIKO = KanikoOptions()
@@ -121,10 +117,7 @@ def _pod_spec(
         "name": "kaniko",
         "image": options.executor_image,
         "args": args,
-        "resources": {
-            "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
-            "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
-        },
+        "resources": options.resources(),
         "terminationMessagePolicy": "FallbackToLogsOnError",  # the log's end, for the Event
         "volumeMounts": mounts,
     }

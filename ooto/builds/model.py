@@ -28,6 +28,24 @@ Phase = Literal["Running", "Succeeded", "Failed"]
 
 
 @dataclass(frozen=True)
+class BuildPodLimits:
+    """What every build pod may use, whichever builder runs in it (documented in operations.md:
+    a ResourceQuota in a Module's namespace must leave room for them)."""
+
+    cpu_request: str = "250m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    active_deadline_seconds: int = 3600
+
+    def resources(self) -> dict[str, dict[str, str]]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
 class BuildRef:
     """The object that carries one build: watch `resource` for `namespace`/`name`."""
 
