@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ooto.kernels import build_job_name
+from ooto.kernels import build_job_name, label_safe
 from ooto.render import LABEL_MODULE
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
@@ -22,6 +22,7 @@ from ooto.upgrade.keys import ready_label_key
 from tests.integration.conftest import OperatorFactory
 from tests.integration.scenario_support import (
     apply_module,
+    condition,
     daemonsets,
     delete_module,
     events,
@@ -87,7 +88,8 @@ async def all_ready(rest: KubeRest, namespace: str, nodes: list[str], names: lis
     for name in names:
         if await ready_module(rest, namespace, name) is None:
             return False
-        placed = {p["spec"].get("nodeName") for p in pods if module_of(p) == name and is_ready(p)}
+        mine = [p for p in pods if module_of(p) == label_safe(name) and is_ready(p)]
+        placed = {p["spec"].get("nodeName") for p in mine}
         if placed != set(nodes):
             return False
     return True
@@ -201,3 +203,55 @@ async def building(rest: KubeRest, namespace: str, names: list[str], running: in
 async def labelled(rest: KubeRest, nodes: list[str], label: str) -> bool:
     found = await nodes_by_name(rest, nodes)
     return all((found[n]["metadata"].get("labels") or {}).get(label) == "true" for n in nodes)
+
+
+async def test_a_module_named_after_another_ones_hashed_label_is_refused_until_that_one_goes(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """A Module name over 63 characters is cut and hashed into its label value; a second Module
+    can be named after that value. Both would carry one Module label: reproduced before the
+    fix, the second one's rollout took the first one's loader pods for its own and deleted
+    them. The younger one is refused (status and Event) until the older one is deleted."""
+    long_name = "long-" + "a" * 60
+    crafted = label_safe(long_name)
+    assert crafted != long_name
+    nodes = [f"iso-{namespace[-6:]}-c{i}" for i in range(2)]
+    await kubelet.add_nodes([(node, KERNEL, SHARED) for node in nodes])
+    await start_operator(watch_namespace=namespace)
+    mapping = [{"regexp": ".", "containerImage": "example.invalid/long:1"}]
+    await apply_module(admin_rest, namespace, module_manifest(long_name, mapping, selector=SHARED))
+    await eventually(lambda: all_ready(admin_rest, namespace, nodes, [long_name]), timeout=120)
+    first = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+
+    # creationTimestamps count whole seconds (a tie goes by name): make the first one older.
+    await asyncio.sleep(1.1)
+    labels = LabelWatch(ready_label_key(namespace, long_name), set(nodes))
+    pods = PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        other = [{"regexp": ".", "containerImage": "example.invalid/crafted:1"}]
+        created = await apply_module(
+            admin_rest, namespace, module_manifest(crafted, other, selector=SHARED)
+        )
+        refused = await eventually(lambda: not_ready_because(admin_rest, namespace, crafted))
+    assert long_name in condition(refused, "Ready")["message"]
+    assert [p["metadata"]["uid"] for p in pods.loader_deletions()] == []
+    assert labels.removals == []
+    assert first == {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+    owners = {
+        ref["uid"]
+        for ds in (await admin_rest.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets"))[
+            "items"
+        ]
+        for ref in ds["metadata"].get("ownerReferences") or []
+    }
+    assert created["metadata"]["uid"] not in owners
+    assert await events(admin_rest, namespace, "InvalidSpec")
+
+    await delete_module(admin_rest, namespace, long_name)
+    await eventually(lambda: ready_module(admin_rest, namespace, crafted), timeout=120)
+
+
+async def not_ready_because(rest: KubeRest, namespace: str, name: str) -> dict[str, Any] | None:
+    module = await get_module(rest, namespace, name)
+    ready = condition(module, "Ready")
+    return module if ready.get("reason") == "InvalidSpec" else None
