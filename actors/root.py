@@ -23,9 +23,9 @@ from actors.preflight import PreflightActor
 from actors.supervisor import ModuleSupervisor
 from ooto.domain.api import Module
 from ooto.domain.api.preflight import PreflightValidation
+from ooto.domain.module_labels import label_rival, rival_message
 from ooto.domain.reasons import Reason
 from ooto.logs import log_fields
-from ooto.module_labels import label_rival, rival_message
 
 log = logging.getLogger(__name__)
 

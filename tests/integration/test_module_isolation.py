@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ooto.kernels import build_job_name, label_safe
-from ooto.render import LABEL_MODULE
+from ooto.domain.kernels import build_job_name, label_safe
+from ooto.domain.render import LABEL_MODULE
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest
-from ooto.upgrade.keys import ready_label_key
 from tests.integration.conftest import OperatorFactory
 from tests.integration.scenario_support import (
     apply_module,

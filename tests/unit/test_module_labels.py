@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ooto.kernels import label_safe
-from ooto.module_labels import label_rival, rival_message
+from ooto.domain.kernels import label_safe
+from ooto.domain.module_labels import label_rival, rival_message
 
 LONG = "a" * 60 + "-first"  # 66 characters: its label value is hashed
 

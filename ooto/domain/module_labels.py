@@ -3,13 +3,14 @@
 A Module's DaemonSets and loader pods are found and routed by (namespace, Module label value)
 (`actors/routes.py`, the RolloutActor's view of its loader pods, the kernel actors' pod troubles),
 because a loader pod carries no other trace of its Module. Module names are DNS subdomains
-(lowercase alphanumerics, `-` and `.`, up to 253 characters): a name of up to 63 characters is its
-own label value, so distinct short names never meet; a longer one becomes its first 52 characters,
-`-` and 40 bits of its hash (`ooto.kernels.label_safe`). Two Modules thus share a value only if
-those 40 bits collide or someone names a Module after another one's hashed form (both long names
-differing only beyond the cut get distinct hashes). Then the older Module (creationTimestamp, then
-name) keeps the value and the other is refused: it gets a clear status and Event, and nothing runs
-for it, instead of one Module's rollout deleting the other's loader pods.
+(lowercase alphanumerics, `-` and `.`, up to 253 characters): a name of up to 63 characters is
+its own label value, so distinct short names never meet; a longer one becomes its first 52
+characters, `-` and 40 bits of its hash (`ooto.domain.kernels.label_safe`). Two Modules thus share
+a value only if those 40 bits collide or someone names a Module after another one's hashed form
+(long names differing only beyond the cut get distinct hashes). Then the older Module
+(creationTimestamp, then name) keeps the value and the other is refused: it gets a clear status
+and Event, and nothing runs for it, instead of one Module's rollout deleting the other's loader
+pods.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ooto.kernels import label_safe
+from ooto.domain.kernels import label_safe
 
 Obj = Mapping[str, Any]
 
