@@ -23,6 +23,7 @@ from actors.preflight import PreflightActor
 from actors.supervisor import ModuleSupervisor
 from ooto.domain.api import Module
 from ooto.domain.api.preflight import PreflightValidation
+from ooto.domain.kernels import label_safe
 from ooto.domain.module_labels import label_rival, rival_message
 from ooto.domain.reasons import Reason
 from ooto.logs import log_fields
@@ -97,12 +98,15 @@ class OperatorRoot(OotoActor):
 
     def _refuse_younger(self, raw: Obj) -> None:
         """Stop a younger rival of a Module seen only now (a restart lists Modules in any order)."""
-        namespace = (raw.get("metadata") or {}).get("namespace")
+        mine = raw.get("metadata") or {}
+        namespace, value = mine.get("namespace"), label_safe(str(mine.get("name") or ""))
         cached = self._io.modules.list()
         for other in cached:
             meta = other.get("metadata") or {}
             key = f"{meta.get('namespace')}/{meta.get('name')}"
-            if meta.get("namespace") == namespace and key in self._supervisors:
+            if meta.get("namespace") != namespace or key not in self._supervisors:
+                continue
+            if meta.get("name") != mine.get("name") and label_safe(meta["name"]) == value:
                 rival = label_rival(other, cached)
                 if rival is not None:
                     self._refuse(key, other, rival)
