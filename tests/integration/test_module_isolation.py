@@ -256,3 +256,38 @@ async def not_ready_because(rest: KubeRest, namespace: str, name: str) -> dict[s
     module = await get_module(rest, namespace, name)
     ready = condition(module, "Ready")
     return module if ready.get("reason") == "InvalidSpec" else None
+
+
+async def test_an_operator_starting_with_both_rivals_stored_runs_only_the_older(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Both Modules exist before the operator starts (a restart): whichever it hears of first,
+    the older one runs and the younger is refused; no pod is ever made for the younger."""
+    long_name = "start-" + "b" * 60
+    crafted = label_safe(long_name)
+    nodes = [f"iso-{namespace[-6:]}-s{i}" for i in range(2)]
+    await kubelet.add_nodes([(node, KERNEL, SHARED) for node in nodes])
+    mapping = [{"regexp": ".", "containerImage": "example.invalid/long:1"}]
+    await apply_module(admin_rest, namespace, module_manifest(long_name, mapping, selector=SHARED))
+    await asyncio.sleep(1.1)  # creationTimestamps count whole seconds: make the first one older
+    other = [{"regexp": ".", "containerImage": "example.invalid/crafted:1"}]
+    created = await apply_module(
+        admin_rest, namespace, module_manifest(crafted, other, selector=SHARED)
+    )
+    labels, pods = LabelWatch(ready_label_key(namespace, long_name), set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await start_operator(watch_namespace=namespace)
+        await eventually(lambda: not_ready_because(admin_rest, namespace, crafted))
+        await eventually(lambda: all_ready(admin_rest, namespace, nodes, [long_name]), timeout=120)
+    assert pods.loader_deletions() == []
+    owners = {
+        ref["uid"] for _, pod in pods.events for ref in pod["metadata"].get("ownerReferences") or []
+    }
+    daemonset_owners = {
+        ref["uid"]
+        for ds in (await admin_rest.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets"))[
+            "items"
+        ]
+        for ref in ds["metadata"].get("ownerReferences") or []
+    }
+    assert created["metadata"]["uid"] not in owners | daemonset_owners
