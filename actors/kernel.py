@@ -216,11 +216,27 @@ class KernelActor(OotoActor, KernelSigning):
             return
         if event.type != "DELETED":
             self._observe_build(event.build)
-        elif (event.build.get("metadata") or {}).get("name") == self._build_name:
-            # Someone deleted our running build (or the Module that owned a shared one went).
+        elif (event.build.get("metadata") or {}).get("name") != self._build_name:
+            return
+        elif self._build is BuildPhase.BUILDING and not self._owns(event.build):
+            # A build of our image we adopted from another Module: that Module's deletion took
+            # it (the garbage collector), not a failure of ours. The image is still missing.
+            log.info(
+                "%s: shared build %s went with its Module; building again",
+                self.describe(),
+                self._build_name,
+                extra=self._log_extra("build owner gone"),
+            )
+            self._start_build()
+        else:  # someone deleted our running build
             self._build_done(
                 False, f"the build of {self._plan.image} was deleted before it finished"
             )
+
+    def _owns(self, obj: Obj) -> bool:
+        """Whether our Module owns `obj` (builds are shared across the namespace's Modules)."""
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or ()
+        return any(ref.get("uid") == self._module.metadata.uid for ref in refs)
 
     def on_Retire(self, _: Retire) -> None:
         self._retiring = True

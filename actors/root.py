@@ -23,6 +23,8 @@ from actors.preflight import PreflightActor
 from actors.supervisor import ModuleSupervisor
 from ooto.domain.api import Module
 from ooto.domain.api.preflight import PreflightValidation
+from ooto.domain.kernels import label_safe
+from ooto.domain.module_labels import label_rival, rival_message
 from ooto.domain.reasons import Reason
 from ooto.logs import log_fields
 
@@ -47,6 +49,7 @@ class OperatorRoot(OotoActor):
         self._respawns: dict[str, Backoff] = {}
         self._preflights: dict[str, Any] = {}
         self._validations: dict[str, PreflightValidation] = {}  # newest, to replace a dead actor
+        self._refused: dict[str, Obj] = {}  # Modules an older one's label value keeps from running
 
     def on_stop(self) -> None:
         for ref in [*self._supervisors.values(), *self._preflights.values()]:
@@ -56,7 +59,9 @@ class OperatorRoot(OotoActor):
         meta = event.module.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         if event.type == "DELETED" or meta.get("deletionTimestamp"):
+            self._refused.pop(key, None)
             self._forget(key, meta)
+            self._reconsider(str(meta.get("namespace")))
             return
         try:
             module = Module.model_validate(event.module)
@@ -66,14 +71,52 @@ class OperatorRoot(OotoActor):
         except RecursionError:
             self._unreadable(key, event.module, "the Module is nested too deeply to be read")
             return
+        rival = label_rival(event.module, self._io.modules.list())
+        if rival is not None:
+            self._refuse(key, event.module, rival)
+            return
+        self._refused.pop(key, None)
         self._modules[key] = module
         supervisor = self._supervisors.get(key)
         if supervisor is None:
             if not self.timer_pending(f"respawn:{key}"):
                 log.info("module %s appeared", key, extra=log_fields(module=key, reason="added"))
                 self._start_supervisor(key, module)
+                self._refuse_younger(event.module)
         else:
             self.send(supervisor, ModuleChanged(module))
+
+    def _refuse(self, key: str, raw: Obj, rival: str) -> None:
+        """Nothing runs for a Module whose label value an older one has (ooto.module_labels)."""
+        self._refused[key] = raw
+        self._modules.pop(key, None)
+        self.cancel_timer(f"respawn:{key}")
+        supervisor = self._supervisors.pop(key, None)
+        if supervisor is not None:  # it started before the older Module was seen
+            supervisor.stop(block=False)
+        self._unreadable(key, raw, rival_message(str(raw["metadata"]["name"]), rival))
+
+    def _refuse_younger(self, raw: Obj) -> None:
+        """Stop a younger rival of a Module seen only now (a restart lists Modules in any order)."""
+        mine = raw.get("metadata") or {}
+        namespace, value = mine.get("namespace"), label_safe(str(mine.get("name") or ""))
+        cached = self._io.modules.list()
+        for other in cached:
+            meta = other.get("metadata") or {}
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            if meta.get("namespace") != namespace or key not in self._supervisors:
+                continue
+            if meta.get("name") != mine.get("name") and label_safe(meta["name"]) == value:
+                rival = label_rival(other, cached)
+                if rival is not None:
+                    self._refuse(key, other, rival)
+
+    def _reconsider(self, namespace: str) -> None:
+        """A Module of `namespace` went: a Module refused for its label value may run now."""
+        for key, raw in list(self._refused.items()):
+            if key.partition("/")[0] == namespace:
+                del self._refused[key]
+                self.on_ModuleObserved(ModuleObserved("MODIFIED", raw))
 
     def _start_supervisor(self, key: str, module: Module) -> None:
         self._supervisors[key] = ModuleSupervisor.start(

@@ -32,6 +32,7 @@ from tests.integration.scenario_support import (
     apply_module,
     condition,
     daemonsets,
+    delete_module,
     events,
     eventually,
     exists,
@@ -710,3 +711,46 @@ async def test_on_openshift_a_completed_build_leads_to_the_daemonset(
 
 async def set_build_phase(rest: KubeRest, build_path: str, phase: str) -> None:
     await rest.patch(f"{build_path}/status", {"status": {"phase": phase}})
+
+
+async def test_deleting_the_module_that_started_a_shared_build_does_not_fail_the_other(
+    admin_rest: KubeRest,
+    kubelet: SimulatedKubelet,
+    registry: RegistryServer,
+    namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    """Two Modules need one image: the second adopts the first one's running Job, which only the
+    first owns. Deleting the first Module lets the garbage collector delete that Job; reproduced
+    before the fix: the second Module's kernel took that for its own build's failure
+    (BuildFailed, a Warning Event, a backoff). It must build the image itself instead."""
+    BuildPlayer(kubelet, registry)
+    kubelet.default_job_outcome = "Running"
+    await kubelet.add_nodes([("b5o-a", A, GPU)])
+    await start_operator(watch_namespace=namespace, **KANIKO)
+    image = f"{unique_repo(registry, 'kmod')}:owned"
+    await apply_module(
+        admin_rest, namespace, module_manifest("one", [built_mapping({"literal": A}, image)])
+    )
+    first = await eventually(lambda: one_job(admin_rest, namespace))
+    await apply_module(
+        admin_rest, namespace, module_manifest("two", [built_mapping({"literal": A}, image)])
+    )
+    await eventually(lambda: kernel_builds_are(admin_rest, namespace, "two", "Building"))
+    await delete_module(admin_rest, namespace, "one")
+
+    async def own_job() -> dict[str, Any] | None:
+        others = await jobs(admin_rest, namespace)
+        found = [j for j in others if j["metadata"]["uid"] != first["metadata"]["uid"]]
+        return found[0] if found else None
+
+    job = await eventually(own_job, timeout=60)
+    assert job["metadata"]["name"] == build_job_name("two", image)
+    kubelet.set_job_outcome(job["metadata"]["name"], "Succeeded")
+    await eventually(lambda: ready_module(admin_rest, namespace, "two"), timeout=60)
+    assert await events(admin_rest, namespace, "BuildFailed") == []
+
+
+async def kernel_builds_are(rest: KubeRest, namespace: str, name: str, phase: str) -> bool:
+    builds = await kernel_builds(rest, namespace, name)
+    return bool(builds) and set(builds.values()) == {phase}
