@@ -375,7 +375,7 @@ class KernelActor(OotoActor, KernelSigning):
         if isinstance(done.error, CertificateError):
             self._fail(Reason.SIGN_SECRET_INVALID, message)
         elif outcome == "missing" and self._plan.sign is not None:
-            self._signature_missing(message)
+            self._signature_missing(message, done.result.signed_for)
         elif outcome == "present":
             self._digest = done.result.digest
             if self._plan.sign is not None:

@@ -26,7 +26,7 @@ from actors.ports import ActorMetrics, ActorSettings, OperatorIO
 from ooto.domain.api import BuildPhase, KernelPhase, Module
 from ooto.domain.kernels import KernelPlan
 from ooto.domain.reasons import Reason
-from ooto.domain.sign_flow import SignAction, SignEvent, sign_step
+from ooto.domain.sign_flow import SignAction, SignEvent, mismatch_event, sign_step
 from ooto.domain.signing import CertificateError
 
 log = logging.getLogger("actors.kernel")
@@ -69,10 +69,16 @@ class KernelSigning:
         self._set_phase(KernelPhase.RESOLVING, "", f"checking {image} and its signature")
         self._run_check(self._io.check_signature(self._module, self._plan, fresh=fresh))
 
-    def _signature_missing(self, message: str) -> None:
-        """The signed image is missing or signed with another certificate."""
-        step = sign_step(self._build, SignEvent.SIGNATURE_MISSING, self._plan.build is not None)
-        if step.action is SignAction.FAIL:
+    def _signature_missing(self, message: str, signed_for: str) -> None:
+        """The signed image is missing or signed with another certificate (`signed_for`: the
+        Module its signed-for label names, "" for none)."""
+        ns, _, name = signed_for.partition("/")
+        exists = bool(signed_for) and self._io.modules.get(ns, name) is not None
+        event = mismatch_event(signed_for, self._module.key, exists)
+        step = sign_step(self._build, event, self._plan.build is not None)
+        if step.reason == Reason.SIGN_CONFLICT:
+            self._fail(step.reason, _conflict_message(message, signed_for))
+        elif step.action is SignAction.FAIL:
             self._fail(step.reason, f"signed, but {message}")
         elif step.action is SignAction.CHECK_UNSIGNED:
             log.info("%s: %s", self.describe(), message, extra=self._log_extra("SignatureMissing"))
@@ -176,3 +182,11 @@ class KernelSigning:
         def _done_build(self, image: str, done: IoDone) -> None: ...
         def _run_check(self, coro: Any) -> None: ...
         def set_timer(self, name: str, delay: float) -> None: ...
+
+
+def _conflict_message(message: str, other: str) -> str:
+    return (
+        f"{message}: Module {other} signs the same image with another certificate; not signing "
+        f"it again (the two would re-sign it in turn). Give one of them another containerImage "
+        f"or the same sign Secrets; once {other} is deleted, this Module signs it"
+    )
