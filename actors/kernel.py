@@ -107,6 +107,7 @@ class KernelActor(OotoActor, KernelSigning):
         self._pull_checked_at: float | None = None  # last registry check a pull failure asked for
         self._rechecking = False  # that check (or the build it started) is not over
         self._signed_by = ""  # the signed-by label of our signed image, as last checked
+        self._conflict_with = ""  # the Module a SignConflict Event named (kernel_signing.py)
         self._digest = ""  # of plan.image as the registry last answered: DaemonSets pin it
         self._last_report: KernelReport | None = None
         self._targets_of: tuple[Module, KernelPlan, list[Target]] | None = None
@@ -375,7 +376,7 @@ class KernelActor(OotoActor, KernelSigning):
         if isinstance(done.error, CertificateError):
             self._fail(Reason.SIGN_SECRET_INVALID, message)
         elif outcome == "missing" and self._plan.sign is not None:
-            self._signature_missing(message)
+            self._signature_missing(message, done.result.signed_for)
         elif outcome == "present":
             self._digest = done.result.digest
             if self._plan.sign is not None:

@@ -12,7 +12,9 @@ exhaustively); these handlers turn replies into its events and perform its actio
 A key rotation (new certificate in the same Secret) is noticed by a timer: every
 `sign_recheck_seconds` the actor asks for the current fingerprint (the certificate Secret is read
 once per interval for all kernels, no registry request); only when it differs from the label seen
-on the deployed image does it check and sign again, once.
+on the deployed image does it check and sign again, once. A signed image labelled with another
+certificate AND signed for another Module that still exists is not signed again: SignConflict
+(Degraded, one Event), checked again after backoff, taken over once that Module is gone.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from actors.ports import ActorMetrics, ActorSettings, OperatorIO
 from ooto.domain.api import BuildPhase, KernelPhase, Module
 from ooto.domain.kernels import KernelPlan
 from ooto.domain.reasons import Reason
-from ooto.domain.sign_flow import SignAction, SignEvent, sign_step
+from ooto.domain.sign_flow import SignAction, SignEvent, mismatch_event, sign_step
 from ooto.domain.signing import CertificateError
 
 log = logging.getLogger("actors.kernel")
@@ -63,16 +65,27 @@ class KernelSigning:
     _signed_by: str
     _rechecking: bool
     _image_present: str | None
+    _conflict_with: str  # the Module our SignConflict Event named ("" for none)
 
     def _check_signature(self, fresh: bool = False) -> None:
         image = self._plan.image
         self._set_phase(KernelPhase.RESOLVING, "", f"checking {image} and its signature")
         self._run_check(self._io.check_signature(self._module, self._plan, fresh=fresh))
 
-    def _signature_missing(self, message: str) -> None:
-        """The signed image is missing or signed with another certificate."""
-        step = sign_step(self._build, SignEvent.SIGNATURE_MISSING, self._plan.build is not None)
-        if step.action is SignAction.FAIL:
+    def _signature_missing(self, message: str, signed_for: str) -> None:
+        """The signed image is missing or signed with another certificate (`signed_for`: the
+        Module its signed-for label names, "" for none)."""
+        ns, _, name = signed_for.partition("/")
+        exists = bool(signed_for) and self._io.modules.get(ns, name) is not None
+        event = mismatch_event(signed_for, self._module.key, exists)
+        step = sign_step(self._build, event, self._plan.build is not None)
+        if step.reason == Reason.SIGN_CONFLICT:
+            conflict = _conflict_message(message, signed_for)
+            if self._conflict_with != signed_for:  # one Event, not one per retry
+                self._conflict_with = signed_for
+                self._build_event(f"kernel {self._plan.kernel}: {conflict}", step.reason)
+            self._fail(step.reason, conflict)
+        elif step.action is SignAction.FAIL:
             self._fail(step.reason, f"signed, but {message}")
         elif step.action is SignAction.CHECK_UNSIGNED:
             log.info("%s: %s", self.describe(), message, extra=self._log_extra("SignatureMissing"))
@@ -133,7 +146,7 @@ class KernelSigning:
             self._check_signature(fresh=True)
 
     def _signature_present(self, signed_by: str) -> None:
-        self._signed_by = signed_by
+        self._signed_by, self._conflict_with = signed_by, ""
         self.set_timer("sign-recheck", self._settings.sign_recheck_seconds)
 
     def _recheck_signature(self) -> None:
@@ -171,8 +184,17 @@ class KernelSigning:
         def _set_phase(self, phase: KernelPhase, reason: str, message: str) -> None: ...
         def _run(self, tag: object, coro: Any) -> None: ...
         def _fail(self, reason: str, message: str) -> None: ...
+        def _build_event(self, message: str, reason: str) -> None: ...
         def _start_build(self) -> None: ...
         def _begin_build_object(self, sign: bool) -> None: ...
         def _done_build(self, image: str, done: IoDone) -> None: ...
         def _run_check(self, coro: Any) -> None: ...
         def set_timer(self, name: str, delay: float) -> None: ...
+
+
+def _conflict_message(message: str, other: str) -> str:
+    return (
+        f"{message}: Module {other} signs the same image with another certificate; not signing "
+        f"it again (the two would re-sign it in turn). Give one of them another containerImage "
+        f"or the same sign Secrets; once {other} is deleted, this Module signs it"
+    )

@@ -43,6 +43,10 @@ class SignatureCheck(ImageCheck, Protocol):
     def signed_by(self) -> str:
         """The signed-by label the image carries ("" when missing or unlabelled)."""
 
+    @property
+    def signed_for(self) -> str:
+        """The signed-for label: the Module it was signed for ("" when missing or unlabelled)."""
+
 
 class BuildStatus(Protocol):
     @property

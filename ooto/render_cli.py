@@ -183,7 +183,8 @@ def sign_objects(
 ) -> list[dict[str, Any]]:
     """The sign build's objects, as `ooto.signing_io` starts them: the backend's build of the
     generated sign Dockerfile (build secrets for Buildah, mounted Secrets for the others)."""
-    signing = sign_build(plan, settings.signer_image, signed_by, mounted=backend != "buildah")
+    mounted = backend != "buildah"
+    signing = sign_build(plan, settings.signer_image, signed_by, mounted, module.key)
     return build_objects(module, signing, backend, settings)
 
 

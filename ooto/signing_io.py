@@ -19,6 +19,7 @@ from ooto.domain.api import Module
 from ooto.domain.kernels import KernelPlan
 from ooto.domain.signing import (
     SIGNED_BY_LABEL,
+    SIGNED_FOR_LABEL,
     CertificateError,
     SignPlan,
     fingerprint,
@@ -37,6 +38,7 @@ class SignatureCheck:
     message: str
     signed_by: str
     digest: str = ""
+    signed_for: str = ""  # the signed-for label: the Module the image was signed for
 
 
 class ModuleSignatures:
@@ -80,13 +82,15 @@ class ModuleSignatures:
         except (ValueError, OSError, TimeoutError) as error:
             message = f"cannot read the config of {plan.image}: {error}"
             return SignatureCheck("error", message, "", check.digest)
-        signed_by = labels.get(SIGNED_BY_LABEL, "")
+        signed_by, signed_for = labels.get(SIGNED_BY_LABEL, ""), labels.get(SIGNED_FOR_LABEL, "")
         if signed_by == wanted:
             message = f"{plan.image} is signed by {wanted}"
             return SignatureCheck("present", message, signed_by, check.digest)
         was = f"signed by {signed_by}" if signed_by else "not signed by ooto"
+        if signed_for:
+            was += f" for Module {signed_for}"
         message = f"{plan.image} is {was}, not by {wanted}"
-        return SignatureCheck("missing", message, signed_by, check.digest)
+        return SignatureCheck("missing", message, signed_by, check.digest, signed_for)
 
     async def check_unsigned(self, module: Module, plan: KernelPlan, *, fresh: bool) -> ImageCheck:
         sign = _sign_of(plan)
@@ -110,7 +114,7 @@ class ModuleSignatures:
         if style is None:
             raise BuildStartError("this build backend cannot sign (--build-backend)")
         mounted = style == "mounted"
-        signing = sign_build(plan, self._signer_image, signed_by, mounted)
+        signing = sign_build(plan, self._signer_image, signed_by, mounted, module.key)
         ref = await self._backend.start(module, signing)
         return ref.name
 

@@ -199,19 +199,20 @@ def git_context(git: GitSource) -> str:
 
 
 def sign_build(
-    plan: KernelPlan, signer_image: str, signed_by: str, mounted: bool = False
+    plan: KernelPlan, signer_image: str, signed_by: str, mounted: bool = False, signed_for: str = ""
 ) -> KernelPlan:
     """The plan of the build that signs `plan.sign.unsigned_image` into `plan.image`: a
     generated Dockerfile (`ooto.domain.signing.sign_dockerfile`; `mounted` for builders without
     build
-    secrets), no build args (nothing secret can leak through one). Its Job and ConfigMap are
+    secrets; `signed_for`: the Module's `namespace/name`), no build args (nothing secret can leak
+    through one). Its Job and ConfigMap are
     named after the signed image."""
     sign = plan.sign
     if sign is None:
         raise ValueError(f"kernel {plan.kernel}: its mapping does not sign")
     build = BuildPlan(
         image=plan.image,
-        dockerfile=sign_dockerfile(sign, signer_image, signed_by, mounted),
+        dockerfile=sign_dockerfile(sign, signer_image, signed_by, mounted, signed_for),
         git=None,
         build_args=(),
         pull_insecure=sign.pull_insecure,

@@ -23,6 +23,9 @@ class Reason(StrEnum):
     SIGNING = "Signing"
     SIGN_FAILED = "SignFailed"
     SIGN_SECRET_INVALID = "SignSecretInvalid"
+    SIGN_CONFLICT = "SignConflict"
+    """The signed image is signed, with another certificate, for another Module that exists: not
+    signed again (the two would take turns); checked again after backoff (sign_flow.py)."""
     IMAGE_MISSING = "ImageMissing"
     APPLY_FAILED = "ApplyFailed"
     DAEMONSET_CONFLICT = "DaemonSetConflict"

@@ -9,7 +9,15 @@ kernel actor (actors/kernel_signing.py) only performs the step.
     Signing  --sign succeeded-----> Signed (check the signed image again, fresh)
              --sign failed--------> SignFailed (SignFailed)   --refused--> SignSecretInvalid
     Signed   --signature missing--> ImageMissing (signed, yet the registry disagrees)
+    Checking/Signed --signed for another Module--> SignConflict (no sign: reported, retried)
     any but Building/Signing --certificate changed--> Checking (check the signature, fresh)
+
+A signed image that carries another certificate's fingerprint is signed again only when it was
+signed for this Module (a key rotation) or says for none (older ooto, or not signed by ooto);
+signed for another Module that still exists, it is a conflict: two Modules sign one image with
+two certificates, and re-signing would make them take turns forever (a new digest, every node
+rolled, each time). The retry after backoff checks again: once the other Module is gone from the
+Module cache, this Module signs the image, once, and owns it from then on.
 
 A reply that arrives in a phase that does not wait for it (late: the kernel moved on; duplicate:
 the first copy already moved it; out of order: a check answered after the sign it led to) changes
@@ -27,6 +35,7 @@ from ooto.domain.reasons import Reason
 
 class SignEvent(StrEnum):
     SIGNATURE_MISSING = "SignatureMissing"  # the signed image is absent or signed by another cert
+    SIGNED_FOR_OTHER = "SignedForOther"  # ... by another cert, for another Module that exists
     UNSIGNED_PRESENT = "UnsignedPresent"
     UNSIGNED_MISSING = "UnsignedMissing"
     UNSIGNED_UNKNOWN = "UnsignedUnknown"  # the registry could not say
@@ -71,6 +80,14 @@ _SIGN_ENDS = {
 }
 
 
+def mismatch_event(signed_for: str, own: str, other_exists: bool) -> SignEvent:
+    """The event of a signed image that lacks our fingerprint, by its signed-for label (`own`:
+    our Module's namespace/name; `other_exists`: the Module it names is in the Module cache)."""
+    if signed_for and signed_for != own and other_exists:
+        return SignEvent.SIGNED_FOR_OTHER
+    return SignEvent.SIGNATURE_MISSING
+
+
 def sign_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:
     """The next phase and action for `event` in `phase`; `builds`: the mapping builds the
     unsigned image. Unchanged phase and NOTHING for a reply the phase does not wait for."""
@@ -80,6 +97,10 @@ def sign_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:
             return SignStep(phase, SignAction.FAIL, Reason.IMAGE_MISSING)
         if phase is BuildPhase.CHECKING:
             return SignStep(phase, SignAction.CHECK_UNSIGNED)
+        return stay
+    if event is SignEvent.SIGNED_FOR_OTHER:
+        if phase in (BuildPhase.CHECKING, BuildPhase.SIGNED):
+            return SignStep(phase, SignAction.FAIL, Reason.SIGN_CONFLICT)
         return stay
     if event in _UNSIGNED_REPLIES:
         return _unsigned_step(phase, event, builds) if phase in _WAITS_FOR_UNSIGNED else stay

@@ -12,11 +12,15 @@ The sign build (a Buildah Job, `ooto.builds.buildah.render_sign_job`) builds thi
     FROM unsigned
     COPY --from=signer /signed/ /
     LABEL ooto.sigs.k8s.io/signed-by=sha256:<hex of the DER certificate's SHA-256>
+    LABEL ooto.sigs.k8s.io/signed-for=<namespace>/<name of the Module that signed it>
 
 The key and certificate reach `sign-file` as build secrets (files mounted for that one RUN step,
 from the Secrets mounted read-only in the Job's pod): never in a layer, a build arg or a log. The
 final image is the unsigned one with the signed files copied over it, plus the label, which is how
-ooto later tells whether an image was signed with the current certificate (key rotation).
+ooto later tells whether an image was signed with the current certificate (key rotation). The
+signed-for label tells a rotation (the image was signed for this Module, with its older
+certificate) from a conflict (another Module signs the same image with another certificate):
+only the first is signed again (`ooto.domain.sign_flow.mismatch_event`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from dataclasses import dataclass
 from ooto.domain.api.module import Module
 
 SIGNED_BY_LABEL = "ooto.sigs.k8s.io/signed-by"
+SIGNED_FOR_LABEL = "ooto.sigs.k8s.io/signed-for"
+"""The `namespace/name` of the Module whose sign build made the image (absent before ooto added
+it: such an image is treated as this Module's own)."""
 SIGN_FILE = "/usr/lib/linux-kbuild-6.1/scripts/sign-file"
 """Where the signer image has `sign-file`: Debian bookworm's linux-kbuild-6.1 package puts it
 there, and the operator's own image (the default signer image) installs that package."""
@@ -151,9 +158,10 @@ def fingerprint(cert: bytes) -> str:
 
 
 def sign_dockerfile(
-    plan: SignPlan, signer_image: str, signed_by: str, mounted: bool = False
+    plan: SignPlan, signer_image: str, signed_by: str, mounted: bool = False, signed_for: str = ""
 ) -> str:
-    """The Dockerfile of a sign build (see the module docstring). A pattern that matches no file
+    """The Dockerfile of a sign build (see the module docstring); `signed_for`: the signing
+    Module's `namespace/name` (no signed-for label when empty). A pattern that matches no file
     fails the build with a line naming it. `mounted`: for builders without build secrets (Kaniko,
     OpenShift builds), the key and certificate are files the build pod mounts at MOUNTED_KEY and
     MOUNTED_CERT, and the unsigned files are copied into the signer stage (no RUN --mount)."""
@@ -185,6 +193,7 @@ def sign_dockerfile(
         "FROM unsigned\n"
         "COPY --from=signer /signed/ /\n"
         f'LABEL {SIGNED_BY_LABEL}="{signed_by}"\n'
+        + (f'LABEL {SIGNED_FOR_LABEL}="{signed_for}"\n' if signed_for else "")
     )
 
 

@@ -288,7 +288,11 @@ def test_a_signing_mapping_prints_the_sign_build_the_operator_would_start(
     assert code == 0
     settings = Settings.load()
     signing = sign_build(
-        plan, settings.signer_image, fingerprint(cert.read_bytes()), backend != "buildah"
+        plan,
+        settings.signer_image,
+        fingerprint(cert.read_bytes()),
+        backend != "buildah",
+        signed_for=module.key,
     )
     documents = list(yaml.safe_load_all(out))
     unsigned = build_objects(module, plan, backend, settings)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import pytest
 from ooto.domain.api import BuildPhase as P
 from ooto.domain.sign_flow import SignAction as A
 from ooto.domain.sign_flow import SignEvent as E
-from ooto.domain.sign_flow import SignStep, sign_step
+from ooto.domain.sign_flow import SignStep, mismatch_event, sign_step
 
 IDLE = (P.NOT_NEEDED, P.CHECKING, P.BUILT, P.FAILED, P.SIGNED, P.SIGN_FAILED)
 
@@ -23,6 +23,8 @@ def _moves() -> dict[tuple[P, E, bool], SignStep]:
         moves |= {
             (P.CHECKING, E.SIGNATURE_MISSING, builds): SignStep(P.CHECKING, A.CHECK_UNSIGNED),
             (P.SIGNED, E.SIGNATURE_MISSING, builds): SignStep(P.SIGNED, A.FAIL, "ImageMissing"),
+            (P.CHECKING, E.SIGNED_FOR_OTHER, builds): SignStep(P.CHECKING, A.FAIL, "SignConflict"),
+            (P.SIGNED, E.SIGNED_FOR_OTHER, builds): SignStep(P.SIGNED, A.FAIL, "SignConflict"),
             (P.SIGNING, E.SIGN_SUCCEEDED, builds): SignStep(P.SIGNED, A.CHECK_SIGNATURE),
             (P.SIGNING, E.SIGN_FAILED, builds): SignStep(P.SIGN_FAILED, A.FAIL, "SignFailed"),
             (P.SIGNING, E.SIGN_REFUSED, builds): SignStep(
@@ -99,3 +101,38 @@ def test_a_whole_rotation_signs_exactly_once() -> None:
         assert step == expected
         starts += step.action is A.START_SIGN
     assert starts == 1
+
+
+OWN, OTHER = "team-a/driver", "team-b/driver"
+
+
+@pytest.mark.parametrize(
+    ("signed_for", "other_exists", "expected"),
+    [
+        (OWN, True, E.SIGNATURE_MISSING),  # signed for us with an older certificate: a rotation
+        ("", False, E.SIGNATURE_MISSING),  # older ooto, or not signed by ooto: ours to sign
+        (OTHER, True, E.SIGNED_FOR_OTHER),  # another Module's signature: a conflict
+        (OTHER, False, E.SIGNATURE_MISSING),  # that Module is gone: we take the image over
+    ],
+)
+def test_a_fingerprint_mismatch_is_a_rotation_only_for_our_own_module(
+    signed_for: str, other_exists: bool, expected: E
+) -> None:
+    assert mismatch_event(signed_for, OWN, other_exists) is expected
+
+
+def test_two_modules_with_two_certificates_sign_one_image_once_each_then_report() -> None:
+    """Module A signed the image; B finds A's signature, and A's recheck then finds B's (if B
+    ever signed): neither starts a sign, however often they check, until the other is gone."""
+    for _ in range(5):  # every recheck interval, every retry after backoff
+        event = mismatch_event(OWN, OTHER, other_exists=True)
+        step = sign_step(P.CHECKING, event, builds=False)
+        assert step == SignStep(P.CHECKING, A.FAIL, "SignConflict")
+    event = mismatch_event(OWN, OTHER, other_exists=False)  # A deleted
+    assert sign_step(P.CHECKING, event, builds=False).action is A.CHECK_UNSIGNED
+
+
+def test_a_sign_overwritten_by_another_module_is_a_conflict_not_a_missing_image() -> None:
+    """Both Modules signed at once; the fresh check after ours finds the other's label."""
+    event = mismatch_event(OTHER, OWN, other_exists=True)
+    assert sign_step(P.SIGNED, event, builds=True) == SignStep(P.SIGNED, A.FAIL, "SignConflict")

@@ -169,7 +169,7 @@ def test_the_sign_job_mounts_the_secrets_into_the_build_step_only() -> None:
 def test_the_dockerfile_signs_every_match_and_labels_the_result() -> None:
     plan = plan_kernel(module({"build": BUILD}, sign=SIGN), KERNEL)
     assert plan is not None and plan.sign is not None
-    text = sign_dockerfile(plan.sign, "reg.example/signer:1", "sha256:abc")
+    text = sign_dockerfile(plan.sign, "reg.example/signer:1", "sha256:abc", signed_for="ns/m")
     lines = text.splitlines()
     assert lines[0] == f"FROM {plan.sign.unsigned_image} AS unsigned"
     assert lines[1:3] == ["FROM reg.example/signer:1 AS signer", "USER 0:0"]
@@ -181,7 +181,17 @@ def test_the_dockerfile_signs_every_match_and_labels_the_result() -> None:
         "FROM unsigned",
         "COPY --from=signer /signed/ /",
         'LABEL ooto.sigs.k8s.io/signed-by="sha256:abc"',
+        'LABEL ooto.sigs.k8s.io/signed-for="ns/m"',  # tells a rotation from a conflict
     ]
+
+
+def test_the_sign_build_labels_the_image_with_the_module_it_signs_for() -> None:
+    mod = module({"build": BUILD}, sign=SIGN)
+    plan = plan_kernel(mod, KERNEL)
+    assert plan is not None
+    signing = sign_build(plan, "reg.example/signer:1", "sha256:ab", signed_for=mod.key)
+    assert signing.build is not None
+    assert f'LABEL ooto.sigs.k8s.io/signed-for="{mod.key}"' in signing.build.dockerfile
 
 
 def test_signing_fields_no_kernel_can_use_are_validation_errors() -> None:
