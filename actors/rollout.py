@@ -87,7 +87,9 @@ class RolloutActor(OotoActor):
         self._module_label = label_safe(meta.name)
         self._targets: dict[str, tuple[str, str]] | None = None  # node -> (kernel label, digest)
         self._digests: dict[str, str] = {}  # kernel label -> desired digest
+        self._module_digest = ""  # facts.module_digest(self._digests)
         self._kernels: dict[str, tuple[str, frozenset[str], str]] = {}
+        self._kernel_of: dict[str, str] = {}  # loader DaemonSet name -> kernel label
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
         self._pods = LoaderPods(meta.namespace, self._module_label)
         self._writes = NodeWrites(context.io.nodes)
@@ -129,6 +131,7 @@ class RolloutActor(OotoActor):
         first, left = self._targets is None, set(self._targets or ())
         self._module = message.module
         self._kernels = dict(message.kernels)
+        self._kernel_of = {name: kernel for kernel, (_, _, name) in self._kernels.items()}
         self._refresh_digests()
         if first:
             self._resume()
@@ -137,24 +140,39 @@ class RolloutActor(OotoActor):
             self._reconcile(node)
         self._settle()
 
-    def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
-        """One of the Module's loader DaemonSets changed: its template may carry a new digest."""
-        if self._targets is not None and self._refresh_digests():
-            for node in sorted(self._targets):
-                self._reconcile(node)
-            self._settle()
+    def on_DaemonSetObserved(self, message: DaemonSetObserved) -> None:
+        """One of the Module's loader DaemonSets changed: its template may carry a new digest.
+        Only that kernel's digest and nodes are looked at (most events are status updates, one
+        per pod Ready: walking every kernel and node for each sat on the upgrade's hot path)."""
+        meta = message.daemonset.get("metadata") or {}
+        kernel = self._kernel_of.get(str(meta.get("name", "")))
+        if self._targets is None or kernel is None:
+            return
+        if meta.get("namespace") != self._module.metadata.namespace:
+            return
+        planned, nodes, name = self._kernels[kernel]
+        written = template_digest(self._io.daemonsets.get(self._module.metadata.namespace, name))
+        digest = written or planned
+        if digest == self._digests.get(kernel):
+            return
+        self._digests[kernel] = digest
+        self._module_digest = facts.module_digest(self._digests)
+        for node in sorted(nodes):
+            self._targets[node] = (kernel, digest)
+        for node in sorted(nodes):
+            self._reconcile(node)
+        self._settle()
 
-    def _refresh_digests(self) -> bool:
+    def _refresh_digests(self) -> None:
         """Desired digest per kernel: the loader DaemonSet template's (what new pods get: the
-        kernel actor may pin the image by digest), else the plan's until the DaemonSet exists.
-        Returns whether any changed."""
+        kernel actor may pin the image by digest), else the plan's until the DaemonSet exists."""
         namespace = self._module.metadata.namespace
         digests = {}
         for kernel, (planned, _, name) in self._kernels.items():
             written = template_digest(self._io.daemonsets.get(namespace, name))
             digests[kernel] = written or planned
-        changed = digests != self._digests
         self._digests = digests
+        self._module_digest = facts.module_digest(digests)
         before = set(self._targets or ())
         self._targets = {
             node: (kernel, digests[kernel])
@@ -163,7 +181,6 @@ class RolloutActor(OotoActor):
         }
         if self._routes is not None and before != set(self._targets):
             self._routes.target(self.actor_ref, frozenset(self._targets))
-        return changed
 
     def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
         node = self._pods.observe(message.type, message.pod)
@@ -329,6 +346,8 @@ class RolloutActor(OotoActor):
             return  # the rollout of this generation stopped; a new generation resumes it
         limit = max_parallel(module.spec.upgrade_policy.max_parallel, len(targets))
         active = sum(1 for u in self._upgrades.values() if u.state in ACTIVE)
+        if active >= limit:
+            return  # every slot taken: no need to walk every node for candidates
         for node in candidates(targets, self._upgrades, self._pod, self._node):
             if active >= limit:
                 return
@@ -485,7 +504,7 @@ class RolloutActor(OotoActor):
         failed = self._failed_now()
         report = RolloutReport(
             ready_label=self._label,
-            upgrade=upgrade_status(self._digests, counts),
+            upgrade=upgrade_status(self._module_digest, counts),
             failed=tuple(sorted((n, u.cause) for n, u in failed.items())),
             waiting=tuple(sorted(self._clearings.blocked.items())),
             generation=self._module.metadata.generation,

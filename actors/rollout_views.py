@@ -19,6 +19,7 @@ class LoaderPods:
         self._namespace = namespace
         self._module_label = module_label
         self._by_node: dict[str, dict[str, Obj]] = {}
+        self._current: dict[str, Obj | None] = {}  # per node until its next pod event
 
     def observe(self, type_: str, pod: Obj) -> str:
         """Record an event; returns the pod's node ("" when it is not ours or not bound)."""
@@ -30,6 +31,7 @@ class LoaderPods:
         if meta.get("namespace") != self._namespace or module != self._module_label or not node:
             return ""
         pods = self._by_node.setdefault(node, {})
+        self._current.pop(node, None)
         if type_ == "DELETED":
             pods.pop(str(meta.get("uid")), None)
         else:
@@ -37,8 +39,11 @@ class LoaderPods:
         return node
 
     def current(self, node: str) -> Obj | None:
-        """The node's loader pod that counts (not being deleted; the newest)."""
-        return facts.current_pod(self._by_node.get(node, {}).values())
+        """The node's loader pod that counts (not being deleted; the newest). Cached: the grant
+        and the report ask for every node's once per burst of messages."""
+        if node not in self._current:
+            self._current[node] = facts.current_pod(self._by_node.get(node, {}).values())
+        return self._current[node]
 
     def by_uid(self, node: str, uid: str) -> Obj | None:
         return self._by_node.get(node, {}).get(uid)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ooto.domain.upgrade.keys import ready_label_key
@@ -36,6 +39,7 @@ from tests.bench.scale import bench_context
 
 JSON = dict[str, Any]
 LOADER = "ooto.sigs.k8s.io/role=module-loader"
+LOG_LEVEL = os.environ.get("OOTO_BENCH_LOG_LEVEL", "WARNING")
 
 
 class Timeline:
@@ -80,13 +84,13 @@ def hooked(watch: ObjectWatch, see: Any) -> ObjectWatch:
     return watch
 
 
-async def run(n: int, max_parallel: int) -> dict[str, Any]:
+async def run(n: int, max_parallel: int, profile: Path | None) -> dict[str, Any]:
     with LocalCluster(Binaries.expected()) as cluster:
         async with bench_context(cluster, quick=True) as bench:
-            return await upgrade(bench, n, max_parallel)
+            return await upgrade(bench, n, max_parallel, profile)
 
 
-async def upgrade(bench: Any, n: int, max_parallel: int) -> dict[str, Any]:
+async def upgrade(bench: Any, n: int, max_parallel: int, profile: Path | None) -> dict[str, Any]:
     namespace, nodes = "bench-upgrade", fleet("u", n)
     await add_fleet(bench.kubelet, nodes)
     await create_namespace(bench.rest, namespace)
@@ -98,7 +102,7 @@ async def upgrade(bench: Any, n: int, max_parallel: int) -> dict[str, Any]:
         ObjectWatch(bench.rest, pod_path, {"labelSelector": LOADER}), timeline.pod
     ).start()
     operator = bench.operator = OperatorProcess(
-        bench.cluster.admin_kubeconfig, bench.workdir / "operator.log", "--log-level=WARNING"
+        bench.cluster.admin_kubeconfig, bench.workdir / "operator.log", f"--log-level={LOG_LEVEL}"
     )
     await operator.start()
     operator.go()
@@ -114,6 +118,7 @@ async def upgrade(bench: Any, n: int, max_parallel: int) -> dict[str, Any]:
     timeline.old_pods = {p["metadata"]["uid"] for p in pod_watch.objects.values()}
     before = await operator.write_requests()
     timeline.armed = True
+    profiler = operator.profile(profile / "upgrade.txt") if profile else None
     bumped = time.monotonic()
     image = "registry.invalid/ooto-bench/mod:v2-${KERNEL_FULL_VERSION}"
     mapping = [{"regexp": "^.+$", "containerImage": image}]
@@ -122,24 +127,50 @@ async def upgrade(bench: Any, n: int, max_parallel: int) -> dict[str, Any]:
     )
     await node_watch.wait_for(lambda _: len(timeline.back) == n, 1800)
     total = time.monotonic() - bumped
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        await asyncio.to_thread(profiler.wait)
     await settled(bench, namespace, n)
     after = await operator.write_requests()
+    print(f"settled; operator log: {bench.workdir / 'operator.log'}", flush=True)
+    module_path = f"{GROUP_PATH}/namespaces/{namespace}/modules/mod"
+    status_then = (await bench.rest.get(module_path)).get("status") or {}
     await asyncio.sleep(10)
     quiet = await operator.write_requests()
+    status_now = (await bench.rest.get(module_path)).get("status") or {}
+    changed = sorted(
+        k for k in {*status_then, *status_now} if status_then.get(k) != status_now.get(k)
+    )
+    if changed:
+        print(f"status changed at rest: {changed}; conditions {conditions(status_now)}")
     await node_watch.stop()
     await pod_watch.stop()
     return report(timeline, n, max_parallel, total, day1, before, after, quiet)
 
 
 async def settled(bench: Any, namespace: str, n: int) -> None:
-    """The Module status says every node is up to date (its last write is in)."""
+    """The Module's final status is in: every node up to date, and Ready and Progressing say so
+    for this generation. nodesUpToDate == n alone comes too early: the ready labels (and so
+    nodesUpToDate) follow the loader pods' Ready, while each kernel's nodesReady follows its
+    DaemonSet's status, which the DaemonSet controller updates a little later; the status that
+    turns Ready (Rolling -> Converged) is one more write, and news, not a write at rest."""
     path = f"{GROUP_PATH}/namespaces/{namespace}/modules/mod"
-    for _ in range(600):
-        status = (await bench.rest.get(path)).get("status") or {}
-        if (status.get("upgrade") or {}).get("nodesUpToDate") == n:
+    for _ in range(1200):
+        module = await bench.rest.get(path)
+        status = module.get("status") or {}
+        final = conditions(status) == {"Ready": "True", "Progressing": "False"}
+        if (
+            final
+            and status.get("observedGeneration") == module["metadata"]["generation"]
+            and (status.get("upgrade") or {}).get("nodesUpToDate") == n
+        ):
             return
         await asyncio.sleep(0.1)
-    raise TimeoutError("status never showed every node up to date")
+    raise TimeoutError("status never showed the upgrade done and the Module Ready")
+
+
+def conditions(status: Mapping[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in status.get("conditions") or ()}
 
 
 def all_labelled(objs: Mapping[str, JSON], label: str, nodes: set[str]) -> bool:
@@ -181,7 +212,11 @@ def report(
         "writes_per_node": {
             f"{v} {r}": round(c / n, 2) for (v, r), c in sorted(writes.items()) if c
         },
-        "writes_at_rest": sum(quiet.values()) - sum(after.values()),
+        "writes_at_rest": {
+            f"{v} {r}": c - after.get((v, r), 0)
+            for (v, r), c in sorted(quiet.items())
+            if c != after.get((v, r), 0)
+        },
     }
 
 
@@ -200,8 +235,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--max-parallel", type=int, default=50)
+    parser.add_argument("--profile", type=Path, help="py-spy the operator's upgrade into DIR")
     args = parser.parse_args()
-    results = asyncio.run(run(args.nodes, args.max_parallel))
+    results = asyncio.run(run(args.nodes, args.max_parallel, args.profile))
     for key, value in results.items():
         print(f"{key}: {value}")
 

@@ -61,7 +61,7 @@ def test_progress_counts_every_node_once() -> None:
     upgrades = {"b": NodeUpgrade(NodeUpgradeState.POD_DELETION_REQUIRED)}
     counts = progress(targets, upgrades, pods.get)
     assert counts == {"upToDate": 1, "upgrading": 1, "failed": 0, "pending": 2}
-    status = upgrade_status({"k1": "d2"}, counts)
+    status = upgrade_status(facts.module_digest({"k1": "d2"}), counts)
     assert status["nodesPending"] == 2 and len(status["digest"]) == 64
 
 

@@ -40,10 +40,11 @@ def progress(
     return counts
 
 
-def upgrade_status(kernel_digests: Mapping[str, str], counts: Mapping[str, int]) -> dict[str, Any]:
-    """status.upgrade: the Module digest and nodesUpToDate, nodesUpgrading, ..."""
+def upgrade_status(module_digest: str, counts: Mapping[str, int]) -> dict[str, Any]:
+    """status.upgrade: the Module digest (`facts.module_digest`: the caller keeps it, a hash
+    over every kernel is too dear to redo per report) and nodesUpToDate, nodesUpgrading, ..."""
     named = {f"nodes{key[0].upper()}{key[1:]}": counts.get(key, 0) for key in COUNTS}
-    return {"digest": facts.module_digest(kernel_digests), **named}
+    return {"digest": module_digest, **named}
 
 
 def timeouts(policy: UpgradePolicy) -> Timeouts:
