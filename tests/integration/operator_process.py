@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +134,23 @@ async def operators(
             code = await replica.stop()
             print(f"\n--- {replica.name} (pid {replica.pid}, exit {code}) log tail ---")
             print(replica.log_tail())
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    kubeconfig: Path, log_dir: Path, *flags: str
+) -> AsyncIterator[Callable[[str], OperatorProcess]]:
+    """A `start(name)` for replicas with `flags`; each is stopped at the end, and the log tail of
+    one that exited other than by SIGTERM (0) or SIGKILL (-9) is printed."""
+    started: list[OperatorProcess] = []
+
+    def start_replica(name: str) -> OperatorProcess:
+        replica = start(name, kubeconfig, log_dir, *flags)
+        started.append(replica)
+        return replica
+
+    yield start_replica
+    for replica in started:
+        code = await replica.stop()
+        if code not in (0, -9):
+            print(f"\n--- {replica.name} exit {code} ---\n{replica.log_tail()}")

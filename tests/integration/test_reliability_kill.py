@@ -77,20 +77,11 @@ class HeldBuilds:
 async def spawn(
     cluster: LocalCluster, crd: str, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Any]:
-    started: list[operator_process.OperatorProcess] = []
-
-    def start(name: str) -> operator_process.OperatorProcess:
-        replica = operator_process.start(
-            name, cluster.admin_kubeconfig, tmp_path, f"--watch-namespace={namespace}", *FLAGS
-        )
-        started.append(replica)
-        return replica
-
-    yield start
-    for replica in started:
-        code = await replica.stop()
-        if code not in (0, -9):
-            print(f"\n--- {replica.name} exit {code} ---\n{replica.log_tail()}")
+    watched = f"--watch-namespace={namespace}"
+    async with operator_process.replicas(
+        cluster.admin_kubeconfig, tmp_path, watched, *FLAGS
+    ) as start:
+        yield start
 
 
 async def jobs(rest: KubeRest, ns: str) -> list[dict[str, Any]]:

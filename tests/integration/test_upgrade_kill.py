@@ -44,20 +44,11 @@ FLAGS = (
 async def spawn(
     cluster: LocalCluster, crd: str, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Any]:
-    started: list[operator_process.OperatorProcess] = []
-
-    def start(name: str) -> operator_process.OperatorProcess:
-        replica = operator_process.start(
-            name, cluster.admin_kubeconfig, tmp_path, f"--watch-namespace={namespace}", *FLAGS
-        )
-        started.append(replica)
-        return replica
-
-    yield start
-    for replica in started:
-        code = await replica.stop()
-        if code not in (0, -9):
-            print(f"\n--- {replica.name} exit {code} ---\n{replica.log_tail()}")
+    watched = f"--watch-namespace={namespace}"
+    async with operator_process.replicas(
+        cluster.admin_kubeconfig, tmp_path, watched, *FLAGS
+    ) as start:
+        yield start
 
 
 def logged(replica: operator_process.OperatorProcess, text: str) -> list[dict[str, Any]]:
