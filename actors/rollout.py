@@ -39,10 +39,10 @@ from ooto.domain.api import Module, UpgradeMode
 from ooto.domain.kernels import label_safe
 from ooto.domain.reasons import EventReason, Reason
 from ooto.domain.upgrade import facts, record
-from ooto.domain.upgrade.budget import candidates, failed_in, max_parallel
+from ooto.domain.upgrade.budget import failed_in, max_parallel
 from ooto.domain.upgrade.facts import template_digest
 from ooto.domain.upgrade.keys import ready_label_key, upgrade_annotation_key
-from ooto.domain.upgrade.progress import progress, timeouts, upgrade_status
+from ooto.domain.upgrade.progress import timeouts, upgrade_status
 from ooto.domain.upgrade.state import (
     ACTIVE,
     Aborted,
@@ -67,6 +67,7 @@ from ooto.domain.upgrade.state import (
     resumed,
     transition,
 )
+from ooto.domain.upgrade.tally import Tally
 from ooto.domain.upgrade.workloads import departures, must_evict
 from ooto.logs import log_fields
 
@@ -91,6 +92,8 @@ class RolloutActor(OotoActor):
         self._kernels: dict[str, tuple[str, frozenset[str], str]] = {}
         self._kernel_of: dict[str, str] = {}  # loader DaemonSet name -> kernel label
         self._upgrades: dict[str, NodeUpgrade] = {}  # nodes not IDLE
+        self._tally = Tally()  # progress and candidates of every target node
+        self._changed: set[str] = set()  # nodes whose facts changed since the tally was
         self._pods = LoaderPods(meta.namespace, self._module_label)
         self._writes = NodeWrites(context.io.nodes)
         self._clearings = Clearings()
@@ -273,6 +276,7 @@ class RolloutActor(OotoActor):
     def _reconcile(self, node: str) -> None:
         """Feed what the caches show to the node's upgrade, then put its ready label right."""
         assert self._targets is not None
+        self._changed.add(node)
         upgrade = self._upgrades.get(node, IDLE)
         target = self._targets.get(node)
         if target is None and upgrade.state is not S.IDLE:
@@ -348,7 +352,7 @@ class RolloutActor(OotoActor):
         active = sum(1 for u in self._upgrades.values() if u.state in ACTIVE)
         if active >= limit:
             return  # every slot taken: no need to walk every node for candidates
-        for node in candidates(targets, self._upgrades, self._pod, self._node):
+        for node in self._tallied().candidates():
             if active >= limit:
                 return
             if self._writes.busy(node):
@@ -376,6 +380,7 @@ class RolloutActor(OotoActor):
         self._perform(node, actions)
 
     def _set(self, node: str, upgrade: NodeUpgrade) -> None:
+        self._changed.add(node)
         if upgrade.state is S.IDLE:
             self._upgrades.pop(node, None)
         else:
@@ -418,6 +423,7 @@ class RolloutActor(OotoActor):
 
     def _node_written(self, node: str, done: IoDone) -> None:
         queued = self._writes.done(node, done.result if done.ok else None)
+        self._changed.add(node)
         step = done.tag[2]
         if done.ok:
             self._backoff.reset()
@@ -498,7 +504,7 @@ class RolloutActor(OotoActor):
     def _report(self) -> None:
         if self._targets is None:
             return
-        counts = progress(self._targets, self._upgrades, self._pod)
+        counts = self._tallied().counts()
         meta = self._module.metadata
         self._metrics.upgrade_nodes(meta.namespace, meta.name, counts)
         failed = self._failed_now()
@@ -512,6 +518,16 @@ class RolloutActor(OotoActor):
         if report != self._last_report:
             self._last_report = report
             self.send(self._supervisor, report)
+
+    def _tallied(self) -> Tally:
+        """The tally, with the nodes whose facts changed since it was last asked recomputed."""
+        targets = self._targets or {}
+        for node in self._changed:
+            self._tally.update(
+                node, targets.get(node), self._upgrades.get(node), self._pod(node), self._node(node)
+            )
+        self._changed.clear()
+        return self._tally
 
     def _pod(self, node: str) -> Obj | None:
         return self._pods.current(node)

@@ -7,6 +7,7 @@ operator writes nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,13 +78,13 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
     ]
     reasons = facts.kernel_reasons or {}
     listed = sorted(
-        [k.model_copy(update={"reason": reasons.get(k.kernel, "")}) for k in kernels]
-        + [_problem_entry(p) for p in facts.problems],
-        key=lambda k: k.kernel,
+        [_kernel_entry(k, reasons.get(k.kernel, "")) for k in kernels]
+        + [_kernel_entry(_problem_entry(p), p.reason) for p in facts.problems],
+        key=lambda entry: str(entry["kernel"]),
     )
     status: dict[str, Any] = {
         "conditions": conditions,
-        "kernels": [_compact(k.model_dump(by_alias=True, mode="json")) for k in listed],
+        "kernels": listed,
         "observedGeneration": facts.generation,
         "kernelCount": len(kernels) + len(facts.problems),
         "nodesDesired": sum(k.nodes_desired for k in kernels),
@@ -95,6 +96,22 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
         status["readyLabel"] = facts.rollout.ready_label
         status["upgrade"] = dict(facts.rollout.upgrade)
     return status
+
+
+_KERNEL_FIELDS = tuple(name for name in KernelStatus.model_fields if name != "reason")
+
+
+def _kernel_entry(kernel: KernelStatus, reason: str) -> dict[str, Any]:
+    """status.kernels[] entry of `kernel` with `reason`. Memoized by value: a 500-kernel Module
+    folds its status every debounce while it rolls, and dumping each entry anew was most of it."""
+    return dict(_dumped(tuple(getattr(kernel, name) for name in _KERNEL_FIELDS), reason))
+
+
+@functools.lru_cache(maxsize=8192)
+def _dumped(values: tuple[Any, ...], reason: str) -> dict[str, Any]:
+    fields = dict(zip(_KERNEL_FIELDS, values, strict=True))
+    kernel = KernelStatus.model_validate({**fields, "reason": reason})
+    return _compact(kernel.model_dump(by_alias=True, mode="json"))
 
 
 def _problem_entry(problem: KernelProblem) -> KernelStatus:

@@ -37,18 +37,32 @@ def candidates(
     pod_of: Callable[[str], Obj | None],
     node_of: Callable[[str], Obj | None],
 ) -> list[str]:
-    """Nodes to upgrade, in order: a running loader pod of the node's kernel with another digest,
-    no skip label, not NotReady (it waits: its pods could not leave nor its new loader start, and
-    the timeout would stop the whole rollout), not upgrading now. Nodes that failed (an older
-    generation) come first, so a fix is tried where it failed; then by name."""
+    """Nodes to upgrade, in order (`candidate_key`): nodes that failed (an older generation)
+    first, so a fix is tried where it failed; then by name."""
     found = []
     for node, (kernel, digest) in targets.items():
-        upgrade = upgrades.get(node)
-        if upgrade is not None and upgrade.state in ACTIVE:
-            continue
-        if not facts.needs_upgrade(pod_of(node), kernel, digest):
-            continue
-        if facts.skipped(node_of(node)) or facts.not_ready(node_of(node)):
-            continue
-        found.append((upgrade is None, node))
+        key = candidate_key(node, kernel, digest, upgrades.get(node), pod_of(node), node_of(node))
+        if key is not None:
+            found.append(key)
     return [node for _, node in sorted(found)]
+
+
+def candidate_key(
+    node: str,
+    kernel: str,
+    digest: str,
+    upgrade: NodeUpgrade | None,
+    pod: Obj | None,
+    node_obj: Obj | None,
+) -> tuple[bool, str] | None:
+    """The node's place in the upgrade order, or None when it is no candidate: a candidate runs
+    a loader pod of its kernel with another digest, has no skip label, is not NotReady (it waits:
+    its pods could not leave nor its new loader start, and the timeout would stop the whole
+    rollout) and is not upgrading now."""
+    if upgrade is not None and upgrade.state in ACTIVE:
+        return None
+    if not facts.needs_upgrade(pod, kernel, digest):
+        return None
+    if facts.skipped(node_obj) or facts.not_ready(node_obj):
+        return None
+    return (upgrade is None, node)
