@@ -82,6 +82,8 @@ class LoaderPodObserved:
 
     type: EventType
     pod: Mapping[str, Any]
+    seen: float = 0.0
+    """time.monotonic() when the informer received the event (the rollout's reaction time)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,6 +186,9 @@ class ActorMetrics(Protocol):
     def node_upgraded(self, seconds: float) -> None:
         """One node's upgrade finished, from "label off" to "label back"."""
 
+    def upgrade_step(self, step: str, seconds: float) -> None:
+        """The rollout's own reaction time for `step` (actors/rollout_clock.py)."""
+
 
 @dataclass(frozen=True)
 class ActorSettings:

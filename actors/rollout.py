@@ -34,6 +34,7 @@ from actors.messages import (
 )
 from actors.node_writes import NodeWrites, Patch
 from actors.ports import ActorContext, Obj
+from actors.rollout_clock import StepClock
 from actors.rollout_views import Clearings, LoaderPods
 from ooto.domain.api import Module, UpgradeMode
 from ooto.domain.kernels import label_safe
@@ -98,6 +99,7 @@ class RolloutActor(OotoActor):
         self._writes = NodeWrites(context.io.nodes)
         self._clearings = Clearings()
         self._started: dict[str, float] = {}  # node -> monotonic time its label went off
+        self._clock = StepClock(context.metrics.upgrade_step)
         self._known: set[str] = set()  # nodes that carry our label or record
         self._failed_writes: dict[str, str] = {}
         self._last_report: RolloutReport | None = None
@@ -187,6 +189,7 @@ class RolloutActor(OotoActor):
 
     def on_LoaderPodObserved(self, message: LoaderPodObserved) -> None:
         node = self._pods.observe(message.type, message.pod)
+        self._clock.pod_seen(node, message.seen)
         if node and self._targets is not None:
             self._reconcile(node)
             self._settle()
@@ -287,6 +290,7 @@ class RolloutActor(OotoActor):
             self._feed(node, Aborted())  # its loader already runs what is wanted: clean up
             upgrade = self._upgrades.get(node, IDLE)
         if self._replaced(upgrade, pod):
+            self._clock.new_pod_ready(node)
             self._feed(node, NewPodReady())
             upgrade = self._upgrades.get(node, IDLE)
         if upgrade.state in ACTIVE or self._writes.busy(node):
@@ -345,8 +349,10 @@ class RolloutActor(OotoActor):
     def _grant(self) -> None:
         module, targets = self._module, self._targets
         if targets is None or module.spec.upgrade_policy.mode is UpgradeMode.MANUAL:
+            self._clock.nobody_waits()
             return
         if self._failed_now():
+            self._clock.nobody_waits()
             return  # the rollout of this generation stopped; a new generation resumes it
         limit = max_parallel(module.spec.upgrade_policy.max_parallel, len(targets))
         active = sum(1 for u in self._upgrades.values() if u.state in ACTIVE)
@@ -361,8 +367,10 @@ class RolloutActor(OotoActor):
             grant = SlotGranted(targets[node][1], module.metadata.generation, cordon, time.time())
             self._started[node] = time.monotonic()
             self._say(logging.INFO, Reason.UPGRADING, node, f"upgrades {node}")
+            self._clock.granted(node)
             self._feed(node, grant)
             active += 1
+        self._clock.nobody_waits()
 
     def _failed_now(self) -> dict[str, NodeUpgrade]:
         return failed_in(self._upgrades, self._module.metadata.generation)
@@ -375,6 +383,8 @@ class RolloutActor(OotoActor):
     def _feed(self, node: str, event: Event) -> None:
         if self._gone:
             return  # a reply that came after the Module went starts nothing
+        if isinstance(event, Aborted):
+            self._clock.forget(node)
         upgrade, actions = transition(self._upgrades.get(node, IDLE), event, self._limits())
         self._set(node, upgrade)
         self._perform(node, actions)
@@ -430,6 +440,7 @@ class RolloutActor(OotoActor):
         else:
             self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
         if step and done.ok:
+            self._clock.written(node, time.monotonic())
             self._feed(node, Written())
         elif step:
             self._failed_writes[node] = str(done.error)
@@ -494,8 +505,10 @@ class RolloutActor(OotoActor):
             involved, "Warning", Reason.UPGRADE_FAILED, f"module {self._module.key}: {cause}"
         )
         self._started.pop(node, None)
+        self._clock.forget(node)
 
     def _report_done(self, node: str) -> None:
+        self._clock.done(node, time.monotonic())
         started = self._started.pop(node, None)
         if started is not None:
             self._metrics.node_upgraded(time.monotonic() - started)

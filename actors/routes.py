@@ -14,6 +14,7 @@ docs/benchmarks.md), for a gain too small to measure apart from the other change
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -171,7 +172,7 @@ class RolloutRoutes:
         key = (meta.get("namespace", ""), (meta.get("labels") or {}).get(self._module_label, ""))
         ref = self._routes.get(key)
         if ref is not None:
-            self._bridge.tell(ref, LoaderPodObserved(type_, pod))
+            self._bridge.tell(ref, LoaderPodObserved(type_, pod, time.monotonic()))
 
     def deliver_daemonset(self, daemonset: Mapping[str, Any]) -> None:
         """A loader DaemonSet changed: its Module's RolloutActor reads the desired digest there."""

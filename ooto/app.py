@@ -128,6 +128,9 @@ class PhaseCounter:
     def node_upgraded(self, seconds: float) -> None:
         self._metrics.node_upgraded(seconds)
 
+    def upgrade_step(self, step: str, seconds: float) -> None:
+        self._metrics.upgrade_step(step, seconds)
+
 
 class Operator:
     """The actor system with its informers, for one leadership term (start, then stop once)."""

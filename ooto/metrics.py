@@ -72,6 +72,7 @@ def module_state(status: Mapping[str, Any]) -> str:
 
 UPGRADE_STATES = ("upToDate", "upgrading", "failed", "pending")
 _UPGRADE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+_STEP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Metrics:
@@ -133,6 +134,17 @@ class Metrics:
             buckets=_UPGRADE_BUCKETS,
             registry=r,
         )
+        self.upgrade_step_latency = Histogram(
+            "ooto_upgrade_step_latency_seconds",
+            "The rollout's own reaction time: label_back (new loader pod Ready seen to the label"
+            " back acknowledged), next_start (a slot freed to the next node's label off"
+            " acknowledged).",
+            ["step"],
+            buckets=_STEP_BUCKETS,
+            registry=r,
+        )
+        for step in ("label_back", "next_start"):
+            self.upgrade_step_latency.labels(step)  # both series from the start, at 0
 
     def _define_build_metrics(self) -> None:
         r = self.registry
@@ -277,6 +289,9 @@ class Metrics:
 
     def node_upgraded(self, seconds: float) -> None:
         self.upgrade_duration.observe(seconds)
+
+    def upgrade_step(self, step: str, seconds: float) -> None:
+        self.upgrade_step_latency.labels(step).observe(seconds)
 
     def forget_module(self, namespace: str, module: str) -> None:
         """Drop a deleted Module's series (and its state) so they do not linger as stale values."""

@@ -8,15 +8,16 @@ operator writes nothing.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ooto.domain.api import ConditionStatus, ConditionType, KernelPhase, KernelStatus
 from ooto.domain.reasons import Reason
 
 MAX_MESSAGE = 1024
 MAX_NAMED = 5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,27 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
 _KERNEL_FIELDS = tuple(name for name in KernelStatus.model_fields if name != "reason")
 
 
+def condition_flags(facts: ModuleFacts) -> tuple[Any, ...]:
+    """What `fold_status(facts, ...)` would make news of: its generation and each condition's
+    type and status (the supervisor's `_transitions` of a status), without the kernel entries.
+    Lets a supervisor holding back a progress-only status skip the whole fold."""
+    ready, progressing = _conditions(facts, facts.kernels)
+    flags = [
+        (ConditionType.PROGRESSING.value, progressing[0].value),
+        (ConditionType.READY.value, ready[0].value),
+        *((warning.type, ConditionStatus.TRUE.value) for warning in facts.warnings),
+    ]
+    return facts.generation, tuple(sorted(flags))
+
+
+def status_flags(status: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What makes a status news: the generation it speaks for and each condition's status."""
+    status = status or {}
+    conditions = [c for c in status.get("conditions") or () if isinstance(c, dict)]
+    flags = tuple(sorted((c.get("type"), c.get("status")) for c in conditions))
+    return status.get("observedGeneration"), flags
+
+
 def _kernel_entry(kernel: KernelStatus, reason: str) -> dict[str, Any]:
     """status.kernels[] entry of `kernel` with `reason`. Memoized by value: a 500-kernel Module
     folds its status every debounce while it rolls, and dumping each entry anew was most of it."""
@@ -138,7 +160,7 @@ def _conditions(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> tuple[Ve
     settled = (KernelPhase.READY, KernelPhase.DEGRADED, KernelPhase.INVALID)
     busy = [k for k in kernels if k.phase not in settled]
     progressing: Verdict = (
-        (true, _busy_reason(busy), _join(f"{k.kernel}: {k.message or k.phase}" for k in busy))
+        (true, _busy_reason(busy), _join_each(busy, _kernel_waits))
         if busy
         else (false, Reason.CONVERGED, "every kernel is deployed or has stopped progressing")
     )
@@ -158,7 +180,7 @@ def _upgrade_verdicts(
         return ready, progressing
     false, true = ConditionStatus.FALSE, ConditionStatus.TRUE
     if rollout.failed:
-        message = _join(f"node {node}: {cause}" for node, cause in rollout.failed)
+        message = _join_each(rollout.failed, _node_failed)
         message += "; the rollout stopped: a new Module generation resumes it"
         return (false, Reason.UPGRADE_FAILED, message), (false, Reason.UPGRADE_FAILED, message)
     upgrading = int(rollout.upgrade.get("nodesUpgrading", 0))
@@ -176,18 +198,18 @@ def _ready(facts: ModuleFacts, kernels: Sequence[KernelStatus]) -> Verdict:
     false = ConditionStatus.FALSE
     if facts.problems:
         by_reason = sorted({p.reason for p in facts.problems})
-        return false, by_reason[0], _join(f"{p.kernel}: {p.message}" for p in facts.problems)
+        return false, by_reason[0], _join_each(facts.problems, _problem_says)
     reasons = facts.kernel_reasons or {}
     failing = [k for k in kernels if k.phase in (KernelPhase.DEGRADED, KernelPhase.INVALID)]
     if failing:
         reason = sorted({reasons.get(k.kernel) or Reason.DEGRADED for k in failing})[0]
-        return false, reason, _join(f"{k.kernel}: {k.message}" for k in failing)
+        return false, reason, _join_each(failing, _kernel_fails)
     waiting = [k for k in kernels if k.phase != KernelPhase.READY]
     if waiting:
         return (
             false,
             _busy_reason(waiting),
-            _join(f"{k.kernel}: {k.message or k.phase}" for k in waiting),
+            _join_each(waiting, _kernel_waits),
         )
     if not kernels:
         return ConditionStatus.TRUE, Reason.NO_NODES_SELECTED, "no node matches the selector"
@@ -244,6 +266,31 @@ def _warning(
         "observedGeneration": generation,
         "lastTransitionTime": previous["lastTransitionTime"] if same else now,
     }
+
+
+def _join_each(items: Sequence[T], say: Callable[[T], str]) -> str:
+    """`_join` of what `say` makes of each item, making only what is shown: a 500-kernel Module
+    rolling has 500 busy kernels and its status is folded every debounce."""
+    text = _join(say(item) for item in items[:MAX_NAMED])
+    if len(items) > MAX_NAMED:
+        text += f"; and {len(items) - MAX_NAMED} more"
+    return text[:MAX_MESSAGE]
+
+
+def _kernel_waits(kernel: KernelStatus) -> str:
+    return f"{kernel.kernel}: {kernel.message or kernel.phase}"
+
+
+def _kernel_fails(kernel: KernelStatus) -> str:
+    return f"{kernel.kernel}: {kernel.message}"
+
+
+def _problem_says(problem: KernelProblem) -> str:
+    return f"{problem.kernel}: {problem.message}"
+
+
+def _node_failed(failed: tuple[str, str]) -> str:
+    return f"node {failed[0]}: {failed[1]}"
 
 
 def _join(parts: Iterable[str]) -> str:

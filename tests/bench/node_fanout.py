@@ -51,6 +51,8 @@ class Metrics:
 
     def node_upgraded(self, *args: Any) -> None: ...
 
+    def upgrade_step(self, *args: Any) -> None: ...
+
 
 class Parent:
     """Stands for the ModuleSupervisor: takes the reports."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from ooto.testing.processes import free_port
 
@@ -110,6 +111,18 @@ class OperatorProcess:
                 key = (labels["verb"], labels["resource"])
                 totals[key] = totals.get(key, 0) + int(float(match["value"]))
         return totals
+
+    async def buckets(self, histogram: str, **labels: str) -> dict[float, float]:
+        """Cumulative bucket counts (upper bound -> count) of one series of a histogram."""
+        text = await self._metrics_text()
+        found: dict[float, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name != f"{histogram}_bucket":
+                    continue
+                if all(sample.labels.get(k) == v for k, v in labels.items()):
+                    found[float(sample.labels["le"])] = sample.value
+        return found
 
     async def write_requests(self) -> dict[tuple[str, str], int]:
         """(verb, resource) -> write requests so far (every verb but get, list, watch)."""

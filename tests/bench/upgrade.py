@@ -39,6 +39,7 @@ from tests.bench.scale import bench_context
 
 JSON = dict[str, Any]
 LOADER = "ooto.sigs.k8s.io/role=module-loader"
+STEP_HISTOGRAM = "ooto_upgrade_step_latency_seconds"
 LOG_LEVEL = os.environ.get("OOTO_BENCH_LOG_LEVEL", "WARNING")
 
 
@@ -132,6 +133,10 @@ async def upgrade(bench: Any, n: int, max_parallel: int, profile: Path | None) -
         await asyncio.to_thread(profiler.wait)
     await settled(bench, namespace, n)
     after = await operator.write_requests()
+    own = {
+        step: bucket_summary(await operator.buckets(STEP_HISTOGRAM, step=step))
+        for step in ("label_back", "next_start")
+    }
     print(f"settled; operator log: {bench.workdir / 'operator.log'}", flush=True)
     module_path = f"{GROUP_PATH}/namespaces/{namespace}/modules/mod"
     status_then = (await bench.rest.get(module_path)).get("status") or {}
@@ -145,7 +150,10 @@ async def upgrade(bench: Any, n: int, max_parallel: int, profile: Path | None) -
         print(f"status changed at rest: {changed}; conditions {conditions(status_now)}")
     await node_watch.stop()
     await pod_watch.stop()
-    return report(timeline, n, max_parallel, total, day1, before, after, quiet)
+    results = report(timeline, n, max_parallel, total, day1, before, after, quiet)
+    results["operator_label_back_ms"] = own["label_back"]
+    results["operator_next_start_ms"] = own["next_start"]
+    return results
 
 
 async def settled(bench: Any, namespace: str, n: int) -> None:
@@ -218,6 +226,21 @@ def report(
             if c != after.get((v, r), 0)
         },
     }
+
+
+def bucket_summary(buckets: Mapping[float, float]) -> dict[str, float | str]:
+    """Count and the bucket bounds p50 and p99 fall under ("<= 75" means within 75 ms), from the
+    operator's cumulative histogram buckets."""
+    ordered = sorted(buckets.items())
+    total = ordered[-1][1] if ordered else 0
+    if not total:
+        return {}
+
+    def bound(q: float) -> str:
+        upper = next(le for le, count in ordered if count >= q * total)
+        return f"<= {upper * 1000:g}" if upper != float("inf") else "> last bucket"
+
+    return {"n": int(total), "p50": bound(0.5), "p99": bound(0.99)}
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -69,6 +69,7 @@ def test_issue_6_metrics_are_exposed() -> None:
         "ooto_module_daemonset_pods_ready",
         "ooto_upgrade_nodes",
         "ooto_upgrade_node_duration_seconds",
+        "ooto_upgrade_step_latency_seconds",
         "ooto_builds_started",
         "ooto_builds_succeeded",
         "ooto_builds_failed",
@@ -282,6 +283,23 @@ def test_issue_12_upgrade_metrics_per_module_and_state() -> None:
     assert samples == {("upToDate", 3), ("upgrading", 1), ("failed", 0), ("pending", 0)}
     m.forget_module("ns", "mod")
     assert families(m).get("ooto_upgrade_nodes", []) == []
+
+
+def test_the_rollout_reaction_times_are_exported_per_step_from_the_start() -> None:
+    m = Metrics()
+    counts = {
+        s[1]["step"]: s[2]
+        for s in families(m)["ooto_upgrade_step_latency_seconds"]
+        if s[0].endswith("_count")
+    }
+    assert counts == {"label_back": 0, "next_start": 0}
+    m.upgrade_step("label_back", 0.04)
+    buckets = {
+        s[1]["le"]: s[2]
+        for s in families(m)["ooto_upgrade_step_latency_seconds"]
+        if s[0].endswith("_bucket") and s[1]["step"] == "label_back"
+    }
+    assert buckets["0.03"] == 0 and buckets["0.05"] == 1
 
 
 def test_every_actor_class_is_an_actor_kind_counted_from_the_start() -> None:

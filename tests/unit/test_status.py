@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ooto.domain.api import KernelPhase, KernelStatus
-from ooto.domain.status import KernelProblem, ModuleFacts, WarningCondition, fold_status
+from ooto.domain.status import (
+    KernelProblem,
+    ModuleFacts,
+    RolloutFacts,
+    WarningCondition,
+    condition_flags,
+    fold_status,
+    status_flags,
+)
 
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"
 
@@ -163,3 +174,50 @@ def test_a_kernel_that_cannot_render_is_not_progressing() -> None:
     assert cond["Ready"]["reason"] == "RenderFailed"
     assert cond["Progressing"]["status"] == "False"
     assert status["kernels"][0]["reason"] == "RenderFailed"  # type: ignore[index]
+
+
+kernel_statuses = st.builds(
+    KernelStatus,
+    kernel=st.sampled_from(["k1", "k2", "k3", "k4", "k5", "k6", "k7"]),
+    phase=st.sampled_from(list(KernelPhase)),
+    nodes_ready=st.integers(0, 2),
+    message=st.sampled_from(["", "pulling"]),
+)
+rollouts = st.one_of(
+    st.none(),
+    st.builds(
+        RolloutFacts,
+        ready_label=st.just("ready.ooto.sigs.k8s.io/ns.mod"),
+        upgrade=st.fixed_dictionaries(
+            {"nodesUpgrading": st.integers(0, 2), "nodesUpToDate": st.integers(0, 2)}
+        ),
+        failed=st.lists(st.tuples(st.just("n1"), st.just("not Ready")), max_size=1),
+    ),
+)
+facts_strategy = st.builds(
+    ModuleFacts,
+    generation=st.integers(1, 3),
+    spec_errors=st.lists(st.just("spec.x: bad"), max_size=1),
+    kernels=st.lists(kernel_statuses, max_size=8, unique_by=lambda k: k.kernel),
+    problems=st.lists(
+        st.builds(KernelProblem, st.just("k9"), st.just("NoMatchingMapping"), st.just("none")),
+        max_size=1,
+    ),
+    warnings=st.lists(st.just(WarningCondition("NoUnloadHook", "NoUnloadHook", "x")), max_size=1),
+    rollout=rollouts,
+)
+
+
+@given(facts_strategy)
+def test_condition_flags_are_the_flags_of_the_folded_status(facts: ModuleFacts) -> None:
+    """The supervisor skips the fold of a held, progress-only status on condition_flags: they
+    must be exactly what the fold would make news of."""
+    assert condition_flags(facts) == status_flags(fold_status(facts, None, "now"))
+
+
+def test_many_busy_kernels_are_named_five_and_counted() -> None:
+    kernels = [KernelStatus(kernel=f"k{i:02}", phase=KernelPhase.DEPLOYING) for i in range(12)]
+    status = fold_status(ModuleFacts(generation=1, kernels=kernels), None, "now")
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    named = "; ".join(f"k{i:02}: Deploying" for i in range(5))
+    assert progressing["message"] == f"{named}; and 7 more"
