@@ -2,8 +2,9 @@
 
 Starts its own local control plane, a simulated kubelet in this process and the operator as a
 child process (`ooto run`, imports paid before the clock starts: see launcher.py), then prints
-one table: the raw-write floor, convergence per N, writes, quiet, restart, kernel-change latency
-and memory for 10 Modules x the largest N.
+one table: the raw-write floor, convergence per N (DaemonSets and kernel labels, pods Ready,
+ready labels, each against a floor where one applies), writes (ready-label writes apart), quiet,
+restart, kernel-change latency and memory for 10 Modules x the largest N.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from tests.bench.fleet import (
     unlabel,
 )
 from tests.bench.operator_process import OperatorProcess
-from tests.bench.report import ConvergeRow, Results, median_row, print_report
+from tests.bench.report import ConvergeRow, Results, median_row, print_report, split_writes
 
 TIMEOUT = 600.0
 MODULE = "mod"
@@ -194,6 +195,8 @@ async def converge_once(
     for watch in (node_watch, modules, pods):
         await watch.stop()
     row.writes = await operator.write_requests()
+    if split_writes(row.writes)[1] == 0:
+        raise RuntimeError("no ready-label write counted apart: see tests/bench/ready_writes.py")
     await operator.save_metrics(bench.workdir / f"metrics-{namespace}.txt")
     return row, daemonsets, modules
 
