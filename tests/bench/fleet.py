@@ -19,13 +19,15 @@ from ooto.domain.render import (
     node_kernel_labels,
     render_daemonsets,
 )
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.kube.client import KubeApi
-from ooto.kube.resources import DAEMONSETS, NODES
+from ooto.kube.resources import DAEMONSETS, NODES, PODS
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import JSON, KubeRest, RestError, WatchGoneError
 
 GROUP_PATH = "/apis/ooto.sigs.k8s.io/v1alpha1"
 FLOOR_LABEL = "bench.ooto.sigs.k8s.io/floor"
+FLOOR_MODULE = "floor"
 
 
 class ObjectWatch:
@@ -145,16 +147,16 @@ def module_ready(module: JSON) -> bool:
     )
 
 
+def pod_ready(pod: JSON) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
 def all_ready(pods: dict[str, JSON], count: int) -> bool:
     """`count` pods, each with condition Ready=True."""
-    ready = sum(
-        any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (pod.get("status") or {}).get("conditions") or []
-        )
-        for pod in pods.values()
-    )
-    return ready >= count
+    return sum(pod_ready(pod) for pod in pods.values()) >= count
 
 
 def all_rolled_out(daemonsets: dict[str, JSON], count: int) -> bool:
@@ -176,6 +178,19 @@ def labelled(nodes: list[tuple[str, str]]) -> Callable[[dict[str, JSON]], bool]:
             (objects.get(name, {}).get("metadata", {}).get("labels") or {}).get(NODE_KERNEL_LABEL)
             == label
             for name, label in want.items()
+        )
+
+    return done
+
+
+def carry(nodes: list[tuple[str, str]], key: str) -> Callable[[dict[str, JSON]], bool]:
+    """Every node carries label `key` = "true" (a ready label)."""
+    names = [name for name, _ in nodes]
+
+    def done(objects: dict[str, JSON]) -> bool:
+        return all(
+            (objects.get(name, {}).get("metadata", {}).get("labels") or {}).get(key) == "true"
+            for name in names
         )
 
     return done
@@ -207,28 +222,70 @@ async def measure_floor(
     namespace: str,
     nodes: list[tuple[str, str]],
     pods_follow: bool,
-) -> float:
-    """Seconds for the raw client to label N nodes and create N rendered DaemonSets at once.
+) -> tuple[float, float]:
+    """When the raw client began, and the seconds it took to label N nodes and create N rendered
+    DaemonSets at once; with `pods_follow`, returns once it has also put a ready label on each
+    node after its pod was Ready (`label_when_ready`). Its pod watch starts once those writes
+    are answered, so they are timed as before the ready labels (the first pods are Ready about
+    when the last writes are answered, the last ones seconds later, and a watch from the start
+    lists the pods already there).
 
     The DaemonSets are the operator's own renderings for a real Module. With `pods_follow` the
     writes are exactly the operator's (its label key, so each DaemonSet gets its pod and the
     DaemonSet controller, scheduler and kubelet load the cluster as they do while the operator
-    converges); without, the label goes under another key, no DaemonSet selects a node and no pod
-    follows: the API server alone. `unlabel` undoes the node labels afterwards.
+    converges, and the ready label key of the floor's Module); without, the label goes under
+    another key, no DaemonSet selects a node, no pod follows and no ready label: the API server
+    alone. `unlabel` undoes the node labels afterwards.
     """
-    stored = await apply_module(rest, namespace, "floor")
+    manifests = await floor_manifests(rest, namespace, nodes)
+    patches = floor_patches(nodes, pods_follow)
+    began = time.monotonic()
+    await asyncio.gather(
+        *(api.patch(NODES, name, patch) for name, patch in patches),
+        *(api.create(DAEMONSETS, manifest) for manifest in manifests),
+    )
+    seconds = time.monotonic() - began
+    if pods_follow:
+        key = ready_label_key(namespace, FLOOR_MODULE)
+        await asyncio.wait_for(label_when_ready(api, namespace, key, len(nodes)), 600)
+    return began, seconds
+
+
+async def floor_manifests(
+    rest: KubeRest, namespace: str, nodes: list[tuple[str, str]]
+) -> list[JSON]:
+    """The DaemonSets the operator renders for the floor's Module (created in `namespace`)."""
+    stored = await apply_module(rest, namespace, FLOOR_MODULE)
     module = Module.model_validate(stored)
     manifests = []
     for _, kernel in nodes:
         plan = plan_kernel(module, kernel)
         assert plan is not None
         manifests.extend(render_daemonsets(module, plan))
-    began = time.monotonic()
-    await asyncio.gather(
-        *(api.patch(NODES, name, patch) for name, patch in floor_patches(nodes, pods_follow)),
-        *(api.create(DAEMONSETS, manifest) for manifest in manifests),
-    )
-    return time.monotonic() - began
+    return manifests
+
+
+async def label_when_ready(api: KubeApi, namespace: str, key: str, count: int) -> None:
+    """The floor's ready labels, the least a client can do for them: one pod watch, and each
+    pod's node patched with `key` = "true" as soon as the pod is Ready (not waiting for the
+    reply); returns once `count` nodes are patched and every patch is answered."""
+    patches: dict[str, asyncio.Task[JSON]] = {}
+    version = ""  # from the start: the pods already there come first, as ADDED
+    while len(patches) < count:
+        async with contextlib.aclosing(
+            api.watch(PODS, namespace, resource_version=version)
+        ) as events:
+            async for event in events:
+                pod = event["object"]
+                version = pod.get("metadata", {}).get("resourceVersion", version)
+                node = (pod.get("spec") or {}).get("nodeName")
+                if event["type"] == "DELETED" or not node or node in patches or not pod_ready(pod):
+                    continue
+                label = {"metadata": {"labels": {key: "true"}}}
+                patches[node] = asyncio.create_task(api.patch(NODES, node, label))
+                if len(patches) == count:
+                    break
+    await asyncio.gather(*patches.values())
 
 
 def floor_patches(
@@ -250,9 +307,17 @@ def floor_patches(
     return patches
 
 
-async def unlabel(rest: KubeRest, nodes: list[tuple[str, str]], pods_follow: bool) -> None:
-    """Take the floor's (or the operator's) labels off the nodes: the next run writes them all."""
+async def unlabel(
+    rest: KubeRest, nodes: list[tuple[str, str]], pods_follow: bool, ready_key: str = ""
+) -> None:
+    """Take the floor's (or the operator's) labels off the nodes: the next run writes them all.
+
+    `ready_key` too: a ready label of a Module that is gone is a leftover the next operator's
+    node cleaner would remove, writes that are not the convergence's."""
     removals = floor_patches(nodes, pods_follow, remove=True)
+    if ready_key:
+        for _, patch in removals:
+            patch["metadata"]["labels"][ready_key] = None
     await asyncio.gather(*(rest.patch(f"/api/v1/nodes/{name}", patch) for name, patch in removals))
 
 

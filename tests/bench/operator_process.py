@@ -20,6 +20,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from ooto.testing.processes import free_port
+from tests.bench import ready_writes
 
 READ_VERBS = {"get", "list", "watch"}
 _SAMPLE = re.compile(r"^ooto_kube_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
@@ -37,8 +38,13 @@ class ProcStats:
 class OperatorProcess:
     """`start()` spawns and waits for the imports; `go()` starts the clock and the operator."""
 
-    def __init__(self, kubeconfig: Path, log_file: Path, *settings: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_file: Path, *settings: str, tag_ready_writes: bool = False
+    ) -> None:
         self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if k != ready_writes.ENV}
+        if tag_ready_writes:  # ready-label writes counted apart: see ready_writes.py
+            self.env[ready_writes.ENV] = "1"
         self.argv = [
             sys.executable,
             "-m",
@@ -64,7 +70,7 @@ class OperatorProcess:
     def _spawn(self) -> None:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=self.env
             )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

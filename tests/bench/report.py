@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import median
 
+from tests.bench.ready_writes import READY_LABEL_RESOURCE
+
 Writes = dict[tuple[str, str], int]
 
 
@@ -17,8 +19,11 @@ class ConvergeRow:
     pods_ready: float = 0.0  # the simulated kubelet reported every pod Ready
     ds_ready: float = 0.0  # the DaemonSet controller reported every DaemonSet rolled out
     ready: float = 0.0  # the operator wrote Ready=True on the Module
-    writes: Writes = field(default_factory=dict)
+    ready_labels: float = 0.0  # every node carries the Module's ready label (after its pod Ready)
+    floor_ready_labels: float = 0.0  # the same for the floor's client (with pods following)
+    writes: Writes = field(default_factory=dict)  # ready-label writes under READY_LABEL_RESOURCE
     round_ratios: list[float] = field(default_factory=list)  # created / floor, per round
+    label_ratios: list[float] = field(default_factory=list)  # ready labels / floor's, per round
     cpu: float = 0.0  # operator CPU seconds until Module Ready
     cpu_created: float = 0.0  # operator CPU seconds until all DaemonSets + labels
 
@@ -42,8 +47,11 @@ def median_row(rows: list[ConvergeRow]) -> ConvergeRow:
     row = ConvergeRow(last.n, median([r.floor for r in rows]), median([r.api_floor for r in rows]))
     for name in ("created", "pods_ready", "ds_ready", "ready", "cpu", "cpu_created"):
         setattr(row, name, median([getattr(r, name) for r in rows]))
+    row.ready_labels = median([r.ready_labels for r in rows])
+    row.floor_ready_labels = median([r.floor_ready_labels for r in rows])
     row.writes = last.writes
     row.round_ratios = [r.created / r.floor for r in rows]
+    row.label_ratios = [r.ready_labels / r.floor_ready_labels for r in rows]
     return row
 
 
@@ -54,19 +62,30 @@ def _spread(ratios: list[float]) -> str:
     return f" (rounds {min(ratios):.2f}-{max(ratios):.2f}x)"
 
 
+def split_writes(writes: Writes) -> tuple[Writes, int]:
+    """The day-1 writes, and apart from them the ready-label writes (see ready_writes.py)."""
+    ready = ("patch", READY_LABEL_RESOURCE)
+    return {key: n for key, n in writes.items() if key != ready}, writes.get(ready, 0)
+
+
 def _writes(row: ConvergeRow) -> str:
     minimum = {
         ("patch", "nodes"): row.n,
         ("create", "daemonsets"): row.n,
         ("patch", "modules/status"): 1,
     }
-    keys = sorted(set(row.writes) | set(minimum))
+    writes, _ = split_writes(row.writes)
+    keys = sorted(set(writes) | set(minimum))
     parts = [
-        f"{verb} {res} {row.writes.get((verb, res), 0)} (min {minimum.get((verb, res), 0)})"
+        f"{verb} {res} {writes.get((verb, res), 0)} (min {minimum.get((verb, res), 0)})"
         for verb, res in keys
     ]
-    total = sum(row.writes.values())
+    total = sum(writes.values())
     return f"{total} (min {sum(minimum.values())}): " + ", ".join(parts)
+
+
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.2f}x" if floor > 0 else "-"
 
 
 def report_lines(results: Results, machine: str) -> list[str]:
@@ -76,21 +95,24 @@ def report_lines(results: Results, machine: str) -> list[str]:
         "rounds, each round a floor, a floor without pods and a convergence, in that order.",
         "",
         "| N | floor (s) | all DaemonSets + labels (s) | ratio | floor, no pods (s) | ratio "
-        "| pods Ready (s) | DaemonSets rolled out (s) | Module Ready (s) | ratio "
+        "| pods Ready (s) | ready labels (s) | floor, ready labels (s) | ratio "
+        "| DaemonSets rolled out (s) | Module Ready (s) | ratio "
         "| operator CPU to DaemonSets + labels / to Ready (s) | CPU per kernel (ms) "
-        "| writes during convergence |",
+        "| writes during convergence, ready labels apart | ready-label writes |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| --- |",
+        "| ---: | ---: | ---: | --- | --- |",
     ]
     for row in results.rows:
+        _, ready_writes = split_writes(row.writes)
         lines.append(
             f"| {row.n} | {row.floor:.2f} | {row.created:.2f} | {row.created / row.floor:.2f}x"
             f"{_spread(row.round_ratios)} "
             f"| {row.api_floor:.2f} | {row.created / row.api_floor:.2f}x "
-            f"| {row.pods_ready:.2f} | {row.ds_ready:.2f} "
-            f"| {row.ready:.2f} | {row.ready / row.floor:.2f}x "
+            f"| {row.pods_ready:.2f} | {row.ready_labels:.2f} | {row.floor_ready_labels:.2f} "
+            f"| {_ratio(row.ready_labels, row.floor_ready_labels)}{_spread(row.label_ratios)} "
+            f"| {row.ds_ready:.2f} | {row.ready:.2f} | {row.ready / row.floor:.2f}x "
             f"| {row.cpu_created:.2f} / {row.cpu:.2f} | {1000 * row.cpu / row.n:.1f} "
-            f"| {_writes(row)} |"
+            f"| {_writes(row)} | {ready_writes} (min {row.n}) |"
         )
     lines += ["", "| check | result | target |", "| --- | --- | --- |"]
     if results.quiet:

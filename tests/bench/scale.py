@@ -2,8 +2,9 @@
 
 Starts its own local control plane, a simulated kubelet in this process and the operator as a
 child process (`ooto run`, imports paid before the clock starts: see launcher.py), then prints
-one table: the raw-write floor, convergence per N, writes, quiet, restart, kernel-change latency
-and memory for 10 Modules x the largest N.
+one table: the raw-write floor, convergence per N (DaemonSets and kernel labels, pods Ready,
+ready labels, each against a floor where one applies), writes (ready-label writes apart), quiet,
+restart, kernel-change latency and memory for 10 Modules x the largest N.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ooto.domain.kernels import daemonset_name
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.kube.client import KubeApi
 from ooto.kube.config import make_api_client
 from ooto.settings import Settings
@@ -30,12 +32,14 @@ from ooto.testing.crds import install_crds
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
 from tests.bench.fleet import (
+    FLOOR_MODULE,
     GROUP_PATH,
     ObjectWatch,
     add_fleet,
     all_ready,
     all_rolled_out,
     apply_module,
+    carry,
     create_namespace,
     delete_namespace,
     fleet,
@@ -46,9 +50,10 @@ from tests.bench.fleet import (
     unlabel,
 )
 from tests.bench.operator_process import OperatorProcess
-from tests.bench.report import ConvergeRow, Results, median_row, print_report
+from tests.bench.report import ConvergeRow, Results, median_row, print_report, split_writes
 
 TIMEOUT = 600.0
+MODULE = "mod"
 
 
 @dataclass
@@ -71,7 +76,7 @@ class Bench:
 
     def new_operator(self) -> OperatorProcess:
         log_file = self.workdir / "operator.log"
-        return OperatorProcess(self.cluster.admin_kubeconfig, log_file)
+        return OperatorProcess(self.cluster.admin_kubeconfig, log_file, tag_ready_writes=True)
 
 
 async def install_crd(rest: KubeRest) -> None:
@@ -80,25 +85,33 @@ async def install_crd(rest: KubeRest) -> None:
 
 async def floor_once(
     bench: Bench, namespace: str, nodes: list[tuple[str, str]], pods_follow: bool
-) -> float:
-    """One floor measurement in its own namespace, cleaned up (labels too) before returning.
+) -> tuple[float, float]:
+    """One floor measurement in its own namespace, cleaned up (labels too) before returning:
+    seconds for its writes, and (with `pods_follow`, else 0) seconds until every node carries
+    its ready label, as the benchmark's node watch saw it (as for the operator).
 
     The benchmark's own watches run as they do while the operator converges, so both
     measurements share the machine with the same observers.
     """
     await create_namespace(bench.rest, namespace)
     watches = await observe(bench.rest, namespace)
+    key = ready_label_key(namespace, FLOOR_MODULE) if pods_follow else ""
+    node_watch = watches[1]
+    labels = asyncio.create_task(node_watch.wait_for(carry(nodes, key), TIMEOUT)) if key else None
     # A fresh client, like the operator's: its connection set-up is inside the time too.
     client = await make_api_client(str(bench.cluster.admin_kubeconfig))
     api = KubeApi(client, concurrency=bench.concurrency)
     try:
-        return await measure_floor(api, bench.rest, namespace, nodes, pods_follow)
+        began, seconds = await measure_floor(api, bench.rest, namespace, nodes, pods_follow)
+        return seconds, (await labels) - began if labels is not None else 0.0
     finally:
+        if labels is not None:
+            labels.cancel()
         for watch in watches:
             await watch.stop()
         await api.close()
         await delete_namespace(bench.rest, namespace)
-        await unlabel(bench.rest, nodes, pods_follow)
+        await unlabel(bench.rest, nodes, pods_follow, key)
 
 
 async def observe(rest: KubeRest, namespace: str) -> list[ObjectWatch]:
@@ -120,27 +133,31 @@ async def converge(bench: Bench, n: int) -> tuple[ObjectWatch, ObjectWatch, list
     await add_fleet(bench.kubelet, nodes)
     rows: list[ConvergeRow] = []
     for i in range(bench.rounds):
-        floor = await floor_once(bench, f"bench-floor-{n}-{i}", nodes, pods_follow=True)
-        api_floor = await floor_once(bench, f"bench-nopods-{n}-{i}", nodes, pods_follow=False)
+        floor, floor_labels = await floor_once(bench, f"bench-floor-{n}-{i}", nodes, True)
+        api_floor, _ = await floor_once(bench, f"bench-nopods-{n}-{i}", nodes, pods_follow=False)
         last = i == bench.rounds - 1
         namespace = f"bench-{n}" if last else f"bench-{n}-{i}"
         row, daemonsets, modules = await converge_once(bench, n, nodes, namespace, floor)
-        row.api_floor = api_floor
+        row.api_floor, row.floor_ready_labels = api_floor, floor_labels
         rows.append(row)
-        print(
-            f"N={n} round {i + 1}: floor {floor:.2f} s (no pods {api_floor:.2f} s), "
-            f"DaemonSets + labels {row.created:.2f} s ({row.created / floor:.2f}x), "
-            f"Module Ready {row.ready:.2f} s",
-            flush=True,
-        )
+        print(round_line(row, i), flush=True)
         if last:
             bench.results.rows.append(median_row(rows))
             return daemonsets, modules, nodes
         await daemonsets.stop()
         await bench.stop_operator()
         await delete_namespace(bench.rest, namespace)
-        await unlabel(bench.rest, nodes, pods_follow=True)
+        await unlabel(bench.rest, nodes, True, ready_label_key(namespace, MODULE))
     raise ValueError("rounds must be at least 1")
+
+
+def round_line(row: ConvergeRow, i: int) -> str:
+    return (
+        f"N={row.n} round {i + 1}: floor {row.floor:.2f} s (no pods {row.api_floor:.2f} s), "
+        f"DaemonSets + labels {row.created:.2f} s ({row.created / row.floor:.2f}x), "
+        f"ready labels {row.ready_labels:.2f} s (floor {row.floor_ready_labels:.2f} s, "
+        f"{row.ready_labels / row.floor_ready_labels:.2f}x), Module Ready {row.ready:.2f} s"
+    )
 
 
 async def converge_once(
@@ -148,7 +165,7 @@ async def converge_once(
 ) -> tuple[ConvergeRow, ObjectWatch, ObjectWatch]:
     """A fresh operator converges one new Module over the (unlabelled) nodes."""
     await create_namespace(bench.rest, namespace)
-    await apply_module(bench.rest, namespace, "mod")
+    await apply_module(bench.rest, namespace, MODULE)
     daemonsets, node_watch, modules, pods = await observe(bench.rest, namespace)
     operator = bench.operator = bench.new_operator()
     await operator.start()
@@ -157,6 +174,9 @@ async def converge_once(
     cpu = operator.stats().cpu_seconds
     began = operator.go()
     synced = asyncio.create_task(operator.wait_ready())
+    # Waited for from the start, like the floor's: they may come before the DaemonSets are all in.
+    ready_key = ready_label_key(namespace, MODULE)
+    ready_labels = asyncio.create_task(node_watch.wait_for(carry(nodes, ready_key), TIMEOUT))
     row = ConvergeRow(n, floor)
     row.created = await daemonsets.wait_for(lambda objs: len(objs) >= n, TIMEOUT) - began
     labels_done = await node_watch.wait_for(labelled(nodes), TIMEOUT) - began
@@ -164,8 +184,9 @@ async def converge_once(
     row.cpu_created = operator.stats().cpu_seconds - cpu
     row.pods_ready = await pods.wait_for(lambda objs: all_ready(objs, n), TIMEOUT) - began
     row.ds_ready = await daemonsets.wait_for(lambda objs: all_rolled_out(objs, n), TIMEOUT) - began
-    row.ready = await modules.wait_for(lambda objs: module_ready(objs["mod"]), TIMEOUT) - began
+    row.ready = await modules.wait_for(lambda objs: module_ready(objs[MODULE]), TIMEOUT) - began
     row.cpu = operator.stats().cpu_seconds - cpu
+    row.ready_labels = (await ready_labels) - began
     first_ds = min(daemonsets.first_seen.values()) - began
     print(f"  synced {await synced:.2f} s, first DaemonSet {first_ds:.2f} s", flush=True)
     if profiler is not None:
@@ -174,6 +195,8 @@ async def converge_once(
     for watch in (node_watch, modules, pods):
         await watch.stop()
     row.writes = await operator.write_requests()
+    if split_writes(row.writes)[1] == 0:
+        raise RuntimeError("no ready-label write counted apart: see tests/bench/ready_writes.py")
     await operator.save_metrics(bench.workdir / f"metrics-{namespace}.txt")
     return row, daemonsets, modules
 
