@@ -111,10 +111,11 @@ class Bridge:
             return
         task = running.task = self._loop.create_task(coro)
         self._tasks.add(task)
+        started = time.monotonic()
 
         def ended(done: asyncio.Task[Any]) -> None:
             self._tasks.discard(done)
-            self.tell(reply_to, _outcome(tag, done))
+            self.tell(reply_to, _outcome(tag, done, started))
 
         task.add_done_callback(ended)
 
@@ -169,11 +170,16 @@ class Running:
             self.task.cancel()
 
 
-def _outcome(tag: Hashable, done: asyncio.Future[Any]) -> IoDone:
+def _outcome(tag: Hashable, done: asyncio.Future[Any], started: float) -> IoDone:
+    """The IoDone of a finished task, with when it started and ended on the loop (the rollout
+    tells its own reaction time from the API server's, actors/rollout_clock.py)."""
+    ended = time.monotonic()
     if done.cancelled():
-        return IoDone(tag, error=asyncio.CancelledError())
+        return IoDone(tag, error=asyncio.CancelledError(), started=started, ended=ended)
     error = done.exception()
-    return IoDone(tag, error=error) if error is not None else IoDone(tag, done.result())
+    if error is not None:
+        return IoDone(tag, error=error, started=started, ended=ended)
+    return IoDone(tag, done.result(), started=started, ended=ended)
 
 
 def _tell(reply_to: pykka.ActorRef[Any], message: object) -> None:

@@ -258,6 +258,10 @@ class IoDone:
     """What the actor handed to `Bridge.run`: a tuple, or a frozen dataclass (a typed reply tag)."""
     result: Any = None
     error: BaseException | None = None
+    started: float = 0.0
+    """time.monotonic() when the loop started the coroutine (0 when it never started)."""
+    ended: float = 0.0
+    """time.monotonic() when it ended on the loop, before this message was queued."""
 
     @property
     def ok(self) -> bool:

@@ -440,7 +440,7 @@ class RolloutActor(OotoActor):
         else:
             self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
         if step and done.ok:
-            self._clock.written(node, time.monotonic())
+            self._clock.written(node, done.started, done.ended)
             self._feed(node, Written())
         elif step:
             self._failed_writes[node] = str(done.error)
@@ -508,7 +508,7 @@ class RolloutActor(OotoActor):
         self._clock.forget(node)
 
     def _report_done(self, node: str) -> None:
-        self._clock.done(node, time.monotonic())
+        self._clock.done(node)
         started = self._started.pop(node, None)
         if started is not None:
             self._metrics.node_upgraded(time.monotonic() - started)

@@ -1,15 +1,16 @@
-"""How long the RolloutActor itself takes between an upgrade's steps (its reaction time).
+"""How long the RolloutActor itself takes to react between an upgrade's steps.
 
-Two waits of a node's upgrade are the operator's alone, everything else is the kubelet's, the
-DaemonSet controller's or the workloads':
-- label_back: from the watch event showing the node's new loader pod Ready (as the informer
-  received it) to the API server's reply to the patch that puts the ready label back;
-- next_start: from that reply (the node's slot is free) to the reply to the next node's
-  "label off" patch, when a node was waiting for the slot.
+Two waits of a node's upgrade are the operator's alone; the rest is the kubelet's, the DaemonSet
+controller's, the API server's or the workloads':
+- label_back: from the watch event showing the node's new loader pod Ready (when the informer
+  received it) to the start of the patch that puts the ready label back;
+- next_start: from the reply to that patch (the node's slot is free) to the start of the next
+  waiting node's "label off" patch.
 
-Both end at a reply, so they include one Node PATCH round trip; they exclude the watch delivery
-to the operator, which no operator can shorten. `ooto_upgrade_step_latency_seconds{step}`
-exports them; the upgrade benchmark reads them (docs/benchmarks.md).
+"Start" is when the event loop starts the write's coroutine (`IoDone.started`), so both are the
+operator's reaction time: mailbox and thread hand-offs, decisions, per-node write ordering; not
+the API server's time to answer nor the watch's delivery. `ooto_upgrade_step_latency_seconds
+{step}` exports them; the upgrade benchmark reports them beside its end-to-end figures.
 """
 
 from __future__ import annotations
@@ -23,25 +24,39 @@ class StepClock:
         self._observe = observe
         self._pod_seen: dict[str, float] = {}  # node -> when its latest loader-pod event came
         self._ready: dict[str, float] = {}  # node -> when its new pod's Ready was seen
+        self._answered: dict[str, float] = {}  # node -> when its label-back patch was answered
         self._freed: deque[float] = deque()  # slots freed while nodes waited, oldest first
         self._granted: dict[str, float] = {}  # node -> when the slot it got was freed
 
     def pod_seen(self, node: str, seen: float) -> None:
-        if seen:
+        if node and seen:
             self._pod_seen[node] = seen
 
     def new_pod_ready(self, node: str) -> None:
-        """The node's upgrade saw its new loader pod Ready: its label-back write starts."""
+        """The node's upgrade saw its new loader pod Ready: its label-back write comes next."""
         seen = self._pod_seen.get(node)
         if seen is not None:
             self._ready[node] = seen
 
-    def done(self, node: str, now: float) -> None:
-        """The node's label-back write was acknowledged: its upgrade is done, its slot free."""
+    def written(self, node: str, started: float, ended: float) -> None:
+        """A step write of `node` succeeded: it started at `started` and was answered at `ended`
+        (the first step write after a grant is its label off, the one after a new pod Ready its
+        label back)."""
+        if not started:
+            return
+        freed = self._granted.pop(node, None)
+        if freed is not None:
+            self._observe("next_start", started - freed)
         ready = self._ready.pop(node, None)
         if ready is not None:
-            self._observe("label_back", now - ready)
-            self._freed.append(now)
+            self._observe("label_back", started - ready)
+            self._answered[node] = ended
+
+    def done(self, node: str) -> None:
+        """The node's upgrade is done: its slot is free since its label back was answered."""
+        answered = self._answered.pop(node, None)
+        if answered is not None:
+            self._freed.append(answered)
 
     def granted(self, node: str) -> None:
         """A slot went to `node`: it takes the oldest freed slot's time, if one was freed."""
@@ -52,14 +67,9 @@ class StepClock:
         """Slots are free and no node wants one: a later grant did not wait for these."""
         self._freed.clear()
 
-    def written(self, node: str, now: float) -> None:
-        """A step write of `node` was acknowledged (the first after a grant: its label off)."""
-        freed = self._granted.pop(node, None)
-        if freed is not None:
-            self._observe("next_start", now - freed)
-
     def forget(self, node: str) -> None:
         """The node's upgrade ended otherwise (failed, aborted, left)."""
         self._pod_seen.pop(node, None)
         self._ready.pop(node, None)
+        self._answered.pop(node, None)
         self._granted.pop(node, None)

@@ -137,8 +137,8 @@ class Metrics:
         self.upgrade_step_latency = Histogram(
             "ooto_upgrade_step_latency_seconds",
             "The rollout's own reaction time: label_back (new loader pod Ready seen to the label"
-            " back acknowledged), next_start (a slot freed to the next node's label off"
-            " acknowledged).",
+            " back write starting), next_start (a slot freed, i.e. the label back answered, to"
+            " the next node's label off write starting).",
             ["step"],
             buckets=_STEP_BUCKETS,
             registry=r,
