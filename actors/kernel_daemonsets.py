@@ -44,7 +44,7 @@ class WrittenGenerations:
         self._known: dict[str, tuple[str, int]] = {}  # DaemonSet -> (uid, generation)
 
     def edit(self, target: Target, current: Obj) -> str:
-        """ "edited by someone else" when `current` is not what we wrote or adopted, else ""."""
+        """Why `current` must be written back ("" when it is what we wrote or adopted)."""
         name, meta = target.name, current.get("metadata") or {}
         seen = (meta.get("uid", ""), int(meta.get("generation", 0)))
         live = pod_images(current)
