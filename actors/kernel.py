@@ -9,16 +9,21 @@
 
 Cluster state is the truth: before writing, the actor reads the informer cache, and it writes only
 when the stored spec-hash differs from the rendered one.
+
+This module holds the actor's state and messages; its steps are mixins, one concern each:
+actors/kernel_builds.py (image check and build), actors/kernel_signing.py (signing),
+actors/kernel_daemonsets.py (render, write, retire) and actors/kernel_status.py (phase, report).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any
 
 from actors.base import Backoff, OotoActor
+from actors.kernel_builds import KernelBuilds
+from actors.kernel_daemonsets import KernelDaemonSets, RenderError, WrittenGenerations
 from actors.kernel_signing import (
     FAILED,
     FingerprintRead,
@@ -26,6 +31,7 @@ from actors.kernel_signing import (
     SignStarted,
     UnsignedChecked,
 )
+from actors.kernel_status import CreateFailures, KernelReporting
 from actors.loader_troubles import LoaderTroubles
 from actors.messages import (
     BuildObserved,
@@ -34,13 +40,12 @@ from actors.messages import (
     ImagePullFailed,
     IoDone,
     KernelReport,
-    KernelRetired,
     LoaderPodTrouble,
     PlanKernel,
     PodCreateFailed,
     Retire,
 )
-from actors.ports import ActorContext, Obj
+from actors.ports import ActorContext
 from actors.replies import (
     Applied,
     BuildDeleted,
@@ -50,27 +55,17 @@ from actors.replies import (
     FailedBuild,
     ImageChecked,
 )
-from actors.retire import Doomed, kernel_daemonsets, retire_step
-from ooto.builds.model import tail_message
-from ooto.domain.api import BuildPhase, KernelPhase, KernelStatus, Module
+from ooto.domain.api import BuildPhase, KernelPhase, Module
 from ooto.domain.kernels import KernelPlan
-from ooto.domain.reasons import EventReason, Reason
-from ooto.domain.render import RenderOptions, render_daemonsets, render_failure
-from ooto.domain.signing import CertificateError
-from ooto.domain.stored import Target, daemonset_ready, owned_by, pod_images, stored_hash, uid_of
+from ooto.domain.reasons import Reason
+from ooto.domain.render import RenderOptions
+from ooto.domain.stored import Target, uid_of
 from ooto.logs import log_fields
 
 log = logging.getLogger(__name__)
 
-EVENT_MESSAGE_LIMIT = 1024
-"""What the event recorder keeps of a message (ooto.kube.events.MAX_MESSAGE)."""
 
-
-class RenderError(Exception):
-    """The Module passed validation but its DaemonSets cannot be rendered (message: why, where)."""
-
-
-class KernelActor(OotoActor, KernelSigning):
+class KernelActor(OotoActor, KernelReporting, KernelDaemonSets, KernelBuilds, KernelSigning):
     def __init__(
         self,
         context: ActorContext,
@@ -85,17 +80,15 @@ class KernelActor(OotoActor, KernelSigning):
         self._supervisor = supervisor
         self._module, self._plan, self._nodes = module, plan, nodes
         self._unavailable = unavailable  # of our nodes: NotReady or unschedulable
-        self._create_failures: dict[str, PodCreateFailed] = {}  # DaemonSet -> its latest
+        self._create_failures = CreateFailures()  # why pods of our DaemonSets cannot be created
         self._troubles = LoaderTroubles()  # our loader pods that cannot pull or keep crashing
         self._phase: KernelPhase | None = None
         self._build = BuildPhase.NOT_NEEDED if plan.build is None else BuildPhase.CHECKING
-        self._message = ""
-        self._reason = ""
         self._image_present: str | None = None  # the image the registry last said exists
         self._inflight: set[object] = set()  # reply tags of the I/O we wait for
         self._deleted: set[str] = set()  # uids we deleted; the cache may show them a while longer
         self._delete_failed: set[str] = set()  # ... and those whose delete failed (retry later)
-        self._generations: dict[str, tuple[str, int]] = {}  # DaemonSet -> (uid, generation) ours
+        self._generations = WrittenGenerations()  # of our DaemonSets: what we wrote or adopted
         self._retiring = False
         self._backoff = Backoff(
             self._settings.backoff_initial_seconds, self._settings.backoff_max_seconds
@@ -174,7 +167,7 @@ class KernelActor(OotoActor, KernelSigning):
             self._converge()
 
     def on_PodCreateFailed(self, failure: PodCreateFailed) -> None:
-        self._create_failures[failure.daemonset] = failure
+        self._create_failures.observe(failure)
         if not self._retiring:
             self._converge()
 
@@ -233,11 +226,6 @@ class KernelActor(OotoActor, KernelSigning):
             self._build_done(
                 False, f"the build of {self._plan.image} was deleted before it finished"
             )
-
-    def _owns(self, obj: Obj) -> bool:
-        """Whether our Module owns `obj` (builds are shared across the namespace's Modules)."""
-        refs = (obj.get("metadata") or {}).get("ownerReferences") or ()
-        return any(ref.get("uid") == self._module.metadata.uid for ref in refs)
 
     def on_Retire(self, _: Retire) -> None:
         self._retiring = True
@@ -306,405 +294,6 @@ class KernelActor(OotoActor, KernelSigning):
                 self.set_timer("sign-recheck", 0)  # trusted as deployed: is its signature current?
         self._deploy()
 
-    def _deployed_now(self) -> bool:
-        """Our DaemonSets already run this plan: the image was checked when they were made."""
-        self._adopt_digest()
-        return all(
-            stored_hash(self._io.daemonsets.get(t.namespace, t.name)) == t.spec_hash
-            for t in self._targets()
-        )
-
-    def _targets(self) -> list[Target]:
-        """Our DaemonSets' names and spec-hashes, rendered once per (Module object, plan): a
-        DaemonSet event costs two dict lookups, and no rendered manifest stays in memory."""
-        cached, plan = self._targets_of, self._deployed_plan()
-        if cached is None or cached[0] is not self._module or cached[1] != plan:
-            targets = [Target.of(d) for d in self._render()]
-            cached = self._targets_of = (self._module, plan, targets)
-        return cached[2]
-
-    def _manifest(self, name: str) -> dict[str, Any]:
-        return next(d for d in self._render() if d["metadata"]["name"] == name)
-
-    def _render(self) -> list[dict[str, Any]]:
-        try:
-            return render_daemonsets(self._module, self._deployed_plan(), self._render_options)
-        except Exception as error:  # RecursionError from a spec nested too deep, and the like
-            raise RenderError(render_failure(self._module, error)) from error
-
-    def _deployed_plan(self) -> KernelPlan:
-        """The plan as DaemonSets run it: an image ooto builds or signs is referenced by the
-        digest the registry answered (`image:tag@sha256:...`), so a new image under the same tag
-        (a rebuild, a re-sign after a key rotation) rolls out like any other change."""
-        plan = self._plan
-        if self._digest and (plan.build is not None or plan.sign is not None):
-            return dataclasses.replace(plan, image=f"{plan.image}@{self._digest}")
-        return plan
-
-    def _adopt_digest(self) -> None:
-        """At first sight (a restart), the digest our loader DaemonSet already runs."""
-        if self._digest or not self._targets():
-            return
-        target = self._targets()[0]
-        images = pod_images(self._io.daemonsets.get(target.namespace, target.name) or {}) or ()
-        prefix = f"{self._plan.image}@"
-        running = [image for _, image in images if image.startswith(prefix)]
-        if running:
-            self._digest = running[0].removeprefix(prefix)
-
-    def _run_check(self, coro: Any) -> None:
-        self._run(ImageChecked(self._plan.image), coro)
-
-    def _resolve_image(self) -> None:
-        if self._build in (BuildPhase.BUILDING, BuildPhase.SIGNING, *FAILED):
-            return
-        tag = ImageChecked(self._plan.image)
-        if tag in self._inflight:
-            return
-        self._build = BuildPhase.CHECKING
-        if self._plan.sign is not None:
-            self._check_signature()
-            return
-        self._set_phase(KernelPhase.RESOLVING, "", f"checking {self._plan.image}")
-        self._run(tag, self._io.check_image(self._module, self._plan))
-
-    def _done_check(self, tag: ImageChecked, done: IoDone) -> None:
-        if tag.image != self._plan.image:
-            return
-        outcome = done.result.outcome if done.ok else "error"
-        message = done.result.message if done.ok else str(done.error)
-        if isinstance(done.error, CertificateError):
-            self._fail(Reason.SIGN_SECRET_INVALID, message)
-        elif outcome == "missing" and self._plan.sign is not None:
-            self._signature_missing(message, done.result.signed_for)
-        elif outcome == "present":
-            self._digest = done.result.digest
-            if self._plan.sign is not None:
-                self._signature_present(done.result.signed_by)
-            self._backoff.reset()
-            self._rechecking = False
-            self._image_present = self._plan.image
-            if self._build is BuildPhase.CHECKING:
-                self._build = BuildPhase.NOT_NEEDED
-            self._deploy()
-        elif outcome == "missing" and self._build is not BuildPhase.BUILT:
-            self._start_build()
-        elif outcome == "missing":
-            self._fail(
-                Reason.IMAGE_MISSING,
-                f"build finished but {self._plan.image} is not in the registry",
-            )
-        else:
-            self._fail(Reason.IMAGE_CHECK_FAILED, f"cannot check {self._plan.image}: {message}")
-
-    def _start_build(self) -> None:
-        self._build = BuildPhase.BUILDING
-        self._set_phase(KernelPhase.BUILDING, Reason.BUILDING, f"building {self._plan.image}")
-        log.info(
-            "%s builds %s",
-            self.describe(),
-            self._plan.image,
-            extra=self._log_extra("image missing"),
-        )
-        self._begin_build_object(sign=False)
-        self._run(BuildStarted(self._plan.image), self._io.start_build(self._module, self._plan))
-
-    def _begin_build_object(self, sign: bool) -> None:
-        if not sign:
-            self._metrics.build_started()
-        self._build_started = time.monotonic()
-        self._build_name = ""
-        self._stale_builds = self._finished_builds()
-        self._forget_older_failure()
-
-    def _forget_older_failure(self) -> None:
-        """Keep only the newest failed build per kernel: the one of an image we no longer build
-        goes when a build of another image starts (the same image's retry replaces it anyway)."""
-        failed, self._failed_build = self._failed_build, None
-        if failed is None or failed.image == self._target():
-            return
-        tag = BuildDeleted(failed.name, failed.uid)
-        self._run(tag, self._io.delete_object("build", self._plan.namespace, tag.name, tag.uid))
-
-    def _done_build(self, image: str, done: IoDone) -> None:
-        if image != self._plan.image:
-            return
-        if self._build not in (BuildPhase.BUILDING, BuildPhase.SIGNING):
-            return
-        if isinstance(done.error, CertificateError) and self._build is BuildPhase.SIGNING:
-            self._sign_not_started(done.error)
-            return
-        if not done.ok:
-            what = "sign" if self._build is BuildPhase.SIGNING else "build"
-            self._build_done(False, f"could not start the {what} of {self._target()}: {done.error}")
-            return
-        self._build_name = done.result
-        existing = self._io.builds.get(self._plan.namespace, self._build_name)
-        if existing is not None:  # adopted, and it may have finished before we asked
-            self._observe_build(existing)
-
-    def _finished_builds(self) -> frozenset[str]:
-        """Finished builds of our image. `start_build` replaces them (a Job keeps its name), so
-        what we hear of them later (an update, their deletion, a cache not yet updated) is old
-        news, never the outcome of the build we are starting."""
-        stale = set()
-        for obj in self._io.builds.list():
-            if (obj.get("metadata") or {}).get("namespace") != self._plan.namespace:
-                continue
-            observed = self._io.build_observation(obj)
-            if observed.image == self._target() and observed.phase != "Running" and uid_of(obj):
-                stale.add(uid_of(obj))
-        return frozenset(stale)
-
-    def _observe_build(self, obj: Obj) -> None:
-        if uid_of(obj) in self._stale_builds:
-            return
-        observed = self._io.build_observation(obj)
-        if observed.image != self._target() or observed.phase not in ("Succeeded", "Failed"):
-            return
-        self._build_name = observed.name
-        self._build_done(observed.phase == "Succeeded", observed.message)
-
-    def _target(self, signing: bool | None = None) -> str:
-        """The image the build object makes: the kernel's image for a sign build (`signing`, by
-        default: the build phase says Signing), else the build's image (the unsigned one when
-        the mapping signs)."""
-        if signing is None:
-            signing = self._build is BuildPhase.SIGNING
-        build = self._plan.build
-        return build.image if build is not None and not signing else self._plan.image
-
-    def _build_done(self, succeeded: bool, message: str) -> None:
-        signing = self._build is BuildPhase.SIGNING
-        if self._build_started is not None and not signing:
-            self._metrics.build_finished(succeeded, time.monotonic() - self._build_started)
-        self._build_started = None
-        if signing:
-            self._sign_done(succeeded)
-            if succeeded:
-                return
-        elif succeeded and self._plan.sign is not None:
-            self._build = BuildPhase.BUILT
-            self._check_unsigned(fresh=True)
-            return
-        elif succeeded:
-            self._build = BuildPhase.BUILT
-            check = self._io.check_image(self._module, self._plan, fresh=True)
-            self._run(ImageChecked(self._plan.image), check)
-            return
-        reason = Reason.SIGN_FAILED if signing else Reason.BUILD_FAILED
-        image = self._target(signing)
-        if not signing:
-            self._build = BuildPhase.FAILED
-        self._fail(reason, message)
-        stored = self._io.builds.get(self._plan.namespace, self._build_name or "-")
-        if stored is not None:
-            self._failed_build = FailedBuild(self._build_name, uid_of(stored), image)
-        if self._build_name:
-            detail = self._io.build_failure_detail(self._plan.namespace, self._build_name)
-            self._run(BuildLogRead(self._build_name, reason, image), detail)
-        else:  # it never started: no log, the reason is the message
-            text = f"kernel {self._plan.kernel}: {message}"[:EVENT_MESSAGE_LIMIT]
-            self._build_event(text, reason)
-
-    def _delete_succeeded_builds(self) -> None:
-        """A succeeded build of our image has served its purpose once a DaemonSet uses the image;
-        so has, when the mapping signs, the build of the unsigned image it was signed from.
-        Failed builds stay for inspection (a retry replaces the one of the same image)."""
-        if self._plan.build is None and self._plan.sign is None:
-            return
-        ours = {self._target(signing=False), self._target(signing=True)}
-        for obj in self._io.builds.list():
-            meta = obj.get("metadata") or {}
-            if meta.get("namespace") != self._plan.namespace or meta.get("deletionTimestamp"):
-                continue
-            observed = self._io.build_observation(obj)
-            tag = BuildDeleted(observed.name, uid_of(obj))
-            if observed.image not in ours or observed.phase != "Succeeded":
-                continue
-            if tag not in self._inflight:
-                log.info(
-                    "%s deletes build %s",
-                    self.describe(),
-                    observed.name,
-                    extra=self._log_extra("image in use"),
-                )
-                coro = self._io.delete_object("build", self._plan.namespace, observed.name, tag.uid)
-                self._run(tag, coro)
-
-    def _done_buildlog(self, tag: BuildLogRead, done: IoDone) -> None:
-        tail = done.result if done.ok else f"(no log: {done.error})"
-        what = "sign" if tag.reason == Reason.SIGN_FAILED else "build"
-        head = f"kernel {self._plan.kernel}: {what} of {tag.image} failed; log tail:"
-        self._build_event(tail_message(head, tail, EVENT_MESSAGE_LIMIT), tag.reason)
-
-    def _build_event(self, message: str, reason: str) -> None:
-        self._io.record_event(self._module.object_reference(), "Warning", reason, message)
-
-    def _deploy(self) -> None:
-        targets = self._targets()
-        waiting = False
-        for target in targets:
-            current = self._io.daemonsets.get(target.namespace, target.name)
-            if current is not None and not owned_by(current, self._module.metadata.uid):
-                self._fail(
-                    Reason.DAEMONSET_CONFLICT, f"DaemonSet {target.name} exists and is not ours"
-                )
-                return
-            want = target.spec_hash
-            reason = self._apply_reason(target, current)
-            if reason:
-                waiting = True
-                tag = Applied(target.name, want)
-                if tag not in self._inflight:
-                    log.info(
-                        "%s applies %s",
-                        self.describe(),
-                        target.name,
-                        extra=self._log_extra(reason),
-                    )
-                    manifest = self._manifest(target.name)
-                    self._run(tag, self._io.apply_daemonset(manifest, current))
-        self._report_rollout(targets, waiting)
-
-    def _apply_reason(self, target: Target, current: Obj | None) -> str:
-        """Why our DaemonSet must be written ("" when it is right).
-
-        The spec-hash annotation says which intent a DaemonSet was written for, but a hand edit
-        (`kubectl set image`) keeps it: a generation beyond the one we last wrote or adopted is
-        such an edit, and we write our spec back once. At first sight (say, after a restart) we
-        cannot know the generation we wrote, so we adopt it unless its images are not ours.
-        """
-        if stored_hash(current) != target.spec_hash:
-            return "spec changed"
-        assert current is not None
-        name, meta = target.name, current.get("metadata") or {}
-        seen = (meta.get("uid", ""), int(meta.get("generation", 0)))
-        live = pod_images(current)
-        if name not in self._generations and live is not None and live != target.images:
-            return "edited by someone else"
-        known = self._generations.setdefault(name, seen)  # first sight: adopt as it is
-        if seen[0] == known[0] and seen[1] > known[1]:
-            return "edited by someone else"
-        if seen[0] != known[0]:
-            self._generations[name] = seen  # recreated (by us or the user): adopt
-        return ""
-
-    def _done_apply(self, tag: Applied, done: IoDone) -> None:
-        if not done.ok:
-            if self._retiring:
-                self._retire_step()  # nothing written, or the cache will show what was
-            else:
-                self._fail(
-                    Reason.APPLY_FAILED, f"could not apply DaemonSet {tag.name}: {done.error}"
-                )
-            return
-        meta = done.result.get("metadata") or {}
-        if self._retiring:
-            # It landed after we were told to retire: it must go too, even if the cache has not
-            # shown it yet (the watch may lag behind this reply).
-            self._delete(Doomed(meta.get("namespace", ""), tag.name, meta.get("uid", "")))
-            return
-        self._backoff.reset()
-        self._delete_succeeded_builds()  # the image is in use now
-        written = (meta.get("uid", ""), int(meta.get("generation", 0)))
-        known = self._generations.get(tag.name)
-        if known is None or known[0] != written[0] or known[1] < written[1]:
-            self._generations[tag.name] = written  # replies may arrive out of order
-        if _caught_up(self._io.daemonsets.get(meta.get("namespace", ""), tag.name), written):
-            # The watch showed our write before this reply came (a slow reply): those events
-            # were judged against the generation before it and may be all we hear.
-            self._converge()
-
-    def _report_rollout(self, targets: list[Target], waiting: bool) -> None:
-        """Ready when every available node runs our pods: a NotReady or cordoned node is
-        counted (nodesUnavailable) but not waited for."""
-        objs = [self._io.daemonsets.get(t.namespace, t.name) for t in targets]
-        excused = len(self._unavailable)
-        readiness = [daemonset_ready(obj, excused) for obj in objs]
-        nodes_ready = min(ready for ready, _ in readiness)
-        want = len(self._nodes) - excused
-        blocked = self._pod_create_failure(objs)
-        if not waiting and all(rolled for _, rolled in readiness) and nodes_ready >= want:
-            self._set_phase(KernelPhase.READY, "", "", nodes_ready)
-            self._troubles.announced = ""
-        elif blocked:
-            # The DaemonSet controller retries on its own; its DaemonSet events re-judge this.
-            message = f"{nodes_ready}/{want} nodes ready; pods cannot be created: {blocked}"
-            self._set_phase(KernelPhase.DEGRADED, Reason.POD_CREATE_FAILED, message, nodes_ready)
-        elif trouble := self._troubles.verdict(self._unavailable, want):
-            # Until the pods run: the kubelets retry (and we rebuild a lost image we make).
-            reason, why = trouble
-            message = f"{nodes_ready}/{want} nodes ready; {why}"
-            self._set_phase(KernelPhase.DEGRADED, reason, message, nodes_ready)
-            if self._troubles.announced != reason:  # once, until the kernel is Ready again
-                self._troubles.announced = reason
-                self._build_event(f"kernel {self._plan.kernel}: {why}", reason)
-        else:
-            message = f"{nodes_ready}/{want} nodes ready"
-            if excused:
-                message += f" ({excused} unavailable)"
-            self._set_phase(KernelPhase.DEPLOYING, Reason.ROLLING, message, nodes_ready)
-
-    def _pod_create_failure(self, objs: list[Obj | None]) -> str:
-        """The latest FailedCreate message of a DaemonSet of ours that still lacks pods."""
-        for obj in objs:
-            meta, status = (obj or {}).get("metadata") or {}, (obj or {}).get("status") or {}
-            failure = self._create_failures.get(meta.get("name", ""))
-            if failure is None or failure.uid != meta.get("uid"):
-                continue
-            # Not desiredNumberScheduled: the controller may not count nodes it failed on.
-            if status.get("currentNumberScheduled", 0) >= len(self._nodes - self._unavailable):
-                del self._create_failures[failure.daemonset]  # every pod exists now
-                continue
-            return failure.message
-        return ""
-
-    # --- retiring ----------------------------------------------------------------------------
-
-    def _retire_step(self) -> None:
-        owned = kernel_daemonsets(
-            self._io.daemonsets.list(),
-            self._module.metadata.namespace,
-            self._module.metadata.uid,
-            self._plan.kernel_label,
-        )
-        writes = any(isinstance(tag, Applied | Deleted) for tag in self._inflight)
-        step = retire_step(owned, writes, self._deleted)
-        for doomed in step.delete:
-            self._delete(doomed)
-        if step.done:
-            log.info("%s retired", self.describe(), extra=self._log_extra("kernel left"))
-            self.send(self._supervisor, KernelRetired(self._plan.kernel))
-            self.actor_ref.stop(block=False)
-
-    def _delete(self, doomed: Doomed) -> None:
-        if doomed.uid in self._deleted:
-            return
-        self._deleted.add(doomed.uid)
-        log.info(
-            "%s deletes %s", self.describe(), doomed.name, extra=self._log_extra("kernel left")
-        )
-        coro = self._io.delete_object("daemonset", doomed.namespace, doomed.name, doomed.uid)
-        self._run(Deleted(doomed.name, doomed.uid), coro)
-
-    def _done_delete(self, tag: Deleted, done: IoDone) -> None:
-        if not done.ok:
-            self._delete_failed.add(tag.uid)  # retried when the "retire" timer fires
-            message = f"could not delete DaemonSet {tag.name}: {done.error}"
-            log.warning(
-                "%s %s", self.describe(), message, extra=self._log_extra(EventReason.DELETE_FAILED)
-            )
-            self._io.record_event(
-                self._module.object_reference(),
-                "Warning",
-                EventReason.DELETE_FAILED,
-                f"kernel {self._plan.kernel}: {message}",
-            )
-            self.set_timer("retire", self._backoff.next_delay())
-            return
-        self._retire_step()
-
     # --- helpers -----------------------------------------------------------------------------
 
     def _run(self, tag: object, coro: Any) -> None:
@@ -716,32 +305,5 @@ class KernelActor(OotoActor, KernelSigning):
         self._set_phase(KernelPhase.DEGRADED, reason, message)
         self.set_timer("retry", self._backoff.next_delay())
 
-    def _set_phase(self, phase: KernelPhase, reason: str, message: str, ready: int = 0) -> None:
-        if phase is not self._phase:
-            self._metrics.kernel_phase_changed(self._phase, phase)
-            self._phase = phase
-        self._reason, self._message = reason, message
-        status = KernelStatus(
-            kernel=self._plan.kernel,
-            image=self._plan.image,
-            phase=phase,
-            build=self._build,
-            nodes_desired=len(self._nodes),
-            nodes_ready=min(ready, len(self._nodes)),
-            nodes_unavailable=len(self._unavailable),
-            reason=reason,
-            message=message,
-        )
-        report = KernelReport(self._plan.kernel, status, reason)
-        if report != self._last_report:
-            self._last_report = report
-            self.send(self._supervisor, report)
-
     def _log_extra(self, reason: str) -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=self._plan.kernel, reason=reason)
-
-
-def _caught_up(cached: Obj | None, written: tuple[str, int]) -> bool:
-    """The cache holds the object we wrote, or a later version of it."""
-    meta = (cached or {}).get("metadata") or {}
-    return meta.get("uid") == written[0] and int(meta.get("generation", 0)) >= written[1]

@@ -1,5 +1,5 @@
 """The signing steps of a KernelActor whose mapping signs (a mixin: the actor's state, these
-handlers). Kept apart so actors/kernel.py stays about one image's check, build and rollout. What
+handlers). Kept apart so actors/kernel_builds.py stays about one image's check and build. What
 each reply means in each build phase is decided by `ooto.domain.sign_flow.sign_step` (pure, tested
 exhaustively); these handlers turn replies into its events and perform its actions.
 

@@ -4,18 +4,19 @@ Desired kernels = kernels of the nodes matching the Module's selector (from the 
 Each kernel gets a KernelActor when a mapping matches it; kernels that leave are retired (their
 DaemonSets deleted). Kernel reports are folded into one status write, debounced, and skipped when
 the status would not change.
+
+This module holds the actor's state and messages; its steps are mixins, one concern each:
+actors/supervisor_kernels.py (plan, spawn, retire kernel actors), actors/supervisor_sweep.py
+(orphan DaemonSets) and actors/supervisor_status.py (fold and write the status).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from actors.base import Backoff, OotoActor
-from actors.kernel import KernelActor
 from actors.messages import (
     BuildObserved,
     ChildDied,
@@ -28,56 +29,31 @@ from actors.messages import (
     ModuleGone,
     ModuleUnreadable,
     NodesChanged,
-    PlanKernel,
-    Retire,
     RolloutReport,
-    RolloutTargets,
     Subscribe,
     Unsubscribe,
 )
 from actors.ports import ActorContext
-from actors.retire import orphans
 from actors.rollout import RolloutActor
 from actors.routes import RouteKey
+from actors.supervisor_kernels import KernelSet
+from actors.supervisor_status import StatusWriter, module_version
+from actors.supervisor_sweep import OrphanSweep
 from ooto.domain.api import KernelPhase, Module
-from ooto.domain.digest import load_digest
-from ooto.domain.kernels import (
-    KernelPlan,
-    SpecError,
-    daemonset_name,
-    kernel_label_value,
-    label_safe,
-    plan_kernel,
-)
+from ooto.domain.kernels import KernelPlan, kernel_label_value, label_safe
 from ooto.domain.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.domain.reasons import Reason
-from ooto.domain.render import MODULE_LOADER, RenderOptions, render_failure
-from ooto.domain.status import (
-    KernelProblem,
-    ModuleFacts,
-    RolloutFacts,
-    WarningCondition,
-    fold_status,
-)
+from ooto.domain.render import render_failure
+from ooto.domain.status import KernelProblem, WarningCondition
 from ooto.domain.validation import validate_module
 from ooto.logs import log_fields
 
 log = logging.getLogger(__name__)
 
-KEEPS_WHAT_RUNS = frozenset({Reason.INVALID_SPEC, Reason.ACTOR_FAILED})
-"""Kernel problems under which the kernel's DaemonSets are kept (NoMatchingMapping retires)."""
-
-PROGRESS_SECONDS_PER_KERNEL = 0.01
-PROGRESS_INTERVAL_MAX = 5.0
-"""A status that only reports progress (counts, messages) waits 10 ms per kernel since the last
-write, at most 5 s: a 500-kernel status is ~100 KB that each write sends, stores and echoes back
-to every watcher. A condition that flips is news and goes out after the debounce alone."""
-
-
 _NO_UNLOAD_HOOK = WarningCondition(NO_UNLOAD_HOOK, NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE)
 
 
-class ModuleSupervisor(OotoActor):
+class ModuleSupervisor(OotoActor, KernelSet, OrphanSweep, StatusWriter):
     def __init__(
         self, context: ActorContext, tracker: Any, module: Module, parent: Any = None
     ) -> None:
@@ -97,7 +73,7 @@ class ModuleSupervisor(OotoActor):
         self._reports: dict[str, KernelReport] = {}
         self._problems: dict[str, KernelProblem] = {}
         self._stored_status: Mapping[str, Any] | None = module.status
-        self._stored_version = _version(module)
+        self._stored_version = module_version(module)
         self._writing = False
         self._last_write = float("-inf")
         self._status_due = float("inf")  # when the pending "status" timer fires
@@ -144,8 +120,8 @@ class ModuleSupervisor(OotoActor):
 
     def on_ModuleChanged(self, message: ModuleChanged) -> None:
         old, new = self._module, message.module
-        if _version(new) >= self._stored_version:
-            self._stored_status, self._stored_version = new.status, _version(new)
+        if module_version(new) >= self._stored_version:
+            self._stored_status, self._stored_version = new.status, module_version(new)
         self._module = new
         if (
             new.metadata.generation == old.metadata.generation
@@ -229,30 +205,6 @@ class ModuleSupervisor(OotoActor):
         self._tell_rollout()
         self._schedule_status()
 
-    def _tell_rollout(self) -> None:
-        """The desired load digest and nodes of every planned kernel, to the RolloutActor."""
-        if self._rollout is None or self._kernels is None:
-            return
-        name = self._module.metadata.name
-        kernels = {
-            plan.kernel_label: (
-                digest,
-                self._kernels.get(kernel, frozenset()),
-                daemonset_name(name, MODULE_LOADER, kernel),
-            )
-            for kernel, (plan, _, digest) in self._digests.items()
-            if kernel in self._actors
-        }
-        self.send(self._rollout, RolloutTargets(self._module, kernels))
-
-    def _digest(self, plan: KernelPlan) -> None:
-        generation = self._module.metadata.generation
-        known = self._digests.get(plan.kernel)
-        if known is None or known[0] != plan or known[1] != generation:
-            options = RenderOptions(firmware_host_dir=self._settings.firmware_host_dir)
-            digest = load_digest(self._module, plan, options)  # as the kernel actor renders it
-            self._digests[plan.kernel] = (plan, generation, digest)
-
     def on_ModuleGone(self, message: ModuleGone) -> None:
         if self._rollout is not None:
             self.send(self._rollout, message)
@@ -261,90 +213,12 @@ class ModuleSupervisor(OotoActor):
         self._rollout_report = report
         self._schedule_status()
 
-    def _plan(self, kernel: str, nodes: frozenset[str]) -> None:
-        try:
-            plan = plan_kernel(self._module, kernel)
-        except SpecError as error:
-            self._problem(kernel, Reason.INVALID_SPEC, str(error))
-            return
-        if plan is None:
-            self._problem(
-                kernel, Reason.NO_MATCHING_MAPPING, "no kernelMappings entry matches this kernel"
-            )
-            if kernel in self._actors:
-                self._retire(kernel)
-            return
-        if self.timer_pending(f"respawn:{kernel}"):
-            return  # its actor died: planned again (and ActorFailed cleared) when the timer fires
-        self._problems.pop(kernel, None)
-        self._digest(plan)
-        actor = self._actors.get(kernel)
-        if kernel in self._retiring:
-            return  # planned again once the old actor has retired
-        if actor is None:
-            self._spawn(plan, nodes)
-        else:
-            self.send(actor, PlanKernel(self._module, plan, nodes, nodes & self._unavailable))
-
-    def _problem(self, kernel: str, reason: str, message: str) -> None:
-        problem = KernelProblem(kernel, reason, message, len((self._kernels or {}).get(kernel, ())))
-        old = self._problems.get(kernel)
-        self._problems[kernel] = problem
-        if old is None or (old.reason, old.message) != (reason, message):
-            log.warning(
-                "%s: kernel %s: %s",
-                self.describe(),
-                kernel,
-                message,
-                extra=self._extra(reason, kernel),
-            )
-            self._event("Warning", reason, f"kernel {kernel}: {message}")
-
-    def _spawn(self, plan: KernelPlan, nodes: frozenset[str]) -> None:
-        log.info(
-            "%s: kernel %s -> %s",
-            self.describe(),
-            plan.kernel,
-            plan.image,
-            extra=self._extra("kernel appeared", plan.kernel),
-        )
-        ref = KernelActor.start(
-            self._context, self.actor_ref, self._module, plan, nodes, nodes & self._unavailable
-        )
-        self._actors[plan.kernel] = ref
-        self._by_label[plan.kernel_label] = plan.kernel
-        self._routes.add(self._route_key(plan.kernel), ref)
-
-    def _retire(self, kernel: str) -> None:
-        ref = self._actors.pop(kernel)
-        self._reports.pop(kernel, None)
-        self._retiring[kernel] = ref
-        log.info(
-            "%s: kernel %s left", self.describe(), kernel, extra=self._extra("kernel left", kernel)
-        )
-        self.send(ref, Retire())
-
     def on_KernelRetired(self, message: KernelRetired) -> None:
         ref = self._retiring.pop(message.kernel, None)
         if ref is not None:
             self._routes.remove(self._route_key(message.kernel), ref)
         self._forget_label(message.kernel)
         self._replan(message.kernel)  # the kernel may have come back while it retired
-
-    def _forget_label(self, kernel: str) -> None:
-        self._by_label = {
-            label: k for label, k in self._by_label.items() if k != kernel or k in self._actors
-        }
-
-    def _replan(self, kernel: str) -> None:
-        """Plan `kernel` again after its actor retired or died (it may have left meanwhile)."""
-        nodes = (self._kernels or {}).get(kernel)
-        if nodes is None:
-            self._forget_label(kernel)
-        elif not self._spec_errors:
-            self._plan(kernel, nodes)
-        self._sweep_if_changed()
-        self._schedule_status()
 
     def on_ChildDied(self, message: ChildDied) -> None:
         if self._rollout is not None and message.ref == self._rollout:
@@ -380,45 +254,6 @@ class ModuleSupervisor(OotoActor):
             self._reports[report.kernel] = report
             self._schedule_status()
 
-    def _sweep_if_changed(self) -> None:
-        """Sweep orphans whenever the set of live kernel actors changes (and at first sight)."""
-        live = self._kept_labels()
-        if live != self._swept_for:
-            self._swept_for = live
-            self._sweep()
-
-    def _kept_labels(self) -> frozenset[str]:
-        """Kernel labels whose DaemonSets stay: live actors', and kernels still on selected nodes
-        whose mapping is invalid for them (an invalid spec changes nothing that runs, also after
-        a restart, when no actor exists for them)."""
-        held = {
-            kernel_label_value(kernel)
-            for kernel, problem in self._problems.items()
-            if problem.reason in KEEPS_WHAT_RUNS and kernel in (self._kernels or {})
-        }
-        return frozenset(self._by_label) | held
-
-    def _sweep(self) -> None:
-        """Delete our DaemonSets whose kernel has no live actor (one that retires counts as
-        live: it deletes its own). Not before the first NodesChanged: until then no kernel is
-        known and everything would look orphaned."""
-        if self._kernels is None:
-            return
-        meta = self._module.metadata
-        kept = self._kept_labels()
-        for doomed in orphans(self._io.daemonsets.list(), meta.namespace, meta.uid, kept):
-            if doomed.uid in self._sweeping:
-                continue
-            self._sweeping.add(doomed.uid)
-            log.info(
-                "%s deletes orphan %s", self.describe(), doomed.name, extra=self._extra("orphan")
-            )
-            self.bridge.run(
-                self.actor_ref,
-                ("orphan", doomed.uid, doomed.name),
-                self._io.delete_object("daemonset", doomed.namespace, doomed.name, doomed.uid),
-            )
-
     def on_DaemonSetObserved(self, _: DaemonSetObserved) -> None:
         """A DaemonSet of this Module that no kernel actor's route claims (see DaemonSetRoutes)."""
         if not self.timer_pending("sweep"):
@@ -439,16 +274,7 @@ class ModuleSupervisor(OotoActor):
         for actor in self._actors.values():
             self.send(actor, event)
 
-    # --- status -------------------------------------------------------------------------------
-
-    def _schedule_status(self) -> None:
-        delay = self._settings.status_debounce_seconds
-        if not self.timer_pending("status") or self._status_due > time.monotonic() + delay:
-            self._status_timer(delay)
-
-    def _status_timer(self, delay: float) -> None:
-        self._status_due = time.monotonic() + delay
-        self.set_timer("status", delay)
+    # --- timers and replies ------------------------------------------------------------------
 
     def on_timer(self, name: str) -> None:
         if name == "status":
@@ -460,124 +286,14 @@ class ModuleSupervisor(OotoActor):
             self._problems.pop(kernel, None)
             self._replan(kernel)
 
-    def _write_status(self) -> None:
-        if self._writing:
-            self._schedule_status()
-            return
-        if self._kernels is None and not self._spec_errors:
-            return  # nothing known yet: never overwrite a good status with an empty one
-        if any(k not in self._reports for k in self._actors):
-            return  # a kernel actor has not reported yet; its report reschedules us
-        if self._rollout_behind():
-            return  # its report (upgrades started for this generation) reschedules us
-        status = fold_status(self._facts(), self._stored_status, _now())
-        meta = self._module.metadata
-        self._metrics.module_status(meta.namespace, meta.name, status)
-        if status == self._stored_status:
-            return
-        wait = self._progress_wait(status)
-        if wait > 0:
-            self._status_timer(wait)
-            return
-        self._writing = True
-        self._last_write = time.monotonic()
-        self.bridge.run(
-            self.actor_ref,
-            ("status",),
-            self._io.patch_module_status(meta.namespace, meta.name, status),
-        )
-
-    def _progress_wait(self, status: Mapping[str, Any]) -> float:
-        """Seconds to hold back a status that changes no condition's status (0: write now)."""
-        if _transitions(status) != _transitions(self._stored_status):
-            return 0.0
-        per_kernel = PROGRESS_SECONDS_PER_KERNEL * len(status.get("kernels") or ())
-        interval = min(PROGRESS_INTERVAL_MAX, per_kernel)
-        return self._last_write + interval - time.monotonic()
-
-    def _facts(self) -> ModuleFacts:
-        return ModuleFacts(
-            generation=self._module.metadata.generation,
-            spec_errors=self._spec_errors,
-            kernels=[r.status for r in self._reports.values()],
-            kernel_reasons={r.kernel: r.reason for r in self._reports.values()},
-            problems=sorted(self._problems.values(), key=lambda p: p.kernel),
-            warnings=self._warnings,
-            nodes_invalid_kernel=self._refused_nodes,
-            rollout=self._rollout_facts(),
-        )
-
-    def _rollout_behind(self) -> bool:
-        """The RolloutActor has not judged this generation yet: a status written now would call
-        it Ready before its upgrade begins."""
-        if self._rollout is None or self._spec_errors or self._kernels is None:
-            return False
-        report = self._rollout_report
-        return report is None or report.generation < self._module.metadata.generation
-
-    def _rollout_facts(self) -> RolloutFacts | None:
-        report = self._rollout_report
-        if report is None:
-            return None
-        return RolloutFacts(
-            report.ready_label, report.upgrade, report.failed, report.waiting, report.generation
-        )
-
     def on_IoDone(self, done: IoDone) -> None:
         if done.tag[0] == "orphan":
-            self._sweeping.discard(done.tag[1])
-            if not done.ok:
-                log.warning(
-                    "%s: could not delete orphan %s: %s", self.describe(), done.tag[2], done.error
-                )
-                self.set_timer("sweep", self._backoff.next_delay())
-            return
-        self._writing = False
-        if not done.ok:
-            log.warning(
-                "%s: status write failed: %s",
-                self.describe(),
-                done.error,
-                extra=self._extra("StatusWriteFailed"),
-            )
-            self._status_timer(self._backoff.next_delay())
-            return
-        self._backoff.reset()
-        stored: Mapping[str, Any] = done.result
-        self._stored_status = stored.get("status")
-        self._stored_version = _version_of(stored)
+            self._orphan_deleted(done)
+        else:
+            self._status_written(done)
 
     def _event(self, kind: str, reason: str, message: str) -> None:
         self._io.record_event(self._module.object_reference(), kind, reason, message)  # type: ignore[arg-type]
 
     def _extra(self, reason: str, kernel: str = "") -> dict[str, object]:
         return log_fields(module=self._module.key, kernel=kernel, reason=reason)
-
-
-def _transitions(status: Mapping[str, Any] | None) -> tuple[Any, ...]:
-    """What makes a status news: the generation it speaks for and each condition's status."""
-    status = status or {}
-    conditions = [c for c in status.get("conditions") or () if isinstance(c, dict)]
-    flags = tuple(sorted((c.get("type"), c.get("status")) for c in conditions))
-    return status.get("observedGeneration"), flags
-
-
-def _version(module: Module) -> int:
-    return _parse_version(module.metadata.resource_version)
-
-
-def _version_of(obj: Mapping[str, Any]) -> int:
-    return _parse_version((obj.get("metadata") or {}).get("resourceVersion", ""))
-
-
-def _parse_version(value: str) -> int:
-    # resourceVersions are opaque, but etcd-backed servers hand out increasing integers; comparing
-    # them keeps an informer event older than our own write from triggering a rewrite.
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,7 +15,7 @@ from ooto.kube.tasks import SupervisedTask
 
 
 class HealthParts(Protocol):
-    """What one leadership term (`ooto.app.Operator`) reports about itself."""
+    """What one leadership term (`ooto.operator.Operator`) reports about itself."""
 
     def is_synced(self) -> bool: ...
 
