@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ from ooto.domain.kernels import (
 from ooto.domain.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.domain.reasons import Reason
 from ooto.domain.render import MODULE_LOADER, RenderOptions, render_failure
+from ooto.domain.sign_collisions import Collision, identity_of, kernel_collisions
 from ooto.domain.status import (
     KernelProblem,
     ModuleFacts,
@@ -64,7 +65,7 @@ from ooto.logs import log_fields
 
 log = logging.getLogger(__name__)
 
-KEEPS_WHAT_RUNS = frozenset({Reason.INVALID_SPEC, Reason.ACTOR_FAILED})
+KEEPS_WHAT_RUNS = frozenset({Reason.INVALID_SPEC, Reason.ACTOR_FAILED, Reason.SIGN_COLLISION})
 """Kernel problems under which the kernel's DaemonSets are kept (NoMatchingMapping retires)."""
 
 PROGRESS_SECONDS_PER_KERNEL = 0.01
@@ -222,9 +223,7 @@ class ModuleSupervisor(OotoActor):
             self._retire(kernel)
         for kernel in [k for k in self._problems if k not in self._kernels]:
             del self._problems[kernel]
-        for kernel, nodes in self._kernels.items():
-            if changed is None or kernel in changed:
-                self._plan(kernel, nodes)
+        self._plan_kernels(self._kernels.keys() if changed is None else changed)
         self._sweep_if_changed()
         self._tell_rollout()
         self._schedule_status()
@@ -261,11 +260,38 @@ class ModuleSupervisor(OotoActor):
         self._rollout_report = report
         self._schedule_status()
 
-    def _plan(self, kernel: str, nodes: frozenset[str]) -> None:
-        try:
-            plan = plan_kernel(self._module, kernel)
-        except SpecError as error:
-            self._problem(kernel, Reason.INVALID_SPEC, str(error))
+    def _plan_kernels(self, kernels: Iterable[str]) -> None:
+        """Plan `kernels`, and those waiting on a sign collision, in one pass: whether two kernels
+        would sign one image with two identities is judged over every kernel's plan at once
+        (ooto/domain/sign_collisions.py)."""
+        current = self._kernels or {}
+        waiting = {k for k, p in self._problems.items() if p.reason == Reason.SIGN_COLLISION}
+        todo = sorted((set(kernels) | waiting) & current.keys())
+        fresh = {kernel: _try_plan(self._module, kernel) for kernel in todo}
+        running = {k: plan for k, (plan, _, _) in self._digests.items() if k in self._actors}
+        plans = {k: p for k, p in running.items() if k not in fresh}  # SpecError: runs the old
+        plans |= {k: p for k, p in fresh.items() if isinstance(p, KernelPlan)}
+        plans |= {
+            k: running[k] for k, p in fresh.items() if isinstance(p, SpecError) and k in running
+        }
+        incumbents = {k for k, plan in plans.items() if _signs_alike(running.get(k), plan)}
+        collisions = kernel_collisions(plans, incumbents)
+        for kernel in todo:
+            self._plan(kernel, current[kernel], fresh[kernel], collisions.get(kernel))
+
+    def _plan(
+        self,
+        kernel: str,
+        nodes: frozenset[str],
+        plan: KernelPlan | SpecError | None,
+        collision: Collision | None,
+    ) -> None:
+        if isinstance(plan, SpecError):
+            self._problem(kernel, Reason.INVALID_SPEC, str(plan))
+            return
+        if plan is not None and collision is not None:
+            # Like an invalid spec: a kernel actor that exists keeps its last plan.
+            self._problem(kernel, Reason.SIGN_COLLISION, collision.message(plan))
             return
         if plan is None:
             self._problem(
@@ -342,7 +368,7 @@ class ModuleSupervisor(OotoActor):
         if nodes is None:
             self._forget_label(kernel)
         elif not self._spec_errors:
-            self._plan(kernel, nodes)
+            self._plan_kernels({kernel})
         self._sweep_if_changed()
         self._schedule_status()
 
@@ -581,3 +607,17 @@ def _parse_version(value: str) -> int:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _try_plan(module: Module, kernel: str) -> KernelPlan | SpecError | None:
+    try:
+        return plan_kernel(module, kernel)
+    except SpecError as error:
+        return error
+
+
+def _signs_alike(running: KernelPlan | None, plan: KernelPlan) -> bool:
+    """`running` (what a kernel actor runs) signs `plan`'s image with `plan`'s identity."""
+    if running is None or running.sign is None or plan.sign is None:
+        return False
+    return running.image == plan.image and identity_of(running.sign) == identity_of(plan.sign)
