@@ -196,7 +196,8 @@ async def test_two_kernels_of_one_module_resolving_to_one_image_with_two_keys_do
     two different key pairs: validation cannot see it, only the kernels can. Reproduced before
     the fix: both kernels signed the image, each taking the other's signature for a key rotation
     of its own Module. The second kernel (later mapping) must wait with SignCollision (condition
-    and one Event) and sign nothing; with the same Secrets, it runs the image as signed."""
+    and one Event) and sign nothing; once the first kernel leaves, it signs, and the first one,
+    back, waits in turn; with the same Secrets both run one signature."""
     path = f"/api/v1/namespaces/{namespace}/secrets"
     for who in ("a", "b"):
         key, _, cert_der = key_pair(tmp_path, who)
@@ -217,13 +218,20 @@ async def test_two_kernels_of_one_module_resolving_to_one_image_with_two_keys_do
     image = f"{registry.host}/{repo}:${{KERNEL_XYZ}}"
 
     def signed(regexp: str, who: str) -> dict[str, object]:
-        sign = {**SIGN, "keySecret": {"name": f"{who}-key"}, "certSecret": {"name": f"{who}-cert"}}
+        sign = {
+            "keySecret": {"name": f"{who}-key"},
+            "certSecret": {"name": f"{who}-cert"},
+            "filesToSign": ["/opt/lib/modules/*/*.ko"],  # one image for both kernels
+        }
         fields = {k: v for k, v in base.items() if k != "literal"}
         return {**fields, "regexp": regexp, "containerImage": image, "sign": sign}
 
     def signs() -> float:
         found = {s[1]["outcome"]: s[2] for s in _samples(operator, "ooto_sign_jobs")}
         return found.get("succeeded", 0.0)
+
+    def secret_gets() -> float:
+        return operator.metrics.requests_total(verb="get", resource="secrets")
 
     mappings = [signed("rpi", "a"), signed("arm64$", "b")]
     await apply_module(admin_rest, namespace, module_manifest("m", mappings))
@@ -244,14 +252,36 @@ async def test_two_kernels_of_one_module_resolving_to_one_image_with_two_keys_do
     digest = await registry.digest(repo, "6.1.0")
     labels = (await registry.image_config(repo, "6.1.0"))["config"]["Labels"]
     assert labels[SIGNED_FOR_LABEL] == f"{namespace}/m"
+    a_cert = labels[SIGNED_BY_LABEL]
 
-    # The same Secrets for both: the second kernel runs the image as it is, no second sign.
-    await patch_module(
-        admin_rest,
-        namespace,
-        "m",
-        {"spec": {"kernelMappings": [signed("rpi", "a"), signed("arm64$", "a")]}},
-    )
+    # The holder's kernel leaves the Module: the waiting kernel signs the image (once, with its
+    # own key). Back, the first kernel is the one that waits: the image is not signed in turn.
+    await real_builds.set_labels("sc3-a", {"ooto-test/gpu": None})
     await eventually(lambda: ready_module(admin_rest, namespace, "m"), timeout=120)
-    assert signs() == 1.0 and await registry.digest(repo, "6.1.0") == digest
-    assert len(await events(admin_rest, namespace, "SignCollision")) == 1
+    assert signs() == 2.0 and await registry.digest(repo, "6.1.0") != digest
+
+    async def first_waits() -> dict[str, object] | None:
+        module = await not_ready_because(admin_rest, namespace, "m", "SignCollision")
+        kernels = kernel_status(module) if module else {}
+        return module if kernels.get(KERNEL, {}).get("reason") == "SignCollision" else None
+
+    await real_builds.set_labels("sc3-a", GPU)
+    module = await eventually(first_waits, timeout=60)
+    assert f"for kernel {other}" in kernel_status(module)[KERNEL]["message"]
+    assert kernel_status(module)[other]["phase"] == "Ready"
+    assert signs() == 2.0
+
+    # The same Secrets for both: signed again with that key pair, and both kernels run it.
+    same = [signed("rpi", "a"), signed("arm64$", "a")]
+    await patch_module(admin_rest, namespace, "m", {"spec": {"kernelMappings": same}})
+    await eventually(lambda: ready_module(admin_rest, namespace, "m"), timeout=120)
+    labels = (await registry.image_config(repo, "6.1.0"))["config"]["Labels"]
+    assert labels[SIGNED_BY_LABEL] == a_cert
+    final, gets = await registry.digest(repo, "6.1.0"), secret_gets()
+
+    async def rechecked() -> bool:  # evidence that both kernels check their signature again
+        return secret_gets() >= gets + 6
+
+    await eventually(rechecked, timeout=60)
+    assert await registry.digest(repo, "6.1.0") == final, "signed in turn"
+    assert await ready_module(admin_rest, namespace, "m") is not None
