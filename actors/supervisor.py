@@ -52,7 +52,7 @@ from ooto.domain.kernels import (
 from ooto.domain.modprobe import NO_UNLOAD_HOOK, NO_UNLOAD_HOOK_MESSAGE, unload_hook_missing
 from ooto.domain.reasons import Reason
 from ooto.domain.render import MODULE_LOADER, RenderOptions, render_failure
-from ooto.domain.sign_collisions import Collision, identity_of, kernel_collisions
+from ooto.domain.sign_collisions import Collision, waiting_kernels
 from ooto.domain.status import (
     KernelProblem,
     ModuleFacts,
@@ -269,13 +269,7 @@ class ModuleSupervisor(OotoActor):
         todo = sorted((set(kernels) | waiting) & current.keys())
         fresh = {kernel: _try_plan(self._module, kernel) for kernel in todo}
         running = {k: plan for k, (plan, _, _) in self._digests.items() if k in self._actors}
-        plans = {k: p for k, p in running.items() if k not in fresh}  # SpecError: runs the old
-        plans |= {k: p for k, p in fresh.items() if isinstance(p, KernelPlan)}
-        plans |= {
-            k: running[k] for k, p in fresh.items() if isinstance(p, SpecError) and k in running
-        }
-        incumbents = {k for k, plan in plans.items() if _signs_alike(running.get(k), plan)}
-        collisions = kernel_collisions(plans, incumbents)
+        collisions = waiting_kernels(fresh, running)
         for kernel in todo:
             self._plan(kernel, current[kernel], fresh[kernel], collisions.get(kernel))
 
@@ -614,10 +608,3 @@ def _try_plan(module: Module, kernel: str) -> KernelPlan | SpecError | None:
         return plan_kernel(module, kernel)
     except SpecError as error:
         return error
-
-
-def _signs_alike(running: KernelPlan | None, plan: KernelPlan) -> bool:
-    """`running` (what a kernel actor runs) signs `plan`'s image with `plan`'s identity."""
-    if running is None or running.sign is None or plan.sign is None:
-        return False
-    return running.image == plan.image and identity_of(running.sign) == identity_of(plan.sign)

@@ -9,7 +9,8 @@ Two ways to meet it, pure:
   the kernel (a template with no kernel variable, or a `literal` mapping resolved for its own
   kernel). The Module is refused: `ooto.domain.validation` (webhook, `InvalidSpec`, `ooto
   render`).
-- `kernel_collisions(plans, incumbents)`: only kernels tell (two regexps whose variables resolve
+- `waiting_kernels(fresh, running)` (the supervisor, each planning pass) and under it
+  `kernel_collisions(plans, incumbents)`: only kernels tell (two regexps whose variables resolve
   to one image for two kernels). One sign identity keeps the image: that of a kernel whose actor
   already signs it with that identity, else that of the first mapping in list order (then the
   kernel's name); the kernels of any other identity wait, reported as `SignCollision` (a
@@ -136,3 +137,26 @@ def kernel_collisions(
             if identity_of(plan.sign) != identity_of(holder.sign):
                 waiting[plan.kernel] = Collision(plan.kernel, holder)
     return waiting
+
+
+def waiting_kernels(
+    fresh: Mapping[str, KernelPlan | SpecError | None], running: Mapping[str, KernelPlan]
+) -> dict[str, Collision]:
+    """The kernels of `fresh` (their new plans, or why there is none) that must wait. `running`:
+    the plan each kernel actor runs now (a kernel whose new plan is a SpecError keeps running
+    its old one; one without a plan retires)."""
+    if not any(isinstance(p, KernelPlan) and p.sign is not None for p in fresh.values()):
+        return {}  # only a kernel that signs can be held back
+    plans = {
+        k: p for k, p in running.items() if isinstance(fresh.get(k, p), KernelPlan | SpecError)
+    }
+    plans |= {k: p for k, p in fresh.items() if isinstance(p, KernelPlan)}
+    incumbents = {k for k, plan in plans.items() if _signs_alike(running.get(k), plan)}
+    return {k: c for k, c in kernel_collisions(plans, incumbents).items() if k in fresh}
+
+
+def _signs_alike(running: KernelPlan | None, plan: KernelPlan) -> bool:
+    """`running` (what a kernel actor runs) signs `plan`'s image with `plan`'s identity."""
+    if running is None or running.sign is None or plan.sign is None:
+        return False
+    return running.image == plan.image and identity_of(running.sign) == identity_of(plan.sign)

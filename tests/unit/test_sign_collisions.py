@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from ooto.domain.api.module import Module
-from ooto.domain.kernels import plan_kernel
-from ooto.domain.sign_collisions import kernel_collisions
+from ooto.domain.kernels import SpecError, plan_kernel
+from ooto.domain.sign_collisions import kernel_collisions, waiting_kernels
 from ooto.domain.validation import ModulePolicy, validate_module
 
 K1, K2, K3 = "6.1.0-18-amd64", "6.1.0-18-cloud-amd64", "6.8.0-31-generic"
@@ -141,3 +141,34 @@ def test_kernels_with_the_same_secrets_never_collide() -> None:
         {"regexp": "amd64$", "containerImage": "q.io/m:${KERNEL_XYZ}", "sign": sign("a")},
     )
     assert kernel_collisions(plans(same, K1, K2), incumbents=()) == {}
+
+
+def test_a_spec_change_holds_back_the_kernel_that_would_change_the_signature() -> None:
+    """Both kernels ran the image with key a; the spec gives mapping 0 key b. Its kernel waits
+    (keeping its old plan): the other one, which signs as before, keeps the image although its
+    mapping comes later."""
+    before = module(
+        {"regexp": "-cloud-", "containerImage": "q.io/m:${KERNEL_XYZ}", "sign": sign("a")},
+        {"regexp": "amd64$", "containerImage": "q.io/m:${KERNEL_XYZ}", "sign": sign("a")},
+    )
+    after = module(
+        {"regexp": "-cloud-", "containerImage": "q.io/m:${KERNEL_XYZ}", "sign": sign("b")},
+        {"regexp": "amd64$", "containerImage": "q.io/m:${KERNEL_XYZ}", "sign": sign("a")},
+    )
+    running = plans(before, K1, K2)
+    found = waiting_kernels(plans(after, K1, K2), running)
+    assert set(found) == {K2} and found[K2].holder.kernel == K1
+
+
+def test_a_kernel_running_its_last_valid_plan_still_holds_the_image() -> None:
+    running = plans(REGEXPS, K2)  # K2 (mapping 0, key b) runs; its new plan cannot be made
+    fresh = {K2: SpecError("spec.kernelMappings[0].containerImage", "bad"), **plans(REGEXPS, K1)}
+    found = waiting_kernels(fresh, running)
+    assert set(found) == {K1} and found[K1].holder.kernel == K2
+
+
+def test_kernels_that_leave_or_sign_nothing_hold_nothing() -> None:
+    running = plans(REGEXPS, K2)
+    assert waiting_kernels({K2: None, **plans(REGEXPS, K1)}, running) == {}
+    unsigned = module({"regexp": "^6", "containerImage": "q.io/m:${KERNEL_XYZ}"})
+    assert waiting_kernels(plans(unsigned, K1), running) == {}
