@@ -13,8 +13,9 @@ A key rotation (new certificate in the same Secret) is noticed by a timer: every
 `sign_recheck_seconds` the actor asks for the current fingerprint (the certificate Secret is read
 once per interval for all kernels, no registry request); only when it differs from the label seen
 on the deployed image does it check and sign again, once. A signed image labelled with another
-certificate AND signed for another Module that still exists is not signed again: SignConflict
-(Degraded, one Event), checked again after backoff, taken over once that Module is gone.
+certificate AND signed for another Module that still signs it is not signed again:
+SignConflict (Degraded, one Event), checked again after backoff, taken over once that Module is
+gone or no longer signs the image (`_signer_still_signs`: judged from the Module and Node caches).
 """
 
 from __future__ import annotations
@@ -23,13 +24,23 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from actors.messages import IoDone
+from actors.node_tracker import node_view, selects
 from actors.ports import ActorMetrics, ActorSettings, OperatorIO
 from ooto.domain.api import BuildPhase, KernelPhase, Module
 from ooto.domain.kernels import KernelPlan
 from ooto.domain.reasons import Reason
-from ooto.domain.sign_flow import SignAction, SignEvent, mismatch_event, sign_step
+from ooto.domain.sign_flow import (
+    SignAction,
+    SignEvent,
+    mismatch_event,
+    sign_step,
+    signs_image,
+)
 from ooto.domain.signing import CertificateError
+from ooto.domain.validation import validate_module
 
 log = logging.getLogger("actors.kernel")
 
@@ -75,9 +86,8 @@ class KernelSigning:
     def _signature_missing(self, message: str, signed_for: str) -> None:
         """The signed image is missing or signed with another certificate (`signed_for`: the
         Module its signed-for label names, "" for none)."""
-        ns, _, name = signed_for.partition("/")
-        exists = bool(signed_for) and self._io.modules.get(ns, name) is not None
-        event = mismatch_event(signed_for, self._module.key, exists)
+        other_signs = signed_for != self._module.key and self._signer_still_signs(signed_for)
+        event = mismatch_event(signed_for, self._module.key, other_signs)
         step = sign_step(self._build, event, self._plan.build is not None)
         if step.reason == Reason.SIGN_CONFLICT:
             conflict = _conflict_message(message, signed_for)
@@ -90,6 +100,28 @@ class KernelSigning:
         elif step.action is SignAction.CHECK_UNSIGNED:
             log.info("%s: %s", self.describe(), message, extra=self._log_extra("SignatureMissing"))
             self._check_unsigned(fresh=False)
+
+    def _signer_still_signs(self, signed_for: str) -> bool:
+        """Whether the Module `signed_for` names (namespace/name) still signs our image: in the
+        Module cache, not being deleted, and one kernel of the nodes it selects maps to the image
+        with a sign. A spec that cannot be read or is invalid counts as signing (its last valid
+        DaemonSets keep running; never take an image over on a guess)."""
+        ns, _, name = signed_for.partition("/")
+        raw = self._io.modules.get(ns, name) if signed_for else None
+        if raw is None or (raw.get("metadata") or {}).get("deletionTimestamp"):
+            return False
+        try:
+            other = Module.model_validate(raw)
+        except ValidationError:
+            return True
+        if validate_module(other, self._settings.module_policy):
+            return True
+        kernels = set()
+        for node in self._io.nodes.list():
+            view = node_view(node)
+            if view.kernel is not None and selects(other.spec.selector, view.labels):
+                kernels.add(view.kernel)
+        return signs_image(other, kernels, self._plan.image)
 
     def _check_unsigned(self, fresh: bool) -> None:
         assert self._plan.sign is not None
@@ -196,5 +228,6 @@ def _conflict_message(message: str, other: str) -> str:
     return (
         f"{message}: Module {other} signs the same image with another certificate; not signing "
         f"it again (the two would re-sign it in turn). Give one of them another containerImage "
-        f"or the same sign Secrets; once {other} is deleted, this Module signs it"
+        f"or the same sign Secrets; once {other} is deleted or no longer signs this image, this "
+        f"Module signs it"
     )

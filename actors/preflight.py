@@ -12,7 +12,8 @@ builds carry an ownerReference to the PreflightValidation, so deleting it stops 
 root does) and the garbage collector removes the builds. A result is final for a generation:
 edit the spec (or delete and recreate) to ask again. After an operator restart a Complete result
 for the current generation is kept as it is; an incomplete one is asked again from the start
-(running builds are adopted by image).
+(running builds are adopted by image). An adopted build that a Module owned and that went with
+that Module (the garbage collector) is not a failure: the image is built again, owned by us.
 """
 
 from __future__ import annotations
@@ -206,10 +207,35 @@ class PreflightActor(OotoActor):
         if event.type == "DELETED":
             observed = self._io.build_observation(event.build)
             image_key = (observed.namespace, observed.image)
-            if image_key in self._builds and uid_of(event.build) not in self._stale:
+            if image_key not in self._builds or uid_of(event.build) in self._stale:
+                return
+            if self._owned_by_another(event.build):
+                self._build_again(image_key)
+            else:
                 self._build_finished(image_key, False, "its build object was deleted")
             return
         self._observe(event.build)
+
+    def _owned_by_another(self, obj: Obj) -> bool:
+        """Whether `obj` has owners and we are not one: a Module's build we adopted, which the
+        garbage collector deletes with that Module."""
+        refs = (obj.get("metadata") or {}).get("ownerReferences") or ()
+        return bool(refs) and all(ref.get("uid") != self._pv.metadata.uid for ref in refs)
+
+    def _build_again(self, image_key: ImageKey) -> None:
+        """A build adopted from a Module went with that Module (the garbage collector), not a
+        failure: the image is still missing, so build it ourselves, owned by us."""
+        waiting = self._builds.pop(image_key)
+        self._build_started.pop(image_key, None)
+        pair = min(waiting)
+        log.info(
+            "%s: adopted build of %s went with its owner; building again",
+            self.describe(),
+            image_key[1],
+            extra=self._fields(pair, "build owner gone"),
+        )
+        for other in sorted(waiting):
+            self._build(other, *self._plans[other])
 
     def _observe(self, obj: Obj) -> None:
         if uid_of(obj) in self._stale:

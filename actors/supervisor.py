@@ -198,9 +198,7 @@ class ModuleSupervisor(OotoActor, KernelSet, OrphanSweep, StatusWriter):
             self._retire(kernel)
         for kernel in [k for k in self._problems if k not in self._kernels]:
             del self._problems[kernel]
-        for kernel, nodes in self._kernels.items():
-            if changed is None or kernel in changed:
-                self._plan(kernel, nodes)
+        self._plan_kernels(self._kernels.keys() if changed is None else changed)
         self._sweep_if_changed()
         self._tell_rollout()
         self._schedule_status()

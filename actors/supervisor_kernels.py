@@ -8,6 +8,7 @@ digest of each planned kernel goes to the RolloutActor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from actors.kernel import KernelActor
@@ -19,6 +20,7 @@ from ooto.domain.digest import load_digest
 from ooto.domain.kernels import KernelPlan, SpecError, daemonset_name, plan_kernel
 from ooto.domain.reasons import Reason
 from ooto.domain.render import MODULE_LOADER, RenderOptions
+from ooto.domain.sign_collisions import Collision, waiting_kernels
 from ooto.domain.status import KernelProblem
 
 log = logging.getLogger("actors.supervisor")
@@ -42,11 +44,32 @@ class KernelSet:
     _rollout: Any
     _digests: dict[str, tuple[KernelPlan, int, str]]
 
-    def _plan(self, kernel: str, nodes: frozenset[str]) -> None:
-        try:
-            plan = plan_kernel(self._module, kernel)
-        except SpecError as error:
-            self._problem(kernel, Reason.INVALID_SPEC, str(error))
+    def _plan_kernels(self, kernels: Iterable[str]) -> None:
+        """Plan `kernels`, and those waiting on a sign collision, in one pass: whether two kernels
+        would sign one image with two identities is judged over every kernel's plan at once
+        (ooto/domain/sign_collisions.py)."""
+        current = self._kernels or {}
+        waiting = {k for k, p in self._problems.items() if p.reason == Reason.SIGN_COLLISION}
+        todo = sorted((set(kernels) | waiting) & current.keys())
+        fresh = {kernel: _try_plan(self._module, kernel) for kernel in todo}
+        running = {k: plan for k, (plan, _, _) in self._digests.items() if k in self._actors}
+        collisions = waiting_kernels(fresh, running)
+        for kernel in todo:
+            self._plan(kernel, current[kernel], fresh[kernel], collisions.get(kernel))
+
+    def _plan(
+        self,
+        kernel: str,
+        nodes: frozenset[str],
+        plan: KernelPlan | SpecError | None,
+        collision: Collision | None,
+    ) -> None:
+        if isinstance(plan, SpecError):
+            self._problem(kernel, Reason.INVALID_SPEC, str(plan))
+            return
+        if plan is not None and collision is not None:
+            # Like an invalid spec: a kernel actor that exists keeps its last plan.
+            self._problem(kernel, Reason.SIGN_COLLISION, collision.message(plan))
             return
         if plan is None:
             self._problem(
@@ -116,7 +139,7 @@ class KernelSet:
         if nodes is None:
             self._forget_label(kernel)
         elif not self._spec_errors:
-            self._plan(kernel, nodes)
+            self._plan_kernels({kernel})
         self._sweep_if_changed()
         self._schedule_status()
 
@@ -155,3 +178,10 @@ class KernelSet:
         def _sweep_if_changed(self) -> None: ...
         def send(self, to: Any, message: object) -> None: ...
         def timer_pending(self, name: str) -> bool: ...
+
+
+def _try_plan(module: Module, kernel: str) -> KernelPlan | SpecError | None:
+    try:
+        return plan_kernel(module, kernel)
+    except SpecError as error:
+        return error

@@ -22,7 +22,7 @@ from ooto.domain.status import KernelProblem
 
 log = logging.getLogger("actors.supervisor")
 
-KEEPS_WHAT_RUNS = frozenset({Reason.INVALID_SPEC, Reason.ACTOR_FAILED})
+KEEPS_WHAT_RUNS = frozenset({Reason.INVALID_SPEC, Reason.ACTOR_FAILED, Reason.SIGN_COLLISION})
 """Kernel problems under which the kernel's DaemonSets are kept (NoMatchingMapping retires)."""
 
 

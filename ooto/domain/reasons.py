@@ -24,8 +24,11 @@ class Reason(StrEnum):
     SIGN_FAILED = "SignFailed"
     SIGN_SECRET_INVALID = "SignSecretInvalid"
     SIGN_CONFLICT = "SignConflict"
-    """The signed image is signed, with another certificate, for another Module that exists: not
-    signed again (the two would take turns); checked again after backoff (sign_flow.py)."""
+    """The signed image is signed, with another certificate, for another Module that still signs
+    it: not signed again (the two would take turns); checked again after backoff (sign_flow.py)."""
+    SIGN_COLLISION = "SignCollision"
+    """Two kernels of one Module resolve to one signed image with two sign identities: the
+    later one waits, signing nothing (ooto/domain/sign_collisions.py)."""
     IMAGE_MISSING = "ImageMissing"
     APPLY_FAILED = "ApplyFailed"
     DAEMONSET_CONFLICT = "DaemonSetConflict"

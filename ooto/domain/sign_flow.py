@@ -14,10 +14,13 @@ kernel actor (actors/kernel_signing.py) only performs the step.
 
 A signed image that carries another certificate's fingerprint is signed again only when it was
 signed for this Module (a key rotation) or says for none (older ooto, or not signed by ooto);
-signed for another Module that still exists, it is a conflict: two Modules sign one image with
+signed for another Module that still signs it, it is a conflict: two Modules sign one image with
 two certificates, and re-signing would make them take turns forever (a new digest, every node
-rolled, each time). The retry after backoff checks again: once the other Module is gone from the
-Module cache, this Module signs the image, once, and owns it from then on.
+rolled, each time). "Still signs it" (`signs_image`) is judged from the caches when the question
+comes, with the planner the other Module's own supervisor uses: one kernel of the nodes it
+selects maps to this image with a `sign`. The retry after backoff checks again: once the other
+Module is gone (or being deleted), or its mappings or its nodes' kernels no longer lead it to
+this image, this Module signs the image, once, and owns it from then on.
 
 A reply that arrives in a phase that does not wait for it (late: the kernel moved on; duplicate:
 the first copy already moved it; out of order: a check answered after the sign it led to) changes
@@ -26,10 +29,12 @@ nothing: that is what keeps a stale "unsigned image present" from starting a sec
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ooto.domain.api import BuildPhase
+from ooto.domain.api import BuildPhase, Module
+from ooto.domain.kernels import SpecError, plan_kernel
 from ooto.domain.reasons import Reason
 
 
@@ -80,12 +85,26 @@ _SIGN_ENDS = {
 }
 
 
-def mismatch_event(signed_for: str, own: str, other_exists: bool) -> SignEvent:
+def mismatch_event(signed_for: str, own: str, other_signs: bool) -> SignEvent:
     """The event of a signed image that lacks our fingerprint, by its signed-for label (`own`:
-    our Module's namespace/name; `other_exists`: the Module it names is in the Module cache)."""
-    if signed_for and signed_for != own and other_exists:
+    our Module's namespace/name; `other_signs`: the Module it names still signs the image)."""
+    if signed_for and signed_for != own and other_signs:
         return SignEvent.SIGNED_FOR_OTHER
     return SignEvent.SIGNATURE_MISSING
+
+
+def signs_image(module: Module, kernels: Iterable[str], image: str) -> bool:
+    """Whether `module` signs `image` for one of `kernels` (the kernels of the nodes it
+    selects). A kernel its mappings cannot plan (SpecError) counts as signing: an image is never
+    taken over on a guess."""
+    for kernel in kernels:
+        try:
+            plan = plan_kernel(module, kernel)
+        except SpecError:
+            return True
+        if plan is not None and plan.sign is not None and plan.image == image:
+            return True
+    return False
 
 
 def sign_step(phase: BuildPhase, event: SignEvent, builds: bool) -> SignStep:

@@ -104,7 +104,7 @@ _KERNEL_FIELDS = tuple(name for name in KernelStatus.model_fields if name != "re
 
 def condition_flags(facts: ModuleFacts) -> tuple[Any, ...]:
     """What `fold_status(facts, ...)` would make news of: its generation and each condition's
-    type and status (the supervisor's `_transitions` of a status), without the kernel entries.
+    type and status (`status_flags` of the folded status), without the kernel entries.
     Lets a supervisor holding back a progress-only status skip the whole fold."""
     ready, progressing = _conditions(facts, facts.kernels)
     flags = [

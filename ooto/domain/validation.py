@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ooto.domain.api.module import KernelMapping, Module
 from ooto.domain.kernels import SpecError, group_names, mapping_path, mapping_templates
 from ooto.domain.modprobe import modprobe_errors
+from ooto.domain.sign_collisions import static_collisions
 from ooto.domain.signing import sign_problems
 from ooto.domain.variables import (
     BUILTIN_VARIABLES,
@@ -338,9 +339,16 @@ def sign_check(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
         yield FieldError(path, message)
 
 
+def sign_collision_check(module: Module, policy: ModulePolicy) -> Iterator[FieldError]:
+    """Two mappings giving one signed image two sign Secrets (ooto.domain.sign_collisions)."""
+    for path, message in static_collisions(module):
+        yield FieldError(path, message)
+
+
 CHECKS: tuple[Check, ...] = (
     kernel_mapping_errors,
     sign_check,
+    sign_collision_check,
     modprobe_check,
     loader_shape_errors,
     loader_privilege_errors,

@@ -34,6 +34,7 @@ from tests.integration.scenario_support import (
     GROUP_PATH,
     apply_module,
     daemonsets,
+    delete_module,
     eventually,
     get_module,
     kernel_status,
@@ -41,6 +42,7 @@ from tests.integration.scenario_support import (
     ready_module,
 )
 from tests.integration.test_builds_operator import (
+    BuildPlayer,
     built_mapping,
     docker_config_secret,
     unique_repo,
@@ -400,3 +402,60 @@ async def test_deleting_a_validation_mid_build_stops_its_work_and_removes_its_bu
 
 async def _no_jobs(rest: KubeRest, namespace: str) -> bool:
     return not await jobs(rest, namespace)
+
+
+async def test_a_build_adopted_from_a_deleted_module_is_built_again_not_failed(
+    admin_rest: KubeRest,
+    namespace: str,
+    registry: RegistryServer,
+    kubelet: SimulatedKubelet,
+    start_operator: OperatorFactory,
+    preflights: list[str],
+) -> None:
+    """The validation needs an image a Module is building already: it adopts that Module's Job,
+    which only the Module owns. Deleting the Module lets the garbage collector delete the Job;
+    reproduced before the fix: the validation answered BuildFailed ("its build object was
+    deleted"). It must build the image itself (a Job it owns) and answer Built."""
+    BuildPlayer(kubelet, registry)
+    kubelet.default_job_outcome = "Running"
+    image = f"{unique_repo(registry, 'adopted')}:{NEW}"
+    await kubelet.add_nodes([("pf-adopt", NEW, GPU)])
+    await start_operator(watch_namespace=namespace, **KANIKO)
+    await apply_module(
+        admin_rest, namespace, module_manifest("one", [built_mapping({"literal": NEW}, image)])
+    )
+    (first,) = await eventually(lambda: jobs(admin_rest, namespace), timeout=30)
+    nowhere = {"ooto-test/none": "true"}  # asked about by the validation only
+    await apply_module(
+        admin_rest,
+        namespace,
+        module_manifest("drv", [built_mapping({"literal": NEW}, image)], selector=nowhere),
+    )
+    spec = {"kernelVersions": [NEW], "pushBuiltImages": True, "modules": [f"{namespace}/drv"]}
+    created = await create_preflight(admin_rest, preflights, spec)
+    name, uid = created["metadata"]["name"], created["metadata"]["uid"]
+
+    async def building() -> bool:
+        got = await admin_rest.get(f"{PREFLIGHTS}/{name}")
+        entries = (got.get("status") or {}).get("modules") or []
+        return bool(entries) and "building" in entries[0].get("message", "")
+
+    await eventually(building, timeout=30)
+    assert [j["metadata"]["uid"] for j in await jobs(admin_rest, namespace)] == [
+        first["metadata"]["uid"]
+    ], "the validation adopted the Module's running Job"
+    await delete_module(admin_rest, namespace, "one")
+
+    async def own_job() -> dict[str, Any] | None:
+        found = [
+            j
+            for j in await jobs(admin_rest, namespace)
+            if [o["uid"] for o in j["metadata"].get("ownerReferences") or []] == [uid]
+        ]
+        return found[0] if found else None
+
+    job = await eventually(own_job, timeout=60)
+    kubelet.set_job_outcome(job["metadata"]["name"], "Succeeded")
+    done = await eventually(lambda: complete(admin_rest, name), timeout=60)
+    entry = verdicts(done)[(f"{namespace}/drv", NEW)]
+    assert (entry["verdict"], entry["image"]) == ("Built", image), entry

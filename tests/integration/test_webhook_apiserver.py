@@ -138,6 +138,15 @@ async def registered(
             await server.stop()
 
 
+def _sign(who: str) -> dict[str, Any]:
+    return {
+        "keySecret": {"name": f"{who}-key"},
+        "certSecret": {"name": f"{who}-cert"},
+        "filesToSign": ["/lib/modules/x.ko"],
+        "unsignedImage": "r.example/m:unsigned",
+    }
+
+
 BAD = {
     "spec.kernelMappings[0].regexp": {
         "kernelMappings": [{"regexp": "(?<=x)", "containerImage": "r.example/m:v1"}]
@@ -149,6 +158,14 @@ BAD = {
         "kernelMappings": [
             {"literal": "5.4", "containerImage": "r.example/m:v1"},
             {"literal": "5.5", "containerImage": "R.example/M"},
+        ]
+    },
+    # two mappings giving one signed image two different key pairs: re-signed in turn for ever
+    "spec.kernelMappings[2].containerImage": {
+        "kernelMappings": [
+            {"regexp": "amd64$", "containerImage": "r.example/m:v1", "sign": _sign("a")},
+            {"literal": "5.4", "containerImage": "r.example/m:${KERNEL_FULL_VERSION}"},
+            {"regexp": "arm64$", "containerImage": "r.example/m:v1", "sign": _sign("b")},
         ]
     },
     "spec.moduleLoader.securityContext.privileged": {

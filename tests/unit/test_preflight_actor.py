@@ -109,11 +109,10 @@ def validation(generation: int = 1, status: Any = None, **spec: Any) -> Prefligh
     )
 
 
-def build(image: str, phase: str, uid: str) -> dict[str, Any]:
-    return {
-        "metadata": {"namespace": "ns", "name": "drv-build", "uid": uid, "image": image},
-        "phase": phase,
-    }
+def build(image: str, phase: str, uid: str, owner: str = "pf-uid") -> dict[str, Any]:
+    """A build object (as FakeIO's build_observation reads it) owned by the uid `owner`."""
+    meta = {"namespace": "ns", "name": "drv-build", "uid": uid, "image": image}
+    return {"metadata": {**meta, "ownerReferences": [{"uid": owner}]}, "phase": phase}
 
 
 def start(loop: asyncio.AbstractEventLoop, io: FakeIO, pv: PreflightValidation) -> Any:
@@ -189,6 +188,23 @@ def test_a_build_deleted_before_it_finished_is_build_failed(
         status = final_status(io, 1)
         assert verdicts(status) == {A: "BuildFailed"}
         assert "deleted" in status["modules"][0]["message"]
+    finally:
+        actor.stop()
+
+
+def test_an_adopted_build_deleted_with_its_module_is_started_again_not_failed(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    io = FakeIO(raw_module("r.io/drv:one"))
+    actor = start(loop, io, validation(1, pushBuiltImages=True))
+    try:
+        building_status(io, {A})
+        adopted = build("r.io/drv:one", "Running", "b1", owner="other-module-uid")
+        actor.tell(BuildObserved("DELETED", adopted))
+        io.images["r.io/drv:one"] = "present"
+        actor.tell(BuildObserved("MODIFIED", build("r.io/drv:one", "Succeeded", "b2")))
+        assert verdicts(final_status(io, 1)) == {A: "Built"}
+        assert [image for _, image, _ in io.started] == ["r.io/drv:one", "r.io/drv:one"]
     finally:
         actor.stop()
 

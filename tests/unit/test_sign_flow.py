@@ -10,9 +10,10 @@ import itertools
 import pytest
 
 from ooto.domain.api import BuildPhase as P
+from ooto.domain.api import Module
 from ooto.domain.sign_flow import SignAction as A
 from ooto.domain.sign_flow import SignEvent as E
-from ooto.domain.sign_flow import SignStep, mismatch_event, sign_step
+from ooto.domain.sign_flow import SignStep, mismatch_event, sign_step, signs_image
 
 IDLE = (P.NOT_NEEDED, P.CHECKING, P.BUILT, P.FAILED, P.SIGNED, P.SIGN_FAILED)
 
@@ -107,32 +108,72 @@ OWN, OTHER = "team-a/driver", "team-b/driver"
 
 
 @pytest.mark.parametrize(
-    ("signed_for", "other_exists", "expected"),
+    ("signed_for", "other_signs", "expected"),
     [
         (OWN, True, E.SIGNATURE_MISSING),  # signed for us with an older certificate: a rotation
         ("", False, E.SIGNATURE_MISSING),  # older ooto, or not signed by ooto: ours to sign
         (OTHER, True, E.SIGNED_FOR_OTHER),  # another Module's signature: a conflict
-        (OTHER, False, E.SIGNATURE_MISSING),  # that Module is gone: we take the image over
+        (OTHER, False, E.SIGNATURE_MISSING),  # gone, or signs it no more: we take it over
     ],
 )
 def test_a_fingerprint_mismatch_is_a_rotation_only_for_our_own_module(
-    signed_for: str, other_exists: bool, expected: E
+    signed_for: str, other_signs: bool, expected: E
 ) -> None:
-    assert mismatch_event(signed_for, OWN, other_exists) is expected
+    assert mismatch_event(signed_for, OWN, other_signs) is expected
 
 
 def test_two_modules_with_two_certificates_sign_one_image_once_each_then_report() -> None:
     """Module A signed the image; B finds A's signature, and A's recheck then finds B's (if B
     ever signed): neither starts a sign, however often they check, until the other is gone."""
     for _ in range(5):  # every recheck interval, every retry after backoff
-        event = mismatch_event(OWN, OTHER, other_exists=True)
+        event = mismatch_event(OWN, OTHER, other_signs=True)
         step = sign_step(P.CHECKING, event, builds=False)
         assert step == SignStep(P.CHECKING, A.FAIL, "SignConflict")
-    event = mismatch_event(OWN, OTHER, other_exists=False)  # A deleted
+    event = mismatch_event(OWN, OTHER, other_signs=False)  # A deleted, or signs it no more
     assert sign_step(P.CHECKING, event, builds=False).action is A.CHECK_UNSIGNED
 
 
 def test_a_sign_overwritten_by_another_module_is_a_conflict_not_a_missing_image() -> None:
     """Both Modules signed at once; the fresh check after ours finds the other's label."""
-    event = mismatch_event(OTHER, OWN, other_exists=True)
+    event = mismatch_event(OTHER, OWN, other_signs=True)
     assert sign_step(P.SIGNED, event, builds=True) == SignStep(P.SIGNED, A.FAIL, "SignConflict")
+
+
+K1, K2 = "6.1.0-18-amd64", "6.8.0-31-generic"
+SIGN = {"keySecret": {"name": "k"}, "certSecret": {"name": "c"}, "filesToSign": ["/a.ko"]}
+
+
+def signer(*mappings: dict[str, object]) -> Module:
+    return Module.model_validate(
+        {
+            "metadata": {"name": "driver", "namespace": "team-b"},
+            "spec": {"moduleLoader": {"image": "x"}, "kernelMappings": list(mappings)},
+        }
+    )
+
+
+def signed(match: dict[str, str], image: str) -> dict[str, object]:
+    return {**match, "containerImage": image, "sign": {**SIGN, "unsignedImage": "r.io/u:1"}}
+
+
+@pytest.mark.parametrize(
+    ("module", "kernels", "signs"),
+    [
+        (signer(signed({"regexp": "^6"}, "r.io/d:${KERNEL_FULL_VERSION}")), [K1], True),
+        # its nodes run another kernel only (or it selects none): another image, or none
+        (signer(signed({"regexp": "^6"}, "r.io/d:${KERNEL_FULL_VERSION}")), [K2], False),
+        (signer(signed({"regexp": "^6"}, "r.io/d:${KERNEL_FULL_VERSION}")), [], False),
+        # its mapping now names another image
+        (signer(signed({"regexp": "^6"}, "r.io/d:v2-${KERNEL_FULL_VERSION}")), [K1], False),
+        # it maps the image without signing it: nothing to re-sign in turn
+        (signer({"literal": K1, "containerImage": f"r.io/d:{K1}"}), [K1], False),
+        # no mapping for the kernel
+        (signer(signed({"literal": K2}, f"r.io/d:{K1}")), [K1], False),
+        # a mapping that cannot be planned for the kernel: unknown, so still signing
+        (signer(signed({"regexp": "^6"}, "r.io/d:${nope}")), [K1], True),
+    ],
+)
+def test_whether_a_module_still_signs_an_image(
+    module: Module, kernels: list[str], signs: bool
+) -> None:
+    assert signs_image(module, kernels, f"r.io/d:{K1}") is signs
