@@ -139,6 +139,27 @@ async def test_kernels_with_plus_and_over_63_characters_work_end_to_end(
     assert pods["s3-plus"] == "r.example/m:6.1.0-rpi7-rpi-v8_"
     assert all(len(ds["metadata"]["name"]) <= 63 for ds in sets)
 
+    # The kernel in the repository: C's `+` becomes a trailing `_`, not valid there. Only C is
+    # InvalidSpec; its loader keeps running the last valid plan, and it is listed once: the
+    # problem's reason and message, the running image and node counts.
+    mapping = {"regexp": "^.+$", "containerImage": "r.example/m-${KERNEL_FULL_VERSION}:1"}
+    changed = await patch_module(
+        admin_rest, namespace, "mod", {"spec": {"kernelMappings": [mapping]}}
+    )
+
+    async def c_refused() -> dict[str, Any] | None:
+        module = await get_module(admin_rest, namespace, "mod")
+        current = module["status"]["observedGeneration"] == changed["metadata"]["generation"]
+        refused = kernel_status(module)[C].get("reason") == "InvalidSpec"
+        return module if current and refused else None
+
+    status = (await eventually(c_refused))["status"]
+    (entry,) = [k for k in status["kernels"] if k["kernel"] == C]
+    assert entry["phase"] == "Invalid" and "containerImage" in entry["message"]
+    assert (entry["image"], entry["nodesReady"]) == ("r.example/m:6.1.0-rpi7-rpi-v8_", 1)
+    assert (status["kernelCount"], status["nodesDesired"]) == (2, 2)
+    assert (await pods_on(admin_rest, namespace))["s3-plus"] == "r.example/m:6.1.0-rpi7-rpi-v8_"
+
 
 async def test_changing_the_image_rolls_the_daemonset_and_no_change_writes_nothing(
     admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
