@@ -13,7 +13,8 @@ root does) and the garbage collector removes the builds. A result is final for a
 edit the spec (or delete and recreate) to ask again. After an operator restart a Complete result
 for the current generation is kept as it is; an incomplete one is asked again from the start
 (running builds are adopted by image). An adopted build that a Module owned and that went with
-that Module (the garbage collector) is not a failure: the image is built again, owned by us.
+that Module (the garbage collector) is not a failure: the image is built again, owned by us
+(still one build started and one finished in the metrics).
 """
 
 from __future__ import annotations
@@ -179,8 +180,9 @@ class PreflightActor(OotoActor):
             return
         self._builds[image_key] = {pair}
         self._stale = self._stale | self._finished_builds(image_key)
-        self._build_started[image_key] = time.monotonic()
-        self._metrics.build_started()
+        if image_key not in self._build_started:  # else _build_again: counted when first asked
+            self._build_started[image_key] = time.monotonic()
+            self._metrics.build_started()
         log.info("%s builds %s", self.describe(), plan.image, extra=self._fields(pair, "build"))
         start = self._io.start_build(module, plan, self._pv.owner_reference())
         self.bridge.run(self.actor_ref, ("build", self._generation, image_key), start)
@@ -224,9 +226,11 @@ class PreflightActor(OotoActor):
 
     def _build_again(self, image_key: ImageKey) -> None:
         """A build adopted from a Module went with that Module (the garbage collector), not a
-        failure: the image is still missing, so build it ourselves, owned by us."""
+        failure: the image is still missing, so build it ourselves, owned by us. The metrics
+        count one build of the image for this validation: the adopted one was the Module's,
+        neither started nor finished here; ours carries on the start counted when we asked (and
+        its duration runs from then: the time the validation waited)."""
         waiting = self._builds.pop(image_key)
-        self._build_started.pop(image_key, None)
         pair = min(waiting)
         log.info(
             "%s: adopted build of %s went with its owner; building again",

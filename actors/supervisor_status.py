@@ -23,6 +23,7 @@ from ooto.domain.status import (
     WarningCondition,
     condition_flags,
     fold_status,
+    kernel_count,
     status_flags,
 )
 
@@ -111,8 +112,7 @@ class StatusWriter:
         debounce, and folding each time only to hold the result back took CPU from the rollout."""
         if self._stored_status is None:
             return 0.0
-        kernels = len(facts.kernels) + len(facts.problems)
-        wait = self._last_write + _hold(kernels) - time.monotonic()
+        wait = self._last_write + _hold(kernel_count(facts)) - time.monotonic()
         if wait <= 0 or condition_flags(facts) != status_flags(self._stored_status):
             return 0.0
         return wait

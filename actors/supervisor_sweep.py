@@ -51,11 +51,14 @@ class OrphanSweep:
     _kernels: KernelNodes | None
     _by_label: dict[str, str]
     _problems: dict[str, KernelProblem]
+    _spec_errors: list[str]
     _swept_for: frozenset[str] | None  # kernel labels at the last sweep
     _sweeping: set[str]  # uids of orphans whose delete is in flight
 
     def _sweep_if_changed(self) -> None:
         """Sweep orphans whenever the set of live kernel actors changes (and at first sight)."""
+        if self._spec_errors:
+            return  # an invalid spec changes nothing that runs; planning the fixed spec sweeps
         live = kept_labels(self._by_label, self._problems, self._kernels)
         if live != self._swept_for:
             self._swept_for = live
@@ -64,8 +67,10 @@ class OrphanSweep:
     def _sweep(self) -> None:
         """Delete our DaemonSets whose kernel has no live actor (one that retires counts as
         live: it deletes its own). Not before the first NodesChanged: until then no kernel is
-        known and everything would look orphaned."""
-        if self._kernels is None:
+        known and everything would look orphaned. Not while the spec is invalid: nothing is
+        planned then (no actor after a restart, none of its kernels a problem), so everything
+        would look orphaned too, and an invalid spec changes nothing that runs."""
+        if self._kernels is None or self._spec_errors:
             return
         meta = self._module.metadata
         kept = kept_labels(self._by_label, self._problems, self._kernels)

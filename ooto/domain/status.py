@@ -69,7 +69,7 @@ class ModuleFacts:
 
 def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     """The Module status for `facts`, keeping transition times from `previous`."""
-    kernels = sorted(facts.kernels, key=lambda k: k.kernel)
+    kernels = sorted(_running(facts), key=lambda k: k.kernel)
     ready, progressing = _conditions(facts, kernels)
     old = {c.get("type"): c for c in (previous or {}).get("conditions", []) if isinstance(c, dict)}
     conditions = [
@@ -78,16 +78,23 @@ def fold_status(facts: ModuleFacts, previous: Mapping[str, Any] | None, now: str
         *(_compact(_warning(warning, facts.generation, old, now)) for warning in facts.warnings),
     ]
     reasons = facts.kernel_reasons or {}
+    if facts.problems:  # a problem's reason wins over the report of a kernel that has both
+        reasons = {**reasons, **{p.kernel: p.reason for p in facts.problems}}
+    running = {k.kernel for k in kernels}
     listed = sorted(
         [_kernel_entry(k, reasons.get(k.kernel, "")) for k in kernels]
-        + [_kernel_entry(_problem_entry(p), p.reason) for p in facts.problems],
+        + [
+            _kernel_entry(_problem_entry(p), p.reason)
+            for p in facts.problems
+            if p.kernel not in running
+        ],
         key=lambda entry: str(entry["kernel"]),
     )
     status: dict[str, Any] = {
         "conditions": conditions,
         "kernels": listed,
         "observedGeneration": facts.generation,
-        "kernelCount": len(kernels) + len(facts.problems),
+        "kernelCount": len(listed),
         "nodesDesired": sum(k.nodes_desired for k in kernels),
         "nodesReady": sum(k.nodes_ready for k in kernels),
         "nodesUnavailable": sum(k.nodes_unavailable for k in kernels),
@@ -106,7 +113,7 @@ def condition_flags(facts: ModuleFacts) -> tuple[Any, ...]:
     """What `fold_status(facts, ...)` would make news of: its generation and each condition's
     type and status (`status_flags` of the folded status), without the kernel entries.
     Lets a supervisor holding back a progress-only status skip the whole fold."""
-    ready, progressing = _conditions(facts, facts.kernels)
+    ready, progressing = _conditions(facts, _running(facts))
     flags = [
         (ConditionType.PROGRESSING.value, progressing[0].value),
         (ConditionType.READY.value, ready[0].value),
@@ -136,16 +143,48 @@ def _dumped(values: tuple[Any, ...], reason: str) -> dict[str, Any]:
     return _compact(kernel.model_dump(by_alias=True, mode="json"))
 
 
+def kernel_count(facts: ModuleFacts) -> int:
+    """Distinct kernels in `facts` (status.kernelCount, the entries of status.kernels)."""
+    if not facts.problems:
+        return len(facts.kernels)
+    return len({k.kernel for k in facts.kernels} | {p.kernel for p in facts.problems})
+
+
+def _running(facts: ModuleFacts) -> Sequence[KernelStatus]:
+    """The kernel actors' reports, where a kernel that also has a problem takes the problem's
+    phase, reason and message: its actor runs its last valid plan (an InvalidSpec or a
+    SignCollision does not stop it), so its image and node counts stay, but the problem is why
+    it does not move on. Such a kernel has one status entry, not two."""
+    if not facts.problems:
+        return facts.kernels
+    problems = {p.kernel: p for p in facts.problems}
+    return [
+        _with_problem(k, problems[k.kernel]) if k.kernel in problems else k for k in facts.kernels
+    ]
+
+
+def _with_problem(kernel: KernelStatus, problem: KernelProblem) -> KernelStatus:
+    update = {
+        "phase": _problem_phase(problem),
+        "reason": problem.reason,
+        "message": problem.message,
+    }
+    return kernel.model_copy(update=update)
+
+
 def _problem_entry(problem: KernelProblem) -> KernelStatus:
     """A kernel without an actor (no mapping, an invalid one, an actor being replaced)."""
-    phase = KernelPhase.DEGRADED if problem.reason == Reason.ACTOR_FAILED else KernelPhase.INVALID
     return KernelStatus(
         kernel=problem.kernel,
-        phase=phase,
+        phase=_problem_phase(problem),
         nodes_desired=problem.nodes,
         reason=problem.reason,
         message=problem.message,
     )
+
+
+def _problem_phase(problem: KernelProblem) -> KernelPhase:
+    return KernelPhase.DEGRADED if problem.reason == Reason.ACTOR_FAILED else KernelPhase.INVALID
 
 
 Verdict = tuple[ConditionStatus, str, str]

@@ -420,7 +420,7 @@ async def test_a_build_adopted_from_a_deleted_module_is_built_again_not_failed(
     kubelet.default_job_outcome = "Running"
     image = f"{unique_repo(registry, 'adopted')}:{NEW}"
     await kubelet.add_nodes([("pf-adopt", NEW, GPU)])
-    await start_operator(watch_namespace=namespace, **KANIKO)
+    operator = await start_operator(watch_namespace=namespace, **KANIKO)
     await apply_module(
         admin_rest, namespace, module_manifest("one", [built_mapping({"literal": NEW}, image)])
     )
@@ -459,3 +459,13 @@ async def test_a_build_adopted_from_a_deleted_module_is_built_again_not_failed(
     done = await eventually(lambda: complete(admin_rest, name), timeout=60)
     entry = verdicts(done)[(f"{namespace}/drv", NEW)]
     assert (entry["verdict"], entry["image"]) == ("Built", image), entry
+    # Module "one"'s kernel actor started a build (and went with its Module); the validation
+    # counts one build of the image, started and finished, not the adopted one it lost.
+    assert builds_started(operator.metrics) == 2
+
+    def finished(outcome: str) -> float:
+        name = f"ooto_builds_{outcome}_total"
+        labels = {"backend": "KanikoJobBackend"}
+        return operator.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    assert (finished("succeeded"), finished("failed")) == (1, 0)

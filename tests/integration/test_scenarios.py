@@ -139,6 +139,27 @@ async def test_kernels_with_plus_and_over_63_characters_work_end_to_end(
     assert pods["s3-plus"] == "r.example/m:6.1.0-rpi7-rpi-v8_"
     assert all(len(ds["metadata"]["name"]) <= 63 for ds in sets)
 
+    # The kernel in the repository: C's `+` becomes a trailing `_`, not valid there. Only C is
+    # InvalidSpec; its loader keeps running the last valid plan, and it is listed once: the
+    # problem's reason and message, the running image and node counts.
+    mapping = {"regexp": "^.+$", "containerImage": "r.example/m-${KERNEL_FULL_VERSION}:1"}
+    changed = await patch_module(
+        admin_rest, namespace, "mod", {"spec": {"kernelMappings": [mapping]}}
+    )
+
+    async def c_refused() -> dict[str, Any] | None:
+        module = await get_module(admin_rest, namespace, "mod")
+        current = module["status"]["observedGeneration"] == changed["metadata"]["generation"]
+        refused = kernel_status(module)[C].get("reason") == "InvalidSpec"
+        return module if current and refused else None
+
+    status = (await eventually(c_refused))["status"]
+    (entry,) = [k for k in status["kernels"] if k["kernel"] == C]
+    assert entry["phase"] == "Invalid" and "containerImage" in entry["message"]
+    assert (entry["image"], entry["nodesReady"]) == ("r.example/m:6.1.0-rpi7-rpi-v8_", 1)
+    assert (status["kernelCount"], status["nodesDesired"]) == (2, 2)
+    assert (await pods_on(admin_rest, namespace))["s3-plus"] == "r.example/m:6.1.0-rpi7-rpi-v8_"
+
 
 async def test_changing_the_image_rolls_the_daemonset_and_no_change_writes_nothing(
     admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
@@ -327,3 +348,44 @@ async def test_an_invalid_mapping_is_reported_and_other_modules_carry_on(
     )
     await has_seen(operator, "modules", version_of(touched))
     assert operator.writes() == settled, "the operator keeps writing for an invalid Module"
+
+
+async def test_a_restart_that_refuses_a_running_module_keeps_what_runs(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """An operator upgrade (here: a tightened policy) that refuses a Module which already runs:
+    InvalidSpec, and its DaemonSets stay, also when one of their events reaches a supervisor
+    that has no kernel actor (it has none: an invalid spec is never planned). Reproduced before
+    the fix: that event's orphan sweep deleted them, unloading the module from every node."""
+    await kubelet.add_nodes([("s10-a", A, GPU)])
+    first = await start_operator(watch_namespace=namespace, allow_privileged_module_loader=True)
+    manifest = module_manifest("mod", [literal(A, "r.example/m:a")])
+    manifest["spec"]["moduleLoader"]["securityContext"] = {"privileged": True}
+    await apply_module(admin_rest, namespace, manifest)
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
+    await first.stop()
+
+    second = await start_operator(watch_namespace=namespace)
+
+    async def refused() -> dict[str, Any] | None:
+        ready = condition(await get_module(admin_rest, namespace, "mod"), "Ready")
+        return ready if ready.get("reason") == "InvalidSpec" else None
+
+    assert "privileged" in (await eventually(refused))["message"]
+    (ds,) = await daemonsets(admin_rest, namespace, "mod")
+    path = f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{ds['metadata']['name']}"
+    touched = await admin_rest.patch(path, {"metadata": {"annotations": {"touched": "yes"}}})
+    await has_seen(second, "daemonsets", version_of(touched))
+    assert [d["metadata"]["uid"] for d in await daemonsets(admin_rest, namespace, "mod")] == [
+        ds["metadata"]["uid"]
+    ]
+    assert (await pods_on(admin_rest, namespace)).get("s10-a") == "r.example/m:a"
+    node = await admin_rest.get("/api/v1/nodes/s10-a")
+    label = (await get_module(admin_rest, namespace, "mod"))["status"]["readyLabel"]
+    assert node["metadata"]["labels"].get(label) == "true", "the module-ready label stays"
+
+    loader = {"securityContext": {"privileged": False}}
+    await patch_module(admin_rest, namespace, "mod", {"spec": {"moduleLoader": loader}})
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"))
+    (kept,) = await daemonsets(admin_rest, namespace, "mod")
+    assert kept["metadata"]["uid"] == ds["metadata"]["uid"], "fixed in place"

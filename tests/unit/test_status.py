@@ -199,9 +199,18 @@ facts_strategy = st.builds(
     generation=st.integers(1, 3),
     spec_errors=st.lists(st.just("spec.x: bad"), max_size=1),
     kernels=st.lists(kernel_statuses, max_size=8, unique_by=lambda k: k.kernel),
+    # "k1" may also have a report: a kernel whose actor runs its last valid plan while its new
+    # plan is refused (InvalidSpec, SignCollision).
     problems=st.lists(
-        st.builds(KernelProblem, st.just("k9"), st.just("NoMatchingMapping"), st.just("none")),
-        max_size=1,
+        st.builds(
+            KernelProblem,
+            st.sampled_from(["k1", "k9"]),
+            st.sampled_from(["NoMatchingMapping", "InvalidSpec", "SignCollision", "ActorFailed"]),
+            st.just("none"),
+            st.integers(0, 2),
+        ),
+        max_size=2,
+        unique_by=lambda p: p.kernel,
     ),
     warnings=st.lists(st.just(WarningCondition("NoUnloadHook", "NoUnloadHook", "x")), max_size=1),
     rollout=rollouts,
@@ -213,6 +222,50 @@ def test_condition_flags_are_the_flags_of_the_folded_status(facts: ModuleFacts) 
     """The supervisor skips the fold of a held, progress-only status on condition_flags: they
     must be exactly what the fold would make news of."""
     assert condition_flags(facts) == status_flags(fold_status(facts, None, "now"))
+
+
+@given(facts_strategy)
+def test_each_kernel_is_listed_and_counted_once(facts: ModuleFacts) -> None:
+    status = fold_status(facts, None, "now")
+    listed = [k["kernel"] for k in status["kernels"]]
+    known = {k.kernel for k in facts.kernels} | {p.kernel for p in facts.problems}
+    assert sorted(listed) == sorted(known) and status["kernelCount"] == len(known)
+    assert status["nodesReady"] == sum(k.nodes_ready for k in facts.kernels)
+
+
+def test_a_kernel_with_a_problem_while_its_actor_runs_is_one_entry_naming_the_problem() -> None:
+    """InvalidSpec (or SignCollision) for a kernel whose actor still runs its last valid plan:
+    the problem says why it does not progress, the actor's image and counts say what runs."""
+    problem = KernelProblem("a", "InvalidSpec", "spec.kernelMappings[0].containerImage: bad", 3)
+    facts = ModuleFacts(generation=2, kernels=[ready("a", 2), ready("b", 1)], problems=[problem])
+    status = fold_status(facts, None, NOW)
+    assert [k["kernel"] for k in status["kernels"]] == ["a", "b"]
+    assert status["kernels"][0] == {
+        "kernel": "a",
+        "image": "r/m:a",
+        "phase": "Invalid",
+        "build": "NotNeeded",
+        "nodesDesired": 2,
+        "nodesReady": 2,
+        "nodesUnavailable": 0,
+        "reason": "InvalidSpec",
+        "message": "spec.kernelMappings[0].containerImage: bad",
+    }
+    assert (status["kernelCount"], status["nodesDesired"], status["nodesReady"]) == (2, 3, 3)
+    assert conditions(status)["Ready"]["reason"] == "InvalidSpec"
+
+
+def test_a_busy_actor_of_a_kernel_with_a_problem_is_not_progressing() -> None:
+    """Its actor still works on the last valid plan, but the kernel waits on the problem: the
+    Module does not progress towards this generation there."""
+    building = KernelStatus(kernel="a", phase=KernelPhase.BUILDING, message="building r/m:a")
+    problem = KernelProblem("a", "SignCollision", "spec.kernelMappings[1] gives r/m:a ...", 1)
+    facts = ModuleFacts(generation=1, kernels=[building], problems=[problem])
+    status = fold_status(facts, None, NOW)
+    cond = conditions(status)
+    assert (cond["Progressing"]["status"], cond["Progressing"]["reason"]) == ("False", "Converged")
+    assert (cond["Ready"]["reason"], status["kernels"][0]["phase"]) == ("SignCollision", "Invalid")
+    assert condition_flags(facts) == status_flags(status)
 
 
 def test_many_busy_kernels_are_named_five_and_counted() -> None:
