@@ -57,6 +57,7 @@ from ooto.domain.upgrade.state import (
     NodeUpgrade,
     NodeUpgradeState,
     PodsGone,
+    Reconsidered,
     ReportDone,
     ReportFailed,
     SlotGranted,
@@ -289,6 +290,8 @@ class RolloutActor(OotoActor):
         if self._settled_failure(upgrade, target, pod):
             self._feed(node, Aborted())  # its loader already runs what is wanted: clean up
             upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state in ACTIVE and target is not None:
+            upgrade = self._reconsider(node, upgrade, target, pod)
         if self._replaced(upgrade, pod):
             self._clock.new_pod_ready(node)
             self._feed(node, NewPodReady())
@@ -312,6 +315,19 @@ class RolloutActor(OotoActor):
             return False
         older = upgrade.generation < self._module.metadata.generation
         return older and facts.pod_ready(pod) and not facts.needs_upgrade(pod, *target)
+
+    def _reconsider(
+        self, node: str, upgrade: NodeUpgrade, target: tuple[str, str], pod: Obj | None
+    ) -> NodeUpgrade:
+        """The Module (mode, digest) or the loader pod changed: is this upgrade still wanted?"""
+        manual = self._module.spec.upgrade_policy.mode is UpgradeMode.MANUAL
+        self._feed(node, Reconsidered(manual, facts.needs_upgrade(pod, *target)))
+        now = self._upgrades.get(node, IDLE)
+        if now.state is S.IDLE:
+            self._started.pop(node, None)
+            why = "Manual mode" if manual else "its loader needs no upgrade now"
+            self._say(logging.INFO, "Withdrawn", node, f"withdrew {node} from its upgrade: {why}")
+        return now
 
     @staticmethod
     def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:

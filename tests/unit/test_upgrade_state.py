@@ -20,6 +20,7 @@ from ooto.domain.upgrade.state import (
     NodeUpgrade,
     NodeUpgradeState,
     PodsGone,
+    Reconsidered,
     ReleaseSlot,
     ReportDone,
     ReportFailed,
@@ -45,7 +46,9 @@ EVENTS: list[Event] = [
     NewPodReady(),
     DeadlinePassed(now=T0 + 10_000),
     Aborted(),
+    Reconsidered(manual=False, outdated=True),  # still wanted: never changes anything
 ]
+WITHDRAWING = [Reconsidered(manual=True, outdated=True), Reconsidered(manual=False, outdated=False)]
 
 
 def at(state: S, *, written: bool = True, cordoned: bool = True) -> NodeUpgrade:
@@ -148,6 +151,39 @@ class TestAborts:
     def test_a_failed_node_that_leaves_is_cleaned_up_but_holds_no_slot(self) -> None:
         _, actions = transition(at(S.FAILED, cordoned=False), Aborted(), LIMITS)
         assert actions == [WriteNode(None, unschedulable=None)]
+
+
+class TestWithdrawn:
+    """The Module changed under a node mid-upgrade (image reverted, Manual mode)."""
+
+    @pytest.mark.parametrize("event", WITHDRAWING, ids=str)
+    @pytest.mark.parametrize("written", [True, False])
+    def test_a_node_whose_loader_is_still_there_is_withdrawn_and_uncordoned(
+        self, event: Reconsidered, written: bool
+    ) -> None:
+        upgrade = at(S.POD_DELETION_REQUIRED, written=written)
+        assert transition(upgrade, event, LIMITS) == (
+            NodeUpgrade(),
+            [WriteNode(None, unschedulable=False), ReleaseSlot()],
+        )
+
+    @pytest.mark.parametrize("event", WITHDRAWING, ids=str)
+    def test_an_admin_s_cordon_stays_when_a_node_is_withdrawn(self, event: Reconsidered) -> None:
+        upgrade = at(S.POD_DELETION_REQUIRED, cordoned=False)
+        _, actions = transition(upgrade, event, LIMITS)
+        assert actions == [WriteNode(None, unschedulable=None), ReleaseSlot()]
+
+    @pytest.mark.parametrize("event", WITHDRAWING, ids=str)
+    @pytest.mark.parametrize(
+        "state", [S.IDLE, S.POD_RESTART_REQUIRED, S.UNCORDON_REQUIRED, S.FAILED]
+    )
+    @pytest.mark.parametrize("written", [True, False])
+    def test_once_the_loader_pod_went_the_node_finishes(
+        self, event: Reconsidered, state: S, written: bool
+    ) -> None:
+        """Its module is unloaded already: only the new loader pod puts it back."""
+        upgrade = at(state, written=written) if state is not S.IDLE else NodeUpgrade()
+        assert transition(upgrade, event, LIMITS) == (upgrade, [])
 
 
 # Every pair the tests above do not name must change nothing: late, duplicate, out of order.

@@ -116,7 +116,27 @@ class Aborted:
     """The node left the Module (deleted, deselected, new kernel) or the Module is going."""
 
 
-Event = SlotGranted | Written | WriteFailed | PodsGone | NewPodReady | DeadlinePassed | Aborted
+@dataclass(frozen=True)
+class Reconsidered:
+    """The node's upgrade looked at again after its Module or its loader pod changed."""
+
+    manual: bool
+    """The Module is in `Manual` mode now: ooto replaces no running loader pod."""
+    outdated: bool
+    """The node's loader pod still needs this upgrade (`facts.needs_upgrade`): False when the
+    Module went back to the digest it runs, or no loader of the node's kernel runs there."""
+
+
+Event = (
+    SlotGranted
+    | Written
+    | WriteFailed
+    | PodsGone
+    | NewPodReady
+    | DeadlinePassed
+    | Aborted
+    | Reconsidered
+)
 
 
 # --- actions -----------------------------------------------------------------------------------
@@ -184,6 +204,8 @@ def transition(upgrade: NodeUpgrade, event: Event, limits: Timeouts) -> Step:
     state = upgrade.state
     if isinstance(event, Aborted):
         return _aborted(upgrade)
+    if isinstance(event, Reconsidered):
+        return _reconsidered(upgrade, event)
     if isinstance(event, SlotGranted) and state in (S.IDLE, S.FAILED):
         return _enter(
             NodeUpgrade(
@@ -255,6 +277,15 @@ def _aborted(upgrade: NodeUpgrade) -> Step:
     release: list[Action] = [ReleaseSlot()] if upgrade.state in ACTIVE else []
     uncordon = False if upgrade.cordoned else None
     return NodeUpgrade(), [WriteNode(None, unschedulable=uncordon), *release]
+
+
+def _reconsidered(upgrade: NodeUpgrade, event: Reconsidered) -> Step:
+    """Withdraw a node whose loader pod is still there (pods still leaving) when the upgrade is
+    no longer wanted: back to idle, ooto's cordon off; its ready label follows the loader pod
+    again. Once the loader pod is deleted the node finishes: its module is unloaded already."""
+    if upgrade.state is not S.POD_DELETION_REQUIRED or (event.outdated and not event.manual):
+        return upgrade, []
+    return _aborted(upgrade)
 
 
 def _enter(

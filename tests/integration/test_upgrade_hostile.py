@@ -1,0 +1,237 @@
+"""Day 2 as a hostile admin would run it: the Module changed under a node mid-upgrade, hands on
+ooto's labels and records, pods the podDeletion selector should never have named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ooto.domain.upgrade.keys import upgrade_annotation_key
+from ooto.testing.kubelet import SimulatedKubelet
+from ooto.testing.rest import KubeRest
+from tests.integration.conftest import OperatorFactory
+from tests.integration.scenario_support import (
+    condition,
+    eventually,
+    get_module,
+    patch_module,
+    ready_module,
+)
+from tests.integration.test_upgrades import bump, converged, labelled
+from tests.integration.upgrade_support import (
+    WORKLOAD,
+    LabelWatch,
+    PodWatch,
+    add_workloads,
+    loader_pods,
+    nodes_by_name,
+    watching,
+)
+
+PDBS = "/apis/policy/v1beta1/namespaces/{}/poddisruptionbudgets"
+
+
+async def forbid_evictions(rest: KubeRest, namespace: str, count: int) -> None:
+    """A PodDisruptionBudget that refuses every eviction of the workloads (one per node)."""
+    pdbs = PDBS.format(namespace)
+    budget = {"minAvailable": count, "selector": {"matchLabels": {"app": WORKLOAD}}}
+    await rest.post(pdbs, {"metadata": {"name": "all"}, "spec": budget})
+
+    async def computed() -> bool:
+        status = (await rest.get(f"{pdbs}/all")).get("status") or {}
+        return status.get("currentHealthy") == count and status.get("observedGeneration", 0) >= 1
+
+    await eventually(computed, timeout=30)
+
+
+async def waiting_on(rest: KubeRest, namespace: str, nodes: list[str], label: str) -> str:
+    """The node whose evictions a budget refuses (status says so): its label is off."""
+
+    async def refused() -> bool:
+        module = await get_module(rest, namespace, "mod")
+        return "eviction refused" in condition(module, "Progressing").get("message", "")
+
+    await eventually(refused, timeout=60)
+    found = await nodes_by_name(rest, nodes)
+    (node,) = [n for n in nodes if label not in (found[n]["metadata"].get("labels") or {})]
+    return node
+
+
+async def held_mid_eviction(
+    rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start: OperatorFactory
+) -> tuple[list[str], str, str]:
+    """Two nodes, an image bump, the first node's evictions refused (its timeout far away):
+    nodes, ready label, the node held in pod-deletion-required."""
+    policy = {"podDeletion": {"podSelector": f"app={WORKLOAD}", "timeoutSeconds": 600}}
+    nodes, label, _, _ = await converged(rest, kubelet, namespace, start, 2, **policy)
+    await add_workloads(rest, namespace, nodes)
+    await forbid_evictions(rest, namespace, len(nodes))
+    await patch_module(rest, namespace, "mod", bump("example.invalid/mod:2"))
+    held = await waiting_on(rest, namespace, nodes, label)
+    found = await nodes_by_name(rest, [held])
+    assert found[held]["spec"].get("unschedulable") is True  # ooto cordoned it
+    return nodes, label, held
+
+
+async def back_at_rest(rest: KubeRest, namespace: str, nodes: list[str], label: str) -> bool:
+    """Every node labelled, schedulable, without an upgrade record, none upgrading."""
+    key = upgrade_annotation_key(namespace, "mod")
+    found = await nodes_by_name(rest, nodes)
+    for node in found.values():
+        if node["spec"].get("unschedulable") or key in (node["metadata"].get("annotations") or {}):
+            return False
+    module = await get_module(rest, namespace, "mod")
+    upgrade = (module.get("status") or {}).get("upgrade") or {}
+    return upgrade.get("nodesUpgrading") == 0 and await labelled(rest, nodes, label)
+
+
+async def test_the_image_reverted_mid_eviction_withdraws_the_node_without_replacing_its_loader(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """Reproduced before the fix: the node stayed in pod-deletion-required (label off, cordoned)
+    for a digest nobody wanted any more, and would have had its loader pod replaced by one with
+    the digest it already ran."""
+    nodes, label, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    before = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+    await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:1"))
+    await eventually(lambda: back_at_rest(admin_rest, namespace, nodes, label), timeout=30)
+    assert {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)} == before
+    await eventually(lambda: ready_module(admin_rest, namespace, "mod"), timeout=30)
+
+
+async def test_switching_to_manual_mid_eviction_replaces_no_loader(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """`mode: Manual` means ooto replaces no running loader pod: a node still waiting for its
+    pods to leave is withdrawn (label back, ooto's cordon off), its loader stays."""
+    nodes, label, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    before = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+    manual = {"spec": {"upgradePolicy": {"mode": "Manual"}}}
+    await patch_module(admin_rest, namespace, "mod", manual)
+    await eventually(lambda: back_at_rest(admin_rest, namespace, nodes, label), timeout=30)
+    assert {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)} == before
+
+
+def _annotations(node: dict[str, Any]) -> dict[str, str]:
+    return dict(node["metadata"].get("annotations") or {})
+
+
+async def test_a_record_edited_to_garbage_is_put_right_with_an_event(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """A hand-edited upgrade record: on a node at rest it goes; on a node mid-upgrade the record
+    ooto holds is written back (a restart must still resume it); an Event on the Node each time."""
+    nodes, label, held = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    key = upgrade_annotation_key(namespace, "mod")
+    record = _annotations((await nodes_by_name(admin_rest, [held]))[held])[key]
+    idle = next(n for n in nodes if n != held)
+    for node in nodes:
+        await admin_rest.patch(
+            f"/api/v1/nodes/{node}", {"metadata": {"annotations": {key: "{not json"}}}
+        )
+
+    async def repaired() -> bool:
+        found = await nodes_by_name(admin_rest, nodes)
+        return _annotations(found[held]).get(key) == record and key not in _annotations(
+            found[idle]
+        )
+
+    await eventually(repaired, timeout=30)
+
+    async def told() -> list[str]:
+        found = await admin_rest.get(
+            "/api/v1/namespaces/default/events", {"fieldSelector": "reason=UpgradeRecordUnreadable"}
+        )
+        return sorted(e["involvedObject"]["name"] for e in found["items"])
+
+    assert await eventually(told, timeout=10) == sorted(nodes)
+    found = await nodes_by_name(admin_rest, nodes)
+    assert found[held]["spec"].get("unschedulable") is True  # still mid-upgrade, as recorded
+    assert label not in (found[held]["metadata"].get("labels") or {})
+
+
+async def test_hand_edits_of_the_ready_label_are_put_right(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    nodes, label, _, _ = await converged(admin_rest, kubelet, namespace, start_operator, 2)
+    stranger = f"stranger-{namespace[-5:]}"
+    await kubelet.add_node(stranger, "5.4.0-1054-gke", {})  # not selected: no module there
+    await admin_rest.patch(f"/api/v1/nodes/{nodes[0]}", {"metadata": {"labels": {label: None}}})
+    await admin_rest.patch(f"/api/v1/nodes/{stranger}", {"metadata": {"labels": {label: "true"}}})
+    await admin_rest.patch(f"/api/v1/nodes/{nodes[1]}", {"metadata": {"labels": {label: "yes"}}})
+
+    async def truth() -> bool:
+        found = await nodes_by_name(admin_rest, [*nodes, stranger])
+        return await labelled(admin_rest, nodes, label) and label not in (
+            found[stranger]["metadata"].get("labels") or {}
+        )
+
+    await eventually(truth, timeout=30)
+
+
+async def test_a_podDeletion_selector_never_evicts_daemonset_pods(  # noqa: N802
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """A DaemonSet pod the selector names would be recreated on the cordoned node at once (its
+    pods tolerate the cordon): evicting it is a loop. ooto waits for it instead: one whose
+    DaemonSet selects on the ready label leaves by itself; one that does not holds the node
+    (status says why) until it fails at its timeout. Reproduced before the fix: ooto evicted
+    the exporter pod again and again."""
+    policy = {"podDeletion": {"podSelector": f"app={WORKLOAD}", "timeoutSeconds": 8}}
+    nodes, label, _, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 2, **policy
+    )
+    for name, selector in (("follows", {label: "true"}), ("stays", {"ooto-test/day2": "true"})):
+        await _daemonset(admin_rest, namespace, name, selector)
+
+    async def placed() -> bool:
+        found = await admin_rest.get(
+            f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"app={WORKLOAD}"}
+        )
+        return len(found["items"]) == 2 * len(nodes)
+
+    await eventually(placed, timeout=60)
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
+
+        async def failed() -> dict[str, Any] | None:
+            module = await get_module(admin_rest, namespace, "mod")
+            return module if condition(module, "Ready").get("reason") == "UpgradeFailed" else None
+
+        try:
+            module = await eventually(failed, timeout=60)
+        except AssertionError:
+            import json
+            print(json.dumps((await get_module(admin_rest, namespace, "mod"))["status"], indent=1))
+            print([(k, p["metadata"]["name"], p["spec"].get("nodeName"), bool(p["metadata"].get("deletionTimestamp"))) for k, p in pods.events])
+            raise
+    assert "still on the node after 8s" in condition(module, "Ready")["message"]
+    evicted = {
+        pod["metadata"]["name"]
+        for kind, pod in pods.events
+        if (pod["metadata"].get("labels") or {}).get("app") == WORKLOAD
+        and (kind == "DELETED" or pod["metadata"].get("deletionTimestamp"))
+    }
+    stays = [n for n in evicted if n.startswith("stays-")]
+    assert stays == [], f"evicted DaemonSet pods {stays}"
+    assert len([n for n in evicted if n.startswith("follows-")]) == 1  # left with the label
+    assert pods.loader_deletions() == []
+
+
+async def _daemonset(rest: KubeRest, namespace: str, name: str, selector: dict[str, str]) -> None:
+    labels = {"app": WORKLOAD, "ds": name}
+    body = {
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"ds": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": selector,
+                    "containers": [{"name": "main", "image": "example.invalid/exporter:1"}],
+                },
+            },
+        },
+    }
+    await rest.post(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", body)
+
