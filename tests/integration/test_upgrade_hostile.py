@@ -194,17 +194,18 @@ async def test_a_podDeletion_selector_never_evicts_daemonset_pods(  # noqa: N802
     async with watching(admin_rest, namespace, labels, pods):
         await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
 
+        async def says_why() -> bool:
+            module = await get_module(admin_rest, namespace, "mod")
+            message = condition(module, "Progressing").get("message", "")
+            return f"must select on {label}=true" in message
+
+        await eventually(says_why, timeout=8)
+
         async def failed() -> dict[str, Any] | None:
             module = await get_module(admin_rest, namespace, "mod")
             return module if condition(module, "Ready").get("reason") == "UpgradeFailed" else None
 
-        try:
-            module = await eventually(failed, timeout=60)
-        except AssertionError:
-            import json
-            print(json.dumps((await get_module(admin_rest, namespace, "mod"))["status"], indent=1))
-            print([(k, p["metadata"]["name"], p["spec"].get("nodeName"), bool(p["metadata"].get("deletionTimestamp"))) for k, p in pods.events])
-            raise
+        module = await eventually(failed, timeout=60)
     assert "still on the node after 8s" in condition(module, "Ready")["message"]
     evicted = {
         pod["metadata"]["name"]
