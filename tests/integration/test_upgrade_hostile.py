@@ -131,9 +131,7 @@ async def test_a_record_edited_to_garbage_is_put_right_with_an_event(
 
     async def repaired() -> bool:
         found = await nodes_by_name(admin_rest, nodes)
-        return _annotations(found[held]).get(key) == record and key not in _annotations(
-            found[idle]
-        )
+        return _annotations(found[held]).get(key) == record and key not in _annotations(found[idle])
 
     await eventually(repaired, timeout=30)
 
@@ -168,7 +166,7 @@ async def test_hand_edits_of_the_ready_label_are_put_right(
     await eventually(truth, timeout=30)
 
 
-async def test_a_podDeletion_selector_never_evicts_daemonset_pods(  # noqa: N802
+async def test_a_pod_deletion_selector_never_evicts_daemonset_pods(
     admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
 ) -> None:
     """A DaemonSet pod the selector names would be recreated on the cordoned node at once (its
@@ -235,4 +233,3 @@ async def _daemonset(rest: KubeRest, namespace: str, name: str, selector: dict[s
         },
     }
     await rest.post(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", body)
-
