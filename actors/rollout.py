@@ -296,6 +296,8 @@ class RolloutActor(OotoActor):
             self._clock.new_pod_ready(node)
             self._feed(node, NewPodReady())
             upgrade = self._upgrades.get(node, IDLE)
+        if not self._writes.busy(node):
+            self._restore_record(node, upgrade)
         if upgrade.state in ACTIVE or self._writes.busy(node):
             return
         ready = (
@@ -328,6 +330,25 @@ class RolloutActor(OotoActor):
             why = "Manual mode" if manual else "its loader needs no upgrade now"
             self._say(logging.INFO, "Withdrawn", node, f"withdrew {node} from its upgrade: {why}")
         return now
+
+    def _restore_record(self, node: str, upgrade: NodeUpgrade) -> None:
+        """Someone edited the node's upgrade record: write back the one ooto holds (none: remove
+        it), so that a restart resumes what is really under way, and say so on the Node."""
+        meta = (self._node(node) or {}).get("metadata") or {}
+        text = (meta.get("annotations") or {}).get(self._annotation)
+        owner = self._module.metadata.uid
+        if not meta or not record.edited(text, upgrade, owner):
+            return
+        held = record.encode(upgrade, owner) if upgrade.state is not S.IDLE else None
+        self._send(node, self._writes.start(node, ({}, {self._annotation: held}, None, False)))
+        what = f"wrote back its own ({upgrade.state})" if held else "removed it (none under way)"
+        message = (
+            f"module {self._module.key}: the upgrade record {self._annotation} on {node} is not "
+            f"the one ooto holds (edited by hand, or an earlier write failed); {what}"
+        )
+        self._say(logging.WARNING, EventReason.UPGRADE_RECORD_EDITED, node, message)
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+        self._io.record_event(involved, "Warning", EventReason.UPGRADE_RECORD_EDITED, message)
 
     @staticmethod
     def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:
@@ -454,7 +475,7 @@ class RolloutActor(OotoActor):
         if done.ok:
             self._backoff.reset()
         else:
-            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
+            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error!r}")
         if step and done.ok:
             self._clock.written(node, done.started, done.ended)
             self._feed(node, Written())

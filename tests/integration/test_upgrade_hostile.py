@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ooto.domain.upgrade import record as upgrade_record
 from ooto.domain.upgrade.keys import upgrade_annotation_key
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
-from tests.integration.conftest import OperatorFactory
+from tests.integration.conftest import OperatorFactory, RunningOperator
 from tests.integration.scenario_support import (
     condition,
     eventually,
@@ -58,18 +59,18 @@ async def waiting_on(rest: KubeRest, namespace: str, nodes: list[str], label: st
 
 async def held_mid_eviction(
     rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start: OperatorFactory
-) -> tuple[list[str], str, str]:
+) -> tuple[list[str], str, str, RunningOperator]:
     """Two nodes, an image bump, the first node's evictions refused (its timeout far away):
     nodes, ready label, the node held in pod-deletion-required."""
     policy = {"podDeletion": {"podSelector": f"app={WORKLOAD}", "timeoutSeconds": 600}}
-    nodes, label, _, _ = await converged(rest, kubelet, namespace, start, 2, **policy)
+    nodes, label, _, operator = await converged(rest, kubelet, namespace, start, 2, **policy)
     await add_workloads(rest, namespace, nodes)
     await forbid_evictions(rest, namespace, len(nodes))
     await patch_module(rest, namespace, "mod", bump("example.invalid/mod:2"))
     held = await waiting_on(rest, namespace, nodes, label)
     found = await nodes_by_name(rest, [held])
     assert found[held]["spec"].get("unschedulable") is True  # ooto cordoned it
-    return nodes, label, held
+    return nodes, label, held, operator
 
 
 async def back_at_rest(rest: KubeRest, namespace: str, nodes: list[str], label: str) -> bool:
@@ -90,7 +91,7 @@ async def test_the_image_reverted_mid_eviction_withdraws_the_node_without_replac
     """Reproduced before the fix: the node stayed in pod-deletion-required (label off, cordoned)
     for a digest nobody wanted any more, and would have had its loader pod replaced by one with
     the digest it already ran."""
-    nodes, label, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    nodes, label, _, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
     before = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
     await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:1"))
     await eventually(lambda: back_at_rest(admin_rest, namespace, nodes, label), timeout=30)
@@ -103,7 +104,7 @@ async def test_switching_to_manual_mid_eviction_replaces_no_loader(
 ) -> None:
     """`mode: Manual` means ooto replaces no running loader pod: a node still waiting for its
     pods to leave is withdrawn (label back, ooto's cordon off), its loader stays."""
-    nodes, label, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    nodes, label, _, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
     before = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
     manual = {"spec": {"upgradePolicy": {"mode": "Manual"}}}
     await patch_module(admin_rest, namespace, "mod", manual)
@@ -120,7 +121,7 @@ async def test_a_record_edited_to_garbage_is_put_right_with_an_event(
 ) -> None:
     """A hand-edited upgrade record: on a node at rest it goes; on a node mid-upgrade the record
     ooto holds is written back (a restart must still resume it); an Event on the Node each time."""
-    nodes, label, held = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    nodes, label, held, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
     key = upgrade_annotation_key(namespace, "mod")
     record = _annotations((await nodes_by_name(admin_rest, [held]))[held])[key]
     idle = next(n for n in nodes if n != held)
@@ -135,16 +136,46 @@ async def test_a_record_edited_to_garbage_is_put_right_with_an_event(
 
     await eventually(repaired, timeout=30)
 
-    async def told() -> list[str]:
-        found = await admin_rest.get(
-            "/api/v1/namespaces/default/events", {"fieldSelector": "reason=UpgradeRecordUnreadable"}
-        )
-        return sorted(e["involvedObject"]["name"] for e in found["items"])
-
-    assert await eventually(told, timeout=10) == sorted(nodes)
+    assert await eventually(lambda: edited_events(admin_rest, nodes), timeout=10) == sorted(nodes)
     found = await nodes_by_name(admin_rest, nodes)
     assert found[held]["spec"].get("unschedulable") is True  # still mid-upgrade, as recorded
     assert label not in (found[held]["metadata"].get("labels") or {})
+
+
+async def edited_events(rest: KubeRest, nodes: list[str]) -> list[str]:
+    """The nodes with an Event saying their record was edited (once each: Events aggregate)."""
+    found = await rest.get(
+        "/api/v1/namespaces/default/events", {"fieldSelector": "reason=UpgradeRecordEdited"}
+    )
+    named = (e["involvedObject"]["name"] for e in found["items"])
+    return sorted(name for name in named if name in nodes)
+
+
+async def test_a_record_garbled_while_no_operator_ran_leaves_the_node_safe(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """The restarted operator cannot tell what was under way on that node: it drops the record
+    (Event), judges the node afresh from its loader pod and keeps the cordon it cannot place
+    (it might be an admin's): when it starts its upgrade again, it is a node cordoned by
+    someone else, which ooto will not uncordon."""
+    nodes, _, held, operator = await held_mid_eviction(
+        admin_rest, kubelet, namespace, start_operator
+    )
+    await operator.stop()
+    key = upgrade_annotation_key(namespace, "mod")
+    await admin_rest.patch(f"/api/v1/nodes/{held}", {"metadata": {"annotations": {key: "]["}}})
+    await start_operator(watch_namespace=namespace)
+    assert await eventually(lambda: edited_events(admin_rest, nodes), timeout=30) == [held]
+
+    async def judged_afresh() -> dict[str, Any] | None:
+        node = (await nodes_by_name(admin_rest, [held]))[held]
+        return node if _annotations(node).get(key) != "][" else None
+
+    node = await eventually(judged_afresh, timeout=30)
+    text = _annotations(node).get(key)
+    found = upgrade_record.decode(text)  # none, or a new attempt (if it got the slot first)
+    assert text is None or (found is not None and not found.cordoned)
+    assert node["spec"].get("unschedulable") is True
 
 
 async def test_hand_edits_of_the_ready_label_are_put_right(

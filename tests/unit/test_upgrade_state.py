@@ -131,6 +131,14 @@ class TestFailures:
         again, retry = transition(upgrade, WriteFailed("conflict"), LIMITS)
         assert again == upgrade and retry == actions
 
+    def test_a_failure_s_record_is_written_again_until_it_is_on_the_node(self) -> None:
+        """Else a restart would resume the step that failed (and fail it again, late)."""
+        failed, actions = transition(at(S.POD_RESTART_REQUIRED), DeadlinePassed(T0 + 601), LIMITS)
+        write = actions[0]
+        assert isinstance(write, WriteNode) and not failed.written
+        assert transition(failed, WriteFailed("500"), LIMITS) == (failed, [write])
+        assert transition(failed, Written(), LIMITS) == (replace(failed, written=True), [])
+
     def test_a_new_generation_retries_a_failed_node_keeping_ooto_s_cordon(self) -> None:
         failed = replace(at(S.FAILED), cause="x")
         upgrade, actions = transition(failed, replace(GRANT, cordon=False, generation=3), LIMITS)
@@ -195,7 +203,7 @@ MEANINGFUL = {
     (S.POD_RESTART_REQUIRED, "NewPodReady"),
     (S.POD_RESTART_REQUIRED, "DeadlinePassed"),
     *((state, "Aborted") for state in (*ACTIVE, S.FAILED)),
-    *((state, "WriteFailed") for state in ACTIVE),
+    *((state, "WriteFailed") for state in (*ACTIVE, S.FAILED)),
 }
 
 
@@ -261,6 +269,35 @@ class TestResume:
     def test_resuming_a_failed_node_does_nothing(self) -> None:
         upgrade, actions = resumed(at(S.FAILED, written=False), LIMITS)
         assert upgrade.state is S.FAILED and upgrade.written and actions == []
+
+
+class TestEditedRecords:
+    """While ooto runs, the record it holds is the truth; one edited on the Node is put back."""
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_the_record_ooto_wrote_is_not_edited(self, state: S) -> None:
+        held = at(state)
+        assert not record.edited(record.encode(held, "uid-1"), held, "uid-1")
+        assert not record.edited(record.encode(held), held, "uid-1")  # an older ooto's: no owner
+
+    @pytest.mark.parametrize("text", ["{not json", '{"state":"upgrade-failed"}', "", None])
+    def test_garbage_or_another_record_is_edited(self, text: str | None) -> None:
+        held = at(S.POD_RESTART_REQUIRED)
+        assert record.edited(text, held, "uid-1")
+
+    @pytest.mark.parametrize("text", ["{not json", record.encode(at(S.FAILED)), "x"])
+    def test_any_record_on_a_node_ooto_holds_none_for_is_edited(self, text: str) -> None:
+        assert record.edited(text, NodeUpgrade(), "uid-1")
+        assert not record.edited(None, NodeUpgrade(), "uid-1")
+        assert not record.edited("", NodeUpgrade(), "uid-1")
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_nothing_is_edited_while_ooto_s_own_write_is_on_its_way(self, state: S) -> None:
+        assert not record.edited("{not json", at(state, written=False), "uid-1")
+
+    def test_a_record_of_another_module_of_that_name_is_the_cleaner_s(self) -> None:
+        text = record.encode(at(S.POD_DELETION_REQUIRED), "uid-0")
+        assert not record.edited(text, NodeUpgrade(), "uid-1")
 
 
 @pytest.mark.parametrize(

@@ -218,11 +218,11 @@ def transition(upgrade: NodeUpgrade, event: Event, limits: Timeouts) -> Step:
             ready_label=False,
             unschedulable=True if event.cordon else None,
         )
-    if state not in ACTIVE:
+    if state is S.IDLE:
         return upgrade, []
     if isinstance(event, Written | WriteFailed):
         return _write_outcome(upgrade, event, limits)
-    if not upgrade.written:
+    if state is S.FAILED or not upgrade.written:
         return upgrade, []  # effects wait for the state's record to be on the Node
     return _progress(upgrade, event, limits)
 
@@ -261,6 +261,8 @@ def _write_outcome(upgrade: NodeUpgrade, event: Written | WriteFailed, limits: T
     if upgrade.state is S.POD_RESTART_REQUIRED:
         delete: list[Action] = [DeleteLoaderPod(upgrade.old_pod)] if upgrade.old_pod else []
         return written, [*delete, ArmDeadline(deadline(written, limits))]
+    if upgrade.state is S.FAILED:
+        return written, []  # the record is on the Node: a restart sees the failure
     return NodeUpgrade(cordoned=False), [ReleaseSlot(), ReportDone()]
 
 
