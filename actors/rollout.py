@@ -49,6 +49,7 @@ from ooto.domain.upgrade.state import (
     Aborted,
     Action,
     ArmDeadline,
+    CordonLifted,
     DeadlinePassed,
     DeleteLoaderPod,
     Event,
@@ -292,6 +293,9 @@ class RolloutActor(OotoActor):
             upgrade = self._upgrades.get(node, IDLE)
         if upgrade.state in ACTIVE and target is not None:
             upgrade = self._reconsider(node, upgrade, target, pod)
+        if upgrade.cordoned and self._uncordoned(node):
+            self._feed(node, CordonLifted())
+            upgrade = self._upgrades.get(node, IDLE)
         if self._replaced(upgrade, pod):
             self._clock.new_pod_ready(node)
             self._feed(node, NewPodReady())
@@ -349,6 +353,10 @@ class RolloutActor(OotoActor):
         self._say(logging.WARNING, EventReason.UPGRADE_RECORD_EDITED, node, message)
         involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
         self._io.record_event(involved, "Warning", EventReason.UPGRADE_RECORD_EDITED, message)
+
+    def _uncordoned(self, node: str) -> bool:
+        obj = self._node(node)
+        return obj is not None and not facts.cordoned(obj)
 
     @staticmethod
     def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:
@@ -475,7 +483,7 @@ class RolloutActor(OotoActor):
         if done.ok:
             self._backoff.reset()
         else:
-            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error!r}")
+            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
         if step and done.ok:
             self._clock.written(node, done.started, done.ended)
             self._feed(node, Written())

@@ -17,7 +17,7 @@ from tests.integration.scenario_support import (
     patch_module,
     ready_module,
 )
-from tests.integration.test_upgrades import bump, converged, labelled
+from tests.integration.test_upgrades import bump, converged, labelled, rolled_out
 from tests.integration.upgrade_support import (
     WORKLOAD,
     LabelWatch,
@@ -264,3 +264,70 @@ async def _daemonset(rest: KubeRest, namespace: str, name: str, selector: dict[s
         },
     }
     await rest.post(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", body)
+
+
+BROKEN = {"regexp": ".", "containerImage": "example.invalid/mod:broken"}
+
+
+async def first_restarting(rest: KubeRest, namespace: str, pods: PodWatch) -> str:
+    """The node whose old loader pod went first (its upgrade in pod-restart-required)."""
+
+    async def deleted() -> list[str]:
+        return [p["spec"]["nodeName"] for p in pods.loader_deletions()]
+
+    (node,) = await eventually(deleted, timeout=60)
+    return str(node)
+
+
+async def test_a_node_deleted_while_its_new_loader_is_awaited_frees_its_slot(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """No failure, no wait for readyTimeoutSeconds: the rollout goes on with the other nodes."""
+    policy = {"readyTimeoutSeconds": 600, "podDeletion": {"podSelector": f"app={WORKLOAD}"}}
+    nodes, label, old, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 3, **policy
+    )
+    kubelet.fail_images = {"example.invalid/mod:broken"}
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:broken"))
+        gone = await first_restarting(admin_rest, namespace, pods)
+        await kubelet.remove_node(gone)
+        kubelet.fail_images = set()  # the image works on the nodes left
+        rest_ = [n for n in nodes if n != gone]
+        await eventually(lambda: rolled_out(admin_rest, namespace, rest_, label, old), timeout=60)
+    await eventually(lambda: back_at_rest(admin_rest, namespace, rest_, label), timeout=30)
+    module = await get_module(admin_rest, namespace, "mod")
+    assert module["status"]["upgrade"]["nodesFailed"] == 0
+
+
+async def test_a_node_rebooted_into_a_new_kernel_while_its_new_loader_is_awaited_is_done(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """The new kernel's loader (another DaemonSet) comes up Ready: the module is loaded, the
+    node's upgrade is over (label back, ooto's cordon off) though the image it was waiting for
+    never gets Ready."""
+    policy = {"readyTimeoutSeconds": 600, "podDeletion": {"podSelector": f"app={WORKLOAD}"}}
+    nodes, label, _, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 3, **policy
+    )
+    kubelet.fail_images = {"example.invalid/mod:broken"}
+    mappings = [{"literal": "6.6.0-new", "containerImage": "example.invalid/mod:new"}, BROKEN]
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await patch_module(admin_rest, namespace, "mod", {"spec": {"kernelMappings": mappings}})
+        node = await first_restarting(admin_rest, namespace, pods)
+        await kubelet.set_kernel(node, "6.6.0-new")
+
+        async def done() -> bool:
+            found = (await nodes_by_name(admin_rest, [node]))[node]
+            key = upgrade_annotation_key(namespace, "mod")
+            return (
+                not found["spec"].get("unschedulable")
+                and key not in _annotations(found)
+                and await labelled(admin_rest, [node], label)
+            )
+
+        await eventually(done, timeout=60)
+    module = await get_module(admin_rest, namespace, "mod")
+    assert module["status"]["upgrade"]["nodesFailed"] == 0

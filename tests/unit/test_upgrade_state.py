@@ -12,6 +12,7 @@ from ooto.domain.upgrade.state import (
     ACTIVE,
     Aborted,
     ArmDeadline,
+    CordonLifted,
     DeadlinePassed,
     DeleteLoaderPod,
     Event,
@@ -47,6 +48,7 @@ EVENTS: list[Event] = [
     DeadlinePassed(now=T0 + 10_000),
     Aborted(),
     Reconsidered(manual=False, outdated=True),  # still wanted: never changes anything
+    CordonLifted(),
 ]
 WITHDRAWING = [Reconsidered(manual=True, outdated=True), Reconsidered(manual=False, outdated=False)]
 
@@ -194,6 +196,36 @@ class TestWithdrawn:
         assert transition(upgrade, event, LIMITS) == (upgrade, [])
 
 
+class TestCordonLifted:
+    """An admin uncordons a node ooto cordoned, mid-upgrade or after its failure."""
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_ooto_forgets_its_cordon_and_records_that_it_did(self, state: S) -> None:
+        upgrade, actions = transition(at(state), CordonLifted(), LIMITS)
+        assert upgrade == replace(at(state), cordoned=False)
+        assert actions == [WriteNode(upgrade)]  # the record only: no cordon, no label
+        assert transition(upgrade, Written(), LIMITS) == (upgrade, [])  # nothing is redone
+
+    def test_it_then_never_uncordons_the_node(self) -> None:
+        upgrade, _ = transition(at(S.POD_RESTART_REQUIRED), CordonLifted(), LIMITS)
+        _, actions = transition(upgrade, NewPodReady(), LIMITS)
+        assert actions == [WriteNode(None, ready_label=True, unschedulable=None)]
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_a_node_ooto_did_not_cordon_or_whose_cordon_is_not_on_yet_is_left(
+        self, state: S
+    ) -> None:
+        for upgrade in (at(state, cordoned=False), at(state, written=False)):
+            assert transition(upgrade, CordonLifted(), LIMITS) == (upgrade, [])
+
+    def test_a_retry_after_a_failure_cordons_afresh_and_owns_that_cordon(self) -> None:
+        failed, _ = transition(at(S.FAILED), CordonLifted(), LIMITS)
+        retry, actions = transition(failed, GRANT, LIMITS)
+        assert retry.cordoned and actions[0] == WriteNode(
+            replace(retry, written=False), ready_label=False, unschedulable=True
+        )
+
+
 # Every pair the tests above do not name must change nothing: late, duplicate, out of order.
 MEANINGFUL = {
     (S.IDLE, "SlotGranted"),
@@ -204,6 +236,7 @@ MEANINGFUL = {
     (S.POD_RESTART_REQUIRED, "DeadlinePassed"),
     *((state, "Aborted") for state in (*ACTIVE, S.FAILED)),
     *((state, "WriteFailed") for state in (*ACTIVE, S.FAILED)),
+    *((state, "CordonLifted") for state in (*ACTIVE, S.FAILED)),
 }
 
 

@@ -127,6 +127,11 @@ class Reconsidered:
     Module went back to the digest it runs, or no loader of the node's kernel runs there."""
 
 
+@dataclass(frozen=True)
+class CordonLifted:
+    """The node is schedulable though ooto cordoned it: someone uncordoned it mid-upgrade."""
+
+
 Event = (
     SlotGranted
     | Written
@@ -136,6 +141,7 @@ Event = (
     | DeadlinePassed
     | Aborted
     | Reconsidered
+    | CordonLifted
 )
 
 
@@ -206,6 +212,8 @@ def transition(upgrade: NodeUpgrade, event: Event, limits: Timeouts) -> Step:
         return _aborted(upgrade)
     if isinstance(event, Reconsidered):
         return _reconsidered(upgrade, event)
+    if isinstance(event, CordonLifted):
+        return _cordon_lifted(upgrade)
     if isinstance(event, SlotGranted) and state in (S.IDLE, S.FAILED):
         return _enter(
             NodeUpgrade(
@@ -288,6 +296,17 @@ def _reconsidered(upgrade: NodeUpgrade, event: Reconsidered) -> Step:
     if upgrade.state is not S.POD_DELETION_REQUIRED or (event.outdated and not event.manual):
         return upgrade, []
     return _aborted(upgrade)
+
+
+def _cordon_lifted(upgrade: NodeUpgrade) -> Step:
+    """Someone uncordoned the node ooto cordoned: the cordon is theirs now. ooto does not cordon
+    it again (an admin's decision) and forgets that it cordoned it, so that it never lifts a
+    cordon the admin puts back later. Only once the state's own write is on the Node (before,
+    the cache may not show ooto's cordon yet)."""
+    if upgrade.state is S.IDLE or not upgrade.cordoned or not upgrade.written:
+        return upgrade, []
+    theirs = replace(upgrade, cordoned=False)
+    return theirs, [WriteNode(theirs)]
 
 
 def _enter(
