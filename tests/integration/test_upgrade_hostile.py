@@ -331,3 +331,34 @@ async def test_a_node_rebooted_into_a_new_kernel_while_its_new_loader_is_awaited
         await eventually(done, timeout=60)
     module = await get_module(admin_rest, namespace, "mod")
     assert module["status"]["upgrade"]["nodesFailed"] == 0
+
+
+async def test_a_cordon_an_admin_lifted_mid_upgrade_and_put_back_stays(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """An admin uncordons the node ooto cordoned while its evictions wait: ooto does not cordon
+    it again, and records that the cordon is no longer its own; the admin cordons it again (for
+    maintenance): once the upgrade is done, that cordon stays. Failed before the fix: the record
+    kept saying ooto had cordoned the node, so the last step would lift the admin's cordon."""
+    _, label, held, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    key = upgrade_annotation_key(namespace, "mod")
+    await admin_rest.patch(f"/api/v1/nodes/{held}", {"spec": {"unschedulable": False}})
+
+    async def handed_over() -> bool:
+        node = (await nodes_by_name(admin_rest, [held]))[held]
+        found = upgrade_record.decode(_annotations(node).get(key))
+        return found is not None and not found.cordoned
+
+    await eventually(handed_over, timeout=30)
+    node = (await nodes_by_name(admin_rest, [held]))[held]
+    assert not node["spec"].get("unschedulable")  # not cordoned again
+    await admin_rest.patch(f"/api/v1/nodes/{held}", {"spec": {"unschedulable": True}})
+    await admin_rest.delete(f"{PDBS.format(namespace)}/all")
+
+    async def upgraded() -> bool:
+        node = (await nodes_by_name(admin_rest, [held]))[held]
+        return key not in _annotations(node) and await labelled(admin_rest, [held], label)
+
+    await eventually(upgraded, timeout=60)
+    node = (await nodes_by_name(admin_rest, [held]))[held]
+    assert node["spec"].get("unschedulable") is True
