@@ -214,7 +214,7 @@ class RolloutActor(OotoActor):
 
     def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
         if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
-            self._clearings.blocked[message.node] = message.why
+            self._clearings.waits(message.node, message.why)
             self._report()
 
     def on_timer(self, name: str) -> None:

@@ -3,12 +3,12 @@ pods that must leave are gone.
 
 Evictions go through the Eviction API, so PodDisruptionBudgets are respected: a refused eviction
 (429) is retried every `retry_seconds` (as `kubectl drain` does; the API has no way to be told
-when a budget allows it) and reported through `on_blocked`. Between retries the node's pods are
-watched (field selector on the node), never polled. It runs until done or cancelled (the
-RolloutActor cancels it through its `Bridge.run` handle the moment the node no longer needs it;
-the watch stream is closed then, not left to the garbage collector). Each pod is evicted at
-most once per uid: a pod already terminating is waited for, not evicted again (this is what
-keeps a restarted operator from evicting twice).
+when a budget allows it) and reported through `on_blocked` ("" once accepted again). Between
+retries the node's pods are watched (field selector on the node), never polled. It runs until done
+or cancelled (the RolloutActor cancels it through its `Bridge.run` handle the moment the node no
+longer needs it; the watch stream is closed then, not left to the garbage collector). Each pod is
+evicted at most once per uid: a pod already terminating is waited for, not evicted again (this is
+what keeps a restarted operator from evicting twice).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ async def clear_node(
     """Evict and wait until `departures_of(pods on node).waiting` is 0; returns evictions made."""
     field = f"spec.nodeName={node}"
     evicted: set[str] = set()
+    refused = False
     while True:
         listed = await api.list(PODS, field_selector=field)
         pods: dict[str, Obj] = {_uid(p): p for p in listed.items}
@@ -61,6 +62,9 @@ async def clear_node(
         refusals = [reason for reason in blocked if reason] + list(found.held)
         if refusals:
             on_blocked(f"eviction refused: {refusals[0]}")
+        elif refused:
+            on_blocked("")  # accepted now: the pods are on their way out
+        refused = bool(refusals)
         timeout = retry_seconds if refusals else CHECK_SECONDS
         try:
             if await _watch_until_gone(

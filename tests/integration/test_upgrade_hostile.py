@@ -362,3 +362,35 @@ async def test_a_cordon_an_admin_lifted_mid_upgrade_and_put_back_stays(
     await eventually(upgraded, timeout=60)
     node = (await nodes_by_name(admin_rest, [held]))[held]
     assert node["spec"].get("unschedulable") is True
+
+
+async def test_a_budget_that_later_allows_the_eviction_and_a_slow_workload(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """The budget refuses, then allows (deleted); the workload takes its grace period to stop.
+    The status stops saying "eviction refused" once the eviction is accepted, and the loader
+    pod goes only after the workload is gone."""
+    kubelet.graceful = lambda pod: (pod["metadata"].get("labels") or {}).get("app") == WORKLOAD
+    kubelet.graceful_cap = 15.0  # the workloads' default terminationGracePeriodSeconds is 30
+    labels, pods = LabelWatch("", set()), PodWatch()
+    _, label, held, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    async with watching(admin_rest, namespace, labels, pods):
+        await admin_rest.delete(f"{PDBS.format(namespace)}/all")
+
+        async def evicted() -> bool:
+            found = await admin_rest.get(f"/api/v1/namespaces/{namespace}/pods/work-{held}")
+            return bool(found["metadata"].get("deletionTimestamp"))
+
+        await eventually(evicted, timeout=15)
+
+        async def says() -> str:
+            module = await get_module(admin_rest, namespace, "mod")
+            return str(condition(module, "Progressing").get("message", ""))
+
+        async def no_longer_refused() -> bool:
+            return "eviction refused" not in await says()
+
+        await eventually(no_longer_refused, timeout=5)  # well inside the 15 s grace period
+        await eventually(lambda: labelled(admin_rest, [held], label), timeout=60)
+    (loader,) = [p for p in pods.loader_deletions() if p["spec"]["nodeName"] == held]
+    assert pods.present_when(loader["metadata"]["uid"], held, WORKLOAD) == []
