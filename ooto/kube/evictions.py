@@ -66,9 +66,10 @@ async def clear_node(
             on_blocked("")  # accepted now: the pods are on their way out
         refused = bool(refusals)
         timeout = retry_seconds if refusals else CHECK_SECONDS
+        tried = {_uid(pod) for pod in found.evict}
         try:
             if await _watch_until_gone(
-                api, field, listed.resource_version, pods, departures_of, timeout
+                api, field, listed.resource_version, pods, departures_of, timeout, tried
             ):
                 return len(evicted)
         except (Gone, TransientError) as error:
@@ -108,8 +109,11 @@ async def _watch_until_gone(
     pods: dict[str, Obj],
     departures_of: Callable[[list[Obj]], Departing],
     timeout: float,
+    tried: set[str],
 ) -> bool:
-    """Follow the node's pods until none must leave (True) or the watch times out (False)."""
+    """Follow the node's pods until none must leave (True), or the watch times out, or a pod to
+    evict that this round has not tried lands on the node (False: list and evict again; it may
+    land at any time: DaemonSet-like tolerations, an admin's uncordon)."""
     stream = api.watch(
         PODS, resource_version=version, field_selector=field, timeout_seconds=max(1, int(timeout))
     )
@@ -122,8 +126,11 @@ async def _watch_until_gone(
                 pods[_uid(obj)] = obj
             else:
                 continue
-            if departures_of(list(pods.values())).waiting == 0:
+            found = departures_of(list(pods.values()))
+            if found.waiting == 0:
                 return True
+            if any(_uid(pod) not in tried for pod in found.evict):
+                return False
     return False
 
 

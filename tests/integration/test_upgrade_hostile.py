@@ -394,3 +394,44 @@ async def test_a_budget_that_later_allows_the_eviction_and_a_slow_workload(
         await eventually(lambda: labelled(admin_rest, [held], label), timeout=60)
     (loader,) = [p for p in pods.loader_deletions() if p["spec"]["nodeName"] == held]
     assert pods.present_when(loader["metadata"]["uid"], held, WORKLOAD) == []
+
+
+async def test_a_pod_that_lands_while_the_node_clears_is_evicted_too(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """A pod podDeletion names is bound to the node while its workloads take their grace period
+    to stop (an admin uncordoned it, or the pod tolerates the cordon): it is evicted at once, not
+    after the 300 s the pod watch lasts (the podDeletion timeout would have failed the node
+    first). Reproduced before the fix: it was only waited for."""
+    kubelet.graceful = lambda pod: (pod["metadata"].get("labels") or {}).get("app") == WORKLOAD
+    kubelet.graceful_cap = 20.0
+    policy = {"podDeletion": {"podSelector": f"app={WORKLOAD}"}}
+    nodes, label, _, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 2, **policy
+    )
+    await add_workloads(admin_rest, namespace, nodes)
+    await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
+
+    async def leaving() -> str | None:
+        found = await admin_rest.get(
+            f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"app={WORKLOAD}"}
+        )
+        going = [p for p in found["items"] if p["metadata"].get("deletionTimestamp")]
+        return str(going[0]["spec"]["nodeName"]) if going else None
+
+    node = await eventually(leaving, timeout=30)
+    late = {
+        "metadata": {"name": f"late-{node}", "labels": {"app": WORKLOAD}},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "main", "image": "example.invalid/w:1"}],
+        },
+    }
+    await admin_rest.post(f"/api/v1/namespaces/{namespace}/pods", late)
+
+    async def evicted() -> bool:
+        found = await admin_rest.get(f"/api/v1/namespaces/{namespace}/pods/late-{node}")
+        return bool(found["metadata"].get("deletionTimestamp"))
+
+    await eventually(evicted, timeout=10)  # the first workload still takes its 20 s
+    await eventually(lambda: labelled(admin_rest, [node], label), timeout=60)
