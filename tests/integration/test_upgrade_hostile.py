@@ -435,3 +435,48 @@ async def test_a_pod_that_lands_while_the_node_clears_is_evicted_too(
 
     await eventually(evicted, timeout=10)  # the first workload still takes its 20 s
     await eventually(lambda: labelled(admin_rest, [node], label), timeout=60)
+
+
+async def test_max_parallel_lowered_mid_rollout_starts_nothing_until_under_the_new_limit(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """maxParallel 2 -> 1 while two nodes wait for a budget: the third node starts only once
+    both are done, alone."""
+    policy = {"maxParallel": 2, "podDeletion": {"podSelector": f"app={WORKLOAD}"}}
+    nodes, label, _, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 3, **policy
+    )
+    await add_workloads(admin_rest, namespace, nodes)
+    await forbid_evictions(admin_rest, namespace, len(nodes))
+    await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
+
+    async def two_waiting() -> bool:
+        module = await get_module(admin_rest, namespace, "mod")
+        upgrade = (module.get("status") or {}).get("upgrade") or {}
+        return upgrade.get("nodesUpgrading") == 2 and "eviction refused" in condition(
+            module, "Progressing"
+        ).get("message", "")
+
+    await eventually(two_waiting, timeout=60)
+    lowered = await patch_module(
+        admin_rest, namespace, "mod", {"spec": {"upgradePolicy": {"maxParallel": 1}}}
+    )
+    generation = lowered["metadata"]["generation"]
+
+    async def judged() -> bool:
+        module = await get_module(admin_rest, namespace, "mod")
+        status = module.get("status") or {}
+        upgrade = status.get("upgrade") or {}
+        return status.get("observedGeneration") == generation and (
+            upgrade.get("nodesUpgrading"),
+            upgrade.get("nodesPending"),
+        ) == (2, 1)
+
+    await eventually(judged, timeout=30)  # the new generation is judged: the two go on alone
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await admin_rest.delete(f"{PDBS.format(namespace)}/all")
+        await eventually(lambda: back_at_rest(admin_rest, namespace, nodes, label), timeout=90)
+    # The first two are the nodes without the label when the watch began; then the third, once,
+    # when the two before it were done.
+    assert len(labels.removals) == 3 and labels.missing_at_removal[2:] == [1], labels
