@@ -59,9 +59,10 @@ async def clear_node(
         if found.waiting == 0:
             return len(evicted)
         blocked = [await _evict(api, pod, evicted) for pod in found.evict]
-        refusals = [reason for reason in blocked if reason] + list(found.held)
+        refused_now = [f"eviction refused: {reason}" for reason in blocked if reason]
+        refusals = refused_now + [f"not evicted: {reason}" for reason in found.held]
         if refusals:
-            on_blocked(f"eviction refused: {refusals[0]}")
+            on_blocked(refusals[0])
         elif refused:
             on_blocked("")  # accepted now: the pods are on their way out
         refused = bool(refusals)
