@@ -60,12 +60,12 @@ def edited(text: str | None, held: NodeUpgrade, owner: str) -> bool:
     someone edited it, to garbage or to another record. False while `held`'s own write is on
     its way, and for a record of another Module of this name (another `owner`: the NodeCleaner's
     to remove)."""
-    if held.state is not NodeUpgradeState.IDLE and not held.written:
-        return False
+    idle = held.state is NodeUpgradeState.IDLE
+    if (idle and not text) or (not idle and not held.written):
+        return False  # the common case first: a node at rest without a record (no JSON parsed)
     if owner_of(text) not in ("", owner):
         return False
-    wanted = replace(held, written=True) if held.state is not NodeUpgradeState.IDLE else None
-    return decode(text) != wanted or (wanted is None and bool(text))
+    return idle or decode(text) != replace(held, written=True)
 
 
 def owner_of(text: str | None) -> str:
