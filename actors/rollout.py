@@ -325,13 +325,15 @@ class RolloutActor(OotoActor):
     def _reconsider(
         self, node: str, upgrade: NodeUpgrade, target: tuple[str, str], pod: Obj | None
     ) -> NodeUpgrade:
-        """The Module (mode, digest) or the loader pod changed: is this upgrade still wanted?"""
+        """The Module (mode, digest), the node (skip label) or its loader pod changed: is this
+        upgrade still wanted?"""
         manual = self._module.spec.upgrade_policy.mode is UpgradeMode.MANUAL
-        self._feed(node, Reconsidered(manual, facts.needs_upgrade(pod, *target)))
+        held = manual or facts.skipped(self._node(node))
+        self._feed(node, Reconsidered(held, facts.needs_upgrade(pod, *target)))
         now = self._upgrades.get(node, IDLE)
         if now.state is S.IDLE:
             self._started.pop(node, None)
-            why = "Manual mode" if manual else "its loader needs no upgrade now"
+            why = "held on its loader (Manual, skip label)" if held else "no upgrade needed now"
             self._say(logging.INFO, "Withdrawn", node, f"withdrew {node} from its upgrade: {why}")
         return now
 

@@ -112,6 +112,28 @@ async def test_switching_to_manual_mid_eviction_replaces_no_loader(
     assert {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)} == before
 
 
+async def test_the_skip_label_put_on_a_node_mid_eviction_withdraws_it(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """`upgrade.skip` means "leave this node on its current loader": while its pods still leave,
+    its loader is current, so the node is withdrawn (the next node then takes the slot)."""
+    _, label, held, _ = await held_mid_eviction(admin_rest, kubelet, namespace, start_operator)
+    before = {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+    await kubelet.set_labels(held, {"ooto.sigs.k8s.io/upgrade.skip": "true"})
+    key = upgrade_annotation_key(namespace, "mod")
+
+    async def withdrawn() -> bool:
+        node = (await nodes_by_name(admin_rest, [held]))[held]
+        return (
+            not node["spec"].get("unschedulable")
+            and key not in _annotations(node)
+            and await labelled(admin_rest, [held], label)
+        )
+
+    await eventually(withdrawn, timeout=30)
+    assert before <= {p["metadata"]["uid"] for p in await loader_pods(admin_rest, namespace)}
+
+
 def _annotations(node: dict[str, Any]) -> dict[str, str]:
     return dict(node["metadata"].get("annotations") or {})
 

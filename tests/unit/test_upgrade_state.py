@@ -47,10 +47,10 @@ EVENTS: list[Event] = [
     NewPodReady(),
     DeadlinePassed(now=T0 + 10_000),
     Aborted(),
-    Reconsidered(manual=False, outdated=True),  # still wanted: never changes anything
+    Reconsidered(held=False, outdated=True),  # still wanted: never changes anything
     CordonLifted(),
 ]
-WITHDRAWING = [Reconsidered(manual=True, outdated=True), Reconsidered(manual=False, outdated=False)]
+WITHDRAWING = [Reconsidered(held=True, outdated=True), Reconsidered(held=False, outdated=False)]
 
 
 def at(state: S, *, written: bool = True, cordoned: bool = True) -> NodeUpgrade:

@@ -120,8 +120,9 @@ class Aborted:
 class Reconsidered:
     """The node's upgrade looked at again after its Module or its loader pod changed."""
 
-    manual: bool
-    """The Module is in `Manual` mode now: ooto replaces no running loader pod."""
+    held: bool
+    """The node is held on its current loader now: the Module is in `Manual` mode, or the node
+    carries the skip label (ooto replaces no running loader pod there)."""
     outdated: bool
     """The node's loader pod still needs this upgrade (`facts.needs_upgrade`): False when the
     Module went back to the digest it runs, or no loader of the node's kernel runs there."""
@@ -293,7 +294,7 @@ def _reconsidered(upgrade: NodeUpgrade, event: Reconsidered) -> Step:
     """Withdraw a node whose loader pod is still there (pods still leaving) when the upgrade is
     no longer wanted: back to idle, ooto's cordon off; its ready label follows the loader pod
     again. Once the loader pod is deleted the node finishes: its module is unloaded already."""
-    if upgrade.state is not S.POD_DELETION_REQUIRED or (event.outdated and not event.manual):
+    if upgrade.state is not S.POD_DELETION_REQUIRED or (event.outdated and not event.held):
         return upgrade, []
     return _aborted(upgrade)
 
