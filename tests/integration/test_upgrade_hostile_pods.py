@@ -10,7 +10,7 @@ from ooto.testing.rest import KubeRest
 from tests.integration.conftest import OperatorFactory
 from tests.integration.scenario_support import condition, eventually, get_module, patch_module
 from tests.integration.test_upgrade_hostile import PDBS, held_mid_eviction
-from tests.integration.test_upgrades import bump, converged, labelled
+from tests.integration.test_upgrades import bump, converged, labelled, rolled_out
 from tests.integration.upgrade_support import (
     WORKLOAD,
     LabelWatch,
@@ -160,3 +160,26 @@ async def test_a_pod_that_lands_while_the_node_clears_is_evicted_too(
 
     await eventually(evicted, timeout=10)  # the first workload still takes its 20 s
     await eventually(lambda: labelled(admin_rest, [node], label), timeout=60)
+
+
+async def test_a_pod_deletion_selector_naming_ooto_s_own_pods_evicts_none_of_them(
+    admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
+) -> None:
+    """`podSelector: ooto.sigs.k8s.io/module=mod` names the Module's loader and device-plugin
+    pods: the upgrade still replaces each loader once, by its own step (never by an eviction
+    before the label is off and the device plugin gone), and completes. A guard: it passed
+    before this review too (loaders were already never evicted, the device plugin waited for)."""
+    policy = {"podDeletion": {"podSelector": "ooto.sigs.k8s.io/module=mod"}}
+    nodes, label, old, _ = await converged(
+        admin_rest, kubelet, namespace, start_operator, 2, **policy
+    )
+    labels, pods = LabelWatch(label, set(nodes)), PodWatch()
+    async with watching(admin_rest, namespace, labels, pods):
+        await patch_module(admin_rest, namespace, "mod", bump("example.invalid/mod:2"))
+        await eventually(lambda: rolled_out(admin_rest, namespace, nodes, label, old), timeout=90)
+    deleted = pods.loader_deletions()
+    assert sorted(p["spec"]["nodeName"] for p in deleted) == sorted(nodes)  # once each
+    for pod in deleted:
+        node, uid = pod["spec"]["nodeName"], pod["metadata"]["uid"]
+        assert pods.present_when(uid, node, "device-plugin") == [], node
+    assert sorted(labels.removals) == sorted(nodes)  # each label off once, then back
