@@ -9,7 +9,9 @@ from ooto.domain.upgrade import record as upgrade_record
 from ooto.domain.upgrade.keys import upgrade_annotation_key
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.rest import KubeRest
+from tests.integration.barrier import has_seen, version_of
 from tests.integration.conftest import OperatorFactory, RunningOperator
+from tests.integration.reliability_support import write_log
 from tests.integration.scenario_support import (
     condition,
     eventually,
@@ -203,9 +205,13 @@ async def test_a_record_garbled_while_no_operator_ran_leaves_the_node_safe(
 async def test_hand_edits_of_the_ready_label_are_put_right(
     admin_rest: KubeRest, kubelet: SimulatedKubelet, namespace: str, start_operator: OperatorFactory
 ) -> None:
-    nodes, label, _, _ = await converged(admin_rest, kubelet, namespace, start_operator, 2)
+    """Each hand edit is answered by exactly one Node write, and a Node change after that by
+    none (the barrier waits until the operator has seen it and gone idle)."""
+    nodes, label, _, running = await converged(admin_rest, kubelet, namespace, start_operator, 2)
     stranger = f"stranger-{namespace[-5:]}"
-    await kubelet.add_node(stranger, "5.4.0-1054-gke", {})  # not selected: no module there
+    added = await kubelet.add_node(stranger, "5.4.0-1054-gke", {})  # not selected: no module
+    await has_seen(running, "nodes", version_of(added))  # its kernel label is written by then
+    before = node_patches(running)
     await admin_rest.patch(f"/api/v1/nodes/{nodes[0]}", {"metadata": {"labels": {label: None}}})
     await admin_rest.patch(f"/api/v1/nodes/{stranger}", {"metadata": {"labels": {label: "true"}}})
     await admin_rest.patch(f"/api/v1/nodes/{nodes[1]}", {"metadata": {"labels": {label: "yes"}}})
@@ -217,6 +223,16 @@ async def test_hand_edits_of_the_ready_label_are_put_right(
         )
 
     await eventually(truth, timeout=30)
+    assert node_patches(running) - before == 3
+    touched = await admin_rest.patch(
+        f"/api/v1/nodes/{nodes[0]}", {"metadata": {"labels": {"unrelated": "x"}}}
+    )
+    await has_seen(running, "nodes", version_of(touched))
+    assert node_patches(running) - before == 3  # at rest: nothing more
+
+
+def node_patches(running: RunningOperator) -> int:
+    return sum(n for (verb, resource, _), n in write_log(running).items() if resource == "nodes")
 
 
 BROKEN = {"regexp": ".", "containerImage": "example.invalid/mod:broken"}
