@@ -343,8 +343,8 @@ class RolloutActor(OotoActor):
         meta = (self._node(node) or {}).get("metadata") or {}
         text = (meta.get("annotations") or {}).get(self._annotation)
         owner = self._module.metadata.uid
-        if not meta or not record.edited(text, upgrade, owner):
-            return
+        if self._gone or not meta or not record.edited(text, upgrade, owner):
+            return  # (gone: the NodeCleaner's, as every write of a deleted Module's keys)
         held = record.encode(upgrade, owner) if upgrade.state is not S.IDLE else None
         self._send(node, self._writes.start(node, ({}, {self._annotation: held}, None, False)))
         what = f"wrote back its own ({upgrade.state})" if held else "removed it (none under way)"
