@@ -46,11 +46,14 @@ class NodeWrites:
         return queued
 
     def view(self, name: str) -> Obj | None:
-        """The newer of the cached Node and the one our last write returned."""
+        """The newer of the cached Node and the one our last write returned. A Node the cache
+        no longer has is deleted (ooto writes only Nodes it saw in the cache): None, and what
+        its last write returned is dropped (else a deleted node would live on in the view, be
+        written to, and be kept for ever)."""
         cached, mine = self._nodes.get("", name), self._fresh.get(name)
         if mine is None:
             return cached
-        if cached is not None and _version(cached) >= _version(mine):
+        if cached is None or _version(cached) >= _version(mine):
             del self._fresh[name]
             return cached
         return mine

@@ -49,6 +49,7 @@ from ooto.domain.upgrade.state import (
     Aborted,
     Action,
     ArmDeadline,
+    CordonLifted,
     DeadlinePassed,
     DeleteLoaderPod,
     Event,
@@ -57,6 +58,7 @@ from ooto.domain.upgrade.state import (
     NodeUpgrade,
     NodeUpgradeState,
     PodsGone,
+    Reconsidered,
     ReportDone,
     ReportFailed,
     SlotGranted,
@@ -212,7 +214,7 @@ class RolloutActor(OotoActor):
 
     def on_EvictionBlocked(self, message: EvictionBlocked) -> None:
         if self._upgrades.get(message.node, IDLE).state is S.POD_DELETION_REQUIRED:
-            self._clearings.blocked[message.node] = message.why
+            self._clearings.waits(message.node, message.why)
             self._report()
 
     def on_timer(self, name: str) -> None:
@@ -289,10 +291,17 @@ class RolloutActor(OotoActor):
         if self._settled_failure(upgrade, target, pod):
             self._feed(node, Aborted())  # its loader already runs what is wanted: clean up
             upgrade = self._upgrades.get(node, IDLE)
+        if upgrade.state in ACTIVE and target is not None:
+            upgrade = self._reconsider(node, upgrade, target, pod)
+        if upgrade.cordoned and self._uncordoned(node):
+            self._feed(node, CordonLifted())
+            upgrade = self._upgrades.get(node, IDLE)
         if self._replaced(upgrade, pod):
             self._clock.new_pod_ready(node)
             self._feed(node, NewPodReady())
             upgrade = self._upgrades.get(node, IDLE)
+        if not self._writes.busy(node):
+            self._restore_record(node, upgrade)
         if upgrade.state in ACTIVE or self._writes.busy(node):
             return
         ready = (
@@ -312,6 +321,44 @@ class RolloutActor(OotoActor):
             return False
         older = upgrade.generation < self._module.metadata.generation
         return older and facts.pod_ready(pod) and not facts.needs_upgrade(pod, *target)
+
+    def _reconsider(
+        self, node: str, upgrade: NodeUpgrade, target: tuple[str, str], pod: Obj | None
+    ) -> NodeUpgrade:
+        """The Module (mode, digest), the node (skip label) or its loader pod changed: is this
+        upgrade still wanted?"""
+        manual = self._module.spec.upgrade_policy.mode is UpgradeMode.MANUAL
+        held = manual or facts.skipped(self._node(node))
+        self._feed(node, Reconsidered(held, facts.needs_upgrade(pod, *target)))
+        now = self._upgrades.get(node, IDLE)
+        if now.state is S.IDLE:
+            self._started.pop(node, None)
+            why = "held on its loader (Manual, skip label)" if held else "no upgrade needed now"
+            self._say(logging.INFO, "Withdrawn", node, f"withdrew {node} from its upgrade: {why}")
+        return now
+
+    def _restore_record(self, node: str, upgrade: NodeUpgrade) -> None:
+        """Someone edited the node's upgrade record: write back the one ooto holds (none: remove
+        it), so that a restart resumes what is really under way, and say so on the Node."""
+        meta = (self._node(node) or {}).get("metadata") or {}
+        text = (meta.get("annotations") or {}).get(self._annotation)
+        owner = self._module.metadata.uid
+        if self._gone or not meta or not record.edited(text, upgrade, owner):
+            return  # (gone: the NodeCleaner's, as every write of a deleted Module's keys)
+        held = record.encode(upgrade, owner) if upgrade.state is not S.IDLE else None
+        self._send(node, self._writes.start(node, ({}, {self._annotation: held}, None, False)))
+        what = f"wrote back its own ({upgrade.state})" if held else "removed it (none under way)"
+        message = (
+            f"module {self._module.key}: the upgrade record {self._annotation} on {node} is not "
+            f"the one ooto holds (edited by hand, or an earlier write failed); {what}"
+        )
+        self._say(logging.WARNING, EventReason.UPGRADE_RECORD_EDITED, node, message)
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+        self._io.record_event(involved, "Warning", EventReason.UPGRADE_RECORD_EDITED, message)
+
+    def _uncordoned(self, node: str) -> bool:
+        obj = self._node(node)
+        return obj is not None and not facts.cordoned(obj)
 
     @staticmethod
     def _replaced(upgrade: NodeUpgrade, pod: Obj | None) -> bool:

@@ -80,6 +80,13 @@ class Clearings:
         del self._running[node]
         return True
 
+    def waits(self, node: str, why: str) -> None:
+        """Evictions on `node` are refused (`why`), or accepted again ("")."""
+        if why:
+            self.blocked[node] = why
+        else:
+            self.blocked.pop(node, None)
+
     def cancel(self, node: str) -> None:
         """No eviction on `node` any more (it failed, left, or finished this step)."""
         self.blocked.pop(node, None)

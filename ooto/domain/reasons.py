@@ -66,3 +66,6 @@ class EventReason(StrEnum):
     """On the Node: its reported kernel string is refused."""
     UNDECODABLE_OBJECT = "UndecodableObject"
     """On the object: an informer could not decode this version of it."""
+    UPGRADE_RECORD_EDITED = "UpgradeRecordEdited"
+    """On the Node: its upgrade record for a Module is not the one ooto holds (edited by hand);
+    ooto wrote back its own, or removed it."""

@@ -3,12 +3,12 @@ pods that must leave are gone.
 
 Evictions go through the Eviction API, so PodDisruptionBudgets are respected: a refused eviction
 (429) is retried every `retry_seconds` (as `kubectl drain` does; the API has no way to be told
-when a budget allows it) and reported through `on_blocked`. Between retries the node's pods are
-watched (field selector on the node), never polled. It runs until done or cancelled (the
-RolloutActor cancels it through its `Bridge.run` handle the moment the node no longer needs it;
-the watch stream is closed then, not left to the garbage collector). Each pod is evicted at
-most once per uid: a pod already terminating is waited for, not evicted again (this is what
-keeps a restarted operator from evicting twice).
+when a budget allows it) and reported through `on_blocked` ("" once accepted again). Between
+retries the node's pods are watched (field selector on the node), never polled. It runs until done
+or cancelled (the RolloutActor cancels it through its `Bridge.run` handle the moment the node no
+longer needs it; the watch stream is closed then, not left to the garbage collector). Each pod is
+evicted at most once per uid: a pod already terminating is waited for, not evicted again (this is
+what keeps a restarted operator from evicting twice).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ async def clear_node(
     """Evict and wait until `departures_of(pods on node).waiting` is 0; returns evictions made."""
     field = f"spec.nodeName={node}"
     evicted: set[str] = set()
+    refused = False
     while True:
         listed = await api.list(PODS, field_selector=field)
         pods: dict[str, Obj] = {_uid(p): p for p in listed.items}
@@ -58,13 +59,18 @@ async def clear_node(
         if found.waiting == 0:
             return len(evicted)
         blocked = [await _evict(api, pod, evicted) for pod in found.evict]
-        refusals = [reason for reason in blocked if reason] + list(found.held)
+        refused_now = [f"eviction refused: {reason}" for reason in blocked if reason]
+        refusals = refused_now + [f"not evicted: {reason}" for reason in found.held]
         if refusals:
-            on_blocked(f"eviction refused: {refusals[0]}")
+            on_blocked(refusals[0])
+        elif refused:
+            on_blocked("")  # accepted now: the pods are on their way out
+        refused = bool(refusals)
         timeout = retry_seconds if refusals else CHECK_SECONDS
+        tried = {_uid(pod) for pod in found.evict}
         try:
             if await _watch_until_gone(
-                api, field, listed.resource_version, pods, departures_of, timeout
+                api, field, listed.resource_version, pods, departures_of, timeout, tried
             ):
                 return len(evicted)
         except (Gone, TransientError) as error:
@@ -104,8 +110,11 @@ async def _watch_until_gone(
     pods: dict[str, Obj],
     departures_of: Callable[[list[Obj]], Departing],
     timeout: float,
+    tried: set[str],
 ) -> bool:
-    """Follow the node's pods until none must leave (True) or the watch times out (False)."""
+    """Follow the node's pods until none must leave (True), or the watch times out, or a pod to
+    evict that this round has not tried lands on the node (False: list and evict again; it may
+    land at any time: DaemonSet-like tolerations, an admin's uncordon)."""
     stream = api.watch(
         PODS, resource_version=version, field_selector=field, timeout_seconds=max(1, int(timeout))
     )
@@ -118,8 +127,11 @@ async def _watch_until_gone(
                 pods[_uid(obj)] = obj
             else:
                 continue
-            if departures_of(list(pods.values())).waiting == 0:
+            found = departures_of(list(pods.values()))
+            if found.waiting == 0:
                 return True
+            if any(_uid(pod) not in tried for pod in found.evict):
+                return False
     return False
 
 

@@ -234,6 +234,10 @@ class SimulatedKubelet:
     async def _handle(self, pod: JSON) -> None:
         meta, node = pod["metadata"], pod["spec"].get("nodeName", "")
         if node not in self.nodes:
+            # Its node was removed: nothing runs it any more. Forget it, else a pull step that
+            # fell due would requeue it for ever without the worker ever yielding to the loop.
+            self._pods.pop(_key(pod), None)
+            self._pull_due.discard(_key(pod))
             return
         if meta.get("deletionTimestamp"):
             await self._terminate(pod)

@@ -70,6 +70,8 @@ class LabelWatch:
     missing: set[str] = field(default_factory=set)
     most_missing: int = 0
     removals: list[str] = field(default_factory=list)
+    missing_at_removal: list[int] = field(default_factory=list)
+    """How many nodes lacked the label right after each removal (the removed one included)."""
 
     def see(self, node: dict[str, Any]) -> None:
         name = node["metadata"]["name"]
@@ -79,6 +81,7 @@ class LabelWatch:
         if not labelled and name not in self.missing:
             self.missing.add(name)
             self.removals.append(name)
+            self.missing_at_removal.append(len(self.missing))
         elif labelled:
             self.missing.discard(name)
         self.most_missing = max(self.most_missing, len(self.missing))

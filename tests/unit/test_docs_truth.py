@@ -37,7 +37,7 @@ OTHER_TOOLS_FLAGS = {
     "--force-conflicts",
     # kubectl
     "--field-selector", "--from-file", "--previous", "--dry-run", "--as", "--clusterrole",
-    "--group", "--all", "--overwrite", "--for",
+    "--group", "--all", "--overwrite", "--for", "--ignore-daemonsets",
     # buildah, kaniko, mokutil, py-spy, kube-controller-manager
     "--storage-driver", "--isolation", "--tls-verify", "--authfile", "--build-arg", "--file",
     "--tag", "--mount", "--destination", "--import", "--gil", "--nonblocking",

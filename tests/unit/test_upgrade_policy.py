@@ -120,3 +120,63 @@ def test_a_drain_holds_pods_with_empty_dir_data_unless_allowed() -> None:
     scratch["metadata"]["labels"] = {"app": "uses"}  # podDeletion names it: it goes anyway
     both = {"drain": {"enable": True}, "podDeletion": {"podSelector": "app=uses"}}
     assert [p["metadata"]["name"] for p in departures(module(both), "m", [scratch]).evict]
+
+
+class TestDaemonSetPodsAreNeverEvicted:
+    """A DaemonSet pod podDeletion names would be recreated on the cordoned node at once."""
+
+    POLICY = {"podDeletion": {"podSelector": "app=uses"}}
+    DAEMON = {"ownerReferences": [{"kind": "DaemonSet", "name": "exporter"}]}
+    LABEL = "ready.ooto.sigs.k8s.io/ns.m"
+
+    def exporter(self, spec: dict[str, Any]) -> dict[str, Any]:
+        found = pod("exporter", {"app": "uses"}, meta=self.DAEMON)
+        found["spec"].update(spec)
+        return found
+
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            {"nodeSelector": {LABEL: "true"}},
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": LABEL, "operator": "Exists"}]}
+                            ]
+                        }
+                    }
+                }
+            },
+        ],
+        ids=["nodeSelector", "affinity"],
+    )
+    def test_one_that_follows_the_ready_label_is_waited_for(self, spec: dict[str, Any]) -> None:
+        found = departures(module(self.POLICY), "m", [self.exporter(spec)])
+        assert (found.evict, found.waiting, found.held) == ((), 1, ())
+
+    def test_one_that_does_not_holds_the_node_and_says_why(self) -> None:
+        found = departures(module(self.POLICY), "m", [self.exporter({"nodeSelector": {}})])
+        assert (found.evict, found.waiting) == ((), 1)
+        assert found.held == (
+            "apps/exporter is a DaemonSet pod that podDeletion names: its DaemonSet must "
+            f"select on {self.LABEL}=true to leave",
+        )
+
+    def test_a_selector_naming_ooto_s_own_pods_evicts_none_of_them(self) -> None:
+        """Loaders (this Module's or another's) never; this Module's device plugin is waited for,
+        another Module's is a DaemonSet pod like any other."""
+        policy = {"podDeletion": {"podSelector": "ooto.sigs.k8s.io/role"}}
+        loader = {"ooto.sigs.k8s.io/module": "m", "ooto.sigs.k8s.io/role": "module-loader"}
+        plugin = {"ooto.sigs.k8s.io/module": "m", "ooto.sigs.k8s.io/role": "device-plugin"}
+        other = {"ooto.sigs.k8s.io/module": "o", "ooto.sigs.k8s.io/role": "device-plugin"}
+        pods = [
+            pod("loader", loader, namespace="ns", meta=self.DAEMON),
+            pod("other-loader", {**loader, "ooto.sigs.k8s.io/module": "o"}, meta=self.DAEMON),
+            pod("dp", plugin, namespace="ns", meta=self.DAEMON),
+            pod("other-dp", other, namespace="ns", meta=self.DAEMON),
+        ]
+        found = departures(module(policy), "m", pods)
+        assert found.evict == () and found.waiting == 2
+        assert [why.split(" ")[0] for why in found.held] == ["ns/other-dp"]

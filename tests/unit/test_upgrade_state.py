@@ -12,6 +12,7 @@ from ooto.domain.upgrade.state import (
     ACTIVE,
     Aborted,
     ArmDeadline,
+    CordonLifted,
     DeadlinePassed,
     DeleteLoaderPod,
     Event,
@@ -20,6 +21,7 @@ from ooto.domain.upgrade.state import (
     NodeUpgrade,
     NodeUpgradeState,
     PodsGone,
+    Reconsidered,
     ReleaseSlot,
     ReportDone,
     ReportFailed,
@@ -45,7 +47,10 @@ EVENTS: list[Event] = [
     NewPodReady(),
     DeadlinePassed(now=T0 + 10_000),
     Aborted(),
+    Reconsidered(held=False, outdated=True),  # still wanted: never changes anything
+    CordonLifted(),
 ]
+WITHDRAWING = [Reconsidered(held=True, outdated=True), Reconsidered(held=False, outdated=False)]
 
 
 def at(state: S, *, written: bool = True, cordoned: bool = True) -> NodeUpgrade:
@@ -128,6 +133,14 @@ class TestFailures:
         again, retry = transition(upgrade, WriteFailed("conflict"), LIMITS)
         assert again == upgrade and retry == actions
 
+    def test_a_failure_s_record_is_written_again_until_it_is_on_the_node(self) -> None:
+        """Else a restart would resume the step that failed (and fail it again, late)."""
+        failed, actions = transition(at(S.POD_RESTART_REQUIRED), DeadlinePassed(T0 + 601), LIMITS)
+        write = actions[0]
+        assert isinstance(write, WriteNode) and not failed.written
+        assert transition(failed, WriteFailed("500"), LIMITS) == (failed, [write])
+        assert transition(failed, Written(), LIMITS) == (replace(failed, written=True), [])
+
     def test_a_new_generation_retries_a_failed_node_keeping_ooto_s_cordon(self) -> None:
         failed = replace(at(S.FAILED), cause="x")
         upgrade, actions = transition(failed, replace(GRANT, cordon=False, generation=3), LIMITS)
@@ -150,6 +163,69 @@ class TestAborts:
         assert actions == [WriteNode(None, unschedulable=None)]
 
 
+class TestWithdrawn:
+    """The Module changed under a node mid-upgrade (image reverted, Manual mode)."""
+
+    @pytest.mark.parametrize("event", WITHDRAWING, ids=str)
+    @pytest.mark.parametrize("written", [True, False])
+    def test_a_node_whose_loader_is_still_there_is_withdrawn_and_uncordoned(
+        self, event: Reconsidered, written: bool
+    ) -> None:
+        upgrade = at(S.POD_DELETION_REQUIRED, written=written)
+        assert transition(upgrade, event, LIMITS) == (
+            NodeUpgrade(),
+            [WriteNode(None, unschedulable=False), ReleaseSlot()],
+        )
+
+    @pytest.mark.parametrize("event", WITHDRAWING, ids=str)
+    def test_an_admin_s_cordon_stays_when_a_node_is_withdrawn(self, event: Reconsidered) -> None:
+        upgrade = at(S.POD_DELETION_REQUIRED, cordoned=False)
+        _, actions = transition(upgrade, event, LIMITS)
+        assert actions == [WriteNode(None, unschedulable=None), ReleaseSlot()]
+
+    @pytest.mark.parametrize("event", WITHDRAWING, ids=str)
+    @pytest.mark.parametrize(
+        "state", [S.IDLE, S.POD_RESTART_REQUIRED, S.UNCORDON_REQUIRED, S.FAILED]
+    )
+    @pytest.mark.parametrize("written", [True, False])
+    def test_once_the_loader_pod_went_the_node_finishes(
+        self, event: Reconsidered, state: S, written: bool
+    ) -> None:
+        """Its module is unloaded already: only the new loader pod puts it back."""
+        upgrade = at(state, written=written) if state is not S.IDLE else NodeUpgrade()
+        assert transition(upgrade, event, LIMITS) == (upgrade, [])
+
+
+class TestCordonLifted:
+    """An admin uncordons a node ooto cordoned, mid-upgrade or after its failure."""
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_ooto_forgets_its_cordon_and_records_that_it_did(self, state: S) -> None:
+        upgrade, actions = transition(at(state), CordonLifted(), LIMITS)
+        assert upgrade == replace(at(state), cordoned=False)
+        assert actions == [WriteNode(upgrade)]  # the record only: no cordon, no label
+        assert transition(upgrade, Written(), LIMITS) == (upgrade, [])  # nothing is redone
+
+    def test_it_then_never_uncordons_the_node(self) -> None:
+        upgrade, _ = transition(at(S.POD_RESTART_REQUIRED), CordonLifted(), LIMITS)
+        _, actions = transition(upgrade, NewPodReady(), LIMITS)
+        assert actions == [WriteNode(None, ready_label=True, unschedulable=None)]
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_a_node_ooto_did_not_cordon_or_whose_cordon_is_not_on_yet_is_left(
+        self, state: S
+    ) -> None:
+        for upgrade in (at(state, cordoned=False), at(state, written=False)):
+            assert transition(upgrade, CordonLifted(), LIMITS) == (upgrade, [])
+
+    def test_a_retry_after_a_failure_cordons_afresh_and_owns_that_cordon(self) -> None:
+        failed, _ = transition(at(S.FAILED), CordonLifted(), LIMITS)
+        retry, actions = transition(failed, GRANT, LIMITS)
+        assert retry.cordoned and actions[0] == WriteNode(
+            replace(retry, written=False), ready_label=False, unschedulable=True
+        )
+
+
 # Every pair the tests above do not name must change nothing: late, duplicate, out of order.
 MEANINGFUL = {
     (S.IDLE, "SlotGranted"),
@@ -159,7 +235,8 @@ MEANINGFUL = {
     (S.POD_RESTART_REQUIRED, "NewPodReady"),
     (S.POD_RESTART_REQUIRED, "DeadlinePassed"),
     *((state, "Aborted") for state in (*ACTIVE, S.FAILED)),
-    *((state, "WriteFailed") for state in ACTIVE),
+    *((state, "WriteFailed") for state in (*ACTIVE, S.FAILED)),
+    *((state, "CordonLifted") for state in (*ACTIVE, S.FAILED)),
 }
 
 
@@ -225,6 +302,35 @@ class TestResume:
     def test_resuming_a_failed_node_does_nothing(self) -> None:
         upgrade, actions = resumed(at(S.FAILED, written=False), LIMITS)
         assert upgrade.state is S.FAILED and upgrade.written and actions == []
+
+
+class TestEditedRecords:
+    """While ooto runs, the record it holds is the truth; one edited on the Node is put back."""
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_the_record_ooto_wrote_is_not_edited(self, state: S) -> None:
+        held = at(state)
+        assert not record.edited(record.encode(held, "uid-1"), held, "uid-1")
+        assert not record.edited(record.encode(held), held, "uid-1")  # an older ooto's: no owner
+
+    @pytest.mark.parametrize("text", ["{not json", '{"state":"upgrade-failed"}', "", None])
+    def test_garbage_or_another_record_is_edited(self, text: str | None) -> None:
+        held = at(S.POD_RESTART_REQUIRED)
+        assert record.edited(text, held, "uid-1")
+
+    @pytest.mark.parametrize("text", ["{not json", record.encode(at(S.FAILED)), "x"])
+    def test_any_record_on_a_node_ooto_holds_none_for_is_edited(self, text: str) -> None:
+        assert record.edited(text, NodeUpgrade(), "uid-1")
+        assert not record.edited(None, NodeUpgrade(), "uid-1")
+        assert not record.edited("", NodeUpgrade(), "uid-1")
+
+    @pytest.mark.parametrize("state", [*ACTIVE, S.FAILED])
+    def test_nothing_is_edited_while_ooto_s_own_write_is_on_its_way(self, state: S) -> None:
+        assert not record.edited("{not json", at(state, written=False), "uid-1")
+
+    def test_a_record_of_another_module_of_that_name_is_the_cleaner_s(self) -> None:
+        text = record.encode(at(S.POD_DELETION_REQUIRED), "uid-0")
+        assert not record.edited(text, NodeUpgrade(), "uid-1")
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,14 @@ JSON with short, stable field names, e.g.
 "oldPod":"6d1c..","since":1764600000.0,"owner":"<Module uid>"}`. `owner` tells a record of a
 Module deleted and re-created under the same name from its own (`owner_of`). A value ooto cannot
 read (hand-edited, from a future version) is treated as no record: the node is judged afresh
-from its loader pod.
+from its loader pod. While ooto runs, the record it holds in memory is the truth: a record edited
+on the Node is put back (`edited`), so that a restart still resumes what is under way.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from ooto.domain.upgrade.state import NodeUpgrade, NodeUpgradeState
@@ -51,6 +53,19 @@ def decode(text: str | None) -> NodeUpgrade | None:
     if state is NodeUpgradeState.IDLE:
         return None
     return NodeUpgrade(state=state, written=True, **values)
+
+
+def edited(text: str | None, held: NodeUpgrade, owner: str) -> bool:
+    """The Node's record (`text`) is not the one ooto holds for the node (`held`, IDLE: none):
+    someone edited it, to garbage or to another record. False while `held`'s own write is on
+    its way, and for a record of another Module of this name (another `owner`: the NodeCleaner's
+    to remove)."""
+    idle = held.state is NodeUpgradeState.IDLE
+    if (idle and not text) or (not idle and not held.written):
+        return False  # the common case first: a node at rest without a record (no JSON parsed)
+    if owner_of(text) not in ("", owner):
+        return False
+    return idle or decode(text) != replace(held, written=True)
 
 
 def owner_of(text: str | None) -> str:

@@ -116,7 +116,34 @@ class Aborted:
     """The node left the Module (deleted, deselected, new kernel) or the Module is going."""
 
 
-Event = SlotGranted | Written | WriteFailed | PodsGone | NewPodReady | DeadlinePassed | Aborted
+@dataclass(frozen=True)
+class Reconsidered:
+    """The node's upgrade looked at again after its Module or its loader pod changed."""
+
+    held: bool
+    """The node is held on its current loader now: the Module is in `Manual` mode, or the node
+    carries the skip label (ooto replaces no running loader pod there)."""
+    outdated: bool
+    """The node's loader pod still needs this upgrade (`facts.needs_upgrade`): False when the
+    Module went back to the digest it runs, or no loader of the node's kernel runs there."""
+
+
+@dataclass(frozen=True)
+class CordonLifted:
+    """The node is schedulable though ooto cordoned it: someone uncordoned it mid-upgrade."""
+
+
+Event = (
+    SlotGranted
+    | Written
+    | WriteFailed
+    | PodsGone
+    | NewPodReady
+    | DeadlinePassed
+    | Aborted
+    | Reconsidered
+    | CordonLifted
+)
 
 
 # --- actions -----------------------------------------------------------------------------------
@@ -184,6 +211,10 @@ def transition(upgrade: NodeUpgrade, event: Event, limits: Timeouts) -> Step:
     state = upgrade.state
     if isinstance(event, Aborted):
         return _aborted(upgrade)
+    if isinstance(event, Reconsidered):
+        return _reconsidered(upgrade, event)
+    if isinstance(event, CordonLifted):
+        return _cordon_lifted(upgrade)
     if isinstance(event, SlotGranted) and state in (S.IDLE, S.FAILED):
         return _enter(
             NodeUpgrade(
@@ -196,11 +227,11 @@ def transition(upgrade: NodeUpgrade, event: Event, limits: Timeouts) -> Step:
             ready_label=False,
             unschedulable=True if event.cordon else None,
         )
-    if state not in ACTIVE:
+    if state is S.IDLE:
         return upgrade, []
     if isinstance(event, Written | WriteFailed):
         return _write_outcome(upgrade, event, limits)
-    if not upgrade.written:
+    if state is S.FAILED or not upgrade.written:
         return upgrade, []  # effects wait for the state's record to be on the Node
     return _progress(upgrade, event, limits)
 
@@ -239,6 +270,8 @@ def _write_outcome(upgrade: NodeUpgrade, event: Written | WriteFailed, limits: T
     if upgrade.state is S.POD_RESTART_REQUIRED:
         delete: list[Action] = [DeleteLoaderPod(upgrade.old_pod)] if upgrade.old_pod else []
         return written, [*delete, ArmDeadline(deadline(written, limits))]
+    if upgrade.state is S.FAILED:
+        return written, []  # the record is on the Node: a restart sees the failure
     return NodeUpgrade(cordoned=False), [ReleaseSlot(), ReportDone()]
 
 
@@ -255,6 +288,26 @@ def _aborted(upgrade: NodeUpgrade) -> Step:
     release: list[Action] = [ReleaseSlot()] if upgrade.state in ACTIVE else []
     uncordon = False if upgrade.cordoned else None
     return NodeUpgrade(), [WriteNode(None, unschedulable=uncordon), *release]
+
+
+def _reconsidered(upgrade: NodeUpgrade, event: Reconsidered) -> Step:
+    """Withdraw a node whose loader pod is still there (pods still leaving) when the upgrade is
+    no longer wanted: back to idle, ooto's cordon off; its ready label follows the loader pod
+    again. Once the loader pod is deleted the node finishes: its module is unloaded already."""
+    if upgrade.state is not S.POD_DELETION_REQUIRED or (event.outdated and not event.held):
+        return upgrade, []
+    return _aborted(upgrade)
+
+
+def _cordon_lifted(upgrade: NodeUpgrade) -> Step:
+    """Someone uncordoned the node ooto cordoned: the cordon is theirs now. ooto does not cordon
+    it again (an admin's decision) and forgets that it cordoned it, so that it never lifts a
+    cordon the admin puts back later. Only once the state's own write is on the Node (before,
+    the cache may not show ooto's cordon yet)."""
+    if upgrade.state is S.IDLE or not upgrade.cordoned or not upgrade.written:
+        return upgrade, []
+    theirs = replace(upgrade, cordoned=False)
+    return theirs, [WriteNode(theirs)]
 
 
 def _enter(

@@ -1,9 +1,12 @@
 """Which pods must leave a node before its module-loader pod is replaced.
 
 Two kinds: pods ooto evicts (those `podDeletion` names, and with `drain` every pod but DaemonSet
-pods) and the Module's own device-plugin pods, which the DaemonSet controller removes by itself
-once the ready label is off (ooto waits for them, it never evicts them). Module-loader pods and
-mirror (static) pods are never evicted.
+pods) and pods the DaemonSet controller removes by itself once the ready label is off, which ooto
+waits for and never evicts: the Module's own device-plugin pods, and DaemonSet pods `podDeletion`
+names (evicted, such a pod would be recreated on the cordoned node at once: DaemonSet pods
+tolerate the cordon). A DaemonSet pod that does not select on the ready label never leaves: it
+holds the node, with a status message saying so, until the node fails at its timeout.
+Module-loader pods and mirror (static) pods are never evicted.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ooto.domain.api.module import Module
+from ooto.domain.upgrade.keys import ready_label_key
 from ooto.domain.upgrade.selector import matches, parse_selector
 
 Obj = Mapping[str, Any]
@@ -50,7 +54,14 @@ def departures(module: Module, module_label: str, pods: list[Obj]) -> Departures
         meta = pod.get("metadata") or {}
         if ours or meta.get("deletionTimestamp"):
             continue
-        if _keeps_empty_dir(module, pod):
+        if _daemonset_pod(meta):
+            label = ready_label_key(module.metadata.namespace, module.metadata.name)
+            if not _follows(pod, label):
+                held.append(
+                    f"{meta.get('namespace')}/{meta.get('name')} is a DaemonSet pod that "
+                    f"podDeletion names: its DaemonSet must select on {label}=true to leave"
+                )
+        elif _keeps_empty_dir(module, pod):
             held.append(
                 f"{meta.get('namespace')}/{meta.get('name')} has emptyDir data and "
                 "drain.deleteEmptyDir is false"
@@ -108,6 +119,21 @@ def _is_device_plugin(pod: Obj, module: Module, module_label: str) -> bool:
         meta.get("namespace") == module.metadata.namespace
         and labels.get(_LABEL_MODULE) == module_label
         and labels.get(_LABEL_ROLE) == "device-plugin"
+    )
+
+
+def _follows(pod: Obj, label: str) -> bool:
+    """Does the pod run only where the ready label is (nodeSelector, or a required node affinity
+    on the key), so that its DaemonSet controller removes it once the label is off?"""
+    spec = pod.get("spec") or {}
+    if (spec.get("nodeSelector") or {}).get(label) == "true":
+        return True
+    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = affinity.get("nodeSelectorTerms") or []
+    return bool(terms) and all(
+        any(e.get("key") == label for e in term.get("matchExpressions") or []) for term in terms
     )
 
 
