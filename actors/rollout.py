@@ -32,9 +32,11 @@ from actors.messages import (
     RolloutReport,
     RolloutTargets,
 )
-from actors.node_writes import NodeWrites, Patch
+from actors.node_writes import NodeWrites
 from actors.ports import ActorContext, Obj
 from actors.rollout_clock import StepClock
+from actors.rollout_effects import RolloutEffects, uid_of
+from actors.rollout_reports import RolloutReporting
 from actors.rollout_views import Clearings, LoaderPods
 from ooto.domain.api import Module, UpgradeMode
 from ooto.domain.kernels import label_safe
@@ -43,43 +45,32 @@ from ooto.domain.upgrade import facts, record
 from ooto.domain.upgrade.budget import failed_in, max_parallel
 from ooto.domain.upgrade.facts import template_digest
 from ooto.domain.upgrade.keys import ready_label_key, upgrade_annotation_key
-from ooto.domain.upgrade.progress import timeouts, upgrade_status
+from ooto.domain.upgrade.progress import timeouts
 from ooto.domain.upgrade.state import (
     ACTIVE,
     Aborted,
-    Action,
-    ArmDeadline,
     CordonLifted,
     DeadlinePassed,
-    DeleteLoaderPod,
-    Event,
-    EvictPods,
     NewPodReady,
     NodeUpgrade,
     NodeUpgradeState,
-    PodsGone,
     Reconsidered,
-    ReportDone,
-    ReportFailed,
     SlotGranted,
     Timeouts,
     WriteFailed,
     WriteNode,
-    Written,
     ready_label_wanted,
     resumed,
-    transition,
 )
 from ooto.domain.upgrade.tally import Tally
-from ooto.domain.upgrade.workloads import departures, must_evict
-from ooto.logs import log_fields
+from ooto.domain.upgrade.workloads import must_evict
 
 log = logging.getLogger(__name__)
 S = NodeUpgradeState
 IDLE = NodeUpgrade()
 
 
-class RolloutActor(OotoActor):
+class RolloutActor(OotoActor, RolloutEffects, RolloutReporting):
     def __init__(self, context: ActorContext, supervisor: Any, module: Module) -> None:
         super().__init__(context.bridge)
         self._io, self._metrics, self._routes = context.io, context.metrics, context.rollouts
@@ -365,7 +356,7 @@ class RolloutActor(OotoActor):
         """The loader pod that replaced the recorded one is Ready."""
         if upgrade.state is not S.POD_RESTART_REQUIRED or not upgrade.written or pod is None:
             return False
-        return _uid(pod) != upgrade.old_pod and facts.pod_ready(pod)
+        return uid_of(pod) != upgrade.old_pod and facts.pod_ready(pod)
 
     def _put_label(self, node: str, wanted: bool) -> None:
         obj = self._node(node)
@@ -425,178 +416,5 @@ class RolloutActor(OotoActor):
     def _limits(self) -> Timeouts:
         return timeouts(self._module.spec.upgrade_policy)
 
-    # --- performing ------------------------------------------------------------------------------
-
-    def _feed(self, node: str, event: Event) -> None:
-        if self._gone:
-            return  # a reply that came after the Module went starts nothing
-        if isinstance(event, Aborted):
-            self._clock.forget(node)
-        upgrade, actions = transition(self._upgrades.get(node, IDLE), event, self._limits())
-        self._set(node, upgrade)
-        self._perform(node, actions)
-
-    def _set(self, node: str, upgrade: NodeUpgrade) -> None:
-        self._changed.add(node)
-        if upgrade.state is S.IDLE:
-            self._upgrades.pop(node, None)
-        else:
-            self._upgrades[node] = upgrade
-        if upgrade.state is not S.POD_DELETION_REQUIRED:
-            self._clearings.cancel(node)  # no eviction after the node failed or left
-
-    def _perform(self, node: str, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, WriteNode):
-                self._write(node, action)
-            elif isinstance(action, EvictPods):
-                self._clear(node)
-            elif isinstance(action, DeleteLoaderPod):
-                self._delete_pod(node, action.uid)
-            elif isinstance(action, ArmDeadline):
-                self.set_timer(f"deadline:{node}", max(0.0, action.at - time.time()))
-            elif isinstance(action, ReportFailed):
-                self._report_failed(node, action.cause)
-            elif isinstance(action, ReportDone):
-                self._report_done(node)
-
-    def _write(self, node: str, action: WriteNode, *, step: bool = True) -> None:
-        if self._gone:
-            return
-        labels: dict[str, str | None] = {}
-        if action.ready_label is not None:
-            labels[self._label] = "true" if action.ready_label else None
-        notes: dict[str, str | None] = {}
-        if step:
-            owner = self._module.metadata.uid
-            notes[self._annotation] = record.encode(action.record, owner) if action.record else None
-        self._send(node, self._writes.start(node, (labels, notes, action.unschedulable, step)))
-
-    def _send(self, node: str, patch: Patch | None) -> None:
-        if patch is not None:
-            labels, notes, unschedulable, step = patch
-            write = self._io.patch_node(node, labels, notes, unschedulable)
-            self.bridge.run(self.actor_ref, ("node", node, step), write)
-
-    def _node_written(self, node: str, done: IoDone) -> None:
-        queued = self._writes.done(node, done.result if done.ok else None)
-        self._changed.add(node)
-        step = done.tag[2]
-        if done.ok:
-            self._backoff.reset()
-        else:
-            self._say(logging.WARNING, "NodeWriteFailed", node, f"node write failed: {done.error}")
-        if step and done.ok:
-            self._clock.written(node, done.started, done.ended)
-            self._feed(node, Written())
-        elif step:
-            self._failed_writes[node] = str(done.error)
-            self.set_timer(f"rewrite:{node}", self._backoff.next_delay())
-        elif not done.ok:
-            self.set_timer("retry", self._backoff.next_delay())
-        self._send(node, queued)
-        if self._targets is not None and not self._writes.busy(node):
-            self._reconcile(node)
-
-    def _clear(self, node: str) -> None:
-        upgrade = self._upgrades.get(node, IDLE)
-        if upgrade.state is not S.POD_DELETION_REQUIRED:
-            return
-        module, label = self._module, self._module_label
-        ref, bridge = self.actor_ref, self.bridge
-
-        def departures_of(pods: list[Obj]) -> Any:
-            return departures(module, label, pods)
-
-        def on_blocked(why: str) -> None:
-            bridge.tell(ref, EvictionBlocked(node, why))
-
-        if not self._clearings.running(node):
-            clear = self._io.clear_node(node, departures_of, on_blocked)
-            serial = self._clearings.next_serial()
-            handle = self.bridge.run(ref, ("clear", node, serial), clear)
-            self._clearings.started(node, serial, handle)
-
-    def _cleared(self, node: str, done: IoDone) -> None:
-        if not self._clearings.finished(node, done.tag[2]):
-            return  # cancelled: the node left this state (failed, aborted) or we are stopping
-        if not done.ok:
-            self._say(logging.WARNING, "EvictionFailed", node, f"evictions failed: {done.error}")
-            self.set_timer(f"clear:{node}", self._backoff.next_delay())
-            return
-        pod = self._pod(node)
-        self._feed(node, PodsGone(_uid(pod) if pod is not None else "", time.time()))
-
-    def _delete_pod(self, node: str, uid: str) -> None:
-        pod = self._pods.by_uid(node, uid)
-        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
-            return  # gone or going already (a resumed operator): never delete twice
-        meta = pod["metadata"]
-        self._say(logging.INFO, Reason.UPGRADING, node, f"replaces the loader pod on {node}")
-        self.bridge.run(
-            self.actor_ref,
-            ("delete", node, uid),
-            self._io.delete_object("pod", meta["namespace"], meta["name"], uid),
-        )
-
-    # --- reporting -------------------------------------------------------------------------------
-
-    def _report_failed(self, node: str, cause: str) -> None:
-        message = f"node {node}: {cause}; the rollout stopped (a new Module generation resumes it)"
-        self._say(logging.WARNING, Reason.UPGRADE_FAILED, node, message)
-        self._io.record_event(
-            self._module.object_reference(), "Warning", Reason.UPGRADE_FAILED, message
-        )
-        involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
-        self._io.record_event(
-            involved, "Warning", Reason.UPGRADE_FAILED, f"module {self._module.key}: {cause}"
-        )
-        self._started.pop(node, None)
-        self._clock.forget(node)
-
-    def _report_done(self, node: str) -> None:
-        self._clock.done(node)
-        started = self._started.pop(node, None)
-        if started is not None:
-            self._metrics.node_upgraded(time.monotonic() - started)
-        self._say(logging.INFO, "Upgraded", node, f"upgraded {node}")
-
-    def _report(self) -> None:
-        if self._targets is None:
-            return
-        counts = self._tallied().counts()
-        meta = self._module.metadata
-        self._metrics.upgrade_nodes(meta.namespace, meta.name, counts)
-        failed = self._failed_now()
-        report = RolloutReport(
-            ready_label=self._label,
-            upgrade=upgrade_status(self._module_digest, counts),
-            failed=tuple(sorted((n, u.cause) for n, u in failed.items())),
-            waiting=tuple(sorted(self._clearings.blocked.items())),
-            generation=self._module.metadata.generation,
-        )
-        if report != self._last_report:
-            self._last_report = report
-            self.send(self._supervisor, report)
-
-    def _tallied(self) -> Tally:
-        """The tally, with the nodes whose facts changed since it was last asked recomputed."""
-        targets = self._targets or {}
-        for node in self._changed:
-            self._tally.update(
-                node, targets.get(node), self._upgrades.get(node), self._pod(node), self._node(node)
-            )
-        self._changed.clear()
-        return self._tally
-
     def _pod(self, node: str) -> Obj | None:
         return self._pods.current(node)
-
-    def _say(self, level: int, reason: str, node: str, text: str) -> None:
-        """One log line per decision, with module, node and reason fields."""
-        fields = log_fields(module=self._module.key, node=node, reason=reason)
-        log.log(level, "%s: %s", self.describe(), text, extra=fields)
-
-
-def _uid(pod: Obj) -> str:
-    return str((pod.get("metadata") or {}).get("uid") or "")
