@@ -15,7 +15,7 @@ from ooto.domain.signing import SIGNED_BY_LABEL, SIGNED_FOR_LABEL
 from ooto.testing.kubelet import SimulatedKubelet
 from ooto.testing.registry_server import RegistryServer
 from ooto.testing.rest import KubeRest
-from tests.integration.conftest import OperatorFactory
+from tests.integration.conftest import OperatorFactory, RunningOperator
 from tests.integration.scenario_support import (
     apply_module,
     condition,
@@ -42,6 +42,38 @@ from tests.integration.test_signing import (  # noqa: F401
 TAG = "6.1.0-rpi7-rpi-v8_"
 
 
+async def two_key_pairs(admin_rest: KubeRest, namespace: str, tmp_path: Path) -> None:
+    """Secrets a-key/a-cert and b-key/b-cert: two signing identities."""
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    for who in ("a", "b"):
+        key, _, cert_der = key_pair(tmp_path, who)
+        await admin_rest.post(path, secret(f"{who}-key", "key", key))
+        await admin_rest.post(path, secret(f"{who}-cert", "cert", cert_der))
+
+
+async def signing_operator(
+    start_operator: OperatorFactory, namespace: str, built: dict[str, str]
+) -> RunningOperator:
+    """Buildah builds and signs, certificate Secrets read again every second."""
+    return await start_operator(
+        watch_namespace=namespace,
+        build_backend="buildah",
+        signer_image=built["signer"],
+        sign_secrets_recheck_seconds=1,
+        backoff_initial_seconds=1,
+        backoff_max_seconds=2,
+    )
+
+
+def sign_of(who: str) -> dict[str, object]:
+    return {**SIGN, "keySecret": {"name": f"{who}-key"}, "certSecret": {"name": f"{who}-cert"}}
+
+
+def signs_succeeded(operator: RunningOperator) -> float:
+    found = {s[1]["outcome"]: s[2] for s in _samples(operator, "ooto_sign_jobs")}
+    return found.get("succeeded", 0.0)
+
+
 async def test_two_modules_signing_one_image_with_two_keys_conflict_instead_of_looping(
     admin_rest: KubeRest,
     real_builds: SimulatedKubelet,  # noqa: F811
@@ -51,28 +83,14 @@ async def test_two_modules_signing_one_image_with_two_keys_conflict_instead_of_l
     start_operator: OperatorFactory,
     tmp_path: Path,
 ) -> None:
-    path = f"/api/v1/namespaces/{namespace}/secrets"
-    for who in ("a", "b"):
-        key, _, cert_der = key_pair(tmp_path, who)
-        await admin_rest.post(path, secret(f"{who}-key", "key", key))
-        await admin_rest.post(path, secret(f"{who}-cert", "cert", cert_der))
+    await two_key_pairs(admin_rest, namespace, tmp_path)
     await real_builds.add_nodes([("sc1-a", KERNEL, GPU)])
-    operator = await start_operator(
-        watch_namespace=namespace,
-        build_backend="buildah",
-        signer_image=images["signer"],
-        sign_secrets_recheck_seconds=1,
-        backoff_initial_seconds=1,
-        backoff_max_seconds=2,
-    )
+    operator = await signing_operator(start_operator, namespace, images)
     repo = f"ooto-test/conflict-{secrets.token_hex(3)}"
     mapping = signed_mapping(registry, repo, images["base"])
 
-    def sign_of(who: str) -> dict[str, object]:
-        return {**SIGN, "keySecret": {"name": f"{who}-key"}, "certSecret": {"name": f"{who}-cert"}}
-
     def signs() -> float:
-        return {s[1]["outcome"]: s[2] for s in _samples(operator, "ooto_sign_jobs")}["succeeded"]
+        return signs_succeeded(operator)
 
     async def labels() -> dict[str, str]:
         return dict((await registry.image_config(repo, TAG))["config"]["Labels"])
@@ -131,28 +149,14 @@ async def test_a_module_that_no_longer_signs_the_image_leaves_it_to_the_waiting_
     the fix: B kept SignConflict for as long as A existed. B must take the image over, signing
     it once, and its SignConflict must clear; A, selecting the node again, is the one that waits
     (no re-signing in turn)."""
-    path = f"/api/v1/namespaces/{namespace}/secrets"
-    for who in ("a", "b"):
-        key, _, cert_der = key_pair(tmp_path, who)
-        await admin_rest.post(path, secret(f"{who}-key", "key", key))
-        await admin_rest.post(path, secret(f"{who}-cert", "cert", cert_der))
+    await two_key_pairs(admin_rest, namespace, tmp_path)
     await real_builds.add_nodes([("sc2-a", KERNEL, GPU)])
-    operator = await start_operator(
-        watch_namespace=namespace,
-        build_backend="buildah",
-        signer_image=images["signer"],
-        sign_secrets_recheck_seconds=1,
-        backoff_initial_seconds=1,
-        backoff_max_seconds=2,
-    )
+    operator = await signing_operator(start_operator, namespace, images)
     repo = f"ooto-test/handover-{secrets.token_hex(3)}"
     mapping = signed_mapping(registry, repo, images["base"])
 
-    def sign_of(who: str) -> dict[str, object]:
-        return {**SIGN, "keySecret": {"name": f"{who}-key"}, "certSecret": {"name": f"{who}-cert"}}
-
     def signs() -> float:
-        return {s[1]["outcome"]: s[2] for s in _samples(operator, "ooto_sign_jobs")}["succeeded"]
+        return signs_succeeded(operator)
 
     async def signed_for() -> str:
         return str((await registry.image_config(repo, TAG))["config"]["Labels"][SIGNED_FOR_LABEL])
@@ -198,21 +202,10 @@ async def test_two_kernels_of_one_module_resolving_to_one_image_with_two_keys_do
     of its own Module. The second kernel (later mapping) must wait with SignCollision (condition
     and one Event) and sign nothing; once the first kernel leaves, it signs, and the first one,
     back, waits in turn; with the same Secrets both run one signature."""
-    path = f"/api/v1/namespaces/{namespace}/secrets"
-    for who in ("a", "b"):
-        key, _, cert_der = key_pair(tmp_path, who)
-        await admin_rest.post(path, secret(f"{who}-key", "key", key))
-        await admin_rest.post(path, secret(f"{who}-cert", "cert", cert_der))
+    await two_key_pairs(admin_rest, namespace, tmp_path)
     other = "6.1.0-18-arm64"
     await real_builds.add_nodes([("sc3-a", KERNEL, GPU), ("sc3-b", other, GPU)])
-    operator = await start_operator(
-        watch_namespace=namespace,
-        build_backend="buildah",
-        signer_image=images["signer"],
-        sign_secrets_recheck_seconds=1,
-        backoff_initial_seconds=1,
-        backoff_max_seconds=2,
-    )
+    operator = await signing_operator(start_operator, namespace, images)
     repo = f"ooto-test/collision-{secrets.token_hex(3)}"
     base = signed_mapping(registry, repo, images["base"])
     image = f"{registry.host}/{repo}:${{KERNEL_XYZ}}"
@@ -227,8 +220,7 @@ async def test_two_kernels_of_one_module_resolving_to_one_image_with_two_keys_do
         return {**fields, "regexp": regexp, "containerImage": image, "sign": sign}
 
     def signs() -> float:
-        found = {s[1]["outcome"]: s[2] for s in _samples(operator, "ooto_sign_jobs")}
-        return found.get("succeeded", 0.0)
+        return signs_succeeded(operator)
 
     def secret_gets() -> float:
         return operator.metrics.requests_total(verb="get", resource="secrets")
