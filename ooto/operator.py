@@ -43,7 +43,7 @@ from ooto.domain.render import (
     MANAGED_BY,
     MODULE_LOADER,
 )
-from ooto.domain.stored import trim_pod
+from ooto.domain.stored import trim_daemonset, trim_pod
 from ooto.domain.upgrade.leftovers import carries_module_keys
 from ooto.kube.client import KubeApi
 from ooto.kube.events import EventRecorder
@@ -150,7 +150,9 @@ class Operator:
             routes.deliver(event.obj)
             rollouts.deliver_daemonset(event.obj)  # desired load digests: loader templates
 
-        daemonsets = self._informer(DAEMONSETS, on_daemonset, label_selector=ours)
+        daemonsets = self._informer(
+            DAEMONSETS, on_daemonset, label_selector=ours, trim=trim_daemonset
+        )
         builds = self._informer(
             self._backend.resource,
             lambda e: root_tell(BuildObserved(e.type, e.obj)),

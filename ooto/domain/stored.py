@@ -78,6 +78,29 @@ def pod_images(daemonset: Obj) -> tuple[tuple[str, str], ...] | None:
     return tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers)
 
 
+def trim_daemonset(daemonset: dict[str, Any]) -> None:
+    """Keep, in place, only what ooto reads of its own DaemonSets (an informer `trim`): all of the
+    metadata, the selector and update strategy, the template's metadata (the spec-hash and load
+    digest annotations), each container's name and image (`pod_images`), and the status. The
+    rest of the template (load script, preStop hook, volumes, security context: most of the
+    object) is ooto's own rendering, known by its spec hash; a replace takes only the
+    resourceVersion and the owner from the cache. At 10 Modules x 500 kernels the cache holds
+    5000 of them (docs/benchmarks.md, memory)."""
+    spec = daemonset.get("spec") or {}
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    kept: dict[str, Any] = {key: spec[key] for key in ("selector", "updateStrategy") if key in spec}
+    kept["template"] = {
+        "metadata": template.get("metadata") or {},
+        "spec": {
+            key: [{"name": c.get("name"), "image": c.get("image")} for c in pod[key]]
+            for key in ("initContainers", "containers")
+            if pod.get(key)
+        },
+    }
+    daemonset["spec"] = kept
+
+
 PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
 
 

@@ -26,6 +26,15 @@ from ooto.domain.render import (
     render_daemonsets,
     spec_hash,
 )
+from ooto.domain.stored import (
+    daemonset_ready,
+    owned_by,
+    pod_images,
+    stored_hash,
+    trim_daemonset,
+    uid_of,
+)
+from ooto.domain.upgrade.facts import template_digest
 
 SAMPLE = """
 apiVersion: ooto.sigs.k8s.io/v1alpha1
@@ -398,3 +407,25 @@ def test_rendering_is_pinned_across_operator_versions() -> None:
     assert hashes == PINNED_HASHES
     module = sample()
     assert load_digest(module, plan_for(module, "5.4.0-1054-gke")) == PINNED_LOAD_DIGEST
+
+
+def test_a_trimmed_daemonset_answers_every_reader_as_the_whole_one() -> None:
+    """The DaemonSet cache keeps only what ooto reads (`trim_daemonset`): every reader of a
+    cached DaemonSet must see the same from the trimmed object as from the whole one."""
+    for daemonset in render(sample()):
+        stored = copy.deepcopy(daemonset)
+        stored["metadata"].update(uid="u1", resourceVersion="42", generation=3)
+        stored["status"] = {
+            "observedGeneration": 3,
+            "desiredNumberScheduled": 2,
+            "numberReady": 2,
+            "updatedNumberScheduled": 2,
+        }
+        trimmed = copy.deepcopy(stored)
+        trim_daemonset(trimmed)
+        assert len(json.dumps(trimmed)) < 0.7 * len(json.dumps(stored))
+        for read in (stored_hash, pod_images, template_digest, daemonset_ready, uid_of):
+            assert read(trimmed) == read(stored), read.__name__
+        owner = stored["metadata"]["ownerReferences"][0]["uid"]
+        assert owned_by(trimmed, owner) and trimmed["metadata"] == stored["metadata"]
+        assert trimmed["spec"]["updateStrategy"] == stored["spec"]["updateStrategy"]
