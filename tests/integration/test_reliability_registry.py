@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from ooto.testing.kubelet import SimulatedKubelet, build_destinations
@@ -73,6 +74,7 @@ async def test_registry_down_reports_image_check_failed_backs_off_and_recovers(
     registry_proxy: FaultProxy,
     namespace: str,
     start_operator: OperatorFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     kubelet.job_outcome = push_to(registry)  # type: ignore[assignment]
     await kubelet.add_nodes([("g1-a", A, GPU)])
@@ -98,16 +100,23 @@ async def test_registry_down_reports_image_check_failed_backs_off_and_recovers(
     # While the registry stays down: retries are spaced out, status is not rewritten each time.
     loop, status = asyncio.get_running_loop(), operator.metrics.requests_total
     status_writes = status(verb="patch", resource="modules/status")
-    window = 8.0
+    # The backoff is counted in the kernel actor's retries (each logs "cannot check"), not in the
+    # gaps between connections: the registry client caches an error for 3 s, so connections are
+    # 3 s apart at least whatever the backoff, and comparing their gaps was a coin toss (3.3 s
+    # against 3.2 s failed once).
+    window = 14.0
+    caplog.clear()
     await asyncio.sleep(window)
     attempts = checks(registry_proxy.refused_at, down_since)
+    retries = [r for r in caplog.records if "cannot check" in r.getMessage()]
     rewrites = status(verb="patch", resource="modules/status") - status_writes
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
     seconds = loop.time() - down_since
     print(f"\nregistry down {seconds:.0f}s: {len(attempts)} checks (gaps {gaps} s); ", end="")
-    print(f"{rewrites} status writes in the last {window:.0f}s")
-    assert 2 <= len(attempts) <= 7, "backoff: 0.5 s doubling up to 5 s"
-    assert gaps[-1] >= 2.0 and gaps[-1] >= gaps[0], "retries must back off"
+    print(f"{len(retries)} retries and {rewrites} status writes in the last {window:.0f}s")
+    assert 2 <= len(attempts) <= 7, "the registry is asked again while it is down, not hammered"
+    # 0.5 s doubling up to 5 s: about 5 retries in 14 s (28 at a fixed 0.5 s).
+    assert 2 <= len(retries) <= 8, "retries must back off"
     assert rewrites <= 2
 
     # It comes back, slow: 300 ms per chunk each way.
