@@ -105,6 +105,7 @@ class NodeTracker(OotoActor):
         self._dirty: set[str] = set()
         self._flush_queued = False
         self._patching: dict[str, tuple[Any, Any]] = {}
+        self._written: dict[str, int] = {}  # node -> resourceVersion our last label write made
         self._warned: dict[str, str] = {}  # node -> the refused kernel string we reported
         self._backoff = backoff
 
@@ -114,6 +115,7 @@ class NodeTracker(OotoActor):
         new = None if event.type == "DELETED" else node_view(event.node)
         if new is None:
             self._nodes.pop(name, None)
+            self._written.pop(name, None)
         else:
             self._nodes[name] = new
             if new.kernel is None and new.refused is None and (old is None or old.kernel):
@@ -123,7 +125,10 @@ class NodeTracker(OotoActor):
                     extra={"node": name, "reason": "NoKernelVersion"},
                 )
             self._refuse(event.node, new)
-            self._label(name, new)
+            if _version(event.node) >= self._written.get(name, 0):
+                # An event older than our own write (a relist listed before it landed, an event
+                # queued behind its reply) would have the label written a second time.
+                self._label(name, new)
         for key, sub in self._subscriptions.items():
             if _reindex(sub, name, old, new):
                 self._dirty.add(key)
@@ -188,6 +193,8 @@ class NodeTracker(OotoActor):
         self._patching.pop(name, None)
         if done.ok:
             self._backoff.reset()
+            if isinstance(done.result, Mapping):
+                self._written[name] = _version(done.result)
             return
         log.warning("could not label node %s: %s", name, done.error, extra={"node": name})
         self.set_timer(f"relabel:{name}", self._backoff.next_delay())
@@ -239,3 +246,11 @@ def _rekernel(sub: Subscription, name: str, old: NodeView | None, new: NodeView 
     if after is not None:
         sub.kernels.setdefault(after, set()).add(name)
     return True
+
+
+def _version(node: Mapping[str, Any]) -> int:
+    """A Node's resourceVersion as a number (0 when it is not one: then nothing is skipped)."""
+    try:
+        return int((node.get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -121,7 +121,8 @@ class OperatorIO(Protocol):
 
     def patch_node_kernel(
         self, name: str, labels: Mapping[str, str | None], annotations: Mapping[str, str | None]
-    ) -> Coroutine[Any, Any, None]: ...
+    ) -> Coroutine[Any, Any, Obj]:
+        """The Node as stored after the patch (its resourceVersion tells later events apart)."""
 
     def check_image(
         self, module: Module, plan: KernelPlan, *, fresh: bool = False

@@ -115,9 +115,10 @@ class KubeOperatorIO:
 
     async def patch_node_kernel(
         self, name: str, labels: Mapping[str, str | None], annotations: Mapping[str, str | None]
-    ) -> None:
+    ) -> Obj:
         patch = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}}
-        await self._api.patch(NODES, name, patch)
+        stored: Obj = await self._api.patch(NODES, name, patch)
+        return stored
 
     async def patch_node(
         self,

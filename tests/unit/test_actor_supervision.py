@@ -230,3 +230,52 @@ def test_a_refused_kernel_string_is_reported_once_per_node_and_kernel(
         ("evil", "InvalidKernel"),
     ]
     tracker.stop()
+
+
+class StoringNodeIO(NodeIO):
+    """Answers a label patch as the API server does: with the Node as stored, a newer version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patched: list[str] = []
+
+    async def patch_node_kernel(self, name: str, *args: Any) -> dict[str, Any]:
+        self.patched.append(name)
+        return {"metadata": {"name": name, "resourceVersion": "10"}}
+
+
+def test_an_event_older_than_our_label_write_does_not_write_it_again(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """After an API server restart the Node informer relists: a list served before our label
+    patch landed shows the node without the label, after the patch's reply. Seen in
+    test_reliability_apiserver as one label written twice."""
+    from actors.base import Backoff
+    from actors.messages import NodeObserved
+    from actors.node_tracker import NodeTracker
+
+    io = StoringNodeIO()
+    tracker = NodeTracker.start(Bridge(loop), io, Backoff(0.05, 0.2))
+
+    def unlabelled(version: str) -> NodeObserved:
+        meta = {"name": "n1", "labels": {}, "resourceVersion": version}
+        return NodeObserved(
+            "MODIFIED", {"metadata": meta, "status": {"nodeInfo": {"kernelVersion": "6.1.0-9"}}}
+        )
+
+    def settled() -> None:
+        """Whatever the tracker started ran on the loop, and its replies were handled."""
+        for _ in range(3):
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(5)
+            tracker.ask("barrier")
+
+    tracker.tell(unlabelled("5"))
+    settled()
+    assert io.patched == ["n1"]
+    tracker.tell(unlabelled("7"))  # older than the write's version 10
+    settled()
+    assert io.patched == ["n1"]
+    tracker.tell(unlabelled("11"))  # newer: someone took the label off
+    settled()
+    assert io.patched == ["n1", "n1"]
+    tracker.stop()
