@@ -26,6 +26,7 @@ from actors.ports import OperatorIO
 from ooto.domain.kernels import valid_kernel
 from ooto.domain.reasons import EventReason
 from ooto.domain.render import NODE_KERNEL_ANNOTATION, NODE_KERNEL_LABEL, node_kernel_labels
+from ooto.domain.stored import resource_version
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class NodeTracker(OotoActor):
                     extra={"node": name, "reason": "NoKernelVersion"},
                 )
             self._refuse(event.node, new)
-            if _version(event.node) >= self._written.get(name, 0):
+            if resource_version(event.node) >= self._written.get(name, 0):
                 # An event older than our own write (a relist listed before it landed, an event
                 # queued behind its reply) would have the label written a second time.
                 self._label(name, new)
@@ -194,7 +195,7 @@ class NodeTracker(OotoActor):
         if done.ok:
             self._backoff.reset()
             if isinstance(done.result, Mapping):
-                self._written[name] = _version(done.result)
+                self._written[name] = resource_version(done.result)
             return
         log.warning("could not label node %s: %s", name, done.error, extra={"node": name})
         self.set_timer(f"relabel:{name}", self._backoff.next_delay())
@@ -246,11 +247,3 @@ def _rekernel(sub: Subscription, name: str, old: NodeView | None, new: NodeView 
     if after is not None:
         sub.kernels.setdefault(after, set()).add(name)
     return True
-
-
-def _version(node: Mapping[str, Any]) -> int:
-    """A Node's resourceVersion as a number (0 when it is not one: then nothing is skipped)."""
-    try:
-        return int((node.get("metadata") or {}).get("resourceVersion") or 0)
-    except (TypeError, ValueError):
-        return 0

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actors.ports import ObjectStore
+from ooto.domain.stored import resource_version
 
 Obj = Mapping[str, Any]
 Patch = tuple[dict[str, str | None], dict[str, str | None], bool | None, bool]
@@ -53,14 +54,7 @@ class NodeWrites:
         cached, mine = self._nodes.get("", name), self._fresh.get(name)
         if mine is None:
             return cached
-        if cached is None or _version(cached) >= _version(mine):
+        if cached is None or resource_version(cached) >= resource_version(mine):
             del self._fresh[name]
             return cached
         return mine
-
-
-def _version(obj: Obj) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0

@@ -26,6 +26,7 @@ from ooto.domain.status import (
     kernel_count,
     status_flags,
 )
+from ooto.domain.stored import parse_resource_version, resource_version
 
 log = logging.getLogger("actors.supervisor")
 
@@ -159,7 +160,7 @@ class StatusWriter:
         self._backoff.reset()
         stored: Mapping[str, Any] = done.result
         self._stored_status = stored.get("status")
-        self._stored_version = _version_of(stored)
+        self._stored_version = resource_version(stored)
 
     if TYPE_CHECKING:  # provided by ModuleSupervisor and OotoActor
         actor_ref: Any
@@ -177,20 +178,7 @@ def _hold(kernels: int) -> float:
 
 def module_version(module: Module) -> int:
     """The Module's resourceVersion as a number (0 when it is not one)."""
-    return _parse_version(module.metadata.resource_version)
-
-
-def _version_of(obj: Mapping[str, Any]) -> int:
-    return _parse_version((obj.get("metadata") or {}).get("resourceVersion", ""))
-
-
-def _parse_version(value: str) -> int:
-    # resourceVersions are opaque, but etcd-backed servers hand out increasing integers; comparing
-    # them keeps an informer event older than our own write from triggering a rewrite.
-    try:
-        return int(value)
-    except ValueError:
-        return 0
+    return parse_resource_version(module.metadata.resource_version)
 
 
 def _now() -> str:

@@ -23,6 +23,20 @@ def uid_of(obj: Obj) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
+def parse_resource_version(value: object) -> int:
+    """A resourceVersion as a number, 0 when it is not one. resourceVersions are opaque, but
+    etcd-backed servers hand out increasing integers: comparing them keeps an informer event
+    older than our own write from triggering the write again."""
+    try:
+        return int(str(value or 0))
+    except ValueError:
+        return 0
+
+
+def resource_version(obj: Obj) -> int:
+    return parse_resource_version((obj.get("metadata") or {}).get("resourceVersion"))
+
+
 def stored_hash(obj: Obj | None) -> str | None:
     if obj is None:
         return None

@@ -159,3 +159,13 @@ def test_a_trimmed_loader_pod_keeps_what_ready_labels_and_upgrades_read() -> Non
     assert "managedFields" not in pod["metadata"] and pod["metadata"]["deletionTimestamp"] == "t1"
     assert pod["spec"] == {"nodeName": "node-1"}
     assert pod["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+
+
+def test_resource_versions_compare_as_numbers_and_odd_ones_as_zero() -> None:
+    from ooto.domain.stored import parse_resource_version, resource_version
+
+    assert resource_version({"metadata": {"resourceVersion": "10"}}) > resource_version(
+        {"metadata": {"resourceVersion": "9"}}
+    )
+    assert [parse_resource_version(v) for v in ("", None, "x1", "42")] == [0, 0, 0, 42]
+    assert resource_version({}) == 0
