@@ -89,10 +89,6 @@ class StatusWriter:
         self._metrics.module_status(meta.namespace, meta.name, status)
         if status == self._stored_status:
             return
-        wait = self._progress_wait(status)
-        if wait > 0:
-            self._status_timer(wait)
-            return
         self._writing = True
         self._last_write = time.monotonic()
         self.bridge.run(
@@ -101,15 +97,10 @@ class StatusWriter:
             self._io.patch_module_status(meta.namespace, meta.name, status),
         )
 
-    def _progress_wait(self, status: Mapping[str, Any]) -> float:
-        """Seconds to hold back a status that changes no condition's status (0: write now)."""
-        if status_flags(status) != status_flags(self._stored_status):
-            return 0.0
-        return self._last_write + _hold(len(status.get("kernels") or ())) - time.monotonic()
-
     def _held(self, facts: ModuleFacts) -> float:
-        """Seconds left of a progress hold when `facts` flip no condition, else 0. The fold (every
-        kernel's entry) is skipped until then: a 500-kernel Module rolling out reports every
+        """Seconds left of a progress hold when `facts` flip no condition, else 0 (write now).
+        Judged before the fold (`condition_flags` are the folded status's flags), so the fold of
+        every kernel's entry is skipped while held: a 500-kernel Module rolling out reports every
         debounce, and folding each time only to hold the result back took CPU from the rollout."""
         if self._stored_status is None:
             return 0.0
