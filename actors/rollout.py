@@ -35,12 +35,13 @@ from actors.messages import (
 from actors.node_writes import NodeWrites
 from actors.ports import ActorContext, Obj
 from actors.rollout_clock import StepClock
-from actors.rollout_effects import RolloutEffects, uid_of
+from actors.rollout_effects import RolloutEffects
 from actors.rollout_reports import RolloutReporting
 from actors.rollout_views import Clearings, LoaderPods
 from ooto.domain.api import Module, UpgradeMode
 from ooto.domain.kernels import label_safe
 from ooto.domain.reasons import EventReason, Reason
+from ooto.domain.stored import uid_of
 from ooto.domain.upgrade import facts, record
 from ooto.domain.upgrade.budget import failed_in, max_parallel
 from ooto.domain.upgrade.facts import template_digest

@@ -17,6 +17,7 @@ from actors.rollout_clock import StepClock
 from actors.rollout_views import Clearings, LoaderPods
 from ooto.domain.api import Module
 from ooto.domain.reasons import Reason
+from ooto.domain.stored import uid_of
 from ooto.domain.upgrade import record
 from ooto.domain.upgrade.state import (
     Action,
@@ -182,7 +183,3 @@ class RolloutEffects:
         def _report_failed(self, node: str, cause: str) -> None: ...
         def _report_done(self, node: str) -> None: ...
         def _say(self, level: int, reason: str, node: str, text: str) -> None: ...
-
-
-def uid_of(pod: Obj) -> str:
-    return str((pod.get("metadata") or {}).get("uid") or "")
