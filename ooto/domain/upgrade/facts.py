@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ooto.domain.digest import LOAD_DIGEST_ANNOTATION
+from ooto.domain.render import LABEL_KERNEL
 from ooto.domain.upgrade.keys import SKIP_LABEL
 
 Obj = Mapping[str, Any]
-LABEL_KERNEL = "ooto.sigs.k8s.io/kernel"
 
 
 def pod_ready(pod: Obj) -> bool:
